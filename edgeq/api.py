@@ -1,0 +1,319 @@
+"""`edgeq.compile`: the one code path behind the CLI and the Python API, stage by stage."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import onnx
+import yaml
+
+from edgeq import __version__
+from edgeq.backends.ort_cpu import Artifact, compile_ort_cpu
+from edgeq.dashboard.commands import record_run
+from edgeq.data import Arrays, load_npz, split, validate
+from edgeq.errors import InputError
+from edgeq.frontend.onnx_load import input_signatures, load_onnx
+from edgeq.graph import model_bytes, save_model
+from edgeq.measure.fidelity import compare_outputs
+from edgeq.measure.latency import LatencyEntry, measure_pair
+from edgeq.measure.layers import layer_damage
+from edgeq.measure.machine import describe_machine
+from edgeq.measure.runner import OrtRunner
+from edgeq.measure.tasks import TaskResult, resolve_evaluator
+from edgeq.outdir import check_output_path, staged_output
+from edgeq.passes.prepare import prepare_model
+from edgeq.progress import Reporter
+from edgeq.quant.calibrate import calibrate_ranges
+from edgeq.quant.plan import ensure_node_names, plan_int8
+from edgeq.quant.qdq import activation_format, rewrite_qdq
+from edgeq.recipe import Recipe, build_recipe
+from edgeq.report.html import write_html
+from edgeq.report.schema import Gate, Report
+from edgeq.targets import TargetSpec, load_target
+
+
+@dataclass
+class CompileResult:
+    """What a compile hands back: the typed report, the artifact and the output directory."""
+
+    report: Report
+    artifact: Path
+    out_dir: Path
+
+    @property
+    def passed(self) -> bool:
+        return self.report.passed
+
+
+@dataclass
+class SourceModel:
+    model: onnx.ModelProto
+    path: str
+    sha256: str
+    bytes: int
+    name: str
+
+
+def compile(  # noqa: A001 - the verb users expect: edgeq.compile(...)
+    model: str | Path | onnx.ModelProto | Any,
+    *,
+    out: str | Path,
+    example_inputs: Any = None,
+    input_names: list[str] | None = None,
+    output_names: list[str] | None = None,
+    recipe: Recipe | None = None,
+    force: bool = False,
+    progress: bool = False,
+    runs: str | Path | None | bool = None,
+    **overrides: Any,
+) -> CompileResult:
+    """Compile a model (ONNX path, ModelProto, or torch.nn.Module + example_inputs) for a target.
+
+    `overrides` are recipe fields (target=, calib=, calibration={...}, task={...}, gates={...}...).
+    Every compile is recorded in the runs store (`runs`: a path, None for $EDGEQ_RUNS or the user
+    data dir, False to skip).
+    """
+    recipe = build_recipe(recipe, **overrides)
+    out = Path(out)
+    check_output_path(out, force)
+    target = load_target(recipe.target)
+    reporter = Reporter(enabled=progress)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with reporter.stage("load", "load model"):
+            source = _load_source(model, example_inputs, input_names, output_names)
+        calib, evaluation = _load_data(recipe, source.model)
+        with staged_output(out, force) as staging:
+            report = _run(source, recipe, target, calib, evaluation, staging, reporter)
+            report.warnings = _summarize_warnings(caught)
+            report.write(staging / "report.json")
+            write_html(report.to_dict(), staging / "report.html")
+            (staging / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    if runs is not False:
+        record_run(report.to_dict(), out, Path(runs) if runs else None)
+    return CompileResult(report, out / report.artifact["path"], out)
+
+
+def _load_source(model, example_inputs, input_names, output_names) -> SourceModel:
+    if isinstance(model, str | Path):
+        path = Path(model)
+        loaded = load_onnx(path)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        return SourceModel(loaded, str(path.resolve()), digest, model_bytes(path), path.stem)
+    if isinstance(model, onnx.ModelProto):
+        serialized = model.SerializeToString()
+        return SourceModel(model, "<ModelProto>", hashlib.sha256(serialized).hexdigest(),
+                           len(serialized), model.graph.name or "model")
+    import torch
+
+    if isinstance(model, torch.nn.Module):
+        from edgeq.frontend.torch_export import export_torch
+
+        if example_inputs is None:
+            raise InputError("a torch module needs example_inputs to be exported")
+        exported, _ = export_torch(model, example_inputs, input_names=input_names,
+                                   output_names=output_names)
+        serialized = exported.SerializeToString()
+        return SourceModel(exported, f"<torch {type(model).__name__}>",
+                           hashlib.sha256(serialized).hexdigest(), len(serialized), type(model).__name__)
+    raise InputError(f"cannot compile a {type(model).__name__}: give an ONNX path, ModelProto or nn.Module")
+
+
+def _load_data(recipe: Recipe, model: onnx.ModelProto) -> tuple[Arrays, Arrays]:
+    """Calibration and held-out evaluation arrays, checked against the model's inputs."""
+    if recipe.calib is None:
+        raise InputError("no calibration data: pass --calib DATA.npz (one array per model input)")
+    signatures = input_signatures(model)
+    calib = load_npz(recipe.calib)
+    count = validate(calib, signatures, f"calibration file {recipe.calib}")
+    if recipe.eval is None:
+        return split(calib, count, recipe.eval_fraction)
+    evaluation = load_npz(recipe.eval, "evaluation file")
+    validate(evaluation, signatures, f"evaluation file {recipe.eval}")
+    return calib, evaluation
+
+
+def _run(source: SourceModel, recipe: Recipe, target: TargetSpec, calib: Arrays,
+         evaluation: Arrays, staging: Path, reporter: Reporter) -> Report:
+    scheme = target.quantization.int8
+    with reporter.stage("prepare", "prepare graph (fold BatchNorm and constants)"):
+        prepared = prepare_model(source.model)
+        ensure_node_names(prepared)
+    pruning = None
+    if recipe.prune is not None:
+        with reporter.stage("prune", "prune by iterative feature merging"):
+            prepared, pruning = _prune(prepared, source.model, recipe, evaluation, reporter)
+    with reporter.stage("plan", "plan INT8 placement"):
+        plan = plan_int8(prepared, scheme, recipe.exclude)
+    with reporter.stage("calibrate", f"calibrate activation ranges ({recipe.calibration.method})"):
+        samples = min(recipe.calibration.samples, _count(calib, prepared))
+        batches = -(-samples // 32) * (1 if recipe.calibration.method == "minmax" else 2)
+        with reporter.bar("calibration batches", batches) as tick:
+            ranges = calibrate_ranges(prepared, plan.calibration_tensors(), calib, recipe.calibration,
+                                      activation_format(scheme), progress=lambda *_: tick())
+    with reporter.stage("quantize", "rewrite to QDQ"):
+        quantized = rewrite_qdq(prepared, plan, ranges, scheme)
+    with reporter.stage("compile", f"compile for {target.name}"):
+        artifact = compile_ort_cpu(quantized, target, staging)
+    fp32_path = save_model(source.model, staging / "fp32.reference.onnx")
+    try:
+        measured = _measure(fp32_path, artifact, recipe, target, evaluation, reporter)
+        decision = {"chosen": "int8-qdq", "reason": "INT8 artifact is not slower than fp32"}
+        slow = [e.batch for e in measured["latency"] if e.speedup < 1.0]
+        if slow and recipe.fallback_fp32:
+            decision, artifact, measured = _fall_back(prepared, fp32_path, slow, recipe, target,
+                                                      evaluation, staging, reporter, measured)
+        with reporter.stage("layers", "rank layers by damage"):
+            nodes = {d.name: d.precision for d in plan.decisions if d.precision == "int8"}
+            layers = layer_damage(prepared, quantized, nodes, evaluation)
+    finally:
+        fp32_path.unlink(missing_ok=True)
+        fp32_path.with_name(fp32_path.name + ".data").unlink(missing_ok=True)
+    quantization = {
+        "method": "int8-qdq",
+        "calibration": {"method": recipe.calibration.method, "samples": samples},
+        "formats": {"activations": vars(scheme.activations), "weights": vars(scheme.weights)},
+        "counts": dict(Counter(d.precision for d in plan.decisions)),
+        "nodes": [d.to_dict() for d in plan.decisions],
+        "layers": [d.to_dict() for d in layers],
+    }
+    report = Report(
+        run_id=datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6],
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        edgeq_version=__version__,
+        model={"name": source.name, "path": source.path, "sha256": source.sha256, "bytes": source.bytes},
+        target={"name": target.name, "runtime": target.runtime, "providers": target.providers},
+        recipe=recipe.to_dict(),
+        artifact=artifact.to_dict(staging),
+        size_ratio=artifact.bytes / source.bytes,
+        decision=decision,
+        accuracy_samples=_count(evaluation, prepared),
+        outputs=measured["outputs"],
+        task=measured["task"],
+        latency=measured["latency"],
+        quantization=quantization,
+        pruning=pruning,
+        stages=reporter.stages,
+        machine=describe_machine(),
+    )
+    report.gates = _gates(report, recipe)
+    return report
+
+
+def _prune(prepared: onnx.ModelProto, original: onnx.ModelProto, recipe: Recipe,
+           evaluation: Arrays, reporter: Reporter) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """Merge redundant features, then measure what pruning alone cost against the fp32 model."""
+    from edgeq.passes.ifm import merge_features
+
+    settings = recipe.prune
+    pruned, summary = merge_features(
+        prepared, threshold=settings.threshold, max_ratio=settings.max_ratio,
+        protected=settings.protected, approximate=settings.approximate, progress=reporter.note,
+    )
+    fp32 = OrtRunner(original.SerializeToString())
+    candidate = OrtRunner(pruned.SerializeToString())
+    outputs = compare_outputs(fp32.predict(evaluation), candidate.predict(evaluation))
+    task = _evaluate_task(recipe, fp32, candidate, evaluation)
+    accuracy = {"outputs": [vars(o) for o in outputs], "task": task.to_dict() if task else None}
+    return pruned, {"method": "ifm", "threshold": settings.threshold, "max_ratio": settings.max_ratio,
+                    **summary.to_dict(), "accuracy": accuracy}
+
+
+def _count(data: Arrays, model: onnx.ModelProto) -> int:
+    first = input_signatures(model)[0].name
+    return len(data[first])
+
+
+def _measure(fp32_path: Path, artifact: Artifact, recipe: Recipe, target: TargetSpec,
+             evaluation: Arrays, reporter: Reporter) -> dict[str, Any]:
+    """Fidelity, task metric and interleaved latency of the artifact against the fp32 model."""
+    threads = target.latency.threads
+    fp32 = OrtRunner(fp32_path, threads=threads)
+    compiled = OrtRunner(artifact.path, threads=threads)
+    with reporter.stage("fidelity", "measure fidelity on held-out samples"):
+        reference, candidate = fp32.predict(evaluation), compiled.predict(evaluation)
+        outputs = compare_outputs(reference, candidate)
+        task = _evaluate_task(recipe, fp32, compiled, evaluation)
+    with reporter.stage("latency", "time fp32 and compiled, interleaved"):
+        latency = _latency(fp32, compiled, evaluation, target, reporter)
+    return {"outputs": outputs, "task": task, "latency": latency}
+
+
+def _evaluate_task(recipe: Recipe, fp32, compiled, evaluation: Arrays) -> TaskResult | None:
+    if recipe.task is None:
+        return None
+    evaluator = resolve_evaluator(recipe.task.name)
+    try:
+        return evaluator(fp32, compiled, evaluation, **recipe.task.options)
+    except TypeError as exc:
+        raise InputError(f"task {recipe.task.name!r} rejected its options: {exc}") from None
+
+
+def _latency(fp32: OrtRunner, compiled: OrtRunner, evaluation: Arrays, target: TargetSpec,
+             reporter: Reporter) -> list[LatencyEntry]:
+    settings = target.latency
+    batches = _batch_sizes(fp32, settings.batch_sizes)
+    with reporter.bar("latency rounds", settings.rounds * len(batches)) as tick:
+        return [
+            measure_pair(fp32, compiled, evaluation, batch=batch, threads=settings.threads,
+                         warmup=settings.warmup, rounds=settings.rounds,
+                         seconds_per_round=settings.seconds_per_round, tick=tick)
+            for batch in batches
+        ]
+
+
+def _batch_sizes(runner: OrtRunner, wanted: list[int]) -> list[int]:
+    """The target's batch sizes, or the model's own batch if its batch axis is fixed."""
+    first = next(iter(runner.inputs.values()))
+    fixed = first.shape[0] if first.shape and isinstance(first.shape[0], int) else None
+    return [fixed] if fixed else wanted
+
+
+def _fall_back(prepared, fp32_path, slow, recipe, target, evaluation, staging, reporter, rejected):
+    """Never hand back a slower model: the fp32-optimized artifact replaces a slower INT8 one."""
+    for path in staging.iterdir():
+        if path != fp32_path and path.suffix in (".onnx", ".ort", ".data"):
+            path.unlink()
+    with reporter.stage("compile-fp32", "INT8 was slower; compile the fp32 fallback"):
+        artifact = compile_ort_cpu(prepared, target, staging)
+    measured = _measure(fp32_path, artifact, recipe, target, evaluation, reporter)
+    speedups = ", ".join(f"batch {e.batch}: {e.speedup:.2f}x" for e in rejected["latency"])
+    decision = {
+        "chosen": "fp32",
+        "reason": f"INT8 was slower than fp32 at batch {slow} ({speedups}); kept fp32-optimized",
+        "rejected": {"candidate": "int8-qdq",
+                     "speedups": {e.batch: e.speedup for e in rejected["latency"]},
+                     "outputs": [vars(o) for o in rejected["outputs"]]},
+    }
+    return decision, artifact, measured
+
+
+def _gates(report: Report, recipe: Recipe) -> list[Gate]:
+    gates = []
+    limits = recipe.gates
+    if limits.max_drop is not None:
+        if report.task is None:
+            raise InputError("gate max_drop needs a task evaluator (--task); use --min-cosine instead")
+        drop = report.task.worst_primary_drop
+        gates.append(Gate("max_drop", limits.max_drop, drop, drop <= limits.max_drop))
+    if limits.min_speedup is not None:
+        speed = min(e.speedup for e in report.latency)
+        gates.append(Gate("min_speedup", limits.min_speedup, speed, speed >= limits.min_speedup))
+    if limits.min_cosine is not None:
+        cos = report.worst_cosine
+        gates.append(Gate("min_cosine", limits.min_cosine, cos, cos is not None and cos >= limits.min_cosine))
+    return gates
+
+
+def _summarize_warnings(caught: list[warnings.WarningMessage]) -> list[dict[str, Any]]:
+    """Library warnings grouped and counted for the report instead of flooding the terminal."""
+    counts = Counter((w.category.__name__, str(w.message).splitlines()[0][:300]) for w in caught)
+    return [{"source": category, "message": message, "count": n}
+            for (category, message), n in counts.most_common()]

@@ -1,0 +1,157 @@
+"""The `edgeq` command: compile, targets, and the report/dashboard views — one code path with the API."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from edgeq.dashboard.commands import dashboard_command, report_command
+from edgeq.errors import EdgeqError, GateError, InputError
+from edgeq.recipe import Recipe, load_recipe
+from edgeq.targets import builtin_targets, load_target
+
+
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """KEY=VALUE pairs, values read as YAML scalars/lists (dims=[8,16] → a list of ints)."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"--task-option takes KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise InputError(f"--task-option {key}: cannot read value {value!r}") from None
+    return options
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="edgeq")
+def cli() -> None:
+    """edgeq — prune, quantize, compile and measure models for edge targets."""
+
+
+@cli.command("compile")
+@click.argument("model", required=False, type=click.Path(dir_okay=False))
+@click.option("-o", "--out", type=click.Path(file_okay=True), help="Output directory (must not exist).")
+@click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False), help="Recipe YAML; flags override it.")
+@click.option("--target", help="Target name (see `edgeq targets`) or a target YAML path.")
+@click.option("--calib", type=click.Path(dir_okay=False), help="Calibration .npz: one array per model input.")
+@click.option("--eval", "eval_path", type=click.Path(dir_okay=False), help="Held-out .npz (default: split --calib).")
+@click.option("--calib-method", type=click.Choice(["minmax", "percentile", "mse", "entropy"]))
+@click.option("--calib-samples", type=click.IntRange(min=1), help="Calibration samples to use.")
+@click.option("--bits", type=click.Choice(["8"]), help="Weight/activation bits.")
+@click.option("--prune", type=click.Choice(["ifm"]), help="Prune by iterative feature merging first.")
+@click.option("--prune-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), help="IFM β.")
+@click.option("--prune-max-ratio", type=click.FloatRange(0, 1, min_open=True, max_open=True))
+@click.option("--task", "task_name", help="Task evaluator: built-in name or module:function.")
+@click.option("--task-option", multiple=True, metavar="KEY=VALUE", help="Evaluator option (repeatable).")
+@click.option("--exclude", multiple=True, help="Node name or op type to keep fp32 (repeatable).")
+@click.option("--max-drop", type=float, help="Gate: worst drop of the task's primary metrics.")
+@click.option("--min-speedup", type=float, help="Gate: slowest speedup over the batch sizes.")
+@click.option("--min-cosine", type=float, help="Gate: worst output cosine vs fp32.")
+@click.option("--no-fallback", is_flag=True, help="Keep INT8 even when it measures slower than fp32.")
+@click.option("--force", is_flag=True, help="Replace an existing edgeq output directory.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or summary (report files only).")
+def compile_command(model, out, recipe_path, target, calib, eval_path, calib_method, calib_samples,
+                    bits, prune, prune_threshold, prune_max_ratio, task_name, task_option, exclude,
+                    max_drop, min_speedup, min_cosine, no_fallback, force, quiet) -> None:
+    """Compile MODEL (an .onnx file) for a target and measure it against fp32.
+
+    Writes OUT/model.onnx (+ model.ort), OUT/report.json and OUT/recipe.yaml. Exit codes: 0 ok,
+    2 bad input, 3 a gate failed (the report is still written).
+    """
+    from edgeq.api import compile as compile_model
+    from edgeq.report.summary import print_summary
+
+    base, recipe_model = load_recipe(recipe_path) if recipe_path else (Recipe(), None)
+    model = model or recipe_model
+    if model is None:
+        raise InputError("no model given: pass MODEL.onnx or a recipe with a `model:` key")
+    if out is None:
+        raise InputError("no output directory: pass -o OUT")
+    calibration = {k: v for k, v in {"method": calib_method, "samples": calib_samples}.items() if v}
+    prune_settings = {k: v for k, v in {"threshold": prune_threshold, "max_ratio": prune_max_ratio}.items() if v}
+    if prune or prune_settings:
+        prune_settings = {**(vars(base.prune) if base.prune else {}), **prune_settings}
+    task = {"name": task_name, "options": _parse_options(task_option)} if task_name else None
+    if task_option and not task_name:
+        if base.task is None:
+            raise InputError("--task-option needs --task (or a recipe with a task)")
+        task = {"name": base.task.name, "options": {**base.task.options, **_parse_options(task_option)}}
+    gates = {k: v for k, v in {"max_drop": max_drop, "min_speedup": min_speedup, "min_cosine": min_cosine}.items()
+             if v is not None}
+    result = compile_model(
+        model, out=out, recipe=base, force=force, progress=not quiet,
+        target=target, calib=calib, eval=eval_path, bits=int(bits) if bits else None,
+        calibration=calibration or None, prune=prune_settings or None, task=task,
+        exclude=list(exclude) or None, gates=gates or None, fallback_fp32=False if no_fallback else None,
+    )
+    if not quiet:
+        print_summary(result.report)
+        click.echo(f"wrote {result.out_dir}/", err=True)
+    failed = [g for g in result.report.gates if not g.passed]
+    if failed:
+        names = ", ".join(f"{g.name} ({g.value:.4g} vs {g.limit})" for g in failed)
+        raise GateError(f"gate failed: {names}; report written to {result.out_dir}")
+
+
+@cli.command("targets")
+def targets_command() -> None:
+    """List the shipped targets (a YAML file path works wherever a target name does)."""
+    table = Table(title="targets")
+    for column in ("name", "runtime", "int8 activations / weights", "description"):
+        table.add_column(column)
+    for name in builtin_targets():
+        spec = load_target(name)
+        scheme = spec.quantization.int8
+        acts = ("s8" if scheme.activations.signed else "u8") + (" sym" if scheme.activations.symmetric else " asym")
+        weights = "s8 per-channel" + (" 7-bit" if scheme.weights.reduce_range else "")
+        table.add_row(spec.name, spec.runtime, f"{acts} / {weights}", spec.description)
+    Console().print(table)
+
+
+cli.add_command(report_command)
+cli.add_command(dashboard_command)
+
+
+def _terminate(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors print one line (exit 2/3); --debug shows tracebacks."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    if debug:
+        args.remove("--debug")
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        cli.main(args=args, prog_name="edgeq", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("edgeq: interrupted; no output was left behind", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except EdgeqError as exc:
+        if debug:
+            raise
+        click.echo(f"edgeq: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("edgeq: interrupted; no output was left behind", err=True)
+        sys.exit(130)
+    except Exception as exc:  # the last line of defence: one line, never a traceback
+        if debug:
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        click.echo(f"edgeq: internal error: {type(exc).__name__}: {first} (rerun with --debug)", err=True)
+        sys.exit(1)

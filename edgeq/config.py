@@ -1,0 +1,101 @@
+"""Typed configuration from YAML: dataclasses filled from dicts, with errors that name the bad key."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+import yaml
+
+from edgeq.errors import InputError
+
+T = TypeVar("T")
+
+
+def load_yaml(path: Path, what: str) -> dict[str, Any]:
+    """A YAML mapping read with the safe loader (no executable tags), or one clear error."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"{what} {path} is not valid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(f"{what} {path} must be a mapping of keys to values")
+    return data
+
+
+def from_dict(cls: type[T], data: Any, where: str) -> T:
+    """Build dataclass `cls` from `data`, checking keys and value types; `where` prefixes errors."""
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise InputError(f"{where} must be a mapping, got {_describe(data)}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        allowed = ", ".join(fields)
+        raise InputError(f"{where}: unknown key {unknown[0]!r}; allowed keys: {allowed}")
+    hints = get_type_hints(cls)
+    values = {name: _coerce(hints[name], value, f"{where}.{name}") for name, value in data.items()}
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{where}: {exc}") from None
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    """Check `value` against a type hint, converting nested dicts to dataclasses."""
+    origin = get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _coerce(option, value, where)
+            except InputError as exc:
+                errors.append(str(exc))
+        raise InputError(errors[0])
+    if origin is Literal:
+        allowed = get_args(hint)
+        if value not in allowed:
+            choices = ", ".join(repr(a) for a in allowed)
+            raise InputError(f"{where}: {value!r} is not allowed; choose one of {choices}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise InputError(f"{where} must be a list, got {_describe(value)}")
+        (item,) = get_args(hint)[:1]
+        return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise InputError(f"{where} must be a mapping, got {_describe(value)}")
+        return dict(value)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where)
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float) and isinstance(value, bool):
+        raise InputError(f"{where} must be a {hint.__name__}, got {_describe(value)}")
+    if not isinstance(value, hint):
+        raise InputError(f"{where} must be a {hint.__name__}, got {_describe(value)}")
+    return value
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:40]}"

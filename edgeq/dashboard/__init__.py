@@ -1,0 +1,1 @@
+"""Runs store, dashboard web page and the `report`/`dashboard` commands."""

@@ -1,0 +1,323 @@
+"""The runs dashboard over stdlib http.server: loopback by default, read-only, no framework.
+
+It serves its own pages and stored reports only. A URL never names a file: run ids are checked
+against a strict pattern and looked up in the store, and every other path is a 404.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import re
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from edgeq.dashboard.store import RUN_ID_PATTERN, Regression, RunStore, RunSummary
+from edgeq.report import headline as hl
+from edgeq.report.charts import (
+    COMPILED_COLOR,
+    FP32_COLOR,
+    ScatterPoint,
+    Series,
+    line_chart,
+    scatter_chart,
+)
+from edgeq.report.html import html_page, render_html
+from edgeq.report.markup import Safe, el, fmt
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+_REPORT_PATH = re.compile(f"/runs/(?P<run_id>{RUN_ID_PATTERN.pattern})/report\\.html")
+_FILTERS = ("model", "target", "recipe")
+_FILTER_SCRIPT = Safe(
+    "const box = document.getElementById('quick-filter');"
+    "box.addEventListener('input', () => {"
+    " const needle = box.value.trim().toLowerCase();"
+    " for (const row of document.querySelectorAll('#runs tbody tr')) {"
+    "  row.hidden = needle !== '' && !row.textContent.toLowerCase().includes(needle); }"
+    "});"
+)
+_SCRIPT_HASH = base64.b64encode(hashlib.sha256(_FILTER_SCRIPT.encode()).digest()).decode()
+_REPORT_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+_DASHBOARD_POLICY = f"{_REPORT_POLICY}; script-src 'sha256-{_SCRIPT_HASH}'"
+
+logger = logging.getLogger(__name__)
+
+
+class DashboardServer(ThreadingHTTPServer):
+    """A threading HTTP server that knows the runs store it shows."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], store: RunStore) -> None:
+        self.store = store
+        super().__init__(address, _DashboardHandler)
+
+
+def create_server(
+    store: RunStore, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
+) -> DashboardServer:
+    """Bind (port 0 picks a free one) without serving yet; call `serve_forever()` on the result."""
+    return DashboardServer((host, port), store)
+
+
+class _DashboardHandler(BaseHTTPRequestHandler):
+    server: DashboardServer
+    server_version = "edgeq-dashboard"
+    sys_version = ""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        url = urlsplit(self.path)
+        query = {key: values[0] for key, values in parse_qs(url.query).items() if key in _FILTERS}
+        match = _match_report(url.path)
+        if url.path in ("/", "/index.html"):
+            page = render_dashboard(self.server.store, **query)
+            self._send(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8", _DASHBOARD_POLICY)
+        elif url.path == "/api/runs":
+            runs = [run.to_dict() for run in self.server.store.list_runs(**query)]
+            self._send(HTTPStatus.OK, json.dumps(runs).encode(), "application/json")
+        elif match and (page := _stored_report(self.server.store, match)) is not None:
+            self._send(HTTPStatus.OK, page, "text/html; charset=utf-8", _REPORT_POLICY)
+        else:
+            self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
+
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str, policy: str = "") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Cache-Control", "no-store")
+        if policy:
+            self.send_header("Content-Security-Policy", policy)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (base signature)
+        logger.info("%s %s", self.address_string(), format % args)
+
+
+def _match_report(path: str) -> str | None:
+    """The run id in `/runs/<id>/report.html`, matched on the raw, undecoded path."""
+    match = _REPORT_PATH.fullmatch(path)
+    return match["run_id"] if match else None
+
+
+def _stored_report(store: RunStore, run_id: str) -> bytes | None:
+    """The run's report.html as written by the compile, or rendered again from the stored JSON."""
+    summary = store.summary(run_id)
+    if summary is None:
+        return None
+    if summary.html_path and Path(summary.html_path).is_file():
+        return Path(summary.html_path).read_bytes()
+    return render_html(store.get(run_id) or {}).encode()
+
+
+def render_dashboard(
+    store: RunStore, model: str | None = None, target: str | None = None, recipe: str | None = None
+) -> str:
+    """The dashboard page for the runs matching the filters (all runs when none is given)."""
+    every_run = store.list_runs()
+    runs = store.list_runs(model=model, target=target, recipe=recipe)
+    flagged = {r.run_id: r for r in store.regressions()}
+    shown_flags = [flagged[run.run_id] for run in runs if run.run_id in flagged]
+    return html_page(
+        "edgeq runs",
+        el(
+            "header",
+            el("h1", "edgeq runs"),
+            el("p", f"{len(runs)} of {len(every_run)} runs · store {store.path}", class_="sub"),
+            class_="page",
+        ),
+        _regressions_section(shown_flags),
+        _runs_section(
+            every_run, runs, flagged, {"model": model, "target": target, "recipe": recipe}
+        ),
+        _history_section(store, runs),
+        _tradeoff_section(runs, flagged),
+        script=_FILTER_SCRIPT,
+    )
+
+
+def _report_href(run_id: str) -> str:
+    return f"/runs/{run_id}/report.html"
+
+
+def _regressions_section(flags: list[Regression]) -> Safe | None:
+    if not flags:
+        return None
+    items = [
+        el(
+            "li",
+            el(
+                "a", f"{flag.model} on {flag.target}: {flag.run_id}", href=_report_href(flag.run_id)
+            ),
+            " vs ",
+            el("a", flag.previous_run_id, href=_report_href(flag.previous_run_id)),
+            " — ",
+            "; ".join(flag.reasons),
+        )
+        for flag in flags
+    ]
+    return el("section", el("h2", f"Regressions ({len(flags)})"), el("ul", items), id="regressions")
+
+
+def _runs_section(
+    every_run: list[RunSummary],
+    runs: list[RunSummary],
+    flagged: dict[str, Regression],
+    chosen: dict[str, str | None],
+) -> Safe:
+    options = {
+        "model": sorted({run.model for run in every_run}),
+        "target": sorted({run.target for run in every_run}),
+        "recipe": sorted({run.recipe_hash for run in every_run if run.recipe_hash}),
+    }
+    selects = [
+        el(
+            "label",
+            name,
+            el(
+                "select",
+                el("option", "all", value=""),
+                [
+                    el("option", value, value=value, selected=value == chosen[name])
+                    for value in values
+                ],
+                name=name,
+            ),
+        )
+        for name, values in options.items()
+    ]
+    form = el(
+        "form",
+        selects,
+        el("button", "apply", type="submit"),
+        el(
+            "label",
+            "quick filter",
+            el("input", type="search", id="quick-filter", placeholder="type to filter rows"),
+        ),
+        method="get",
+        action="/",
+        class_="filters",
+    )
+    headers = [
+        "created",
+        "run",
+        "model",
+        "target",
+        "recipe",
+        "speedup b1",
+        "worst cosine",
+        "task drop",
+        "size ratio",
+        "status",
+    ]
+    rows = [_run_row(run, flagged.get(run.run_id)) for run in reversed(runs)]
+    runs_table = el(
+        "table", el("thead", el("tr", [el("th", h) for h in headers])), el("tbody", rows), id="runs"
+    )
+    return el("section", el("h2", "Runs"), form, runs_table, id="runs-section")
+
+
+def _run_row(run: RunSummary, regression: Regression | None) -> Safe:
+    status = (
+        el("span", "regression", class_="badge fail", title="; ".join(regression.reasons))
+        if regression
+        else el("span", "ok", class_="badge pass")
+    )
+    cells = [
+        el("td", run.created),
+        el("td", el("a", run.run_id, href=_report_href(run.run_id))),
+        el("td", el("a", run.model, href="/?" + urlencode({"model": run.model}))),
+        el("td", el("a", run.target, href="/?" + urlencode({"target": run.target}))),
+        el("td", run.recipe_hash or "—"),
+        el("td", "—" if run.speedup_b1 is None else f"{run.speedup_b1:.2f}×", class_="num"),
+        el("td", fmt(run.worst_cosine, 4), class_="num"),
+        el("td", fmt(run.task_drop, 2), class_="num"),
+        el("td", "—" if run.size_ratio is None else f"{run.size_ratio:.2f}×", class_="num"),
+        el("td", status),
+    ]
+    return el("tr", cells, class_="regressed" if regression else None)
+
+
+def _history_section(store: RunStore, runs: list[RunSummary]) -> Safe | None:
+    """Batch-1 p50 latency over time, one chart per model/target shown."""
+    pairs = list(dict.fromkeys((run.model, run.target) for run in runs))
+    charts = []
+    for model, target in pairs:
+        reports = store.history(model, target)
+        labels = [hl.text(r.get("created"))[5:16].replace("T", " ") for r in reports]
+        series = [
+            Series(f"{side} p50", [hl.p50_at_batch_one(r, side) for r in reports], color)
+            for side, color in (("fp32", FP32_COLOR), ("compiled", COMPILED_COLOR))
+        ]
+        if any(v is not None for s in series for v in s.values):
+            charts.append(
+                line_chart(
+                    f"{model} on {target}: latency at batch 1",
+                    labels,
+                    series,
+                    "run (created, UTC)",
+                    "p50 latency (ms)",
+                )
+            )
+    if not charts:
+        return None
+    return el(
+        "section", el("h2", "Latency history"), el("div", charts, class_="charts"), id="history"
+    )
+
+
+def pareto_flags(points: list[tuple[float, float]], y_higher_is_better: bool) -> list[bool]:
+    """True for points no other point beats on both speedup (higher) and quality."""
+    sign = 1 if y_higher_is_better else -1
+
+    def beats(a: tuple[float, float], b: tuple[float, float]) -> bool:
+        return a[0] >= b[0] and sign * a[1] >= sign * b[1] and a != b
+
+    return [not any(beats(other, point) for other in points) for point in points]
+
+
+def _tradeoff_section(runs: list[RunSummary], flagged: dict[str, Regression]) -> Safe | None:
+    charts = []
+    for attribute, caption, higher_is_better in (
+        ("worst_cosine", "worst output cosine (higher is better)", True),
+        ("task_drop", "task drop (lower is better)", False),
+    ):
+        measured = [
+            (run, run.speedup_b1, getattr(run, attribute))
+            for run in runs
+            if run.speedup_b1 is not None and getattr(run, attribute) is not None
+        ]
+        if not measured:
+            continue
+        front = pareto_flags([(x, y) for _, x, y in measured], higher_is_better)
+        points = [
+            ScatterPoint(
+                x,
+                y,
+                f"{run.model} / {run.target} {run.created[:10]}",
+                on_front,
+                run.run_id in flagged,
+                _report_href(run.run_id),
+            )
+            for (run, x, y), on_front in zip(measured, front, strict=True)
+        ]
+        charts.append(
+            scatter_chart(
+                f"speedup vs {attribute.replace('_', ' ')}",
+                points,
+                "speedup at batch 1 (×, higher is better)",
+                caption,
+            )
+        )
+    if not charts:
+        return None
+    return el(
+        "section", el("h2", "Speed vs quality"), el("div", charts, class_="charts"), id="tradeoff"
+    )

@@ -1,0 +1,100 @@
+"""Calibration and evaluation data: npz files with one array per model input, first axis = samples."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeq.errors import InputError
+
+Arrays = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class InputSignature:
+    """A model input as the data must provide it: name, numpy dtype, shape (None = dynamic)."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | None, ...]
+
+
+def load_npz(path: str | Path, what: str = "calibration file") -> Arrays:
+    """Every array of an npz file, loaded without pickle (object arrays are refused)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise InputError(f"{what} {path} is not a readable .npz file: {exc}") from None
+    if not arrays:
+        raise InputError(f"{what} {path} holds no arrays")
+    return arrays
+
+
+def validate(arrays: Mapping[str, np.ndarray], inputs: Sequence[InputSignature], what: str) -> int:
+    """Check `arrays` feed every model input (names, dtypes, shapes, finite values); returns N."""
+    missing = [i.name for i in inputs if i.name not in arrays]
+    if missing:
+        have = ", ".join(sorted(arrays)) or "nothing"
+        raise InputError(f"{what} lacks model input {missing[0]!r} (it holds: {have})")
+    counts = set()
+    for signature in inputs:
+        array = arrays[signature.name]
+        _check_array(array, signature, what)
+        counts.add(len(array))
+    if len(counts) > 1:
+        raise InputError(f"{what}: model inputs have different sample counts {sorted(counts)}")
+    (count,) = counts
+    if count == 0:
+        raise InputError(f"{what} holds no samples")
+    return count
+
+
+def _check_array(array: np.ndarray, signature: InputSignature, what: str) -> None:
+    name = signature.name
+    if array.ndim == 0:
+        raise InputError(f"{what}: array {name!r} is a scalar; the first axis must be samples")
+    if array.ndim != len(signature.shape):
+        raise InputError(
+            f"{what}: array {name!r} has {array.ndim} dims {array.shape}, the model input has "
+            f"{len(signature.shape)} {_shape_text(signature.shape)}"
+        )
+    for axis, (have, want) in enumerate(zip(array.shape[1:], signature.shape[1:]), start=1):
+        if want is not None and have != want:
+            raise InputError(
+                f"{what}: array {name!r} has shape {array.shape}, model input wants "
+                f"{_shape_text(signature.shape)} (axis {axis} differs)"
+            )
+    kind, want_kind = array.dtype.kind, signature.dtype.kind
+    if want_kind == "f" and kind not in "fiu" or want_kind in "iu" and kind not in "iu":
+        raise InputError(
+            f"{what}: array {name!r} has dtype {array.dtype}, the model input is {signature.dtype}"
+        )
+    if kind == "f" and not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise InputError(f"{what}: array {name!r} has {bad} NaN/Inf values")
+
+
+def _shape_text(shape: tuple[int | None, ...]) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def take(arrays: Mapping[str, np.ndarray], index: np.ndarray, count: int) -> Arrays:
+    """The samples at `index` of every array whose first axis has `count` samples."""
+    return {k: v[index] if v.ndim and len(v) == count else v for k, v in arrays.items()}
+
+
+def split(arrays: Arrays, count: int, eval_fraction: float, seed: int = 0) -> tuple[Arrays, Arrays]:
+    """A seeded split of one file into calibration and held-out evaluation samples."""
+    if count < 2:
+        raise InputError("calibration data needs at least 2 samples to hold some out for evaluation")
+    order = np.random.default_rng(seed).permutation(count)
+    n_eval = min(count - 1, max(1, round(count * eval_fraction)))
+    return take(arrays, np.sort(order[n_eval:]), count), take(arrays, np.sort(order[:n_eval]), count)

@@ -1,0 +1,99 @@
+"""Load an ONNX file (external data included) and prove it is a model edgeq can work on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper
+from onnx.external_data_helper import load_external_data_for_model
+
+from edgeq.data import InputSignature
+from edgeq.errors import InputError
+
+MIN_OPSET = 11
+
+
+def load_onnx(path: str | Path) -> onnx.ModelProto:
+    """The model with its weights in memory; one clear error for any file that is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"model file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise InputError(f"model file {path} is empty")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning and others
+        raise InputError(f"{path} is not an ONNX model (cannot parse it: {exc})") from None
+    if not model.graph.node and not model.graph.output:
+        raise InputError(f"{path} is not an ONNX model (no graph inside)")
+    _load_external_data(model, path.parent)
+    check_model(model, str(path))
+    return model
+
+
+def _load_external_data(model: onnx.ModelProto, base: Path) -> None:
+    """Read external weights, refusing locations that are missing or escape the model's folder."""
+    for tensor in _initializers(model.graph):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (base / location).resolve()
+        if not location or base.resolve() not in target.parents:
+            raise InputError(f"tensor {tensor.name!r} points outside the model folder: {location!r}")
+        if not target.is_file():
+            raise InputError(f"external data file {location!r} for tensor {tensor.name!r} is missing")
+    try:
+        load_external_data_for_model(model, str(base))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the model's external data: {exc}") from None
+
+
+def _initializers(graph: onnx.GraphProto):
+    """Initializers of a graph and of every subgraph inside its nodes."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            for subgraph in [attribute.g, *attribute.graphs]:
+                yield from _initializers(subgraph)
+
+
+def check_model(model: onnx.ModelProto, name: str) -> None:
+    """onnx.checker and strict shape inference, reported as one line naming the problem."""
+    opset = default_opset(model)
+    if opset < MIN_OPSET:
+        raise InputError(f"{name} uses opset {opset}; edgeq needs opset >= {MIN_OPSET} (re-export it)")
+    try:
+        onnx.checker.check_model(model, full_check=False)
+    except onnx.checker.ValidationError as exc:
+        raise InputError(f"{name} fails the ONNX checker: {_first_line(exc)}") from None
+    except ValueError as exc:  # models over 2 GB are checked by path only
+        if "2GB" not in str(exc):
+            raise InputError(f"{name} fails the ONNX checker: {_first_line(exc)}") from None
+    try:
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=False)
+    except (onnx.shape_inference.InferenceError, ValueError) as exc:
+        raise InputError(f"{name} fails ONNX shape inference: {_first_line(exc)}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def input_signatures(model: onnx.ModelProto) -> list[InputSignature]:
+    """The graph inputs a caller must feed (initializers listed as inputs are not among them)."""
+    initializers = {t.name for t in model.graph.initializer}
+    signatures = []
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        tensor = value.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type))
+        signatures.append(InputSignature(value.name, dtype, dims))
+    return signatures

@@ -1,0 +1,78 @@
+"""Small read/write helpers over an ONNX graph: who produces and consumes a tensor, and its weights."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+PROTOBUF_LIMIT = 1_800_000_000  # bytes: above this a model is saved with external data
+
+
+class GraphIndex:
+    """Producers, consumers and initializers of a graph, by tensor name (rebuild after edits)."""
+
+    def __init__(self, graph: onnx.GraphProto) -> None:
+        self.graph = graph
+        self.producer: dict[str, onnx.NodeProto] = {}
+        self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+        for node in graph.node:
+            for name in node.output:
+                if name:
+                    self.producer[name] = node
+            for name in node.input:
+                if name:
+                    self.consumers[name].append(node)
+        self.initializers = {t.name: t for t in graph.initializer}
+        self.outputs = {o.name for o in graph.output}
+
+    def is_constant(self, name: str) -> bool:
+        return name in self.initializers or (
+            name in self.producer and self.producer[name].op_type == "Constant"
+        )
+
+    def constant(self, name: str) -> np.ndarray | None:
+        """The value of an initializer or Constant node output, else None."""
+        if name in self.initializers:
+            return numpy_helper.to_array(self.initializers[name])
+        node = self.producer.get(name)
+        if node is not None and node.op_type == "Constant":
+            return numpy_helper.to_array(onnx.helper.get_attribute_value(node.attribute[0]))
+        return None
+
+
+def attribute(node: onnx.NodeProto, name: str, default=None):
+    """A node attribute's Python value, or `default` when absent."""
+    for attr in node.attribute:
+        if attr.name == name:
+            return onnx.helper.get_attribute_value(attr)
+    return default
+
+
+def save_model(model: onnx.ModelProto, path: Path) -> Path:
+    """Save, moving weights to an external-data file beside it when protobuf's 2 GB limit is near."""
+    large = model.ByteSize() > PROTOBUF_LIMIT
+    onnx.save_model(
+        model, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
+        location=path.name + ".data", size_threshold=1024,
+    )
+    return path
+
+
+def replace_initializer(graph: onnx.GraphProto, name: str, value: np.ndarray) -> None:
+    """Overwrite (or add) initializer `name` with `value`."""
+    tensor = numpy_helper.from_array(value, name)
+    for i, existing in enumerate(graph.initializer):
+        if existing.name == name:
+            graph.initializer[i].CopyFrom(tensor)
+            return
+    graph.initializer.append(tensor)
+
+
+def model_bytes(path: Path) -> int:
+    """Bytes on disk of a model file plus its external-data file, if any."""
+    extra = path.with_name(path.name + ".data")
+    return path.stat().st_size + (extra.stat().st_size if extra.exists() else 0)

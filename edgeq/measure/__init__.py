@@ -1,0 +1,1 @@
+"""Measurement on compiled artifacts: runners, fidelity, latency, task evaluators, machine facts."""

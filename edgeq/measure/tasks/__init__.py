@@ -1,0 +1,92 @@
+"""Task evaluators: judge a compiled model by its family's own metric, side by side with fp32.
+
+An evaluator is a callable ``evaluate(fp32, compiled, data, **options) -> TaskResult`` where
+``fp32`` and ``compiled`` are predictors (``predict(data) -> {output name: array}``) and ``data``
+holds every array of the evaluation set: the model inputs plus extras such as ``labels``.
+Built-ins are named in ``BUILTIN_EVALUATORS``; anything else is given as ``module:function``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from edgeq.errors import InputError
+
+
+class Predictor(Protocol):
+    """Anything that maps a data set to model outputs, e.g. `edgeq.measure.runner.OrtRunner`."""
+
+    def predict(self, data: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+@dataclass
+class TaskMetric:
+    """One metric measured on both models; `drop` is positive when the compiled model is worse."""
+
+    name: str
+    fp32: float
+    compiled: float
+    higher_is_better: bool = True
+    unit: str = ""
+
+    @property
+    def drop(self) -> float:
+        delta = self.fp32 - self.compiled
+        return delta if self.higher_is_better else -delta
+
+
+@dataclass
+class TaskResult:
+    """A family's metrics; `primary` names the metrics a `--max-drop` gate checks (worst drop)."""
+
+    task: str
+    metrics: list[TaskMetric]
+    primary: list[str]
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def metric(self, name: str) -> TaskMetric:
+        return next(m for m in self.metrics if m.name == name)
+
+    @property
+    def worst_primary_drop(self) -> float:
+        return max(self.metric(name).drop for name in self.primary)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "primary": self.primary,
+            "worst_primary_drop": self.worst_primary_drop,
+            "metrics": [asdict(m) | {"drop": m.drop} for m in self.metrics],
+            "details": self.details,
+        }
+
+
+Evaluator = Callable[..., TaskResult]
+
+BUILTIN_EVALUATORS = {
+    "mrl-retrieval": "edgeq.measure.tasks.retrieval:evaluate_mrl_retrieval",
+    "binary-code": "edgeq.measure.tasks.binary_code:evaluate_binary_code",
+    "pointer-hull": "edgeq.measure.tasks.pointer:evaluate_convex_hull",
+    "pointer-tsp": "edgeq.measure.tasks.pointer:evaluate_tsp",
+}
+
+
+def resolve_evaluator(spec: str) -> Evaluator:
+    """A built-in evaluator name or a `module:function` path, imported and checked callable."""
+    target = BUILTIN_EVALUATORS.get(spec, spec)
+    module_name, _, function_name = target.partition(":")
+    if not module_name or not function_name:
+        known = ", ".join(sorted(BUILTIN_EVALUATORS))
+        raise InputError(f"unknown task evaluator {spec!r}: use one of {known} or module:function")
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as exc:
+        raise InputError(f"cannot load task evaluator {spec!r}: {exc}") from None
+    if not callable(function):
+        raise InputError(f"task evaluator {spec!r} is not callable")
+    return function

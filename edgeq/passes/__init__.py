@@ -1,0 +1,1 @@
+"""Graph passes over fp32 ONNX: preparation (folding, simplification) and pruning."""

@@ -1,0 +1,6 @@
+"""Iterative Feature Merging: data-free structured pruning of ONNX graphs (METHODS.md §1)."""
+
+from edgeq.passes.ifm.feature_merging import merge_features
+from edgeq.passes.ifm.summary import GroupSummary, LayerSummary, PruningSummary
+
+__all__ = ["GroupSummary", "LayerSummary", "PruningSummary", "merge_features"]

@@ -1,0 +1,44 @@
+"""Progress a person can watch: one line per finished stage, a bar on every loop they wait for."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+class Reporter:
+    """Times stages for the report and, when enabled, shows them on stderr."""
+
+    def __init__(self, enabled: bool = True, console: Console | None = None) -> None:
+        self.enabled = enabled
+        self.console = console or Console(stderr=True)
+        self.stages: list[dict] = []
+
+    @contextmanager
+    def stage(self, name: str, description: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        seconds = time.perf_counter() - start
+        self.stages.append({"name": name, "seconds": round(seconds, 4)})
+        if self.enabled:
+            self.console.print(f"[green]✓[/green] {description} [dim]{seconds:.2f}s[/dim]")
+
+    @contextmanager
+    def bar(self, description: str, total: int) -> Iterator[Callable[[], None]]:
+        """A progress bar over `total` steps; yields the function that advances it by one."""
+        if not self.enabled:
+            yield lambda: None
+            return
+        columns = (TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn())
+        with Progress(*columns, console=self.console, transient=True) as progress:
+            task = progress.add_task(description, total=total)
+            yield lambda: progress.advance(task)
+
+    def note(self, message: str) -> None:
+        if self.enabled:
+            self.console.print(f"  [dim]{message}[/dim]")

@@ -1,0 +1,1 @@
+"""Quantization arithmetic and range calibration shared by the QDQ rewrite and calibration."""

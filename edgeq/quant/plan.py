@@ -1,0 +1,237 @@
+"""Decide, node by node, what runs in INT8 on the target and which tensors carry Q/DQ pairs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import onnx
+
+from edgeq.graph import GraphIndex, attribute
+from edgeq.targets import Int8Scheme
+
+COMPUTE_OPS = frozenset({"Conv", "Gemm", "MatMul", "Add"})
+SHARED_SCALE_OPS = frozenset({"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"})
+OWN_SCALE_OPS = frozenset({"GlobalAveragePool", "AveragePool"})
+DECISION_OPS = frozenset({"ArgMax", "ArgMin", "TopK"})
+ELEMENTWISE_OPS = frozenset(
+    {
+        "Add",
+        "Sub",
+        "Mul",
+        "Div",
+        "Neg",
+        "Tanh",
+        "Sigmoid",
+        "Relu",
+        "Where",
+        "Softmax",
+        "LogSoftmax",
+        "Squeeze",
+        "Unsqueeze",
+        "Reshape",
+        "Transpose",
+        "Identity",
+        "Cast",
+    }
+)
+FLOAT = onnx.TensorProto.FLOAT
+
+
+@dataclass
+class NodeDecision:
+    """What happens to one node, and why (the report lists every one)."""
+
+    name: str
+    op_type: str
+    precision: str  # "int8", "int8-dynamic" or "fp32"
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class WeightSpec:
+    """A constant input quantized per channel along `axis` (None = per tensor)."""
+
+    node: str
+    input_index: int
+    axis: int | None
+
+
+@dataclass
+class QuantPlan:
+    """The static INT8 plan: decisions, activation tensors to calibrate, weights to quantize."""
+
+    decisions: list[NodeDecision]
+    activations: list[str] = field(default_factory=list)
+    shared_params: dict[str, str] = field(default_factory=dict)
+    folded_relu: dict[str, str] = field(default_factory=dict)
+    weights: list[WeightSpec] = field(default_factory=list)
+    biases: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def quantized(self) -> set[str]:
+        return {d.name for d in self.decisions if d.precision == "int8"}
+
+    def calibration_tensors(self) -> list[str]:
+        """Tensors whose ranges must be measured: activations, or a folded ReLU's output instead."""
+        return [self.folded_relu.get(t, t) for t in self.activations if t not in self.shared_params]
+
+
+def ensure_node_names(model: onnx.ModelProto) -> None:
+    """Give every node a unique name so decisions and reports can refer to it."""
+    seen: set[str] = set()
+    for i, node in enumerate(model.graph.node):
+        if not node.name or node.name in seen:
+            node.name = f"{node.op_type}_{i}"
+        seen.add(node.name)
+
+
+def plan_int8(model: onnx.ModelProto, scheme: Int8Scheme, exclude: Sequence[str] = ()) -> QuantPlan:
+    """Choose INT8 nodes by the target's rules, the recipe's exclusions and decision-head safety."""
+    index = GraphIndex(model.graph)
+    types = _float_tensors(model)
+    protected = _decision_heads(index)
+    decisions: dict[str, NodeDecision] = {}
+    plan = QuantPlan(decisions=[])
+    quantized_outputs: set[str] = set()
+    for node in (n for n in model.graph.node if n.name not in decisions):
+        decision = _decide(node, index, types, scheme, set(exclude), protected, quantized_outputs)
+        decisions[node.name] = decision
+        if decision.precision != "int8":
+            continue
+        quantized_outputs.update(node.output)
+        relu = _foldable_relu(node, index, scheme, types)
+        if relu is not None:
+            reason = "folded: the Q after the preceding INT8 node clamps at zero"
+            decisions[relu.name] = NodeDecision(relu.name, "Relu", "int8", reason)
+            quantized_outputs.add(relu.output[0])
+    plan.decisions = list(decisions.values())
+    _place_qdq(plan, model, index, scheme, types)
+    return plan
+
+
+def _decide(node, index, types, scheme, exclude, protected, quantized_outputs) -> NodeDecision:
+    op = node.op_type
+    fp32 = lambda reason: NodeDecision(node.name, op, "fp32", reason)  # noqa: E731
+    if op not in scheme.ops and op not in scheme.dynamic_ops:
+        return fp32("op type not quantized on this target")
+    if node.name in exclude or op in exclude:
+        return fp32("excluded by the recipe")
+    if node.name in protected:
+        return fp32("feeds an argmax/top-k decision: quantization error would flip the choice")
+    if op in scheme.dynamic_ops:
+        return NodeDecision(
+            node.name, op, "int8-dynamic", "weights int8, activations quantized at run time"
+        )
+    data_inputs = [name for name in node.input if name and not index.is_constant(name)]
+    if any(name not in types for name in data_inputs):
+        return fp32("non-float inputs")
+    if op in SHARED_SCALE_OPS or op in OWN_SCALE_OPS:
+        if data_inputs and data_inputs[0] in quantized_outputs:
+            return NodeDecision(node.name, op, "int8")
+        return fp32("input is not quantized; nothing to carry through")
+    if op == "Add":
+        if len(data_inputs) != 2:
+            return fp32("bias or constant Add stays fused into its producer")
+        return NodeDecision(node.name, op, "int8")
+    if op == "Gemm" and attribute(node, "transA", 0):
+        return fp32("transposed A input is not supported")
+    if op in ("Conv", "Gemm") and not index.is_constant(node.input[1]):
+        return fp32("weights are not constant")
+    if op == "MatMul" and not index.is_constant(node.input[1]):
+        if not scheme.activation_matmul:
+            return fp32("activation x activation MatMul (attention) kept fp32 on this target")
+    return NodeDecision(node.name, op, "int8")
+
+
+def _place_qdq(plan: QuantPlan, model, index: GraphIndex, scheme: Int8Scheme, types) -> None:
+    """Q/DQ on every activation input of INT8 nodes and on their outputs where the target fuses."""
+    quantized = plan.quantized
+    by_name = {n.name: n for n in model.graph.node}
+    activations: list[str] = []
+
+    def add(tensor: str) -> None:
+        folded = tensor in plan.folded_relu.values()  # covered by the Q/DQ on the ReLU's input
+        if tensor not in activations and not folded:
+            activations.append(tensor)
+
+    for name in (d.name for d in plan.decisions if d.name in quantized):
+        node = by_name[name]
+        if node.op_type == "Relu":  # folded into its producer's output Q/DQ
+            continue
+        for position, tensor in enumerate(node.input):
+            if not tensor:
+                continue
+            if not index.is_constant(tensor):
+                add(tensor)
+            elif node.op_type in ("Conv", "Gemm", "MatMul") and position == 1:
+                plan.weights.append(WeightSpec(name, 1, _weight_axis(node, scheme)))
+            elif node.op_type in ("Conv", "Gemm") and position == 2:
+                plan.biases.append((name, 2))
+        output = node.output[0]
+        if not scheme.output_qdq or output in index.outputs or output not in types:
+            continue
+        relu = _foldable_relu(node, index, scheme, types)
+        if relu is not None:
+            plan.folded_relu[output] = relu.output[0]
+        if node.op_type in SHARED_SCALE_OPS:
+            unfolded = {relu_out: pre for pre, relu_out in plan.folded_relu.items()}
+            plan.shared_params[output] = unfolded.get(node.input[0], node.input[0])
+        add(output)
+    plan.activations = activations
+
+
+def _weight_axis(node: onnx.NodeProto, scheme: Int8Scheme) -> int | None:
+    """The output-channel axis of a weight: Conv [O,I,..] 0; Gemm B by transB; MatMul [K,N] last."""
+    if not scheme.weights.per_channel:
+        return None
+    if node.op_type == "Conv":
+        return 0
+    if node.op_type == "Gemm":
+        return 0 if attribute(node, "transB", 0) else 1
+    return -1
+
+
+def _foldable_relu(node: onnx.NodeProto, index: GraphIndex, scheme: Int8Scheme, types) -> onnx.NodeProto | None:
+    """The ReLU right after an INT8 node that an asymmetric output Q (zero at qmin) makes redundant."""
+    if not (scheme.fold_relu and scheme.output_qdq) or scheme.activations.symmetric:
+        return None
+    tensor = node.output[0]
+    consumers = index.consumers.get(tensor, [])
+    if len(consumers) != 1 or consumers[0].op_type != "Relu" or tensor in index.outputs:
+        return None
+    relu = consumers[0]
+    if tensor not in types or relu.output[0] in index.outputs:
+        return None
+    return relu
+
+
+def _float_tensors(model: onnx.ModelProto) -> set[str]:
+    """Names of every float32 tensor whose type shape inference knows."""
+    values = [*model.graph.input, *model.graph.value_info, *model.graph.output]
+    return {v.name for v in values if v.type.tensor_type.elem_type == FLOAT}
+
+
+def _decision_heads(index: GraphIndex) -> set[str]:
+    """Compute nodes whose result reaches an ArgMax/TopK through element-wise ops only.
+
+    Pointer networks score candidates with a MatMul and pick one by argmax: int8 error there flips
+    the pick directly, so those layers stay fp32 (shared/METHODS.md §4).
+    """
+    heads: set[str] = set()
+    stack = [n.input[0] for n in index.graph.node if n.op_type in DECISION_OPS]
+    seen: set[str] = set()
+    while stack:
+        tensor = stack.pop()
+        node = index.producer.get(tensor)
+        if tensor in seen or node is None:
+            continue
+        seen.add(tensor)
+        if node.op_type in ("MatMul", "Gemm", "Conv"):
+            heads.add(node.name)
+        elif node.op_type in ELEMENTWISE_OPS:
+            stack.extend(t for t in node.input if t and not index.is_constant(t))
+    return heads

@@ -1,0 +1,127 @@
+"""The recipe: every choice a compile makes, as small typed objects; YAML files and CLI flags fill it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from edgeq.config import from_dict, load_yaml
+from edgeq.errors import InputError
+
+CalibrationMethod = Literal["minmax", "percentile", "mse", "entropy"]
+
+
+@dataclass
+class Calibration:
+    """How activation ranges are measured on calibration samples."""
+
+    method: CalibrationMethod = "mse"
+    samples: int = 256
+    percentile: float = 99.99
+    bins: int = 2048
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ValueError(f"samples must be >= 1, got {self.samples}")
+        if not 50.0 < self.percentile <= 100.0:
+            raise ValueError(f"percentile must be in (50, 100], got {self.percentile}")
+        if not 16 <= self.bins <= 1 << 16:
+            raise ValueError(f"bins must be in [16, 65536], got {self.bins}")
+
+
+@dataclass
+class Task:
+    """A task evaluator (built-in name or module:function) and its keyword options."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Prune:
+    """Iterative Feature Merging settings (data-free structured pruning)."""
+
+    method: Literal["ifm"] = "ifm"
+    threshold: float = 0.05
+    max_ratio: float = 0.5
+    protected: list[str] = field(default_factory=list)
+    approximate: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        if not 0.0 < self.max_ratio < 1.0:
+            raise ValueError(f"max_ratio must be in (0, 1), got {self.max_ratio}")
+
+
+@dataclass
+class Gates:
+    """Limits a pipeline can rely on: a failed gate exits 3 after the report is written."""
+
+    max_drop: float | None = None
+    min_speedup: float | None = None
+    min_cosine: float | None = None
+
+
+@dataclass
+class Recipe:
+    """A whole compile: target, data, quantization, pruning, task and gates."""
+
+    target: str = "cpu-x86-avx2"
+    calib: str | None = None
+    eval: str | None = None
+    eval_fraction: float = 0.5
+    bits: Literal[8] = 8
+    calibration: Calibration = field(default_factory=Calibration)
+    exclude: list[str] = field(default_factory=list)
+    prune: Prune | None = None
+    task: Task | None = None
+    gates: Gates = field(default_factory=Gates)
+    fallback_fp32: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.eval_fraction < 1.0:
+            raise ValueError(f"eval_fraction must be in (0, 1), got {self.eval_fraction}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_recipe(path: str | Path) -> tuple[Recipe, str | None]:
+    """A recipe file, with relative data paths resolved against the file's folder.
+
+    Returns the recipe and the `model` key if the file names one.
+    """
+    path = Path(path)
+    data = load_yaml(path, "recipe")
+    model = data.pop("model", None)
+    if model is not None and not isinstance(model, str):
+        raise InputError(f"recipe {path.name}: model must be a path string")
+    recipe = from_dict(Recipe, data, f"recipe {path.name}")
+    base = path.parent
+    for key in ("calib", "eval"):
+        value = getattr(recipe, key)
+        if value is not None:
+            setattr(recipe, key, str(_resolve(base, value)))
+    return recipe, (str(_resolve(base, model)) if model else None)
+
+
+def _resolve(base: Path, value: str) -> Path:
+    """Relative paths in a recipe are read from the recipe's folder, else from the working dir."""
+    candidate = base / value
+    return candidate if candidate.exists() or not Path(value).exists() else Path(value)
+
+
+def build_recipe(base: Recipe | None = None, **overrides: Any) -> Recipe:
+    """A recipe from a base plus keyword overrides (nested sections given as dicts), validated."""
+    data = (base or Recipe()).to_dict()
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return from_dict(Recipe, data, "recipe")

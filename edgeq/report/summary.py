@@ -1,0 +1,64 @@
+"""The terminal view of a report: a few rich tables a person reads at a glance."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from edgeq.report.schema import Report
+
+
+def _fmt(value: float | None, spec: str = ".4f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def print_summary(report: Report, console: Console | None = None) -> None:
+    """Headline, latency per batch size, fidelity per output, task metrics, worst layers, gates."""
+    console = console or Console()
+    decision = report.decision.get("chosen", "?")
+    console.print(
+        f"[bold]{report.model['name']}[/bold] → {report.target['name']}  "
+        f"artifact [cyan]{report.artifact['path']}[/cyan] ({decision}), "
+        f"size {report.artifact['bytes'] / 1024:.1f} KiB = {report.size_ratio:.2f}× fp32"
+    )
+    if decision != "int8-qdq":
+        console.print(f"[yellow]{report.decision.get('reason', '')}[/yellow]")
+
+    latency = Table(title="latency (ms, median of interleaved rounds)")
+    for column in ("batch", "fp32 p50", "compiled p50", "compiled p90", "speedup"):
+        latency.add_column(column, justify="right")
+    for e in report.latency:
+        latency.add_row(str(e.batch), _fmt(e.fp32.p50_ms, ".3f"), _fmt(e.compiled.p50_ms, ".3f"),
+                        _fmt(e.compiled.p90_ms, ".3f"), f"{e.speedup:.2f}×")
+    console.print(latency)
+
+    fidelity = Table(title=f"fidelity vs fp32 ({report.accuracy_samples} held-out samples)")
+    for column in ("output", "cosine", "SQNR dB", "rel L2", "max abs", "agreement"):
+        fidelity.add_column(column, justify="right")
+    for o in report.outputs:
+        fidelity.add_row(o.name, _fmt(o.cosine, ".5f"), _fmt(o.sqnr_db, ".1f"), _fmt(o.rel_l2),
+                         _fmt(o.max_abs), _fmt(o.agreement))
+    console.print(fidelity)
+
+    if report.task is not None:
+        task = Table(title=f"task: {report.task.task}")
+        for column in ("metric", "fp32", "compiled", "drop"):
+            task.add_column(column, justify="right")
+        for m in report.task.metrics:
+            mark = " *" if m.name in report.task.primary else ""
+            task.add_row(m.name + mark, _fmt(m.fp32, ".3f"), _fmt(m.compiled, ".3f"), _fmt(m.drop, "+.3f"))
+        console.print(task)
+
+    layers = report.quantization.get("layers", [])[:5]
+    if layers:
+        culprits = Table(title="layers adding the most noise (culprits first)")
+        for column in ("node", "op", "SQNR in dB", "SQNR out dB", "own SQNR dB"):
+            culprits.add_column(column, justify="right")
+        for layer in layers:
+            culprits.add_row(layer["name"], layer["op_type"], _fmt(layer["sqnr_in_db"], ".1f"),
+                             _fmt(layer["sqnr_db"], ".1f"), _fmt(layer["own_sqnr_db"], ".1f"))
+        console.print(culprits)
+
+    for gate in report.gates:
+        status = "[green]pass[/green]" if gate.passed else "[red]FAIL[/red]"
+        console.print(f"gate {gate.name}: {_fmt(gate.value)} vs limit {gate.limit} → {status}")

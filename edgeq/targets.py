@@ -1,0 +1,92 @@
+"""Targets are data: a YAML file declares runtime, quantization formats and latency settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from edgeq.config import from_dict, load_yaml
+from edgeq.errors import InputError
+
+
+@dataclass(frozen=True)
+class TensorFormat:
+    """How one kind of tensor is quantized on this target."""
+
+    signed: bool = True
+    symmetric: bool = True
+    per_channel: bool = False
+    reduce_range: bool = False
+
+
+@dataclass(frozen=True)
+class Int8Scheme:
+    """Static INT8 (QDQ) conventions the target's runtime executes fast."""
+
+    activations: TensorFormat = field(default_factory=lambda: TensorFormat(False, False))
+    weights: TensorFormat = field(default_factory=lambda: TensorFormat(True, True, True))
+    ops: list[str] = field(default_factory=lambda: ["Conv", "Gemm", "MatMul"])
+    output_qdq: bool = True
+    fold_relu: bool = True
+    activation_matmul: bool = False
+    dynamic_ops: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class QuantizationSchemes:
+    int8: Int8Scheme = field(default_factory=Int8Scheme)
+
+
+@dataclass(frozen=True)
+class ArtifactSettings:
+    optimization_level: str = "extended"
+    ort_format: bool = True
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 32])
+    threads: int = 0
+    warmup: int = 3
+    rounds: int = 7
+    seconds_per_round: float = 0.25
+
+    def __post_init__(self) -> None:
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            raise ValueError("batch_sizes must list positive integers")
+        if self.rounds < 1 or self.warmup < 0 or self.threads < 0:
+            raise ValueError("rounds must be >= 1, warmup and threads >= 0")
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    name: str
+    runtime: str
+    providers: list[str]
+    description: str = ""
+    isa: list[str] = field(default_factory=list)
+    quantization: QuantizationSchemes = field(default_factory=QuantizationSchemes)
+    artifact: ArtifactSettings = field(default_factory=ArtifactSettings)
+    latency: LatencySettings = field(default_factory=LatencySettings)
+
+
+def builtin_targets_dir() -> Path:
+    """Shipped target specs: inside the wheel, or the repository's `targets/` in a source checkout."""
+    packaged = Path(str(resources.files("edgeq"))) / "targets"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "targets"
+
+
+def builtin_targets() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(builtin_targets_dir().glob("*.yaml"))}
+
+
+def load_target(name_or_path: str | Path) -> TargetSpec:
+    """A shipped target by name, or a user's target file by path."""
+    known = builtin_targets()
+    path = known.get(str(name_or_path)) or Path(name_or_path)
+    if not path.is_file():
+        raise InputError(
+            f"unknown target {str(name_or_path)!r}: use one of {', '.join(known)} or a YAML file path"
+        )
+    return from_dict(TargetSpec, load_yaml(path, "target file"), f"target {path.name}")

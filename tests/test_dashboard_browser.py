@@ -1,0 +1,100 @@
+"""End to end in headless Chromium: the dashboard's table, filter and SVG charts really render.
+
+Needs Debian's `chromium` and `chromium-driver` (selenium drives it); skipped when absent.
+EDGEQ_SCREENSHOT=1 also saves docs/dashboard.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+By = pytest.importorskip("selenium.webdriver.common.by").By
+
+from edgeq.dashboard.server import create_server  # noqa: E402
+from edgeq.dashboard.store import RunStore  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures" / "reports"
+SCREENSHOT = Path(__file__).parent.parent / "docs" / "dashboard.png"
+CHROMIUM = next(
+    filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None
+)
+CHROMEDRIVER = shutil.which("chromedriver")
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="no chromium/chromedriver binary found (apt-get install -y chromium chromium-driver)",
+)
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    store = RunStore(tmp_path_factory.mktemp("runs") / "runs.sqlite")
+    for path in sorted(FIXTURES.glob("*.json")):
+        store.record(json.loads(path.read_text()))
+    server = create_server(store, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,2400",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(CHROMEDRIVER))
+    driver.set_page_load_timeout(20)
+    yield driver
+    driver.quit()
+
+
+def visible_rows(browser: webdriver.Chrome) -> int:
+    return sum(
+        row.is_displayed() for row in browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr")
+    )
+
+
+def test_dashboard_renders_runs_and_charts(browser: webdriver.Chrome, base_url: str) -> None:
+    browser.get(base_url + "/")
+    assert browser.title == "edgeq runs"
+    assert visible_rows(browser) == 4
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#runs tr.regressed")) == 1
+    charts = browser.find_elements(By.CSS_SELECTOR, "svg.chart")
+    assert len(charts) == 5
+    assert all(chart.size["width"] > 300 and chart.size["height"] > 150 for chart in charts)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#history polyline")) >= 2
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#tradeoff circle.run-point")) == 4 + 3
+    assert browser.find_elements(By.CSS_SELECTOR, "#tradeoff polyline.pareto-front")
+    if os.environ.get("EDGEQ_SCREENSHOT") == "1":
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        browser.save_screenshot(str(SCREENSHOT))
+
+
+def test_quick_filter_hides_rows(browser: webdriver.Chrome, base_url: str) -> None:
+    browser.get(base_url + "/")
+    browser.find_element(By.ID, "quick-filter").send_keys("jetson")
+    assert visible_rows(browser) == 1
+
+
+def test_run_link_opens_its_report(browser: webdriver.Chrome, base_url: str) -> None:
+    browser.get(base_url + "/?model=binary_ae")
+    browser.find_element(By.CSS_SELECTOR, "#runs tbody a[href^='/runs/']").click()
+    assert browser.find_element(By.TAG_NAME, "h1").text == "binary_ae → cpu-x86-avx2"
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#latency svg.chart")) == 2
+    assert not browser.find_elements(By.ID, "pruning")

@@ -1,0 +1,115 @@
+"""The dashboard server over real HTTP: pages, JSON API, loopback default, no path traversal."""
+
+from __future__ import annotations
+
+import http.client
+import inspect
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgeq.dashboard.server import DashboardServer, create_server, pareto_flags
+from edgeq.dashboard.store import RunStore
+
+FIXTURES = Path(__file__).parent / "fixtures" / "reports"
+RUN1 = "20261126T093015-3fa9c1"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[DashboardServer]:
+    store = RunStore(tmp_path / "runs.sqlite")
+    for path in sorted(FIXTURES.glob("*.json")):
+        store.record(json.loads(path.read_text()), tmp_path / path.stem)
+    running = create_server(store, port=0)
+    thread = threading.Thread(target=running.serve_forever, daemon=True)
+    thread.start()
+    yield running
+    running.shutdown()
+    running.server_close()
+
+
+def fetch(server: DashboardServer, path: str) -> tuple[int, dict, str]:
+    """GET `path` exactly as given: http.client does not normalise `..` the way urllib might."""
+    connection = http.client.HTTPConnection(*server.server_address, timeout=5)
+    connection.request("GET", path)
+    response = connection.getresponse()
+    body = response.read().decode()
+    connection.close()
+    return response.status, dict(response.getheaders()), body
+
+
+def test_binds_loopback_by_default(server: DashboardServer) -> None:
+    assert server.server_address[0] == "127.0.0.1"
+    assert inspect.signature(create_server).parameters["host"].default == "127.0.0.1"
+
+
+def test_dashboard_page_lists_runs_and_charts(server: DashboardServer) -> None:
+    status, headers, page = fetch(server, "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert "script-src 'sha256-" in headers["Content-Security-Policy"]
+    assert page.count("<tr") == 1 + 4
+    assert 'id="regressions"' in page and "20261128T070102-ab12cd" in page
+    assert page.count("<svg") == 3 + 2
+    assert 'class="run-point front"' in page and "pareto-front" in page
+
+
+def test_dashboard_filters_by_query(server: DashboardServer) -> None:
+    _, _, page = fetch(server, "/?model=binary_ae")
+    assert page.count("<tr") == 1 + 1
+    _, _, page = fetch(server, "/?target=%3Cscript%3E")
+    assert page.count("<tr") == 1
+    assert "<script>" not in page.replace("<script>const box", "")
+
+
+def test_api_runs_is_json_and_filterable(server: DashboardServer) -> None:
+    status, headers, body = fetch(server, "/api/runs?target=jetson-orin-trt")
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    (run,) = json.loads(body)
+    assert run["model"] == "mrl_encoder" and run["speedup_b1"] > 2
+    assert len(json.loads(fetch(server, "/api/runs")[2])) == 4
+
+
+def test_stored_report_is_served_from_file_or_rendered(server: DashboardServer) -> None:
+    status, headers, page = fetch(server, f"/runs/{RUN1}/report.html")
+    assert status == 200 and "mrl_encoder" in page and 'id="latency"' in page
+    assert "script-src" not in headers["Content-Security-Policy"]
+    html_path = Path(server.store.summary(RUN1).html_path)
+    html_path.parent.mkdir(parents=True)
+    html_path.write_text("<p>the compile's own page</p>")
+    assert fetch(server, f"/runs/{RUN1}/report.html")[2] == "<p>the compile's own page</p>"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/runs/../../etc/passwd",
+        "/runs/%2e%2e/%2e%2e/etc/passwd",
+        "/runs/..%2f..%2fetc%2fpasswd/report.html",
+        "/runs/%2E%2E%2F%2E%2E%2Fetc%2Fpasswd/report.html",
+        "/runs/..%252f..%252fetc/report.html",
+        "/runs/../report.html",
+        "/runs/nope/report.html",
+        f"/runs/{RUN1}/../../../etc/passwd",
+        f"/runs/{RUN1}/report.json",
+        "//etc/passwd",
+        "/etc/passwd",
+        "/static/../../etc/passwd",
+    ],
+)
+def test_anything_else_is_404(server: DashboardServer, path: str) -> None:
+    status, _, body = fetch(server, path)
+    assert status == 404
+    assert "root:" not in body
+
+
+def test_pareto_front_keeps_only_undominated_points() -> None:
+    points = [(1.0, 0.99), (2.0, 0.98), (1.5, 0.97), (2.0, 0.99), (0.5, 0.999)]
+    assert pareto_flags(points, y_higher_is_better=True) == [False, False, False, True, True]
+    assert pareto_flags([(1.0, 0.4), (2.0, 1.5), (1.5, 0.3)], y_higher_is_better=False) == [
+        False,
+        True,
+        True,
+    ]
