@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import uuid
 import warnings
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +17,14 @@ import onnx
 import yaml
 
 from edgeq import __version__
-from edgeq.backends.ort_cpu import Artifact, compile_ort_cpu
+from edgeq.backends.ort_cpu import Artifact
+from edgeq.candidates import Candidate, build_candidates, measure_candidates, select
 from edgeq.dashboard.commands import record_run
 from edgeq.data import Arrays, load_npz, split, validate
 from edgeq.errors import InputError
 from edgeq.frontend.onnx_load import input_signatures, load_onnx
 from edgeq.graph import model_bytes, save_model
 from edgeq.measure.fidelity import compare_outputs
-from edgeq.measure.latency import LatencyEntry, measure_pair
 from edgeq.measure.layers import layer_damage
 from edgeq.measure.machine import describe_machine
 from edgeq.measure.runner import OrtRunner
@@ -30,9 +32,7 @@ from edgeq.measure.tasks import TaskResult, resolve_evaluator
 from edgeq.outdir import check_output_path, staged_output
 from edgeq.passes.prepare import prepare_model
 from edgeq.progress import Reporter
-from edgeq.quant.calibrate import calibrate_ranges
-from edgeq.quant.plan import ensure_node_names, plan_int8
-from edgeq.quant.qdq import activation_format, rewrite_qdq
+from edgeq.quant.plan import ensure_node_names
 from edgeq.recipe import Recipe, build_recipe
 from edgeq.report.html import write_html
 from edgeq.report.schema import Gate, Report
@@ -142,7 +142,6 @@ def _load_data(recipe: Recipe, model: onnx.ModelProto) -> tuple[Arrays, Arrays]:
 
 def _run(source: SourceModel, recipe: Recipe, target: TargetSpec, calib: Arrays,
          evaluation: Arrays, staging: Path, reporter: Reporter) -> Report:
-    scheme = target.quantization.int8
     with reporter.stage("prepare", "prepare graph (fold BatchNorm and constants)"):
         prepared = prepare_model(source.model)
         ensure_node_names(prepared)
@@ -150,40 +149,22 @@ def _run(source: SourceModel, recipe: Recipe, target: TargetSpec, calib: Arrays,
     if recipe.prune is not None:
         with reporter.stage("prune", "prune by iterative feature merging"):
             prepared, pruning = _prune(prepared, source.model, recipe, evaluation, reporter)
-    with reporter.stage("plan", "plan INT8 placement"):
-        plan = plan_int8(prepared, scheme, recipe.exclude)
-    with reporter.stage("calibrate", f"calibrate activation ranges ({recipe.calibration.method})"):
-        samples = min(recipe.calibration.samples, _count(calib, prepared))
-        batches = -(-samples // 32) * (1 if recipe.calibration.method == "minmax" else 2)
-        with reporter.bar("calibration batches", batches) as tick:
-            ranges = calibrate_ranges(prepared, plan.calibration_tensors(), calib, recipe.calibration,
-                                      activation_format(scheme), progress=lambda *_: tick())
-    with reporter.stage("quantize", "rewrite to QDQ"):
-        quantized = rewrite_qdq(prepared, plan, ranges, scheme)
-    with reporter.stage("compile", f"compile for {target.name}"):
-        artifact = compile_ort_cpu(quantized, target, staging)
-    fp32_path = save_model(source.model, staging / "fp32.reference.onnx")
-    try:
-        measured = _measure(fp32_path, artifact, recipe, target, evaluation, reporter)
-        decision = {"chosen": "int8-qdq", "reason": "INT8 artifact is not slower than fp32"}
-        slow = [e.batch for e in measured["latency"] if e.speedup < 1.0]
-        if slow and recipe.fallback_fp32:
-            decision, artifact, measured = _fall_back(prepared, fp32_path, slow, recipe, target,
-                                                      evaluation, staging, reporter, measured)
-        with reporter.stage("layers", "rank layers by damage"):
-            nodes = {d.name: d.precision for d in plan.decisions if d.precision == "int8"}
-            layers = layer_damage(prepared, quantized, nodes, evaluation)
-    finally:
-        fp32_path.unlink(missing_ok=True)
-        fp32_path.with_name(fp32_path.name + ".data").unlink(missing_ok=True)
-    quantization = {
-        "method": "int8-qdq",
-        "calibration": {"method": recipe.calibration.method, "samples": samples},
-        "formats": {"activations": vars(scheme.activations), "weights": vars(scheme.weights)},
-        "counts": dict(Counter(d.precision for d in plan.decisions)),
-        "nodes": [d.to_dict() for d in plan.decisions],
-        "layers": [d.to_dict() for d in layers],
-    }
+    candidates = build_candidates(prepared, recipe, target, calib, reporter)
+    work = staging / "candidates"
+    work.mkdir()
+    fp32_path = save_model(source.model, work / "reference.onnx")
+    run_task = partial(_evaluate_task, recipe, evaluation=evaluation)
+    measure_candidates(candidates, fp32_path, work, target, evaluation, run_task, reporter)
+    chosen, reason = select(candidates, recipe)
+    explained = chosen if chosen.plan else _most_faithful_quantized(candidates) or chosen
+    layers = []
+    if explained.plan is not None:
+        with reporter.stage("layers", "rank layers by the noise they add"):
+            nodes = {n: "int8" for n in explained.plan.quantized} | {n: "int8-dynamic" for n in explained.plan.dynamic}
+            layers = layer_damage(prepared, explained.model, nodes, evaluation)
+    summaries = [c.summary(recipe, source.bytes) for c in candidates]
+    artifact = _keep(chosen.artifact, staging)
+    shutil.rmtree(work)
     report = Report(
         run_id=datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6],
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -193,18 +174,49 @@ def _run(source: SourceModel, recipe: Recipe, target: TargetSpec, calib: Arrays,
         recipe=recipe.to_dict(),
         artifact=artifact.to_dict(staging),
         size_ratio=artifact.bytes / source.bytes,
-        decision=decision,
+        decision={"chosen": chosen.name, "reason": reason,
+                  "candidates": summaries},
         accuracy_samples=_count(evaluation, prepared),
-        outputs=measured["outputs"],
-        task=measured["task"],
-        latency=measured["latency"],
-        quantization=quantization,
+        outputs=chosen.outputs,
+        task=chosen.task,
+        latency=chosen.latency,
+        quantization=_quantization_section(explained, recipe, layers),
         pruning=pruning,
         stages=reporter.stages,
         machine=describe_machine(),
     )
     report.gates = _gates(report, recipe)
     return report
+
+
+def _most_faithful_quantized(candidates: list[Candidate]) -> Candidate | None:
+    """When fp32 wins, the INT8 candidate whose culprits the report should still show."""
+    quantized = [c for c in candidates if c.plan is not None]
+    return max(quantized, key=lambda c: c.worst_cosine, default=None)
+
+
+def _keep(artifact: Artifact, staging: Path) -> Artifact:
+    """Move the chosen candidate's files to the output's top level."""
+    files = []
+    for path in artifact.files:
+        target = staging / path.name
+        path.rename(target)
+        files.append(target)
+    return Artifact(staging / artifact.path.name, artifact.format, files)
+
+
+def _quantization_section(candidate: Candidate, recipe: Recipe, layers: list) -> dict[str, Any]:
+    plan = candidate.plan
+    if plan is None:
+        return {"method": "fp32", "nodes": [], "layers": []}
+    return {
+        "method": candidate.name,
+        "calibration": {"method": recipe.calibration.method, "samples": recipe.calibration.samples}
+        if plan.quantized else None,
+        "counts": dict(Counter(d.precision for d in plan.decisions)),
+        "nodes": [d.to_dict() for d in plan.decisions],
+        "layers": [d.to_dict() for d in layers],
+    }
 
 
 def _prune(prepared: onnx.ModelProto, original: onnx.ModelProto, recipe: Recipe,
@@ -231,22 +243,8 @@ def _count(data: Arrays, model: onnx.ModelProto) -> int:
     return len(data[first])
 
 
-def _measure(fp32_path: Path, artifact: Artifact, recipe: Recipe, target: TargetSpec,
-             evaluation: Arrays, reporter: Reporter) -> dict[str, Any]:
-    """Fidelity, task metric and interleaved latency of the artifact against the fp32 model."""
-    threads = target.latency.threads
-    fp32 = OrtRunner(fp32_path, threads=threads)
-    compiled = OrtRunner(artifact.path, threads=threads)
-    with reporter.stage("fidelity", "measure fidelity on held-out samples"):
-        reference, candidate = fp32.predict(evaluation), compiled.predict(evaluation)
-        outputs = compare_outputs(reference, candidate)
-        task = _evaluate_task(recipe, fp32, compiled, evaluation)
-    with reporter.stage("latency", "time fp32 and compiled, interleaved"):
-        latency = _latency(fp32, compiled, evaluation, target, reporter)
-    return {"outputs": outputs, "task": task, "latency": latency}
-
-
 def _evaluate_task(recipe: Recipe, fp32, compiled, evaluation: Arrays) -> TaskResult | None:
+    """The recipe's task metric for both models, or None when the recipe names no task."""
     if recipe.task is None:
         return None
     evaluator = resolve_evaluator(recipe.task.name)
@@ -254,45 +252,6 @@ def _evaluate_task(recipe: Recipe, fp32, compiled, evaluation: Arrays) -> TaskRe
         return evaluator(fp32, compiled, evaluation, **recipe.task.options)
     except TypeError as exc:
         raise InputError(f"task {recipe.task.name!r} rejected its options: {exc}") from None
-
-
-def _latency(fp32: OrtRunner, compiled: OrtRunner, evaluation: Arrays, target: TargetSpec,
-             reporter: Reporter) -> list[LatencyEntry]:
-    settings = target.latency
-    batches = _batch_sizes(fp32, settings.batch_sizes)
-    with reporter.bar("latency rounds", settings.rounds * len(batches)) as tick:
-        return [
-            measure_pair(fp32, compiled, evaluation, batch=batch, threads=settings.threads,
-                         warmup=settings.warmup, rounds=settings.rounds,
-                         seconds_per_round=settings.seconds_per_round, tick=tick)
-            for batch in batches
-        ]
-
-
-def _batch_sizes(runner: OrtRunner, wanted: list[int]) -> list[int]:
-    """The target's batch sizes, or the model's own batch if its batch axis is fixed."""
-    first = next(iter(runner.inputs.values()))
-    fixed = first.shape[0] if first.shape and isinstance(first.shape[0], int) else None
-    return [fixed] if fixed else wanted
-
-
-def _fall_back(prepared, fp32_path, slow, recipe, target, evaluation, staging, reporter, rejected):
-    """Never hand back a slower model: the fp32-optimized artifact replaces a slower INT8 one."""
-    for path in staging.iterdir():
-        if path != fp32_path and path.suffix in (".onnx", ".ort", ".data"):
-            path.unlink()
-    with reporter.stage("compile-fp32", "INT8 was slower; compile the fp32 fallback"):
-        artifact = compile_ort_cpu(prepared, target, staging)
-    measured = _measure(fp32_path, artifact, recipe, target, evaluation, reporter)
-    speedups = ", ".join(f"batch {e.batch}: {e.speedup:.2f}x" for e in rejected["latency"])
-    decision = {
-        "chosen": "fp32",
-        "reason": f"INT8 was slower than fp32 at batch {slow} ({speedups}); kept fp32-optimized",
-        "rejected": {"candidate": "int8-qdq",
-                     "speedups": {e.batch: e.speedup for e in rejected["latency"]},
-                     "outputs": [vars(o) for o in rejected["outputs"]]},
-    }
-    return decision, artifact, measured
 
 
 def _gates(report: Report, recipe: Recipe) -> list[Gate]:

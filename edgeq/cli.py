@@ -48,6 +48,8 @@ def cli() -> None:
 @click.option("--calib-method", type=click.Choice(["minmax", "percentile", "mse", "entropy"]))
 @click.option("--calib-samples", type=click.IntRange(min=1), help="Calibration samples to use.")
 @click.option("--bits", type=click.Choice(["8"]), help="Weight/activation bits.")
+@click.option("--mode", type=click.Choice(["auto", "static", "dynamic"]),
+              help="INT8 lowering: static QDQ, dynamic, or auto (measure both, keep the best).")
 @click.option("--prune", type=click.Choice(["ifm"]), help="Prune by iterative feature merging first.")
 @click.option("--prune-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), help="IFM β.")
 @click.option("--prune-max-ratio", type=click.FloatRange(0, 1, min_open=True, max_open=True))
@@ -61,7 +63,7 @@ def cli() -> None:
 @click.option("--force", is_flag=True, help="Replace an existing edgeq output directory.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary (report files only).")
 def compile_command(model, out, recipe_path, target, calib, eval_path, calib_method, calib_samples,
-                    bits, prune, prune_threshold, prune_max_ratio, task_name, task_option, exclude,
+                    bits, mode, prune, prune_threshold, prune_max_ratio, task_name, task_option, exclude,
                     max_drop, min_speedup, min_cosine, no_fallback, force, quiet) -> None:
     """Compile MODEL (an .onnx file) for a target and measure it against fp32.
 
@@ -90,7 +92,7 @@ def compile_command(model, out, recipe_path, target, calib, eval_path, calib_met
              if v is not None}
     result = compile_model(
         model, out=out, recipe=base, force=force, progress=not quiet,
-        target=target, calib=calib, eval=eval_path, bits=int(bits) if bits else None,
+        target=target, calib=calib, eval=eval_path, bits=int(bits) if bits else None, mode=mode,
         calibration=calibration or None, prune=prune_settings or None, task=task,
         exclude=list(exclude) or None, gates=gates or None, fallback_fp32=False if no_fallback else None,
     )

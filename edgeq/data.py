@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,7 +44,10 @@ def validate(arrays: Mapping[str, np.ndarray], inputs: Sequence[InputSignature],
     missing = [i.name for i in inputs if i.name not in arrays]
     if missing:
         have = ", ".join(sorted(arrays)) or "nothing"
-        raise InputError(f"{what} lacks model input {missing[0]!r} (it holds: {have})")
+        extras = [name for name in arrays if name not in {i.name for i in inputs}]
+        hint = _close_name(missing[0], extras)
+        hint = f"; did you mean {hint!r}? arrays must be named exactly like the inputs" if hint else ""
+        raise InputError(f"{what} lacks model input {missing[0]!r} (it holds: {have}){hint}")
     counts = set()
     for signature in inputs:
         array = arrays[signature.name]
@@ -55,6 +59,13 @@ def validate(arrays: Mapping[str, np.ndarray], inputs: Sequence[InputSignature],
     if count == 0:
         raise InputError(f"{what} holds no samples")
     return count
+
+
+def _close_name(name: str, candidates: Sequence[str]) -> str | None:
+    """The candidate that looks like a misspelling of `name` (case and small typos), if any."""
+    lowered = {c.lower(): c for c in candidates}
+    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[match[0]] if match else None
 
 
 def _check_array(array: np.ndarray, signature: InputSignature, what: str) -> None:
@@ -73,9 +84,13 @@ def _check_array(array: np.ndarray, signature: InputSignature, what: str) -> Non
                 f"{_shape_text(signature.shape)} (axis {axis} differs)"
             )
     kind, want_kind = array.dtype.kind, signature.dtype.kind
-    if want_kind == "f" and kind not in "fiu" or want_kind in "iu" and kind not in "iu":
+    # float data for a float input (any width); integers for an integer input. Integers for a float
+    # input are refused: raw uint8 pixels or class ids calibrate ranges the model never sees.
+    if want_kind == "f" and kind != "f" or want_kind in "iu" and kind not in "iu":
+        fix = f"; convert it (e.g. .astype(np.{signature.dtype})) as the model expects"
         raise InputError(
             f"{what}: array {name!r} has dtype {array.dtype}, the model input is {signature.dtype}"
+            + (fix if want_kind == "f" else "")
         )
     if kind == "f" and not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).sum())

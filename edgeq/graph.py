@@ -28,6 +28,11 @@ class GraphIndex:
                     self.consumers[name].append(node)
         self.initializers = {t.name: t for t in graph.initializer}
         self.outputs = {o.name for o in graph.output}
+        self.subgraph_references = subgraph_references(graph)
+
+    def is_pinned(self, name: str) -> bool:
+        """A graph output or a name read inside If/Loop/Scan bodies: it must keep its name and value."""
+        return name in self.outputs or name in self.subgraph_references
 
     def is_constant(self, name: str) -> bool:
         return name in self.initializers or (
@@ -42,6 +47,20 @@ class GraphIndex:
         if node is not None and node.op_type == "Constant":
             return numpy_helper.to_array(onnx.helper.get_attribute_value(node.attribute[0]))
         return None
+
+
+def subgraph_references(graph: onnx.GraphProto) -> set[str]:
+    """Names read inside If/Loop/Scan bodies (outer-scope values those bodies capture)."""
+    names: set[str] = set()
+    for node in graph.node:
+        for attr in node.attribute:
+            bodies = list(attr.graphs)
+            if attr.type == onnx.AttributeProto.GRAPH:
+                bodies.append(attr.g)
+            for body in bodies:
+                names |= {name for inner in body.node for name in inner.input}
+                names |= subgraph_references(body)
+    return names
 
 
 def attribute(node: onnx.NodeProto, name: str, default=None):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,8 +30,17 @@ def check_output_path(out: Path, force: bool) -> None:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create {parent}: {exc.strerror or exc}") from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"output folder {parent} is not writable")
+    _check_writable(parent)
+
+
+def _check_writable(folder: Path) -> None:
+    """Create and remove a hidden directory: permission bits alone miss root, /proc, read-only mounts."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"output folder {folder} is not writable")
+    try:
+        Path(tempfile.mkdtemp(prefix=".edgeq-probe-", dir=folder)).rmdir()
+    except OSError as exc:
+        raise InputError(f"output folder {folder} is not writable ({exc.strerror or exc})") from None
 
 
 @contextmanager
@@ -38,7 +49,10 @@ def staged_output(out: Path, force: bool = False) -> Iterator[Path]:
     check_output_path(out, force)
     _remove_stale_staging(out)
     staging = out.resolve().parent / f".{out.name}.edgeq-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
+    try:
+        staging.mkdir()
+    except OSError as exc:
+        raise InputError(f"cannot create staging directory {staging}: {exc.strerror or exc}") from None
     try:
         yield staging
         if out.exists():
@@ -55,10 +69,10 @@ def staged_output(out: Path, force: bool = False) -> Iterator[Path]:
 
 def _remove_stale_staging(out: Path) -> None:
     """Clear staging dirs left by a killed compile of the same output (their process is gone)."""
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.edgeq-(\d+)-[0-9a-f]{{8}}(-old)?")
     for candidate in out.resolve().parent.glob(f".{out.name}.edgeq-*"):
-        parts = candidate.name.rsplit("-", 2)
-        pid = parts[1] if len(parts) == 3 else ""
-        if pid.isdigit() and not _alive(int(pid)):
+        match = pattern.fullmatch(candidate.name)  # retired "-old" dirs of a killed --force too
+        if match and not _alive(int(match.group(1))):
             shutil.rmtree(candidate, ignore_errors=True)
 
 

@@ -66,6 +66,14 @@ class Gates:
 
 
 @dataclass
+class Budget:
+    """The accuracy a candidate must keep to be chosen: the task's primary drop, else output cosine."""
+
+    max_drop: float = 1.0
+    min_cosine: float = 0.99
+
+
+@dataclass
 class Recipe:
     """A whole compile: target, data, quantization, pruning, task and gates."""
 
@@ -74,10 +82,12 @@ class Recipe:
     eval: str | None = None
     eval_fraction: float = 0.5
     bits: Literal[8] = 8
+    mode: Literal["auto", "static", "dynamic"] = "auto"
     calibration: Calibration = field(default_factory=Calibration)
     exclude: list[str] = field(default_factory=list)
     prune: Prune | None = None
     task: Task | None = None
+    budget: Budget = field(default_factory=Budget)
     gates: Gates = field(default_factory=Gates)
     fallback_fp32: bool = True
 

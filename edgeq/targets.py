@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from edgeq.config import from_dict, load_yaml
 from edgeq.errors import InputError
@@ -31,6 +32,7 @@ class Int8Scheme:
     fold_relu: bool = True
     activation_matmul: bool = False
     dynamic_ops: list[str] = field(default_factory=list)
+    quantize_bias: bool = True  # int32 bias DQ; TensorRT's parser rejects it, so its targets say false
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,41 @@ class LatencySettings:
 
 
 @dataclass(frozen=True)
+class BatchProfile:
+    """The batch range a TensorRT optimization profile covers; the engine runs any batch in it."""
+
+    min: int = 1
+    opt: int = 8
+    max: int = 32
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min <= self.opt <= self.max:
+            raise ValueError("batch profile needs 1 <= min <= opt <= max")
+
+
+@dataclass(frozen=True)
+class TensorRTSettings:
+    """TensorRT builder settings; `input_shapes` gives min/opt/max for inputs with other dynamic dims."""
+
+    workspace_mib: int = 1024
+    timing_cache: str = "~/.cache/edgeq/tensorrt.timing.cache"
+    fp16: bool = True
+    optimization_level: int = 3
+    batch: BatchProfile = field(default_factory=BatchProfile)
+    input_shapes: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    dla_core: int | None = None
+    gpu_fallback: bool = True
+
+    def __post_init__(self) -> None:
+        if self.workspace_mib < 1:
+            raise ValueError("workspace_mib must be >= 1")
+        if not 0 <= self.optimization_level <= 5:
+            raise ValueError("optimization_level must be 0..5")
+        if self.dla_core is not None and self.dla_core < 0:
+            raise ValueError("dla_core must be >= 0 (or absent for the GPU)")
+
+
+@dataclass(frozen=True)
 class TargetSpec:
     name: str
     runtime: str
@@ -69,6 +106,8 @@ class TargetSpec:
     quantization: QuantizationSchemes = field(default_factory=QuantizationSchemes)
     artifact: ArtifactSettings = field(default_factory=ArtifactSettings)
     latency: LatencySettings = field(default_factory=LatencySettings)
+    precision: Literal["int8", "fp16"] = "int8"  # fp16: no Q/DQ, the runtime computes in half
+    tensorrt: TensorRTSettings | None = None
 
 
 def builtin_targets_dir() -> Path:

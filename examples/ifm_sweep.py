@@ -42,9 +42,10 @@ def evaluate(fp32: OrtRunner, pruned: onnx.ModelProto, evaluator, data) -> TaskR
 
 def sweep_row(threshold: float, summary: PruningSummary, result: TaskResult) -> str:
     first = result.metric(result.primary[0])
+    worst = max(result.primary, key=lambda name: result.metric(name).drop)
     return (f"{threshold:>7.3f} {100 * summary.parameters_kept:>8.1f}% "
             f"{100 * summary.to_dict()['flops_kept']:>8.1f}% {summary.channels_merged:>7d} "
-            f"{first.compiled:>12.2f} {result.worst_primary_drop:>+11.2f}")
+            f"{first.compiled:>12.2f} {result.worst_primary_drop:>+11.2f}  {worst}")
 
 
 def sweep(case: tuple[str, str, str], thresholds: list[float], args: argparse.Namespace) -> None:
@@ -55,9 +56,9 @@ def sweep(case: tuple[str, str, str], thresholds: list[float], args: argparse.Na
     fp32 = OrtRunner(model.SerializeToString())
     print(f"\n{model_path} ({evaluator_name} on {data_path}), max_ratio={args.max_ratio}, "
           f"approximate={args.approximate}")
-    header = f"{'beta':>7} {'params':>9} {'FLOPs':>9} {'merged':>7} {'':>12} {'worst drop':>11}"
     baseline = evaluate(fp32, model, evaluator, data)
-    print(header.replace(" " * 12, f"{baseline.primary[0]:>12}", 1))
+    print(f"{'beta':>7} {'params':>9} {'FLOPs':>9} {'merged':>7} {baseline.primary[0][:12]:>12} "
+          f"{'worst drop':>11}  worst metric")
     for threshold in thresholds:
         pruned, summary = merge_features(model, threshold=threshold, max_ratio=args.max_ratio,
                                          protected=args.protect, approximate=args.approximate)

@@ -256,7 +256,6 @@ def test_threshold_merges_near_duplicates_and_max_ratio_caps():
     assert none.channels_merged == 0
     assert some.channels_merged > 0
     assert capped.channels_merged == 10  # 25% of 40
-    assert capped.parameters_after < some.parameters_after or some.channels_merged >= 10
 
 
 def test_progress_reports_each_pass():

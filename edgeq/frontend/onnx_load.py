@@ -13,6 +13,8 @@ from edgeq.data import InputSignature
 from edgeq.errors import InputError
 
 MIN_OPSET = 11
+# Op domains ONNX Runtime's CPU provider implements: standard ONNX, ONNX-ML and ORT's contrib ops.
+RUNTIME_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})
 
 
 def load_onnx(path: str | Path) -> onnx.ModelProto:
@@ -64,6 +66,7 @@ def check_model(model: onnx.ModelProto, name: str) -> None:
     opset = default_opset(model)
     if opset < MIN_OPSET:
         raise InputError(f"{name} uses opset {opset}; edgeq needs opset >= {MIN_OPSET} (re-export it)")
+    _check_custom_ops(model, name)
     try:
         onnx.checker.check_model(model, full_check=False)
     except onnx.checker.ValidationError as exc:
@@ -75,6 +78,27 @@ def check_model(model: onnx.ModelProto, name: str) -> None:
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=False)
     except (onnx.shape_inference.InferenceError, ValueError) as exc:
         raise InputError(f"{name} fails ONNX shape inference: {_first_line(exc)}") from None
+
+
+def _nodes(graph: onnx.GraphProto):
+    """Nodes of a graph and of every subgraph inside them (If branches, Loop/Scan bodies)."""
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            for subgraph in [attribute.g, *attribute.graphs]:
+                yield from _nodes(subgraph)
+
+
+def _check_custom_ops(model: onnx.ModelProto, name: str) -> None:
+    """Refuse ops from custom domains: ONNX Runtime cannot run them, so nothing could be measured."""
+    local = {(f.domain, f.name) for f in model.functions}  # model-local functions are inlined
+    for node in _nodes(model.graph):
+        if node.domain not in RUNTIME_DOMAINS and (node.domain, node.op_type) not in local:
+            raise InputError(
+                f"{name}: node {node.name or node.output[0]!r} uses custom op "
+                f"{node.domain}:{node.op_type}, which ONNX Runtime cannot run; replace it with "
+                "standard ONNX ops or export without it"
+            )
 
 
 def _first_line(exc: Exception) -> str:

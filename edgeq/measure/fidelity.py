@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgeq.quant.primitives import sqnr_db
+
 
 def cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
     """Cosine similarity of the flattened arrays (1.0 when both are all zero)."""
@@ -16,18 +18,6 @@ def cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
     if norms == 0.0:
         return 1.0 if not a.any() and not b.any() else 0.0
     return float(a @ b / norms)
-
-
-def sqnr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
-    """Signal-to-quantization-noise ratio in dB; +inf when the arrays are equal."""
-    a = reference.astype(np.float64)
-    noise = float(np.sum((a - candidate.astype(np.float64)) ** 2))
-    signal = float(np.sum(a**2))
-    if noise == 0.0:
-        return float("inf")
-    if signal == 0.0:
-        return float("-inf")
-    return 10.0 * float(np.log10(signal / noise))
 
 
 @dataclass(frozen=True)

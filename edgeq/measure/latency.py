@@ -62,30 +62,31 @@ def _timed_calls(call: Callable[[], object], runs: int) -> list[float]:
     return samples
 
 
-def measure_pair(
-    fp32: OrtRunner,
-    compiled: OrtRunner,
+def measure_interleaved(
+    runners: Mapping[str, OrtRunner],
     data: Mapping[str, np.ndarray],
     *,
     batch: int,
-    threads: int,
     warmup: int,
     rounds: int,
     seconds_per_round: float,
     tick: Callable[[], None] | None = None,
-) -> LatencyEntry:
-    """Alternate the two models round by round (order flipped each round) so drift hits both alike."""
-    feeds = batch_feeds(fp32, data, batch), batch_feeds(compiled, data, batch)
-    calls = [lambda: fp32.session.run(None, feeds[0]), lambda: compiled.session.run(None, feeds[1])]
-    for call in calls:
+) -> dict[str, LatencyStats]:
+    """Time every model round by round, rotating the order each round so drift hits all alike."""
+    names = list(runners)
+    calls = {}
+    for name, runner in runners.items():
+        feeds = batch_feeds(runner, data, batch)
+        calls[name] = lambda runner=runner, feeds=feeds: runner.session.run(None, feeds)
+    for call in calls.values():
         _timed_calls(call, warmup)
-    probe = max(min(_timed_calls(call, 3)) for call in calls)
-    runs = int(np.clip(seconds_per_round * 1e3 / 2 / max(probe, 1e-3), 3, 500))
-    samples: list[list[float]] = [[], []]
+    probe = max(min(_timed_calls(call, 3)) for call in calls.values())
+    runs = int(np.clip(seconds_per_round * 1e3 / len(names) / max(probe, 1e-3), 3, 500))
+    samples: dict[str, list[float]] = {name: [] for name in names}
     for round_index in range(rounds):
-        order = (0, 1) if round_index % 2 == 0 else (1, 0)
-        for which in order:
-            samples[which].extend(_timed_calls(calls[which], runs))
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            samples[name].extend(_timed_calls(calls[name], runs))
         if tick:
             tick()
-    return LatencyEntry(batch, threads, rounds, LatencyStats.of(samples[0]), LatencyStats.of(samples[1]))
+    return {name: LatencyStats.of(values) for name, values in samples.items()}

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 
 from edgeq.data import take
-from edgeq.measure.fidelity import sqnr_db
+from edgeq.quant.primitives import sqnr_db
 from edgeq.measure.runner import OrtRunner
 from edgeq.quant.calibrate import with_outputs
 

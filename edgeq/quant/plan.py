@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import onnx
 
 from edgeq.graph import GraphIndex, attribute
+from edgeq.quant.dynamic import lowerable
 from edgeq.targets import Int8Scheme
 
 COMPUTE_OPS = frozenset({"Conv", "Gemm", "MatMul", "Add"})
 SHARED_SCALE_OPS = frozenset({"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"})
 OWN_SCALE_OPS = frozenset({"GlobalAveragePool", "AveragePool"})
-DECISION_OPS = frozenset({"ArgMax", "ArgMin", "TopK"})
+DECISION_OPS = frozenset({"ArgMax", "ArgMin", "TopK", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Sign"})
 ELEMENTWISE_OPS = frozenset(
     {
         "Add",
@@ -36,6 +38,7 @@ ELEMENTWISE_OPS = frozenset(
     }
 )
 FLOAT = onnx.TensorProto.FLOAT
+DECISION_REASON = "feeds a decision (argmax, top-k or threshold): int8 error would flip it"
 
 
 @dataclass
@@ -75,6 +78,10 @@ class QuantPlan:
     def quantized(self) -> set[str]:
         return {d.name for d in self.decisions if d.precision == "int8"}
 
+    @property
+    def dynamic(self) -> set[str]:
+        return {d.name for d in self.decisions if d.precision == "int8-dynamic"}
+
     def calibration_tensors(self) -> list[str]:
         """Tensors whose ranges must be measured: activations, or a folded ReLU's output instead."""
         return [self.folded_relu.get(t, t) for t in self.activations if t not in self.shared_params]
@@ -89,8 +96,17 @@ def ensure_node_names(model: onnx.ModelProto) -> None:
         seen.add(node.name)
 
 
-def plan_int8(model: onnx.ModelProto, scheme: Int8Scheme, exclude: Sequence[str] = ()) -> QuantPlan:
-    """Choose INT8 nodes by the target's rules, the recipe's exclusions and decision-head safety."""
+def plan_int8(
+    model: onnx.ModelProto,
+    scheme: Int8Scheme,
+    exclude: Sequence[str] = (),
+    mode: Literal["static", "dynamic"] = "static",
+) -> QuantPlan:
+    """Choose INT8 nodes by the target's rules, the recipe's exclusions and decision-head safety.
+
+    `static` puts calibrated Q/DQ around Conv/Gemm/MatMul (LSTMs go dynamic); `dynamic` keeps
+    int8 weights for MatMul/Gemm/LSTM only and lets the runtime quantize activations per call.
+    """
     index = GraphIndex(model.graph)
     types = _float_tensors(model)
     protected = _decision_heads(index)
@@ -98,7 +114,8 @@ def plan_int8(model: onnx.ModelProto, scheme: Int8Scheme, exclude: Sequence[str]
     plan = QuantPlan(decisions=[])
     quantized_outputs: set[str] = set()
     for node in (n for n in model.graph.node if n.name not in decisions):
-        decision = _decide(node, index, types, scheme, set(exclude), protected, quantized_outputs)
+        decide = _decide_dynamic if mode == "dynamic" else _decide
+        decision = decide(node, index, types, scheme, set(exclude), protected, quantized_outputs)
         decisions[node.name] = decision
         if decision.precision != "int8":
             continue
@@ -121,11 +138,9 @@ def _decide(node, index, types, scheme, exclude, protected, quantized_outputs) -
     if node.name in exclude or op in exclude:
         return fp32("excluded by the recipe")
     if node.name in protected:
-        return fp32("feeds an argmax/top-k decision: quantization error would flip the choice")
+        return fp32(DECISION_REASON)
     if op in scheme.dynamic_ops:
-        return NodeDecision(
-            node.name, op, "int8-dynamic", "weights int8, activations quantized at run time"
-        )
+        return _dynamic_or_reason(node, index)
     data_inputs = [name for name in node.input if name and not index.is_constant(name)]
     if any(name not in types for name in data_inputs):
         return fp32("non-float inputs")
@@ -145,6 +160,26 @@ def _decide(node, index, types, scheme, exclude, protected, quantized_outputs) -
         if not scheme.activation_matmul:
             return fp32("activation x activation MatMul (attention) kept fp32 on this target")
     return NodeDecision(node.name, op, "int8")
+
+
+def _decide_dynamic(node, index, types, scheme, exclude, protected, quantized_outputs) -> NodeDecision:
+    op = node.op_type
+    if op not in ("MatMul", "Gemm", "LSTM"):
+        return NodeDecision(node.name, op, "fp32", "dynamic mode quantizes MatMul/Gemm/LSTM weights only")
+    if op not in scheme.ops and op not in scheme.dynamic_ops:
+        return NodeDecision(node.name, op, "fp32", "op type not quantized on this target")
+    if node.name in exclude or op in exclude:
+        return NodeDecision(node.name, op, "fp32", "excluded by the recipe")
+    if node.name in protected:
+        return NodeDecision(node.name, op, "fp32", DECISION_REASON)
+    return _dynamic_or_reason(node, index)
+
+
+def _dynamic_or_reason(node: onnx.NodeProto, index: GraphIndex) -> NodeDecision:
+    reason = lowerable(node, index)
+    if reason is not None:
+        return NodeDecision(node.name, node.op_type, "fp32", reason)
+    return NodeDecision(node.name, node.op_type, "int8-dynamic", "int8 weights, activations quantized per call")
 
 
 def _place_qdq(plan: QuantPlan, model, index: GraphIndex, scheme: Int8Scheme, types) -> None:
@@ -172,7 +207,7 @@ def _place_qdq(plan: QuantPlan, model, index: GraphIndex, scheme: Int8Scheme, ty
             elif node.op_type in ("Conv", "Gemm") and position == 2:
                 plan.biases.append((name, 2))
         output = node.output[0]
-        if not scheme.output_qdq or output in index.outputs or output not in types:
+        if not scheme.output_qdq or index.is_pinned(output) or output not in types:
             continue
         relu = _foldable_relu(node, index, scheme, types)
         if relu is not None:
@@ -201,10 +236,10 @@ def _foldable_relu(node: onnx.NodeProto, index: GraphIndex, scheme: Int8Scheme, 
         return None
     tensor = node.output[0]
     consumers = index.consumers.get(tensor, [])
-    if len(consumers) != 1 or consumers[0].op_type != "Relu" or tensor in index.outputs:
+    if len(consumers) != 1 or consumers[0].op_type != "Relu" or index.is_pinned(tensor):
         return None
     relu = consumers[0]
-    if tensor not in types or relu.output[0] in index.outputs:
+    if tensor not in types or index.is_pinned(relu.output[0]):
         return None
     return relu
 
@@ -216,10 +251,10 @@ def _float_tensors(model: onnx.ModelProto) -> set[str]:
 
 
 def _decision_heads(index: GraphIndex) -> set[str]:
-    """Compute nodes whose result reaches an ArgMax/TopK through element-wise ops only.
+    """Compute nodes whose result reaches an ArgMax/TopK/threshold through element-wise ops only.
 
-    Pointer networks score candidates with a MatMul and pick one by argmax: int8 error there flips
-    the pick directly, so those layers stay fp32 (shared/METHODS.md §4).
+    A pointer network picks by argmax over scores, a binary latent by thresholding logits: int8
+    error there flips the pick or the bit directly, so those layers stay fp32 (METHODS.md §3–4).
     """
     heads: set[str] = set()
     stack = [n.input[0] for n in index.graph.node if n.op_type in DECISION_OPS]

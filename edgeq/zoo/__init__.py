@@ -49,6 +49,7 @@ def export_onnx(
         # The LSTM batch-size caveat is about caller-given h0/c0; ours are zeros sized from the
         # input, and the tests run other batch sizes through ONNX Runtime.
         warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module="torch.nn")
         torch.onnx.export(
             model,
             args,
@@ -68,8 +69,10 @@ def export_onnx(
     errors = {}
     for name, ours, theirs in zip(output_names, got, expected, strict=True):
         theirs = theirs.numpy()
+        if ours.shape != theirs.shape:
+            raise ParityError(f"{path}: output {name!r} shape {ours.shape} vs torch {theirs.shape}")
         errors[name] = float(np.abs(ours.astype(np.float64) - theirs).max())
         limit = 0.0 if np.issubdtype(theirs.dtype, np.integer) else atol
-        if ours.shape != theirs.shape or errors[name] > limit:
+        if errors[name] > limit:
             raise ParityError(f"{path}: output {name!r} differs from torch by {errors[name]:.3g}")
     return errors

@@ -128,7 +128,7 @@ def evaluate_tsp(
         valid = _valid_tours(t, n)
         lengths = tour_length(points[valid], t[valid])
         stats[side] = {
-            "valid": 100.0 * valid.mean(),
+            "valid": 100.0 * float(valid.mean()),
             "length": float(lengths.mean()) if valid.any() else float("nan"),
             "gap": float(100.0 * (lengths / optimal[valid] - 1).mean()) if valid.any() else 100.0,
         }
@@ -170,7 +170,8 @@ def _hull_scores(points: np.ndarray, sequences: np.ndarray) -> tuple[float, floa
         exact.append(polygon is not None and _same_cycle(polygon, truth))
         area = polygon_area(pts, polygon) if polygon and len(set(polygon)) >= 3 else 0.0
         coverage.append(area / polygon_area(pts, truth))
-    return 100.0 * np.mean(exact), 100.0 * np.mean(coverage), 100.0 * np.mean(closed)
+    share = [100.0 * float(np.mean(v)) for v in (exact, coverage, closed)]
+    return share[0], share[1], share[2]
 
 
 def evaluate_convex_hull(

@@ -11,20 +11,6 @@ Shape = tuple  # dims are ints when static, None when symbolic or unknown
 _FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16)
 
 
-def _subgraph_references(graph: onnx.GraphProto) -> set[str]:
-    """Names read inside If/Loop/Scan bodies: the pass must not change their widths."""
-    names: set[str] = set()
-    for node in graph.node:
-        for attribute in node.attribute:
-            bodies = list(attribute.graphs)
-            if attribute.type == onnx.AttributeProto.GRAPH:
-                bodies.append(attribute.g)
-            for body in bodies:
-                names |= {name for inner in body.node for name in inner.input}
-                names |= _subgraph_references(body)
-    return names
-
-
 def _value_shape(value: onnx.ValueInfoProto) -> Shape | None:
     tensor_type = value.type.tensor_type
     if not tensor_type.HasField("shape"):
@@ -46,7 +32,6 @@ class StreamIndex(GraphIndex):
         self.shapes |= {name: tuple(tensor.dims) for name, tensor in self.initializers.items()}
         self.declared_inputs = {value.name for value in graph.input}
         self.graph_inputs = self.declared_inputs - set(self.initializers)
-        self.subgraph_references = _subgraph_references(graph)
 
     def rank(self, name: str) -> int | None:
         shape = self.shapes.get(name)

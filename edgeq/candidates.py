@@ -1,0 +1,173 @@
+"""Lowering candidates for one model: build each, measure each on the target, keep the best.
+
+On a CPU, "quantized" does not mean "faster" (shared/BASELINES.md): static QDQ, dynamic int8 and
+plain fp32 win on different models. So edgeq builds every applicable candidate, measures fidelity
+and latency of each artifact against the fp32 model in one interleaved run, and picks the fastest
+one within the accuracy budget — never one slower than fp32.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+from edgeq.backends.ort_cpu import Artifact, compile_ort_cpu
+from edgeq.data import Arrays
+from edgeq.measure.fidelity import OutputFidelity, compare_outputs
+from edgeq.measure.latency import LatencyEntry, measure_interleaved
+from edgeq.measure.runner import OrtRunner
+from edgeq.measure.tasks import TaskResult
+from edgeq.progress import Reporter
+from edgeq.quant.calibrate import calibrate_ranges
+from edgeq.quant.dynamic import lower_dynamic
+from edgeq.quant.plan import QuantPlan, plan_int8
+from edgeq.quant.qdq import activation_format, rewrite_qdq
+from edgeq.recipe import Recipe
+from edgeq.targets import TargetSpec
+
+TaskRunner = Callable[[OrtRunner, OrtRunner], TaskResult | None]
+
+
+@dataclass
+class Candidate:
+    """One way to lower the model, with what it measured."""
+
+    name: str
+    model: onnx.ModelProto
+    plan: QuantPlan | None = None
+    artifact: Artifact | None = None
+    runner: OrtRunner | None = None
+    outputs: list[OutputFidelity] = field(default_factory=list)
+    task: TaskResult | None = None
+    latency: list[LatencyEntry] = field(default_factory=list)
+
+    @property
+    def worst_cosine(self) -> float:
+        values = [o.cosine for o in self.outputs if o.cosine is not None]
+        values += [o.agreement for o in self.outputs if o.agreement is not None and o.cosine is None]
+        return min(values, default=1.0)
+
+    @property
+    def slowest_speedup(self) -> float:
+        return min(e.speedup for e in self.latency)
+
+    @property
+    def mean_speedup(self) -> float:
+        """Geometric mean over the measured batch sizes."""
+        return math.exp(sum(math.log(e.speedup) for e in self.latency) / len(self.latency))
+
+    def budget_problem(self, recipe: Recipe) -> str | None:
+        """Why this candidate misses the accuracy budget, or None (task metric first, else cosine)."""
+        budget = recipe.budget
+        if self.task is not None:
+            drop = self.task.worst_primary_drop
+            return None if drop <= budget.max_drop else f"task drop {drop:.3g} > {budget.max_drop}"
+        cos = self.worst_cosine
+        return None if cos >= budget.min_cosine else f"output cosine {cos:.5f} < {budget.min_cosine}"
+
+    def summary(self, recipe: Recipe, source_bytes: int) -> dict:
+        return {
+            "name": self.name,
+            "speedups": {e.batch: e.speedup for e in self.latency},
+            "worst_cosine": self.worst_cosine,
+            "task_drop": self.task.worst_primary_drop if self.task else None,
+            "size_ratio": self.artifact.bytes / source_bytes if self.artifact else None,
+            "within_budget": self.budget_problem(recipe) is None,
+        }
+
+
+def build_candidates(prepared: onnx.ModelProto, recipe: Recipe, target: TargetSpec, calib: Arrays,
+                     reporter: Reporter) -> list[Candidate]:
+    """fp32 (ORT-optimized) plus every INT8 mode that quantizes at least one node."""
+    scheme = target.quantization.int8
+    candidates = [Candidate("fp32", prepared)]
+    modes = ["static", "dynamic"] if recipe.mode == "auto" else [recipe.mode]
+    for mode in modes:
+        plan = plan_int8(prepared, scheme, recipe.exclude, mode=mode)
+        if not plan.quantized and not plan.dynamic:
+            continue
+        with reporter.stage(f"quantize-{mode}", f"quantize: {mode} int8"):
+            model = _quantize_static(prepared, plan, recipe, target, calib, reporter) \
+                if mode == "static" else prepared
+            model = lower_dynamic(model, plan.dynamic, scheme.weights.reduce_range)
+        candidates.append(Candidate(f"int8-{mode}", model, plan))
+    return candidates
+
+
+def _quantize_static(prepared, plan, recipe, target, calib, reporter) -> onnx.ModelProto:
+    scheme = target.quantization.int8
+    samples = min(recipe.calibration.samples, len(next(iter(calib.values()))))
+    batches = -(-samples // 32) * (1 if recipe.calibration.method == "minmax" else 2)
+    with reporter.bar(f"calibrate ({recipe.calibration.method})", batches) as tick:
+        ranges = calibrate_ranges(prepared, plan.calibration_tensors(), calib, recipe.calibration,
+                                  activation_format(scheme), progress=lambda *_: tick())
+    return rewrite_qdq(prepared, plan, ranges, scheme)
+
+
+def measure_candidates(candidates: list[Candidate], fp32_path: Path, staging: Path, target: TargetSpec,
+                       evaluation: Arrays, run_task: TaskRunner, reporter: Reporter) -> None:
+    """Compile each candidate, then fidelity/task per candidate and one interleaved latency run."""
+    threads = target.latency.threads
+    fp32 = OrtRunner(fp32_path, threads=threads)
+    reference = fp32.predict(evaluation)
+    for candidate in candidates:
+        with reporter.stage(f"compile-{candidate.name}", f"compile {candidate.name} for {target.name}"):
+            candidate.artifact = compile_ort_cpu(candidate.model, target, staging / candidate.name)
+            candidate.runner = OrtRunner(candidate.artifact.path, threads=threads)
+        with reporter.stage(f"fidelity-{candidate.name}", f"measure {candidate.name} fidelity"):
+            candidate.outputs = compare_outputs(reference, candidate.runner.predict(evaluation))
+            candidate.task = run_task(fp32, candidate.runner)
+    settings = target.latency
+    batches = batch_sizes(fp32, settings.batch_sizes)
+    runners = {"reference": fp32} | {c.name: c.runner for c in candidates}
+    with reporter.stage("latency", "time fp32 and candidates, interleaved"), \
+            reporter.bar("latency rounds", settings.rounds * len(batches)) as tick:
+        for batch in batches:
+            stats = measure_interleaved(runners, evaluation, batch=batch, warmup=settings.warmup,
+                                        rounds=settings.rounds,
+                                        seconds_per_round=settings.seconds_per_round, tick=tick)
+            for candidate in candidates:
+                candidate.latency.append(LatencyEntry(batch, threads, settings.rounds,
+                                                      stats["reference"], stats[candidate.name]))
+
+
+def batch_sizes(runner: OrtRunner, wanted: list[int]) -> list[int]:
+    """The target's batch sizes, or the model's own batch if its batch axis is fixed."""
+    first = next(iter(runner.inputs.values()))
+    fixed = first.shape[0] if first.shape and isinstance(first.shape[0], int) else None
+    return [fixed] if fixed else wanted
+
+
+def select(candidates: list[Candidate], recipe: Recipe) -> tuple[Candidate, str]:
+    """The fastest INT8 candidate within budget and not slower than fp32; else fp32, with why."""
+    quantized = [c for c in candidates if c.name != "fp32"]
+    fp32 = next(c for c in candidates if c.name == "fp32")
+    within = [c for c in quantized if c.budget_problem(recipe) is None]
+    eligible = [c for c in within if c.slowest_speedup >= 1.0]
+    if eligible:
+        best = max(eligible, key=lambda c: c.mean_speedup)
+        return best, f"fastest candidate within the accuracy budget ({best.mean_speedup:.2f}x fp32)"
+    if not quantized:
+        return fp32, "nothing on this graph can be quantized for the target"
+    problems = "; ".join(f"{c.name}: {_problem(c, recipe)}" for c in quantized)
+    if recipe.fallback_fp32:
+        return fp32, f"no INT8 candidate is both within budget and not slower than fp32 ({problems})"
+    pool = within or quantized
+    best = max(pool, key=(lambda c: c.mean_speedup) if within else _faithfulness)
+    return best, f"fp32 fallback disabled; kept the {'fastest' if within else 'most faithful'} INT8 ({problems})"
+
+
+def _faithfulness(candidate: Candidate) -> float:
+    return -candidate.task.worst_primary_drop if candidate.task else candidate.worst_cosine
+
+
+def _problem(candidate: Candidate, recipe: Recipe) -> str:
+    budget = candidate.budget_problem(recipe)
+    if budget:
+        return budget
+    slow = [f"batch {e.batch}: {e.speedup:.2f}x" for e in candidate.latency if e.speedup < 1.0]
+    return "slower than fp32 at " + ", ".join(slow)

@@ -1,0 +1,113 @@
+"""Dynamic INT8: weights stored int8, activations quantized per call by ONNX Runtime's kernels.
+
+Recurrent layers (LSTM → com.microsoft DynamicQuantizeLSTM) and small-batch MatMul/Gemm
+(→ DynamicQuantizeMatMul) gain from it: no calibration, and the runtime range of each input is
+used, so accumulated recurrent error stays small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from edgeq.graph import GraphIndex, attribute
+from edgeq.quant.primitives import QuantFormat, quantize, weight_params
+
+MS_DOMAIN = "com.microsoft"
+
+
+def dynamic_weight_format(reduce_range: bool) -> QuantFormat:
+    return QuantFormat(bits=8, signed=True, symmetric=True, narrow_range=True, reduce_range=reduce_range)
+
+
+def lowerable(node: onnx.NodeProto, index: GraphIndex) -> str | None:
+    """Why `node` cannot take the dynamic path, or None when it can."""
+    if node.op_type == "LSTM":
+        if attribute(node, "layout", 0):
+            return "batch-major LSTM layout has no dynamic int8 kernel"
+        weights = [index.constant(node.input[i]) for i in (1, 2)]
+        return None if all(w is not None for w in weights) else "LSTM weights are not constant"
+    if node.op_type not in ("MatMul", "Gemm"):
+        return "op type has no dynamic int8 kernel"
+    weight = index.constant(node.input[1])
+    if weight is None or weight.ndim != 2 or weight.dtype != np.float32:
+        return "weights are not a constant 2-D float matrix"
+    if node.op_type == "Gemm":
+        if attribute(node, "transA", 0):
+            return "transposed A input is not supported"
+        bias = index.constant(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if bias is not None and bias.size != (weight.shape[0] if attribute(node, "transB", 0) else weight.shape[1]):
+            return "Gemm bias is not one value per output column"
+    return None
+
+
+def lower_dynamic(model: onnx.ModelProto, nodes: Iterable[str], reduce_range: bool) -> onnx.ModelProto:
+    """Replace the named LSTM/MatMul/Gemm nodes by their dynamic-int8 contrib kernels (same names)."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    graph, index = model.graph, GraphIndex(model.graph)
+    fmt = dynamic_weight_format(reduce_range)
+    wanted = set(nodes)
+    shared: dict[tuple, str] = {}  # an unrolled loop reuses one weight: quantize it once
+    for position, node in enumerate(list(graph.node)):
+        if node.name not in wanted or lowerable(node, index) is not None:
+            continue
+        lower = _lower_lstm if node.op_type == "LSTM" else _lower_matmul
+        graph.node[position].CopyFrom(lower(node, index, graph, fmt, shared))
+    if not any(o.domain == MS_DOMAIN for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
+    return model
+
+
+def _add(graph: onnx.GraphProto, name: str, value: np.ndarray) -> str:
+    graph.initializer.append(numpy_helper.from_array(value, name))
+    return name
+
+
+def _per_column(graph: onnx.GraphProto, base: str, w: np.ndarray, fmt: QuantFormat) -> list[str]:
+    """w [K, N] as int8 with one symmetric scale per output column N."""
+    scale, zero = weight_params(w, fmt, axis=1)
+    q = quantize(w, scale, zero, fmt, axis=1)
+    return [_add(graph, f"{base}_dyn_quantized", q), _add(graph, f"{base}_dyn_scale", scale),
+            _add(graph, f"{base}_dyn_zero_point", zero)]
+
+
+def _lower_matmul(node: onnx.NodeProto, index: GraphIndex, graph, fmt: QuantFormat, shared) -> onnx.NodeProto:
+    trans_b, alpha, beta = (attribute(node, "transB", 0), attribute(node, "alpha", 1.0),
+                            attribute(node, "beta", 1.0)) if node.op_type == "Gemm" else (0, 1.0, 1.0)
+    key = (node.input[1], trans_b, alpha)
+    if key not in shared:
+        weight = index.constant(node.input[1]).astype(np.float32)
+        weight = (weight.T if trans_b else weight) * np.float32(alpha)
+        shared[key] = _per_column(graph, node.name, np.ascontiguousarray(weight), fmt)
+    inputs = [node.input[0], *shared[key]]
+    bias_name = node.input[2] if node.op_type == "Gemm" and len(node.input) > 2 else ""
+    if bias_name:
+        if (bias_name, beta) not in shared:
+            bias = (index.constant(bias_name).reshape(-1) * np.float32(beta)).astype(np.float32)
+            shared[(bias_name, beta)] = _add(graph, f"{node.name}_dyn_bias", bias)
+        inputs.append(shared[(bias_name, beta)])
+    return helper.make_node("DynamicQuantizeMatMul", inputs, list(node.output), name=node.name,
+                            domain=MS_DOMAIN)
+
+
+def _lower_lstm(node: onnx.NodeProto, index: GraphIndex, graph, fmt: QuantFormat, shared) -> onnx.NodeProto:
+    """ONNX LSTM weights [D, 4H, I] become [D, I, 4H] int8 with per-gate-row scales [D, 4H]."""
+    tensors = []
+    for which in (1, 2):
+        w = np.transpose(index.constant(node.input[which]).astype(np.float32), (0, 2, 1))
+        params = [weight_params(w[d], fmt, axis=1) for d in range(w.shape[0])]
+        q = np.stack([quantize(w[d], s, z, fmt, axis=1) for d, (s, z) in enumerate(params)])
+        tag = f"{node.name}_{'W' if which == 1 else 'R'}"
+        tensors.append((_add(graph, f"{tag}_dyn_quantized", q),
+                        _add(graph, f"{tag}_dyn_scale", np.stack([s for s, _ in params])),
+                        _add(graph, f"{tag}_dyn_zero_point", np.stack([z for _, z in params]))))
+    (w_q, w_scale, w_zero), (r_q, r_scale, r_zero) = tensors
+    optional = [node.input[i] if len(node.input) > i else "" for i in range(3, 8)]
+    inputs = [node.input[0], w_q, r_q, *optional, w_scale, w_zero, r_scale, r_zero]
+    lowered = helper.make_node("DynamicQuantizeLSTM", inputs, list(node.output), name=node.name,
+                               domain=MS_DOMAIN)
+    lowered.attribute.extend(a for a in node.attribute if a.name != "layout")
+    return lowered

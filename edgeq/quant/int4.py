@@ -1,0 +1,393 @@
+"""4-bit weights in the forms runtimes execute: MatMulNBits (ORT CPU), opset-21 blocked INT4
+DequantizeLinear (TensorRT), block-quantized embedding tables, and the accuracy_level choice.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper, version_converter
+
+from edgeq.graph import GraphIndex, attribute
+from edgeq.measure.runner import session_options
+from edgeq.quant.primitives import (
+    QuantFormat,
+    block_weight_params,
+    dequantize_blocked,
+    quantize_blocked,
+    weight_params,
+)
+
+MS_DOMAIN = "com.microsoft"
+BLOCKED_DQ_OPSET = 21
+INT4_SYMMETRIC = QuantFormat(bits=4, signed=True, symmetric=True)
+UINT4_ASYMMETRIC = QuantFormat(bits=4, signed=False, symmetric=False)
+UINT4_DEFAULT_ZERO_POINT = 8
+"""MatMulNBits / GatherBlockQuantized read uint4 codes; without zero points they subtract 8."""
+
+
+@dataclass(frozen=True)
+class LinearLayer:
+    """A MatMul/Gemm computing A @ weight (+ bias) with a constant weight [K, N] (K = reduced)."""
+
+    node: onnx.NodeProto
+    weight: np.ndarray
+    bias: np.ndarray | str | None
+
+
+def lower_to_matmul_nbits(
+    model: onnx.ModelProto,
+    nodes: Iterable[str] | None = None,
+    block_size: int = 32,
+    symmetric: bool = True,
+    accuracy_level: int | None = None,
+) -> onnx.ModelProto:
+    """Replace MatMul/Gemm with constant fp32 weights by com.microsoft MatMulNBits (4-bit blocks).
+
+    `nodes` None lowers every eligible node; a named node that is not eligible raises ValueError.
+    Gemm's transB/alpha fold into the weight; its bias (times beta) becomes a following Add.
+    """
+    _check_block_size(block_size)
+    lowered = _copy(model)
+    index = GraphIndex(lowered.graph)
+    fmt = INT4_SYMMETRIC if symmetric else UINT4_ASYMMETRIC
+    replacements: dict[str, list[onnx.NodeProto]] = {}
+    for layer in _selected_layers(lowered, index, nodes):
+        replacements[layer.node.name] = _matmul_nbits_nodes(
+            lowered.graph, layer, fmt, block_size, accuracy_level
+        )
+    _splice(lowered.graph, replacements)
+    _ensure_opset(lowered, MS_DOMAIN, 1)
+    _drop_unused_initializers(lowered.graph)
+    return lowered
+
+
+def pack_uint4(codes: np.ndarray) -> np.ndarray:
+    """Pack uint4 codes (0..15) two per byte along the last axis, first value in the low nibble."""
+    codes = np.asarray(codes, dtype=np.uint8)
+    if codes.shape[-1] % 2:
+        codes = np.concatenate([codes, np.zeros_like(codes[..., :1])], axis=-1)
+    return (codes[..., 0::2] | (codes[..., 1::2] << 4)).astype(np.uint8)
+
+
+def matmul_nbits_weights(
+    weight: np.ndarray, fmt: QuantFormat, block_size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """MatMulNBits inputs for a weight [K, N] in blocks of `block_size` along K: B [N, blocks,
+    block_size/2] uint8, scales [N*blocks], packed zero points (None: symmetric), dequantized W."""
+    k, n = weight.shape
+    scale, zero = block_weight_params(weight, fmt, axis=0, block_size=block_size)
+    q = quantize_blocked(weight, scale, zero, fmt, axis=0, block_size=block_size)
+    offset = UINT4_DEFAULT_ZERO_POINT if fmt.signed else 0  # signed int4 -> uint4 code
+    codes = (q.astype(np.int16) + offset).astype(np.uint8).T  # [N, K]
+    blocks = scale.shape[0]
+    padded = np.full((n, blocks * block_size), UINT4_DEFAULT_ZERO_POINT, np.uint8)
+    padded[:, :k] = codes
+    packed = pack_uint4(padded.reshape(n, blocks, block_size))
+    zero_points = None if fmt.signed else pack_uint4(zero.T).reshape(-1)
+    dequantized = dequantize_blocked(q, scale, zero, axis=0, block_size=block_size)
+    return packed, scale.T.reshape(-1).astype(np.float32), zero_points, dequantized
+
+
+def lower_to_blocked_dq(
+    model: onnx.ModelProto, nodes: Iterable[str] | None = None, block_size: int = 32
+) -> onnx.ModelProto:
+    """Store MatMul/Gemm constant weights as INT4 blocks along K with an opset-21 DequantizeLinear
+    (the form TensorRT 10 reads); the opset is converted to 21 first when lower."""
+    _check_block_size(block_size)
+    lowered = _at_least_opset(model, BLOCKED_DQ_OPSET)
+    index = GraphIndex(lowered.graph)
+    for layer in _selected_layers(lowered, index, nodes):
+        node = layer.node
+        weight = index.constant(node.input[1])
+        axis = 1 if node.op_type == "Gemm" and attribute(node, "transB", 0) else 0
+        node.input[1] = _blocked_dq(lowered.graph, node, weight, axis, block_size)
+    _drop_unused_initializers(lowered.graph)
+    return lowered
+
+
+def _blocked_dq(
+    graph: onnx.GraphProto, node: onnx.NodeProto, weight: np.ndarray, axis: int, block_size: int
+) -> str:
+    """Add INT4 weight + block scales + DequantizeLinear for one node; returns the DQ output."""
+    scale, zero = block_weight_params(weight, INT4_SYMMETRIC, axis, block_size)
+    q = quantize_blocked(weight, scale, zero, INT4_SYMMETRIC, axis, block_size)
+    base = f"{node.input[1]}_{node.name}_int4"
+    graph.initializer.extend(
+        [
+            helper.make_tensor(base, TensorProto.INT4, q.shape, q.reshape(-1).tolist()),
+            numpy_helper.from_array(scale.astype(np.float32), base + "_scale"),
+        ]
+    )
+    output = base + "_dequantized"
+    dq = helper.make_node(
+        "DequantizeLinear", [base, base + "_scale"], [output], name=output + "_node",
+        axis=axis, block_size=block_size,
+    )
+    position = list(graph.node).index(node)
+    graph.node.insert(position, dq)
+    return output
+
+
+def quantize_embeddings(
+    model: onnx.ModelProto, bits: int = 8, block_size: int = 32
+) -> onnx.ModelProto:
+    """Store constant Gather tables (axis 0, 2-D fp32) in 8 or 4 bits so the file really shrinks.
+
+    8 bits: int8 table with per-row scales -> DequantizeLinear(axis=0) -> Gather (standard ONNX).
+    4 bits: com.microsoft GatherBlockQuantized on uint4 codes packed in uint8, blocks of
+    `block_size` along each row (ORT's CPU kernel gathers on axis 0 and blocks the last axis).
+    """
+    if bits not in (4, 8):
+        raise ValueError(f"embedding bits must be 4 or 8, got {bits!r}")
+    if bits == 4:
+        _check_block_size(block_size)
+    quantized = _copy(model)
+    index = GraphIndex(quantized.graph)
+    for node in list(quantized.graph.node):
+        table = _embedding_table(node, index)
+        if table is None or (bits == 4 and table.shape[1] % 2):
+            continue
+        if bits == 8:
+            _int8_rows_gather(quantized.graph, node, table)
+        else:
+            _gather_block_quantized(quantized.graph, node, table, block_size)
+    if bits == 4:
+        _ensure_opset(quantized, MS_DOMAIN, 1)
+    _drop_unused_initializers(quantized.graph)
+    return quantized
+
+
+def _embedding_table(node: onnx.NodeProto, index: GraphIndex) -> np.ndarray | None:
+    """The fp32 [rows, dim] constant a Gather reads rows of, or None."""
+    if node.op_type != "Gather" or attribute(node, "axis", 0) != 0:
+        return None
+    table = index.constant(node.input[0])
+    if table is None or table.dtype != np.float32 or table.ndim != 2:
+        return None
+    return table
+
+
+def _int8_rows_gather(graph: onnx.GraphProto, node: onnx.NodeProto, table: np.ndarray) -> None:
+    fmt = QuantFormat(bits=8, signed=True, symmetric=True, narrow_range=True)
+    scale, zero = weight_params(table, fmt, axis=0)
+    q = np.clip(np.rint(table / scale[:, None]), fmt.qmin, fmt.qmax).astype(np.int8)
+    base = f"{node.input[0]}_{node.name}_int8"
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(q, base),
+            numpy_helper.from_array(scale.astype(np.float32), base + "_scale"),
+            numpy_helper.from_array(zero, base + "_zero_point"),
+        ]
+    )
+    dq = helper.make_node(
+        "DequantizeLinear", [base, base + "_scale", base + "_zero_point"], [base + "_dequantized"],
+        name=base + "_dequantize", axis=0,
+    )
+    graph.node.insert(list(graph.node).index(node), dq)
+    node.input[0] = base + "_dequantized"
+
+
+def _gather_block_quantized(
+    graph: onnx.GraphProto, node: onnx.NodeProto, table: np.ndarray, block_size: int
+) -> None:
+    scale, zero = block_weight_params(table, INT4_SYMMETRIC, axis=1, block_size=block_size)
+    q = quantize_blocked(table, scale, zero, INT4_SYMMETRIC, axis=1, block_size=block_size)
+    base = f"{node.input[0]}_{node.name}_uint4"
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(pack_uint4(q + UINT4_DEFAULT_ZERO_POINT), base),
+            numpy_helper.from_array(scale.astype(np.float32), base + "_scale"),
+        ]
+    )
+    replacement = helper.make_node(
+        "GatherBlockQuantized", [base, node.input[1], base + "_scale"], list(node.output),
+        name=node.name, domain=MS_DOMAIN, bits=4, block_size=block_size, gather_axis=0,
+        quantize_axis=1,
+    )
+    graph.node.insert(list(graph.node).index(node), replacement)
+    graph.node.remove(node)
+
+
+def set_accuracy_level(model: onnx.ModelProto, level: int) -> onnx.ModelProto:
+    """A copy with every MatMulNBits node's accuracy_level set (0 unset, 1 fp32, 2 fp16, 3 bf16,
+    4 int8 compute)."""
+    copy = _copy(model)
+    nodes = [n for n in copy.graph.node if n.op_type == "MatMulNBits" and n.domain == MS_DOMAIN]
+    if not nodes:
+        raise ValueError("the model has no MatMulNBits node whose accuracy_level could be set")
+    for node in nodes:
+        _set_int_attribute(node, "accuracy_level", level)
+    return copy
+
+
+def fastest_accuracy_level(
+    model: onnx.ModelProto,
+    feeds: Mapping[str, np.ndarray],
+    levels: Iterable[int] = (0, 1, 4),
+    *,
+    rounds: int = 15,
+    threads: int = 0,
+) -> tuple[int, dict[int, float]]:
+    """The accuracy_level with the lowest median run time on `feeds`, and every level's median (s).
+
+    Sessions are timed interleaved round by round, so machine noise hits every level alike.
+    """
+    sessions = {
+        level: ort.InferenceSession(
+            set_accuracy_level(model, level).SerializeToString(),
+            sess_options=session_options(threads),
+            providers=["CPUExecutionProvider"],
+        )
+        for level in levels
+    }
+    feeds = dict(feeds)
+    times: dict[int, list[float]] = {level: [] for level in sessions}
+    for session in sessions.values():  # warm-up: first runs pay one-off allocations
+        session.run(None, feeds)
+    for _ in range(rounds):
+        for level, session in sessions.items():
+            start = time.perf_counter()
+            session.run(None, feeds)
+            times[level].append(time.perf_counter() - start)
+    medians = {level: statistics.median(samples) for level, samples in times.items()}
+    return min(medians, key=medians.__getitem__), medians
+
+
+def _selected_layers(
+    model: onnx.ModelProto, index: GraphIndex, nodes: Iterable[str] | None
+) -> list[LinearLayer]:
+    """Eligible MatMul/Gemm layers, restricted to `nodes` when given (ineligible names raise)."""
+    eligible = {
+        node.name: layer
+        for node in model.graph.node
+        if (layer := linear_layer(node, index)) is not None
+    }
+    if nodes is None:
+        return list(eligible.values())
+    wanted = list(nodes)
+    missing = [name for name in wanted if name not in eligible]
+    if missing:
+        raise ValueError(
+            f"nodes {missing} are not MatMul/Gemm with a constant fp32 2-D weight (Gemm: transA=0)"
+        )
+    return [eligible[name] for name in wanted]
+
+
+def linear_layer(node: onnx.NodeProto, index: GraphIndex) -> LinearLayer | None:
+    """The node as A @ W [K, N] (+ bias), with Gemm's alpha/beta/transB folded; None if not one."""
+    if node.op_type not in ("MatMul", "Gemm") or node.domain not in ("", "ai.onnx"):
+        return None
+    weight = index.constant(node.input[1])
+    if weight is None or weight.dtype != np.float32 or weight.ndim != 2:
+        return None
+    if node.op_type == "MatMul":
+        return LinearLayer(node, weight, None)
+    if attribute(node, "transA", 0):
+        return None
+    weight = weight.T if attribute(node, "transB", 0) else weight
+    weight = np.float32(attribute(node, "alpha", 1.0)) * weight
+    beta = np.float32(attribute(node, "beta", 1.0))
+    bias_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
+    if bias_name is None:
+        return LinearLayer(node, weight, None)
+    bias = index.constant(bias_name)
+    if bias is not None:
+        return LinearLayer(node, weight, beta * bias.astype(np.float32))
+    return LinearLayer(node, weight, bias_name) if beta == 1.0 else None
+
+
+def _matmul_nbits_nodes(
+    graph: onnx.GraphProto,
+    layer: LinearLayer,
+    fmt: QuantFormat,
+    block_size: int,
+    accuracy_level: int | None,
+) -> list[onnx.NodeProto]:
+    """The MatMulNBits node (+ bias Add) replacing one layer; adds its initializers to graph."""
+    node = layer.node
+    k, n = layer.weight.shape
+    packed, scales, zero_points, _ = matmul_nbits_weights(layer.weight, fmt, block_size)
+    base = f"{node.input[1]}_{node.name}_q4"
+    graph.initializer.extend(
+        [numpy_helper.from_array(packed, base), numpy_helper.from_array(scales, base + "_scales")]
+    )
+    inputs = [node.input[0], base, base + "_scales"]
+    if zero_points is not None:
+        graph.initializer.append(numpy_helper.from_array(zero_points, base + "_zero_points"))
+        inputs.append(base + "_zero_points")
+    output = node.output[0]
+    matmul_output = output if layer.bias is None else f"{output}_before_bias"
+    attrs = {"K": k, "N": n, "bits": 4, "block_size": block_size}
+    if accuracy_level is not None:
+        attrs["accuracy_level"] = accuracy_level
+    nodes = [
+        helper.make_node(
+            "MatMulNBits", inputs, [matmul_output], name=node.name, domain=MS_DOMAIN, **attrs
+        )
+    ]
+    if layer.bias is not None:
+        bias = layer.bias
+        if isinstance(bias, np.ndarray):
+            bias = f"{base}_bias"
+            graph.initializer.append(numpy_helper.from_array(layer.bias, bias))
+        nodes.append(
+            helper.make_node("Add", [matmul_output, bias], [output], name=f"{node.name}_bias")
+        )
+    return nodes
+
+
+def _splice(graph: onnx.GraphProto, replacements: Mapping[str, list[onnx.NodeProto]]) -> None:
+    """Replace nodes by name with node lists, keeping topological order."""
+    ordered: list[onnx.NodeProto] = []
+    for node in graph.node:
+        ordered.extend(replacements.get(node.name, [node]))
+    copies = [onnx.NodeProto.FromString(n.SerializeToString()) for n in ordered]
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
+def _at_least_opset(model: onnx.ModelProto, version: int) -> onnx.ModelProto:
+    """A copy whose default-domain opset is >= version (converted by onnx's version converter)."""
+    current = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+    if current >= version:
+        return _copy(model)
+    return version_converter.convert_version(model, version)
+
+
+def _ensure_opset(model: onnx.ModelProto, domain: str, version: int) -> None:
+    if not any(o.domain == domain for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(domain, version))
+
+
+def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
+    """Remove initializers no node reads any more (the replaced fp32 weights)."""
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    keep = [t for t in graph.initializer if t.name in used]
+    if len(keep) != len(graph.initializer):
+        del graph.initializer[:]
+        graph.initializer.extend(keep)
+
+
+def _set_int_attribute(node: onnx.NodeProto, name: str, value: int) -> None:
+    for attr in node.attribute:
+        if attr.name == name:
+            attr.i = value
+            return
+    node.attribute.append(helper.make_attribute(name, value))
+
+
+def _check_block_size(block_size: int) -> None:
+    """ORT's 4-bit kernels take power-of-two blocks of at least 16."""
+    if block_size < 16 or block_size & (block_size - 1):
+        raise ValueError(f"block_size must be a power of two >= 16, got {block_size!r}")
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    return onnx.ModelProto.FromString(model.SerializeToString())

@@ -1,0 +1,28 @@
+"""Shared fixtures: every test gets its own runs store, so nothing touches the home directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def isolated_runs_store(tmp_path_factory: pytest.TempPathFactory,
+                        monkeypatch: pytest.MonkeyPatch) -> Path:
+    """$EDGEQ_RUNS points at a fresh tmp file (subprocesses inherit it)."""
+    path = tmp_path_factory.mktemp("runs") / "runs.sqlite"
+    monkeypatch.setenv("EDGEQ_RUNS", str(path))
+    return path
+
+
+FAST_TARGET = str(Path(__file__).parent / "data" / "cpu-fast.yaml")
+
+
+@pytest.fixture(scope="session")
+def reference_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """{name: (model.onnx, calib.npz)} for an MLP, a CNN with BatchNorm and a transformer encoder."""
+    from tests.reference_models import REFERENCE_MODELS, build_reference
+
+    folder = tmp_path_factory.mktemp("reference")
+    return {name: build_reference(name, folder) for name in REFERENCE_MODELS}

@@ -1,0 +1,152 @@
+"""End to end: ordinary exported models through `edgeq compile`, measured on the artifact."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import yaml
+
+import edgeq
+from edgeq.cli import main
+from edgeq.measure.runner import OrtRunner
+from edgeq.report.schema import SCHEMA, load_report
+from tests.conftest import FAST_TARGET
+from tests.reference_models import SmallCNN
+
+
+def run_cli(*args: str) -> int:
+    """The exit code `edgeq ARGS...` would give (0 when main returns normally)."""
+    try:
+        main(list(args))
+    except SystemExit as exit_info:
+        return exit_info.code or 0
+    return 0
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "encoder"])
+def test_cli_compiles_reference_model_to_int8_with_report(reference_models, tmp_path, name):
+    model, data = reference_models[name]
+    out = tmp_path / "out"
+    code = run_cli("compile", str(model), "--target", FAST_TARGET, "--calib", str(data),
+                   "--mode", "static", "--no-fallback", "-q", "-o", str(out))
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["schema"] == SCHEMA
+    assert set(report["model"]) >= {"path", "sha256", "bytes"}
+    assert report["target"]["name"] == "cpu-fast"
+    assert (out / report["artifact"]["path"]).is_file() and (out / "model.ort").is_file()
+    assert report["decision"]["chosen"] == "int8-static"
+    assert {c["name"] for c in report["decision"]["candidates"]} == {"fp32", "int8-static"}
+    assert report["size_ratio"] < 0.6, "int8 weights must shrink the file (graph overhead stays)"
+    (output,) = report["accuracy"]["outputs"]
+    assert output["name"] == "y" and output["cosine"] > 0.99 and output["sqnr_db"] > 20
+    assert [e["batch"] for e in report["latency"]] == [1, 8]
+    for entry in report["latency"]:
+        assert entry["fp32"]["p50_ms"] > 0 and entry["compiled"]["p50_ms"] > 0 and entry["speedup"] > 0
+    assert {s["name"] for s in report["stages"]} >= {"load", "prepare", "quantize-static", "compile-int8-static", "latency"}
+    assert report["quantization"]["layers"], "the culprit table lists quantized layers"
+    artifact_ops = {n.op_type for n in onnx.load(out / "model.onnx").graph.node}
+    assert artifact_ops & {"QLinearConv", "QGemm", "QLinearMatMul", "MatMulIntegerToFloat"}
+    assert (out / "report.html").is_file() and yaml.safe_load((out / "recipe.yaml").read_text())
+    assert not list(tmp_path.glob(".out.edgeq-*")), "no staging directory left behind"
+
+
+def test_artifact_runs_in_plain_onnxruntime_and_matches_report(reference_models, tmp_path):
+    model, data = reference_models["cnn"]
+    result = edgeq.compile(model, out=tmp_path / "out", target=FAST_TARGET, calib=str(data),
+                           mode="static", fallback_fp32=False)
+    samples = dict(np.load(data))
+    fp32 = OrtRunner(model).predict(samples)["y"]
+    compiled = OrtRunner(result.artifact).predict(samples)["y"]
+    cosine = float(np.sum(fp32 * compiled) / np.linalg.norm(fp32) / np.linalg.norm(compiled))
+    assert cosine == pytest.approx(result.report.outputs[0].cosine, abs=0.01)
+    assert load_report(tmp_path / "out" / "report.json").run_id == result.report.run_id
+
+
+def test_python_api_exports_a_torch_module(tmp_path):
+    torch.manual_seed(0)
+    module = SmallCNN().eval()
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, image=np.random.default_rng(1).standard_normal((40, 3, 16, 16)).astype(np.float32))
+    result = edgeq.compile(module, example_inputs=torch.randn(2, 3, 16, 16), input_names=["image"],
+                           output_names=["logits"], out=tmp_path / "out", target=FAST_TARGET,
+                           calib=str(calib), calibration={"method": "minmax"})
+    assert result.report.outputs[0].name == "logits"
+    assert result.report.worst_cosine > 0.99
+    dims = onnx.load(result.artifact).graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param, "the batch axis stays dynamic"
+
+
+def test_recipe_file_equals_flags(reference_models, tmp_path):
+    model, data = reference_models["mlp"]
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "model": str(model), "target": FAST_TARGET, "calib": str(data),
+        "calibration": {"method": "percentile", "percentile": 99.9}, "fallback_fp32": False,
+    }))
+    assert run_cli("compile", "--recipe", str(recipe), "-q", "-o", str(tmp_path / "out")) == 0
+    saved = yaml.safe_load((tmp_path / "out" / "recipe.yaml").read_text())
+    assert saved["calibration"]["method"] == "percentile" and saved["calibration"]["percentile"] == 99.9
+
+
+@pytest.mark.parametrize("method", ["minmax", "percentile", "mse", "entropy"])
+def test_every_calibration_method_gives_a_faithful_encoder(reference_models, tmp_path, method):
+    model, data = reference_models["encoder"]
+    result = edgeq.compile(model, out=tmp_path / method, target=FAST_TARGET, calib=str(data),
+                           calibration={"method": method}, mode="static", fallback_fp32=False)
+    assert result.report.worst_cosine > 0.98
+
+
+def test_failed_gate_exits_3_and_still_writes_the_report(reference_models, tmp_path, capsys):
+    model, data = reference_models["mlp"]
+    out = tmp_path / "out"
+    code = run_cli("compile", str(model), "--target", FAST_TARGET, "--calib", str(data),
+                   "--min-cosine", "1.01", "-q", "-o", str(out))
+    assert code == 3
+    report = json.loads((out / "report.json").read_text())
+    assert report["gates"] == [
+        {"name": "min_cosine", "limit": 1.01, "value": report["gates"][0]["value"], "passed": False}
+    ]
+    assert "gate failed: min_cosine" in capsys.readouterr().err
+
+
+def test_separate_eval_file_is_used_for_held_out_metrics(reference_models, tmp_path):
+    model, data = reference_models["mlp"]
+    held_out = tmp_path / "eval.npz"
+    np.savez(held_out, x=np.random.default_rng(7).standard_normal((17, 32)).astype(np.float32))
+    result = edgeq.compile(model, out=tmp_path / "out", target=FAST_TARGET, calib=str(data),
+                           eval=str(held_out))
+    assert result.report.accuracy_samples == 17
+
+
+def test_auto_mode_measures_every_candidate_and_never_returns_a_slower_model(reference_models, tmp_path):
+    model, data = reference_models["encoder"]
+    result = edgeq.compile(model, out=tmp_path / "out", target=FAST_TARGET, calib=str(data))
+    decision = result.report.decision
+    names = [c["name"] for c in decision["candidates"]]
+    assert names == ["fp32", "int8-static", "int8-dynamic"]
+    chosen = next(c for c in decision["candidates"] if c["name"] == decision["chosen"])
+    if decision["chosen"] != "fp32":
+        assert min(chosen["speedups"].values()) >= 1.0 and chosen["within_budget"]
+    assert [e.speedup for e in result.report.latency] == list(chosen["speedups"].values())
+
+
+def test_pointer_decision_head_stays_fp32_and_lstm_goes_dynamic(tmp_path):
+    from edgeq.frontend.onnx_load import load_onnx
+    from edgeq.passes.prepare import prepare_model
+    from edgeq.quant.plan import ensure_node_names, plan_int8
+    from edgeq.targets import load_target
+
+    model = prepare_model(load_onnx("examples/pointer_net/tsp.onnx"))
+    ensure_node_names(model)
+    plan = plan_int8(model, load_target("cpu-x86-avx2").quantization.int8)
+    by_op = {}
+    for decision in plan.decisions:
+        by_op.setdefault(decision.op_type, set()).add((decision.precision, decision.reason))
+    assert by_op["LSTM"] == {("int8-dynamic", "int8 weights, activations quantized per call")}
+    heads = [d for d in plan.decisions if "decision" in d.reason]
+    assert heads and all(d.precision == "fp32" and d.op_type == "MatMul" for d in heads)
