@@ -18,7 +18,8 @@ import yaml
 
 from edgeq import __version__
 from edgeq.backends.ort_cpu import Artifact
-from edgeq.candidates import Candidate, build_candidates, measure_candidates, select
+from edgeq.backends.tensorrt import REFERENCE_NAME, finish_later_hint, tensorrt_available
+from edgeq.candidates import Candidate, build_candidates, measure_candidates, quantize_static, select
 from edgeq.dashboard.commands import record_run
 from edgeq.data import Arrays, load_npz, split, validate
 from edgeq.errors import InputError
@@ -32,10 +33,11 @@ from edgeq.measure.tasks import TaskResult, resolve_evaluator
 from edgeq.outdir import check_output_path, staged_output
 from edgeq.passes.prepare import prepare_model
 from edgeq.progress import Reporter
-from edgeq.quant.plan import ensure_node_names
+from edgeq.quant.plan import ensure_node_names, plan_int8
+from edgeq.quant.trt_rules import check_tensorrt_placement
 from edgeq.recipe import Recipe, build_recipe
 from edgeq.report.html import write_html
-from edgeq.report.schema import Gate, Report
+from edgeq.report.schema import Gate, Report, load_report
 from edgeq.targets import TargetSpec, load_target
 
 
@@ -89,16 +91,32 @@ def compile(  # noqa: A001 - the verb users expect: edgeq.compile(...)
         warnings.simplefilter("always")
         with reporter.stage("load", "load model"):
             source = _load_source(model, example_inputs, input_names, output_names)
-        calib, evaluation = _load_data(recipe, source.model)
+        calib, evaluation = load_data(recipe, source.model)
         with staged_output(out, force) as staging:
             report = _run(source, recipe, target, calib, evaluation, staging, reporter)
             report.warnings = _summarize_warnings(caught)
             report.write(staging / "report.json")
             write_html(report.to_dict(), staging / "report.html")
             (staging / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    if target.runtime == "tensorrt":
+        report = _finish_tensorrt(out, target)
     if runs is not False:
         record_run(report.to_dict(), out, Path(runs) if runs else None)
     return CompileResult(report, out / report.artifact["path"], out)
+
+
+def _finish_tensorrt(out: Path, target: TargetSpec) -> Report:
+    """Build the engine now where TensorRT and a GPU exist; else leave the exact command to run."""
+    from edgeq.backends.tensorrt_cli import finish_engine
+
+    ready, why = tensorrt_available()
+    if ready:
+        return finish_engine(out)
+    report = load_report(out / "report.json")
+    report.decision["engine"] = f"pending: {why}"
+    report.decision["finish_later"] = finish_later_hint(out, target=target)
+    report.write(out / "report.json")
+    return report
 
 
 def _load_source(model, example_inputs, input_names, output_names) -> SourceModel:
@@ -126,7 +144,7 @@ def _load_source(model, example_inputs, input_names, output_names) -> SourceMode
     raise InputError(f"cannot compile a {type(model).__name__}: give an ONNX path, ModelProto or nn.Module")
 
 
-def _load_data(recipe: Recipe, model: onnx.ModelProto) -> tuple[Arrays, Arrays]:
+def load_data(recipe: Recipe, model: onnx.ModelProto) -> tuple[Arrays, Arrays]:
     """Calibration and held-out evaluation arrays, checked against the model's inputs."""
     if recipe.calib is None:
         raise InputError("no calibration data: pass --calib DATA.npz (one array per model input)")
@@ -140,20 +158,42 @@ def _load_data(recipe: Recipe, model: onnx.ModelProto) -> tuple[Arrays, Arrays]:
     return calib, evaluation
 
 
-def _run(source: SourceModel, recipe: Recipe, target: TargetSpec, calib: Arrays,
-         evaluation: Arrays, staging: Path, reporter: Reporter) -> Report:
+def _prepare(source: SourceModel, recipe: Recipe, evaluation: Arrays,
+             reporter: Reporter) -> tuple[onnx.ModelProto, dict[str, Any] | None]:
     with reporter.stage("prepare", "prepare graph (fold BatchNorm and constants)"):
         prepared = prepare_model(source.model)
         ensure_node_names(prepared)
-    pruning = None
-    if recipe.prune is not None:
-        with reporter.stage("prune", "prune by iterative feature merging"):
-            prepared, pruning = _prune(prepared, source.model, recipe, evaluation, reporter)
+    if recipe.prune is None:
+        return prepared, None
+    with reporter.stage("prune", "prune by iterative feature merging"):
+        return _prune(prepared, source.model, recipe, evaluation, reporter)
+
+
+def _new_report(source: SourceModel, recipe: Recipe, target: TargetSpec, **fields: Any) -> Report:
+    """A report stamped with run id, time, version, model, target, recipe and machine."""
+    now = datetime.now(timezone.utc)
+    return Report(
+        run_id=now.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6],
+        created=now.isoformat(timespec="seconds"),
+        edgeq_version=__version__,
+        model={"name": source.name, "path": source.path, "sha256": source.sha256, "bytes": source.bytes},
+        target={"name": target.name, "runtime": target.runtime, "providers": target.providers},
+        recipe=recipe.to_dict(),
+        machine=describe_machine(),
+        **fields,
+    )
+
+
+def _run(source: SourceModel, recipe: Recipe, target: TargetSpec, calib: Arrays,
+         evaluation: Arrays, staging: Path, reporter: Reporter) -> Report:
+    if target.runtime == "tensorrt":
+        return _run_tensorrt(source, recipe, target, calib, evaluation, staging, reporter)
+    prepared, pruning = _prepare(source, recipe, evaluation, reporter)
     candidates = build_candidates(prepared, recipe, target, calib, reporter)
     work = staging / "candidates"
     work.mkdir()
     fp32_path = save_model(source.model, work / "reference.onnx")
-    run_task = partial(_evaluate_task, recipe, evaluation=evaluation)
+    run_task = partial(evaluate_task, recipe, evaluation=evaluation)
     measure_candidates(candidates, fp32_path, work, target, evaluation, run_task, reporter)
     chosen, reason = select(candidates, recipe)
     explained = chosen if chosen.plan else _most_faithful_quantized(candidates) or chosen
@@ -165,13 +205,8 @@ def _run(source: SourceModel, recipe: Recipe, target: TargetSpec, calib: Arrays,
     summaries = [c.summary(recipe, source.bytes) for c in candidates]
     artifact = _keep(chosen.artifact, staging)
     shutil.rmtree(work)
-    report = Report(
-        run_id=datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6],
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        edgeq_version=__version__,
-        model={"name": source.name, "path": source.path, "sha256": source.sha256, "bytes": source.bytes},
-        target={"name": target.name, "runtime": target.runtime, "providers": target.providers},
-        recipe=recipe.to_dict(),
+    report = _new_report(
+        source, recipe, target,
         artifact=artifact.to_dict(staging),
         size_ratio=artifact.bytes / source.bytes,
         decision={"chosen": chosen.name, "reason": reason,
@@ -183,9 +218,49 @@ def _run(source: SourceModel, recipe: Recipe, target: TargetSpec, calib: Arrays,
         quantization=_quantization_section(explained, recipe, layers),
         pruning=pruning,
         stages=reporter.stages,
-        machine=describe_machine(),
     )
-    report.gates = _gates(report, recipe)
+    report.gates = evaluate_gates(report, recipe)
+    return report
+
+
+def _run_tensorrt(source: SourceModel, recipe: Recipe, target: TargetSpec, calib: Arrays,
+                  evaluation: Arrays, staging: Path, reporter: Reporter) -> Report:
+    """The TensorRT-ready QDQ graph, measured in ONNX Runtime CPU; the engine is built later.
+
+    TensorRT fuses and times on the GPU itself, so no CPU latency picks a candidate here: the
+    static QDQ graph (or fp32 for an FP16 target) is the artifact `edgeq build-engine` consumes.
+    """
+    prepared, pruning = _prepare(source, recipe, evaluation, reporter)
+    candidate = Candidate("fp16" if target.precision == "fp16" else "int8-qdq", prepared)
+    if target.precision != "fp16":
+        candidate.plan = plan_int8(prepared, target.quantization.int8, recipe.exclude, mode="static")
+        with reporter.stage("quantize-static", "quantize: static int8 for TensorRT"):
+            candidate.model = quantize_static(prepared, candidate.plan, recipe, target, calib, reporter)
+    path = save_model(candidate.model, staging / "model.onnx")
+    reference = save_model(source.model, staging / REFERENCE_NAME)
+    with reporter.stage("fidelity", "measure the QDQ graph in ONNX Runtime CPU"):
+        fp32, graph = OrtRunner(reference), OrtRunner(path)
+        candidate.outputs = compare_outputs(fp32.predict(evaluation), graph.predict(evaluation))
+        candidate.task = evaluate_task(recipe, fp32, graph, evaluation)
+    layers = []
+    if candidate.plan is not None:
+        with reporter.stage("layers", "rank layers by the noise they add"):
+            nodes = {n: "int8" for n in candidate.plan.quantized}
+            layers = layer_damage(prepared, candidate.model, nodes, evaluation)
+    quantization = _quantization_section(candidate, recipe, layers)
+    quantization["tensorrt_violations"] = check_tensorrt_placement(candidate.model)
+    artifact = Artifact(path, "onnx-qdq" if candidate.plan else "onnx", [path, reference])
+    report = _new_report(
+        source, recipe, target,
+        artifact=artifact.to_dict(staging),
+        size_ratio=artifact.bytes / source.bytes,
+        decision={"chosen": candidate.name, "engine": "pending",
+                  "reason": "engine build and GPU latency run on the target: edgeq build-engine OUT/"},
+        accuracy_samples=_count(evaluation, prepared),
+        outputs=candidate.outputs, task=candidate.task, latency=[],
+        quantization=quantization, pruning=pruning, stages=reporter.stages,
+    )
+    report.gates = evaluate_gates(report, recipe)
     return report
 
 
@@ -232,7 +307,7 @@ def _prune(prepared: onnx.ModelProto, original: onnx.ModelProto, recipe: Recipe,
     fp32 = OrtRunner(original.SerializeToString())
     candidate = OrtRunner(pruned.SerializeToString())
     outputs = compare_outputs(fp32.predict(evaluation), candidate.predict(evaluation))
-    task = _evaluate_task(recipe, fp32, candidate, evaluation)
+    task = evaluate_task(recipe, fp32, candidate, evaluation)
     accuracy = {"outputs": [vars(o) for o in outputs], "task": task.to_dict() if task else None}
     return pruned, {"method": "ifm", "threshold": settings.threshold, "max_ratio": settings.max_ratio,
                     **summary.to_dict(), "accuracy": accuracy}
@@ -243,7 +318,7 @@ def _count(data: Arrays, model: onnx.ModelProto) -> int:
     return len(data[first])
 
 
-def _evaluate_task(recipe: Recipe, fp32, compiled, evaluation: Arrays) -> TaskResult | None:
+def evaluate_task(recipe: Recipe, fp32, compiled, evaluation: Arrays) -> TaskResult | None:
     """The recipe's task metric for both models, or None when the recipe names no task."""
     if recipe.task is None:
         return None
@@ -254,7 +329,8 @@ def _evaluate_task(recipe: Recipe, fp32, compiled, evaluation: Arrays) -> TaskRe
         raise InputError(f"task {recipe.task.name!r} rejected its options: {exc}") from None
 
 
-def _gates(report: Report, recipe: Recipe) -> list[Gate]:
+def evaluate_gates(report: Report, recipe: Recipe) -> list[Gate]:
+    """The recipe's gates checked against a report (compile and build-engine share this)."""
     gates = []
     limits = recipe.gates
     if limits.max_drop is not None:
@@ -263,8 +339,9 @@ def _gates(report: Report, recipe: Recipe) -> list[Gate]:
         drop = report.task.worst_primary_drop
         gates.append(Gate("max_drop", limits.max_drop, drop, drop <= limits.max_drop))
     if limits.min_speedup is not None:
-        speed = min(e.speedup for e in report.latency)
-        gates.append(Gate("min_speedup", limits.min_speedup, speed, speed >= limits.min_speedup))
+        speed = min((e.speedup for e in report.latency), default=None)  # None: not timed yet
+        gates.append(Gate("min_speedup", limits.min_speedup, speed,
+                          speed is not None and speed >= limits.min_speedup))
     if limits.min_cosine is not None:
         cos = report.worst_cosine
         gates.append(Gate("min_cosine", limits.min_cosine, cos, cos is not None and cos >= limits.min_cosine))

@@ -91,14 +91,14 @@ def build_candidates(prepared: onnx.ModelProto, recipe: Recipe, target: TargetSp
         if not plan.quantized and not plan.dynamic:
             continue
         with reporter.stage(f"quantize-{mode}", f"quantize: {mode} int8"):
-            model = _quantize_static(prepared, plan, recipe, target, calib, reporter) \
+            model = quantize_static(prepared, plan, recipe, target, calib, reporter) \
                 if mode == "static" else prepared
             model = lower_dynamic(model, plan.dynamic, scheme.weights.reduce_range)
         candidates.append(Candidate(f"int8-{mode}", model, plan))
     return candidates
 
 
-def _quantize_static(prepared, plan, recipe, target, calib, reporter) -> onnx.ModelProto:
+def quantize_static(prepared, plan, recipe, target, calib, reporter) -> onnx.ModelProto:
     scheme = target.quantization.int8
     samples = min(recipe.calibration.samples, len(next(iter(calib.values()))))
     batches = -(-samples // 32) * (1 if recipe.calibration.method == "minmax" else 2)

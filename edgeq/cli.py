@@ -12,6 +12,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from edgeq.backends.tensorrt import NEEDS_TENSORRT
+from edgeq.backends.tensorrt_cli import build_engine_command
 from edgeq.dashboard.commands import dashboard_command, report_command
 from edgeq.errors import EdgeqError, GateError, InputError
 from edgeq.recipe import Recipe, load_recipe
@@ -99,6 +101,10 @@ def compile_command(model, out, recipe_path, target, calib, eval_path, calib_met
     if not quiet:
         print_summary(result.report)
         click.echo(f"wrote {result.out_dir}/", err=True)
+    pending = result.report.decision.get("finish_later")
+    if pending:
+        click.echo(pending, err=True)
+        raise InputError(f"{NEEDS_TENSORRT}; wrote the TensorRT-ready QDQ model and report to {result.out_dir}")
     failed = [g for g in result.report.gates if not g.passed]
     if failed:
         names = ", ".join(f"{g.name} ({g.value:.4g} vs {g.limit})" for g in failed)
@@ -122,6 +128,7 @@ def targets_command() -> None:
 
 cli.add_command(report_command)
 cli.add_command(dashboard_command)
+cli.add_command(build_engine_command)
 
 
 def _terminate(signum, frame) -> None:

@@ -29,14 +29,40 @@ def load_npz(path: str | Path, what: str = "calibration file") -> Arrays:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{what} {path} does not exist")
+    how = "save one array per model input with np.savez(file, input_name=array)"
+    if not zipfile.is_zipfile(path):
+        with path.open("rb") as handle:
+            npy = handle.read(6) == b"\x93NUMPY"
+        kind = "a single .npy array" if npy else "not an .npz archive (or it is truncated)"
+        raise InputError(f"{what} {path} is {kind}: {how}")
+    arrays = {}
     try:
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+            for name in archive.files:
+                arrays[name] = _member(archive, name, f"{what} {path}")
+    except InputError:
+        raise
+    except Exception as exc:  # zipfile, zlib and numpy's format reader raise many types
         raise InputError(f"{what} {path} is not a readable .npz file: {exc}") from None
     if not arrays:
-        raise InputError(f"{what} {path} holds no arrays")
+        raise InputError(f"{what} {path} holds no arrays: {how}")
     return arrays
+
+
+def _member(archive, name: str, where: str) -> np.ndarray:
+    """One array of an open npz; object (pickled) arrays are refused without being unpickled."""
+    try:
+        value = archive[name]
+    except ValueError as exc:
+        if "allow_pickle" not in str(exc):
+            raise
+        raise InputError(
+            f"{where}: array {name!r} holds Python objects (pickle); edgeq never unpickles data "
+            "files, save numeric arrays"
+        ) from None
+    if not isinstance(value, np.ndarray):  # a member that is not a .npy file comes back as bytes
+        raise InputError(f"{where}: member {name!r} is not a numpy array (.npy)")
+    return value
 
 
 def validate(arrays: Mapping[str, np.ndarray], inputs: Sequence[InputSignature], what: str) -> int:
@@ -77,7 +103,7 @@ def _check_array(array: np.ndarray, signature: InputSignature, what: str) -> Non
             f"{what}: array {name!r} has {array.ndim} dims {array.shape}, the model input has "
             f"{len(signature.shape)} {_shape_text(signature.shape)}"
         )
-    for axis, (have, want) in enumerate(zip(array.shape[1:], signature.shape[1:]), start=1):
+    for axis, (have, want) in enumerate(zip(array.shape[1:], signature.shape[1:], strict=True), start=1):
         if want is not None and have != want:
             raise InputError(
                 f"{what}: array {name!r} has shape {array.shape}, model input wants "

@@ -91,6 +91,16 @@ def replace_initializer(graph: onnx.GraphProto, name: str, value: np.ndarray) ->
     graph.initializer.append(tensor)
 
 
+def drop_unused_initializers(graph: onnx.GraphProto) -> None:
+    """Remove initializers no node (nor subgraph, nor graph output) reads any more."""
+    used = {name for node in graph.node for name in node.input}
+    used |= subgraph_references(graph) | {o.name for o in graph.output}
+    kept = [t for t in graph.initializer if t.name in used]
+    if len(kept) != len(graph.initializer):
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
+
+
 def model_bytes(path: Path) -> int:
     """Bytes on disk of a model file plus its external-data file, if any."""
     extra = path.with_name(path.name + ".data")

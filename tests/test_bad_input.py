@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,7 +118,22 @@ CALIB_CASES = [
     Case("calib-empty-npz", lambda c, tmp: compile_args(c, None, make.empty_npz(tmp)),
          ("nothing.npz", "no arrays")),
     Case("calib-not-an-npz", lambda c, tmp: compile_args(c, None, make.not_npz(tmp)),
-         ("calib.npz", "not a readable .npz")),
+         ("calib.npz", "not an .npz archive", "np.savez")),
+    Case("calib-npy-not-npz", lambda c, tmp: compile_args(c, None, make.npy_not_npz(tmp)),
+         ("array.npy", "single .npy array", "np.savez")),
+    Case("calib-truncated-npz", lambda c, tmp: compile_args(c, None, make.truncated_npz(tmp)),
+         ("truncated.npz", "truncated")),
+    Case("calib-zip-with-text", lambda c, tmp: compile_args(c, None, make.zip_with_text(tmp)),
+         ("notes.npz", "'x.txt'", "not a numpy array")),
+    Case("calib-corrupt-member", lambda c, tmp: compile_args(c, None, make.corrupt_npz_member(tmp)),
+         ("corrupt.npz", "not a readable .npz")),
+    Case("calib-one-sample", lambda c, tmp: compile_args(
+        c, None, make.write_npz(tmp, "one.npz", make.good_calib(samples=1))), ("at least 2 samples",)),
+    Case("calib-overflows-in-model", lambda c, tmp: compile_args(
+        c, None, make.write_npz(tmp, "huge.npz", CALIB["overflows-in-model"])),
+        ("non-finite",)),
+    Case("eval-file-wrong-shape", lambda c, tmp: [*compile_args(c), "--eval", make.write_npz(
+        tmp, "eval.npz", CALIB["wrong-shape"])], ("evaluation file", "eval.npz", "axis 1")),
     Case("calib-file-missing", lambda c, tmp: compile_args(c, None, tmp / "gone.npz"),
          ("gone.npz", "does not exist")),
 ]
@@ -164,7 +180,7 @@ def test_pickled_calibration_is_refused_without_unpickling(corpus: Corpus, tmp_p
     calib = make.pickled_calib(tmp_path, canary)
     out = tmp_path / "out"
     result = run_edgeq(*compile_args(corpus, None, calib), "-o", out, cwd=tmp_path)
-    assert_refused(result, out, "pickled.npz", "pickle")
+    assert_refused(result, out, "pickled.npz", "'x'", "never unpickles")
     assert not canary.exists(), "edgeq unpickled the calibration file"
 
 
@@ -239,8 +255,8 @@ def test_constant_calibration_input_compiles_with_valid_ranges(corpus: Corpus,
     """Constant inputs are legal (and extras such as labels ride along for task evaluators)."""
     arrays = {**make.constant_calib(), "labels": np.arange(make.SAMPLES)}
     calib = make.write_npz(tmp_path, "const.npz", arrays)
-    report = compile_ok(corpus, tmp_path, None, calib, "--no-fallback")
-    assert report["decision"]["chosen"] == "int8-qdq"
+    report = compile_ok(corpus, tmp_path, None, calib, "--mode", "static", "--no-fallback")
+    assert report["decision"]["chosen"] != "fp32", report["decision"]
     assert all(o["cosine"] > 0.99 for o in report["accuracy"]["outputs"]), report["accuracy"]
     compiled = onnx.load(str(tmp_path / "out" / report["artifact"]["path"]))
     scales = [numpy_helper.to_array(t) for t in compiled.graph.initializer if "scale" in t.name]
@@ -255,4 +271,72 @@ def test_control_flow_compiles_with_subgraphs_left_fp32(builder, corpus: Corpus,
     nodes = {n["name"]: n for n in report["quantization"]["nodes"]}
     flow = [n for n in nodes.values() if n["op_type"] in ("If", "Loop")]
     assert flow and all(n["precision"] == "fp32" for n in flow), flow
-    assert nodes["fc1"]["precision"] == "int8"
+    assert nodes["fc1"]["precision"].startswith("int8")
+
+
+# --- library warnings go to the report, not the terminal -----------------------------------------
+
+WARNING_LINE = re.compile(r"\b\w*Warning\b|warnings\.warn")
+
+
+def compile_with_noisy_task(corpus: Corpus, tmp_path: Path, *extra: str):
+    task = make.noisy_task(tmp_path)
+    out = tmp_path / "out"
+    args = ["compile", corpus.model, "--calib", corpus.calib, "--target", corpus.target,
+            "--task", task, "-o", out, *extra]
+    return run_edgeq(*args, cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)}), out
+
+
+def test_library_warnings_go_to_the_report_not_stderr(corpus: Corpus, tmp_path: Path) -> None:
+    result, out = compile_with_noisy_task(corpus, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not WARNING_LINE.findall(result.stderr), result.stderr
+    report = json.loads((out / "report.json").read_text())
+    caught = {w["source"]: w["message"] for w in report["warnings"]}
+    assert "noisy evaluator" in caught.get("UserWarning", ""), report["warnings"]
+    assert "noisy evaluator" in caught.get("DeprecationWarning", ""), report["warnings"]
+    assert "RuntimeWarning" in caught, report["warnings"]
+
+
+@pytest.mark.xfail(strict=True, reason="cli.main/api.compile capture warnings even with --debug")
+def test_debug_shows_library_warnings(corpus: Corpus, tmp_path: Path) -> None:
+    result, _ = compile_with_noisy_task(corpus, tmp_path, "--debug")
+    assert result.returncode == 0, result.stderr
+    assert "noisy evaluator: something looks odd" in result.stderr
+
+
+# --- models over protobuf's 2 GB limit (external data) -------------------------------------------
+
+slow = pytest.mark.skipif(os.environ.get("EDGEQ_SLOW") != "1",
+                          reason="writes and reads a 2.2 GB model; set EDGEQ_SLOW=1")
+
+
+@pytest.fixture(scope="module")
+def large_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("large")
+    model = make.large_external_model(root, gigabytes=2.2)
+    return model, make.write_npz(root, "ids.npz", make.large_model_calib())
+
+
+@pytest.mark.slow
+@slow
+def test_model_over_2gb_loads_and_checks_by_path(large_model: tuple[Path, Path]) -> None:
+    from edgeq.frontend.onnx_load import PROTOBUF_MAX, load_onnx
+
+    model = load_onnx(large_model[0])
+    assert model.ByteSize() > PROTOBUF_MAX
+    table = next(t for t in model.graph.initializer if t.name == "table")
+    assert table.data_location == onnx.TensorProto.DEFAULT and len(table.raw_data) > PROTOBUF_MAX
+
+
+@pytest.mark.slow
+@slow
+@pytest.mark.xfail(strict=True, reason="prepare/calibrate/backends serialize the whole model "
+                                       "in memory (protobuf 2 GB limit)")
+def test_model_over_2gb_compiles(corpus: Corpus, large_model: tuple[Path, Path],
+                                 tmp_path: Path) -> None:
+    model, calib = large_model
+    out = tmp_path / "out"
+    result = run_edgeq(*compile_args(corpus, model, calib), "-o", out, cwd=tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr
+    assert (out / "report.json").is_file() and leftovers(out) == [out]

@@ -274,61 +274,8 @@ def test_engine_builds_and_agrees_with_fp32(tmp_path):
     assert entry.compiled.p50_ms > 0
 
 
-def _fake_tensorrt(parses: bool = True):
-    """A stand-in for the tensorrt module: records what build_engine asks of the builder."""
-    from types import SimpleNamespace
-    from unittest.mock import MagicMock
-
-    class ILogger:
-        Severity = SimpleNamespace(ERROR=1, WARNING=2)
-
-        def __init__(self) -> None:
-            pass
-
-    builder, config, parser = MagicMock(), MagicMock(), MagicMock()
-    builder.create_builder_config.return_value = config
-    builder.build_serialized_network.return_value = b"engine"
-    config.get_timing_cache.return_value.serialize.return_value = b"timings"
-    parser.parse_from_file.return_value = parses
-    parser.num_errors = 0 if parses else 1
-    parser.get_error.return_value = "In node 3 (importDequantizeLinear): UNSUPPORTED_NODE"
-    flags = SimpleNamespace(INT8="INT8", FP16="FP16", GPU_FALLBACK="GPU_FALLBACK")
-    return SimpleNamespace(
-        __version__="10.9.0", ILogger=ILogger, Builder=MagicMock(return_value=builder),
-        OnnxParser=MagicMock(return_value=parser), BuilderFlag=flags,
-        MemoryPoolType=SimpleNamespace(WORKSPACE="WORKSPACE"), DeviceType=SimpleNamespace(DLA="DLA"),
-    ), builder, config
-
-
-def test_build_engine_configures_the_builder(tmp_path, monkeypatch):
-    from edgeq.backends.tensorrt import build_engine
-
-    fake, builder, config = _fake_tensorrt()
-    monkeypatch.setitem(__import__("sys").modules, "tensorrt", fake)
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "fake GPU")
-    _, qdq, _ = _compile("mlp")
-    onnx.save(qdq, str(tmp_path / "model.onnx"))
-    target = dataclasses.replace(
-        load_target("gpu-tensorrt"),
-        tensorrt=TensorRTSettings(timing_cache=str(tmp_path / "cache" / "timing.cache")),
-    )
-    artifact = build_engine(tmp_path / "model.onnx", target, tmp_path)
-    assert artifact.path.read_bytes() == b"engine"
-    assert (tmp_path / "cache" / "timing.cache").read_bytes() == b"timings"
-    assert [c.args[0] for c in config.set_flag.call_args_list] == ["INT8", "FP16"]
-    config.set_memory_pool_limit.assert_called_once_with("WORKSPACE", 1024 << 20)
-    profile = builder.create_optimization_profile.return_value
-    profile.set_shape.assert_called_once_with("x", (1, 16), (8, 16), (32, 16))
-    details = json.loads((tmp_path / "model.plan.json").read_text())
-    assert details["flags"] == ["INT8", "FP16"] and details["device"] == "fake GPU"
-
-
-def test_build_engine_lists_parser_errors(tmp_path, monkeypatch):
-    from edgeq.backends.tensorrt import build_engine
-
-    fake, _, _ = _fake_tensorrt(parses=False)
-    monkeypatch.setitem(__import__("sys").modules, "tensorrt", fake)
-    _, qdq, _ = _compile("mlp")
-    onnx.save(qdq, str(tmp_path / "model.onnx"))
-    with pytest.raises(InputError, match="parser rejected model.onnx: In node 3"):
-        build_engine(tmp_path / "model.onnx", load_target("gpu-tensorrt"), tmp_path)
+def test_ort_integer_ops_are_violations(cnn_qdq):
+    broken = onnx.ModelProto.FromString(cnn_qdq.SerializeToString())
+    node = next(n for n in broken.graph.node if n.op_type == "Conv")
+    node.op_type = "ConvInteger"
+    assert any(v.startswith(f"ConvInteger {node.name!r}") for v in check_tensorrt_placement(broken))

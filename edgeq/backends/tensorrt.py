@@ -24,6 +24,7 @@ from edgeq.backends.tensorrt_config import (
 from edgeq.errors import InputError
 from edgeq.targets import TargetSpec, TensorRTSettings, load_target
 
+REFERENCE_NAME = "reference.fp32.onnx"  # kept beside model.onnx: build-engine's fp32 baseline
 NEEDS_TENSORRT = "building the TensorRT engine needs TensorRT (pip install tensorrt) and an NVIDIA GPU"
 
 

@@ -16,7 +16,8 @@ from typing import Any
 import click
 import onnx
 
-from edgeq.backends.tensorrt import NEEDS_TENSORRT, build_engine, tensorrt_available
+from edgeq.api import evaluate_gates, evaluate_task, load_data
+from edgeq.backends.tensorrt import NEEDS_TENSORRT, REFERENCE_NAME, build_engine, tensorrt_available
 from edgeq.backends.tensorrt_config import settings_of
 from edgeq.config import from_dict
 from edgeq.data import Arrays, load_npz, split, validate
@@ -26,12 +27,11 @@ from edgeq.measure.fidelity import compare_outputs
 from edgeq.measure.machine import describe_machine
 from edgeq.measure.runner import OrtRunner
 from edgeq.measure.tasks import resolve_evaluator
-from edgeq.recipe import Recipe
+from edgeq.recipe import Recipe, build_recipe
 from edgeq.report.html import write_html
 from edgeq.report.schema import Report
 from edgeq.targets import TargetSpec, load_target
 
-REFERENCE_NAME = "reference.fp32.onnx"  # the compile keeps it beside model.onnx for this command
 
 
 @click.command("build-engine")
@@ -59,7 +59,8 @@ def finish_engine(out_dir: Path, eval_path: str | None = None) -> Report:
     recipe = from_dict(Recipe, data["recipe"], "report recipe")
     target = load_target(recipe.target)
     qdq_path, reference_path = out_dir / "model.onnx", _reference(out_dir)
-    evaluation = _evaluation(recipe, eval_path, onnx.load(str(reference_path), load_external_data=False))
+    reference_model = onnx.load(str(reference_path), load_external_data=False)
+    evaluation = load_data(build_recipe(recipe, eval=eval_path), reference_model)[1]
     artifact = build_engine(qdq_path, target, out_dir)
     engine = TensorRTRunner(artifact.path)
     fp32 = OrtRunner(reference_path)
@@ -80,12 +81,13 @@ def finish_engine(out_dir: Path, eval_path: str | None = None) -> Report:
     data["artifact"] = artifact.to_dict(out_dir)
     data["size_ratio"] = artifact.bytes / data["model"]["bytes"]
     data["accuracy"]["outputs"] = [vars(o) for o in compare_outputs(reference, predicted)]
-    data["accuracy"]["task"] = _task(recipe, fp32, engine, evaluation)
+    task = evaluate_task(recipe, fp32, engine, evaluation)
+    data["accuracy"]["task"] = task.to_dict() if task else None
     data["latency"] = [dataclasses.asdict(e) | {"speedup": e.speedup} for e in latency]
     data["machine"] = describe_machine() | {"gpu": details["device"]}
     data["tensorrt"] = details
     report = Report.from_dict(data)
-    report.gates = _gates(report, recipe)
+    report.gates = evaluate_gates(report, recipe)
     data["gates"] = [dataclasses.asdict(g) for g in report.gates]
     (out_dir / "report.json").write_text(json.dumps(data, indent=2) + "\n")
     write_html(data, out_dir / "report.html")
@@ -107,21 +109,6 @@ def _reference(out_dir: Path) -> Path:
     return path
 
 
-def _evaluation(recipe: Recipe, eval_path: str | None, model: onnx.ModelProto) -> Arrays:
-    """The compile's held-out samples (its --eval file, or the same seeded split of --calib)."""
-    signatures = input_signatures(model)
-    source = eval_path or recipe.eval
-    if source is not None:
-        evaluation = load_npz(source, "evaluation file")
-        validate(evaluation, signatures, f"evaluation file {source}")
-        return evaluation
-    if recipe.calib is None or not Path(recipe.calib).is_file():
-        raise InputError(f"the compile's data {recipe.calib!r} is not here: pass --eval DATA.npz")
-    calib = load_npz(recipe.calib)
-    count = validate(calib, signatures, f"calibration file {recipe.calib}")
-    return split(calib, count, recipe.eval_fraction)[1]
-
-
 def _fp32_target(target: TargetSpec) -> TargetSpec:
     """The baseline engine: same profile and workspace, no reduced precision, on the GPU."""
     settings = dataclasses.replace(settings_of(target), fp16=False, dla_core=None)
@@ -131,16 +118,3 @@ def _fp32_target(target: TargetSpec) -> TargetSpec:
 def _batches(engine: Any, wanted: list[int]) -> list[int]:
     fixed = next(iter(engine.inputs.values())).shape[0]
     return [fixed] if fixed > 0 else [b for b in wanted if b <= engine.batch_size] or [engine.batch_size]
-
-
-def _task(recipe: Recipe, fp32: Any, engine: Any, evaluation: Arrays) -> dict[str, Any] | None:
-    if recipe.task is None:
-        return None
-    evaluator = resolve_evaluator(recipe.task.name)
-    return evaluator(fp32, engine, evaluation, **recipe.task.options).to_dict()
-
-
-def _gates(report: Report, recipe: Recipe) -> list:
-    from edgeq.api import _gates as evaluate_gates  # one gate definition for compile and build-engine
-
-    return evaluate_gates(report, recipe)

@@ -17,8 +17,15 @@ MIN_OPSET = 11
 RUNTIME_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})
 
 
+PROTOBUF_MAX = 2**31 - 1  # bytes: a ModelProto above this cannot be serialized in memory
+
+
 def load_onnx(path: str | Path) -> onnx.ModelProto:
-    """The model with its weights in memory; one clear error for any file that is not one."""
+    """The model with its weights in memory; one clear error for any file that is not one.
+
+    Everything is checked before the weights are read: the checker runs on the file (so models
+    over 2 GB with external data are checked too) and shape inference on the weightless graph.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"model file {path} does not exist")
@@ -27,53 +34,73 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning and others
-        raise InputError(f"{path} is not an ONNX model (cannot parse it: {exc})") from None
+        raise InputError(f"{path} is not an ONNX model (cannot parse it: {_first_line(exc)})") from None
     if not model.graph.node and not model.graph.output:
         raise InputError(f"{path} is not an ONNX model (no graph inside)")
-    _load_external_data(model, path.parent)
-    check_model(model, str(path))
+    _check_external_data(model, path.parent)
+    check_model(model, str(path), path=path)
+    try:
+        load_external_data_for_model(model, str(path.parent))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the external data of {path}: {_first_line(exc)}") from None
     return model
 
 
-def _load_external_data(model: onnx.ModelProto, base: Path) -> None:
-    """Read external weights, refusing locations that are missing or escape the model's folder."""
-    for tensor in _initializers(model.graph):
+def _check_external_data(model: onnx.ModelProto, base: Path) -> None:
+    """Refuse external-data locations that escape the model's folder, are missing or too short."""
+    for tensor in _tensors(model.graph):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
-        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        info = {e.key: e.value for e in tensor.external_data}
+        location = info.get("location", "")
         target = (base / location).resolve()
         if not location or base.resolve() not in target.parents:
             raise InputError(f"tensor {tensor.name!r} points outside the model folder: {location!r}")
         if not target.is_file():
             raise InputError(f"external data file {location!r} for tensor {tensor.name!r} is missing")
-    try:
-        load_external_data_for_model(model, str(base))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read the model's external data: {exc}") from None
+        try:
+            end = int(info.get("offset", 0)) + int(info.get("length", 0))
+        except ValueError:
+            raise InputError(f"tensor {tensor.name!r} has a malformed external-data offset/length") from None
+        if end > target.stat().st_size:
+            raise InputError(
+                f"external data file {location!r} is shorter than tensor {tensor.name!r} needs "
+                f"({target.stat().st_size} < {end} bytes): it is truncated or from another model"
+            )
 
 
-def _initializers(graph: onnx.GraphProto):
-    """Initializers of a graph and of every subgraph inside its nodes."""
+def _tensors(graph: onnx.GraphProto):
+    """Initializers and tensor attributes (Constant values) of a graph and of all its subgraphs."""
     yield from graph.initializer
     for node in graph.node:
         for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
             for subgraph in [attribute.g, *attribute.graphs]:
-                yield from _initializers(subgraph)
+                yield from _tensors(subgraph)
 
 
-def check_model(model: onnx.ModelProto, name: str) -> None:
-    """onnx.checker and strict shape inference, reported as one line naming the problem."""
+def check_model(model: onnx.ModelProto, name: str, path: Path | None = None) -> None:
+    """onnx.checker and shape inference, reported as one line naming the problem.
+
+    With `path` the checker reads the file (external data stays on disk); otherwise it checks the
+    proto in memory, which protobuf cannot do above 2 GB, so such models skip the checker.
+    """
     opset = default_opset(model)
     if opset < MIN_OPSET:
         raise InputError(f"{name} uses opset {opset}; edgeq needs opset >= {MIN_OPSET} (re-export it)")
     _check_custom_ops(model, name)
+    fits = model.ByteSize() <= PROTOBUF_MAX
     try:
-        onnx.checker.check_model(model, full_check=False)
-    except onnx.checker.ValidationError as exc:
+        if path is not None:
+            onnx.checker.check_model(str(path), full_check=False)
+        elif fits:
+            onnx.checker.check_model(model, full_check=False)
+    except (onnx.checker.ValidationError, ValueError) as exc:
         raise InputError(f"{name} fails the ONNX checker: {_first_line(exc)}") from None
-    except ValueError as exc:  # models over 2 GB are checked by path only
-        if "2GB" not in str(exc):
-            raise InputError(f"{name} fails the ONNX checker: {_first_line(exc)}") from None
+    if not fits:
+        return
     try:
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=False)
     except (onnx.shape_inference.InferenceError, ValueError) as exc:

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from edgeq.graph import GraphIndex, attribute
+from edgeq.graph import GraphIndex, attribute, drop_unused_initializers
 from edgeq.quant.primitives import QuantFormat, quantize, weight_params
 
 MS_DOMAIN = "com.microsoft"
@@ -56,6 +56,7 @@ def lower_dynamic(model: onnx.ModelProto, nodes: Iterable[str], reduce_range: bo
             continue
         lower = _lower_lstm if node.op_type == "LSTM" else _lower_matmul
         graph.node[position].CopyFrom(lower(node, index, graph, fmt, shared))
+    drop_unused_initializers(graph)
     if not any(o.domain == MS_DOMAIN for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
     return model

@@ -66,11 +66,7 @@ def equalize_cross_layer(
         if name is not None
     }
     before = [_spreads(pair, values) for pair in pairs]
-    done = 0
-    for done in range(1, iterations + 1):
-        largest_move = max((_equalize_pair(pair, values) for pair in pairs), default=0.0)
-        if largest_move < TOLERANCE:
-            break
+    done = _iterate(pairs, values, iterations)
     for name, value in values.items():
         replace_initializer(equalized.graph, name, value.astype(np.float32))
     summary = {
@@ -83,10 +79,19 @@ def equalize_cross_layer(
                 "spread_before": spread,
                 "spread_after": _spreads(pair, values),
             }
-            for pair, spread in zip(pairs, before)
+            for pair, spread in zip(pairs, before, strict=True)
         ],
     }
     return equalized, summary
+
+
+def _iterate(pairs: list[Pair], values: dict[str, np.ndarray], iterations: int) -> int:
+    """Sweep all pairs until no scale moves (chains need several sweeps); returns sweeps run."""
+    for sweep in range(1, iterations + 1):
+        largest_move = max((_equalize_pair(pair, values) for pair in pairs), default=0.0)
+        if largest_move < TOLERANCE:
+            return sweep
+    return iterations
 
 
 def find_pairs(index: GraphIndex) -> list[Pair]:

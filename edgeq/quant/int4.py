@@ -14,7 +14,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper, version_converter
 
-from edgeq.graph import GraphIndex, attribute
+from edgeq.graph import GraphIndex, attribute, drop_unused_initializers
 from edgeq.measure.runner import session_options
 from edgeq.quant.primitives import (
     QuantFormat,
@@ -64,7 +64,7 @@ def lower_to_matmul_nbits(
         )
     _splice(lowered.graph, replacements)
     _ensure_opset(lowered, MS_DOMAIN, 1)
-    _drop_unused_initializers(lowered.graph)
+    drop_unused_initializers(lowered.graph)
     return lowered
 
 
@@ -108,7 +108,7 @@ def lower_to_blocked_dq(
         weight = index.constant(node.input[1])
         axis = 1 if node.op_type == "Gemm" and attribute(node, "transB", 0) else 0
         node.input[1] = _blocked_dq(lowered.graph, node, weight, axis, block_size)
-    _drop_unused_initializers(lowered.graph)
+    drop_unused_initializers(lowered.graph)
     return lowered
 
 
@@ -160,7 +160,7 @@ def quantize_embeddings(
             _gather_block_quantized(quantized.graph, node, table, block_size)
     if bits == 4:
         _ensure_opset(quantized, MS_DOMAIN, 1)
-    _drop_unused_initializers(quantized.graph)
+    drop_unused_initializers(quantized.graph)
     return quantized
 
 
@@ -364,15 +364,6 @@ def _at_least_opset(model: onnx.ModelProto, version: int) -> onnx.ModelProto:
 def _ensure_opset(model: onnx.ModelProto, domain: str, version: int) -> None:
     if not any(o.domain == domain for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid(domain, version))
-
-
-def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
-    """Remove initializers no node reads any more (the replaced fp32 weights)."""
-    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
-    keep = [t for t in graph.initializer if t.name in used]
-    if len(keep) != len(graph.initializer):
-        del graph.initializer[:]
-        graph.initializer.extend(keep)
 
 
 def _set_int_attribute(node: onnx.NodeProto, name: str, value: int) -> None:

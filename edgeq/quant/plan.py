@@ -204,7 +204,7 @@ def _place_qdq(plan: QuantPlan, model, index: GraphIndex, scheme: Int8Scheme, ty
                 add(tensor)
             elif node.op_type in ("Conv", "Gemm", "MatMul") and position == 1:
                 plan.weights.append(WeightSpec(name, 1, _weight_axis(node, scheme)))
-            elif node.op_type in ("Conv", "Gemm") and position == 2:
+            elif node.op_type in ("Conv", "Gemm") and position == 2 and scheme.quantize_bias:
                 plan.biases.append((name, 2))
         output = node.output[0]
         if not scheme.output_qdq or index.is_pinned(output) or output not in types:

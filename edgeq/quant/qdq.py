@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from edgeq.graph import GraphIndex
+from edgeq.graph import GraphIndex, drop_unused_initializers
 from edgeq.quant.plan import QuantPlan
 from edgeq.quant.primitives import QuantFormat, quantize, scale_zero_point, weight_params
 from edgeq.targets import Int8Scheme
@@ -72,6 +72,7 @@ class QdqWriter:
         copies = [onnx.NodeProto.FromString(n.SerializeToString()) for n in ordered]
         del self.graph.node[:]
         self.graph.node.extend(copies)
+        drop_unused_initializers(self.graph)
         return self.model
 
     def quantize_activation(self, tensor: str, params: Params) -> str:
@@ -93,11 +94,16 @@ class QdqWriter:
         return f"{tensor}_dequantized"
 
     def quantize_weight(
-        self, name: str, value: np.ndarray, fmt: QuantFormat, axis
+        self, name: str, value: np.ndarray, fmt: QuantFormat, axis, q: np.ndarray | None = None
     ) -> tuple[str, np.ndarray]:
-        """Replace a float weight by its int8 values + DQ; returns the DQ output and the scales."""
+        """Replace a float weight by its int8 values + DQ; returns the DQ output and the scales.
+
+        `q` (e.g. AdaRound's) replaces round-to-nearest; it must use `weight_params` scales."""
         scale, zero = weight_params(value, fmt, axis)
-        q = quantize(value, scale, zero, fmt, axis=axis)
+        if q is None:
+            q = quantize(value, scale, zero, fmt, axis=axis)
+        elif q.shape != value.shape or q.dtype != fmt.numpy_dtype:
+            raise ValueError(f"integer weights for {name!r} must be {fmt.numpy_dtype} {value.shape}")
         base = f"{name}_{axis}" if axis is not None else name
         scale_name = self.constant(f"{base}_scale", scale.astype(np.float32))
         zero_name = self.constant(f"{base}_zero_point", zero)
@@ -143,8 +149,11 @@ def rewrite_qdq(
     plan: QuantPlan,
     ranges: Mapping[str, tuple[float, float]],
     scheme: Int8Scheme,
+    weight_overrides: Mapping[str, np.ndarray] | None = None,
 ) -> onnx.ModelProto:
-    """The QDQ model: activations, weights (per channel) and int32 biases of INT8 nodes quantized."""
+    """The QDQ model: activations, weights (per channel) and int32 biases of INT8 nodes quantized.
+
+    `weight_overrides` maps weight initializer names to learned integer weights (AdaRound)."""
     writer = QdqWriter(model)
     index, graph = writer.index, writer.graph
     params = activation_params(plan, ranges, activation_format(scheme))
@@ -162,11 +171,13 @@ def rewrite_qdq(
                 _bypass(graph, relu, dequantized)
             elif rewire_all or consumer.name in quantized:
                 _replace_input(consumer, tensor, dequantized)
-    _quantize_weights(writer, plan, params, weight_format(scheme))
+    _quantize_weights(writer, plan, params, weight_format(scheme), weight_overrides or {})
     return writer.finish()
 
 
-def _quantize_weights(writer: QdqWriter, plan: QuantPlan, params, fmt: QuantFormat) -> None:
+def _quantize_weights(
+    writer: QdqWriter, plan: QuantPlan, params, fmt: QuantFormat, overrides: Mapping
+) -> None:
     weight_scales: dict[str, np.ndarray] = {}
     done: dict[tuple[str, int | None], tuple[str, np.ndarray]] = {}  # tied weights quantized once
     for spec in plan.weights:
@@ -177,7 +188,9 @@ def _quantize_weights(writer: QdqWriter, plan: QuantPlan, params, fmt: QuantForm
             continue
         axis = None if spec.axis is None or value.ndim < 2 else spec.axis % value.ndim
         if (name, axis) not in done:
-            done[(name, axis)] = writer.quantize_weight(name, value, fmt, axis)
+            done[(name, axis)] = writer.quantize_weight(
+                name, value, fmt, axis, overrides.get(name)
+            )
         node.input[spec.input_index], weight_scales[spec.node] = done[(name, axis)]
     for node_name, position in plan.biases:
         node = writer.nodes_by_name[node_name]

@@ -20,6 +20,10 @@ QUANTIZED_CONSUMERS = WEIGHTED_OPS | {
 INT8_TYPES = frozenset({onnx.TensorProto.INT8})
 INT4_TYPES = frozenset({onnx.TensorProto.INT4, onnx.TensorProto.UINT4})
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+# Integer ops of ONNX Runtime's other quantized forms; TensorRT's parser reads Q/DQ only.
+INTEGER_OPS = frozenset({
+    "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear",
+})
 
 
 def check_tensorrt_placement(model: onnx.ModelProto) -> list[str]:
@@ -27,6 +31,11 @@ def check_tensorrt_placement(model: onnx.ModelProto) -> list[str]:
     index = GraphIndex(model.graph)
     violations: list[str] = []
     for node in model.graph.node:
+        if node.op_type in INTEGER_OPS or node.domain not in ("", "ai.onnx"):
+            violations.append(
+                f"{node.op_type} {node.name!r}: TensorRT's parser has no importer for it; "
+                "quantize in Q/DQ form (static mode) for TensorRT"
+            )
         if node.op_type in QDQ_OPS:
             violations += _check_qdq_node(node, index)
         if node.op_type in ("Conv", "Gemm", "MatMul"):

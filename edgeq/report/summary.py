@@ -24,13 +24,16 @@ def print_summary(report: Report, console: Console | None = None) -> None:
     if decision != "int8-qdq":
         console.print(f"[yellow]{report.decision.get('reason', '')}[/yellow]")
 
+    if not report.latency:
+        console.print("latency: not measured here (the engine is built and timed on the target)")
     latency = Table(title="latency (ms, median of interleaved rounds)")
     for column in ("batch", "fp32 p50", "compiled p50", "compiled p90", "speedup"):
         latency.add_column(column, justify="right")
     for e in report.latency:
         latency.add_row(str(e.batch), _fmt(e.fp32.p50_ms, ".3f"), _fmt(e.compiled.p50_ms, ".3f"),
                         _fmt(e.compiled.p90_ms, ".3f"), f"{e.speedup:.2f}×")
-    console.print(latency)
+    if report.latency:
+        console.print(latency)
 
     fidelity = Table(title=f"fidelity vs fp32 ({report.accuracy_samples} held-out samples)")
     for column in ("output", "cosine", "SQNR dB", "rel L2", "max abs", "agreement"):

@@ -8,6 +8,7 @@ the rest are broken copies of it or small graphs made with `onnx.helper`.
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -61,13 +62,19 @@ def tiny_mlp(root: Path, name: str = "mlp.onnx") -> Path:
     return path
 
 
-def _mlp_graph(nodes_extra=(), opset: int = 17, domains=()) -> onnx.ModelProto:
+def _mlp_graph(nodes_extra=(), opset: int = 17, domains=(),
+               sizes: tuple[int, int, int] = (IN_FEATURES, HIDDEN, OUT_FEATURES)) -> onnx.ModelProto:
     """The same MLP built with onnx.helper (Gemm-Relu-Gemm); `nodes_extra` appended after it."""
     rng = np.random.default_rng(0)
-    w1 = numpy_helper.from_array(rng.standard_normal((HIDDEN, IN_FEATURES)).astype(np.float32), "w1")
-    b1 = numpy_helper.from_array(np.zeros(HIDDEN, np.float32), "b1")
-    w2 = numpy_helper.from_array(rng.standard_normal((OUT_FEATURES, HIDDEN)).astype(np.float32), "w2")
-    b2 = numpy_helper.from_array(np.zeros(OUT_FEATURES, np.float32), "b2")
+    features, hidden, outputs = sizes
+
+    def weight(name: str, *shape: int) -> onnx.TensorProto:
+        return numpy_helper.from_array(
+            (rng.standard_normal(shape) / np.sqrt(shape[-1])).astype(np.float32), name)
+
+    w1, w2 = weight("w1", hidden, features), weight("w2", outputs, hidden)
+    b1 = numpy_helper.from_array(np.zeros(hidden, np.float32), "b1")
+    b2 = numpy_helper.from_array(np.zeros(outputs, np.float32), "b2")
     nodes = [
         helper.make_node("Gemm", [INPUT, "w1", "b1"], ["h"], name="fc1", transB=1),
         helper.make_node("Relu", ["h"], ["a"], name="relu"),
@@ -77,8 +84,8 @@ def _mlp_graph(nodes_extra=(), opset: int = 17, domains=()) -> onnx.ModelProto:
     last = nodes[-1].output[0]
     graph = helper.make_graph(
         nodes, "mlp",
-        [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", IN_FEATURES])],
-        [helper.make_tensor_value_info(last, TensorProto.FLOAT, ["batch", OUT_FEATURES])],
+        [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", features])],
+        [helper.make_tensor_value_info(last, TensorProto.FLOAT, ["batch", outputs])],
         [w1, b1, w2, b2],
     )
     imports = [helper.make_opsetid("", opset), *(helper.make_opsetid(d, 1) for d in domains)]
@@ -131,6 +138,14 @@ def _external(root: Path, name: str) -> tuple[onnx.ModelProto, Path]:
     onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
               location="model.onnx.data", size_threshold=0)
     return onnx.load(str(path), load_external_data=False), path
+
+
+WIDE = (256, 2048, 256)
+
+
+def wide_mlp(root: Path) -> Path:
+    """An MLP wide enough that calibrating it on `WIDE_SAMPLES` samples takes seconds."""
+    return _save(_mlp_graph(sizes=WIDE), root, "wide.onnx")
 
 
 def external_data_missing(root: Path) -> Path:
@@ -274,6 +289,7 @@ def calib_cases() -> dict[str, dict[str, np.ndarray]]:
         "inf-values": {INPUT: inf},
         "zero-samples": {INPUT: np.zeros((0, IN_FEATURES), np.float32)},
         "bool-for-float": {INPUT: np.ones((SAMPLES, IN_FEATURES), bool)},
+        "overflows-in-model": {INPUT: np.full((SAMPLES, IN_FEATURES), 3e38, np.float32)},
     }
 
 
@@ -308,7 +324,64 @@ def not_npz(root: Path) -> Path:
     return path
 
 
+def npy_not_npz(root: Path) -> Path:
+    """A single array saved with np.save (a .npy), handed over as calibration data."""
+    path = root / "array.npy"
+    np.save(path, good_calib()[INPUT])
+    return path
+
+
+def truncated_npz(root: Path) -> Path:
+    whole = write_npz(root, "whole.npz", good_calib()).read_bytes()
+    path = root / "truncated.npz"
+    path.write_bytes(whole[: len(whole) // 2])
+    return path
+
+
+def zip_with_text(root: Path) -> Path:
+    """A zip archive (so it opens as an npz) whose member is a text file, not a .npy."""
+    path = root / "notes.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x.txt", "1,2,3\n")
+    return path
+
+
+def corrupt_npz_member(root: Path) -> Path:
+    """A compressed npz whose array bytes are damaged (the zip directory is intact)."""
+    path = root / "corrupt.npz"
+    np.savez_compressed(path, **good_calib())
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+    return path
+
+
 def empty_npz(root: Path) -> Path:
     path = root / "nothing.npz"
     np.savez(path)
     return path
+
+
+NOISY_TASK = '''\
+"""A task evaluator that sets off the kinds of warnings libraries emit during a compile."""
+
+import warnings
+
+import numpy as np
+
+from edgeq.measure.tasks import TaskMetric, TaskResult
+
+
+def evaluate(fp32, compiled, data, **options):
+    warnings.warn("noisy evaluator: this API is deprecated", DeprecationWarning, stacklevel=1)
+    warnings.warn("noisy evaluator: something looks odd", UserWarning, stacklevel=1)
+    np.log(np.zeros(1))  # RuntimeWarning: divide by zero
+    return TaskResult("noisy", [TaskMetric("one", 1.0, 1.0)], ["one"])
+'''
+
+
+def noisy_task(root: Path) -> str:
+    """Write the warning-emitting evaluator module into `root`; returns its `module:function`."""
+    (root / "noisy_task.py").write_text(NOISY_TASK)
+    return "noisy_task:evaluate"
