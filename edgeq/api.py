@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import uuid
 import warnings
@@ -21,6 +22,7 @@ from edgeq.backends.ort_cpu import Artifact
 from edgeq.backends.tensorrt import REFERENCE_NAME, finish_later_hint, tensorrt_available
 from edgeq.candidates import Candidate, build_candidates, measure_candidates, quantize_static, select
 from edgeq.dashboard.commands import record_run
+from edgeq.dashboard.store import StoreError
 from edgeq.data import Arrays, load_npz, split, validate
 from edgeq.errors import InputError
 from edgeq.frontend.onnx_load import input_signatures, load_onnx
@@ -98,11 +100,25 @@ def compile(  # noqa: A001 - the verb users expect: edgeq.compile(...)
             report.write(staging / "report.json")
             write_html(report.to_dict(), staging / "report.html")
             (staging / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    if os.environ.get("EDGEQ_DEBUG"):
+        for caught_warning in caught:
+            warnings.showwarning(caught_warning.message, caught_warning.category,
+                                 caught_warning.filename, caught_warning.lineno)
     if target.runtime == "tensorrt":
         report = _finish_tensorrt(out, target)
     if runs is not False:
-        record_run(report.to_dict(), out, Path(runs) if runs else None)
+        _record(report, out, runs, reporter)
     return CompileResult(report, out / report.artifact["path"], out)
+
+
+def _record(report: Report, out: Path, runs: str | Path | None, reporter: Reporter) -> None:
+    """Add the run to the runs store; a broken store costs the record, never the compile."""
+    try:
+        record_run(report.to_dict(), out, Path(runs) if runs else None)
+    except StoreError as exc:
+        report.warnings.append({"source": "runs store", "message": str(exc), "count": 1})
+        report.write(out / "report.json")
+        reporter.note(f"runs store not updated: {exc}")
 
 
 def _finish_tensorrt(out: Path, target: TargetSpec) -> Report:
@@ -189,11 +205,11 @@ def _run(source: SourceModel, recipe: Recipe, target: TargetSpec, calib: Arrays,
     if target.runtime == "tensorrt":
         return _run_tensorrt(source, recipe, target, calib, evaluation, staging, reporter)
     prepared, pruning = _prepare(source, recipe, evaluation, reporter)
-    candidates = build_candidates(prepared, recipe, target, calib, reporter)
+    run_task = partial(evaluate_task, recipe, evaluation=evaluation)
+    candidates, analysis = build_candidates(prepared, recipe, target, calib, evaluation, run_task, reporter)
     work = staging / "candidates"
     work.mkdir()
     fp32_path = save_model(source.model, work / "reference.onnx")
-    run_task = partial(evaluate_task, recipe, evaluation=evaluation)
     measure_candidates(candidates, fp32_path, work, target, evaluation, run_task, reporter)
     chosen, reason = select(candidates, recipe)
     explained = chosen if chosen.plan else _most_faithful_quantized(candidates) or chosen
@@ -218,9 +234,27 @@ def _run(source: SourceModel, recipe: Recipe, target: TargetSpec, calib: Arrays,
         quantization=_quantization_section(explained, recipe, layers),
         pruning=pruning,
         stages=reporter.stages,
+        sensitivity=analysis.ranking() if analysis else None,
+        precision_plan=_precision_plan_section(analysis, summaries),
     )
     report.gates = evaluate_gates(report, recipe)
     return report
+
+
+def _precision_plan_section(analysis, summaries: list[dict]) -> dict[str, Any] | None:
+    """The chosen per-layer precisions beside uniform 8-bit and 4-bit, as measured."""
+    if analysis is None or analysis.plan is None:
+        return None
+    compared = {"int8-static": "uniform-int8", "int4-uniform": "uniform-int4", "int4-planned": "planned"}
+    comparison = [
+        {"plan": compared[s["name"]], "size_ratio": s["size_ratio"], "task_drop": s["task_drop"],
+         "worst_cosine": s["worst_cosine"], "speedup": min(s["speedups"].values(), default=None),
+         "within_budget": s["within_budget"]}
+        for s in summaries if s["name"] in compared
+    ]
+    if not any(row["plan"] == "planned" for row in comparison):
+        comparison += [row | {"plan": "planned"} for row in comparison if row["plan"] == "uniform-int4"]
+    return analysis.plan.to_dict() | {"comparison": comparison}
 
 
 def _run_tensorrt(source: SourceModel, recipe: Recipe, target: TargetSpec, calib: Arrays,

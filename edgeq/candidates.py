@@ -24,6 +24,16 @@ from edgeq.measure.tasks import TaskResult
 from edgeq.progress import Reporter
 from edgeq.quant.calibrate import calibrate_ranges
 from edgeq.quant.dynamic import lower_dynamic
+from edgeq.quant.int4 import fastest_accuracy_level, set_accuracy_level
+from edgeq.quant.mixed import (
+    LayerGroup,
+    PrecisionPlan,
+    build_mixed,
+    layer_groups,
+    measure_sensitivity,
+    plan_precision,
+    smallest,
+)
 from edgeq.quant.plan import QuantPlan, plan_int8
 from edgeq.quant.qdq import activation_format, rewrite_qdq
 from edgeq.recipe import Recipe
@@ -80,11 +90,30 @@ class Candidate:
         }
 
 
+@dataclass
+class Analysis:
+    """Per-layer sensitivity and, for 4-bit compiles, the chosen precision plan."""
+
+    groups: list[LayerGroup]
+    plan: PrecisionPlan | None = None
+
+    def ranking(self) -> list[dict]:
+        """Groups by their worst single-layer damage, most damaging first (the culprit table)."""
+        rows = [g.to_dict() | {"worst_damage": max(g.sensitivity.values(), default=0.0)} for g in self.groups]
+        return sorted(rows, key=lambda r: r["worst_damage"], reverse=True)
+
+
 def build_candidates(prepared: onnx.ModelProto, recipe: Recipe, target: TargetSpec, calib: Arrays,
-                     reporter: Reporter) -> list[Candidate]:
-    """fp32 (ORT-optimized) plus every INT8 mode that quantizes at least one node."""
+                     evaluation: Arrays, run_task: TaskRunner,
+                     reporter: Reporter) -> tuple[list[Candidate], Analysis | None]:
+    """fp32 (ORT-optimized), every INT8 mode that quantizes a node, and 4-bit plans when asked."""
     scheme = target.quantization.int8
     candidates = [Candidate("fp32", prepared)]
+    analysis = None
+    if recipe.bits == 4 or recipe.analyze:
+        candidates_4bit, analysis = _mixed_candidates(prepared, recipe, target, calib, evaluation,
+                                                      run_task, reporter)
+        candidates += candidates_4bit if recipe.bits == 4 else []
     modes = ["static", "dynamic"] if recipe.mode == "auto" else [recipe.mode]
     for mode in modes:
         plan = plan_int8(prepared, scheme, recipe.exclude, mode=mode)
@@ -95,7 +124,67 @@ def build_candidates(prepared: onnx.ModelProto, recipe: Recipe, target: TargetSp
                 if mode == "static" else prepared
             model = lower_dynamic(model, plan.dynamic, scheme.weights.reduce_range)
         candidates.append(Candidate(f"int8-{mode}", model, plan))
-    return candidates
+    return candidates, analysis
+
+
+def _mixed_candidates(prepared, recipe, target, calib, evaluation, run_task, reporter):
+    """Sensitivity of every weighted layer group, then uniform-4-bit and planned candidates."""
+    scheme = target.quantization.int8
+    static = plan_int8(prepared, scheme, recipe.exclude, mode="static")
+    with reporter.stage("calibrate", f"calibrate activation ranges ({recipe.calibration.method})"):
+        ranges = _calibrate(prepared, static, recipe, target, calib, reporter, every=True)
+    groups = layer_groups(prepared, static)
+    fp32 = OrtRunner(prepared.SerializeToString())
+    reference = fp32.predict(evaluation)
+
+    def build(assignment: dict[str, str]) -> onnx.ModelProto:
+        return build_mixed(prepared, PrecisionPlan(groups, assignment), scheme, ranges, recipe.exclude,
+                           recipe.block_size)[0]
+
+    def judge(model: onnx.ModelProto) -> tuple[str | None, float]:
+        probe = Candidate("probe", model)
+        runner = OrtRunner(model.SerializeToString())
+        probe.outputs = compare_outputs(reference, runner.predict(evaluation))
+        probe.task = run_task(fp32, runner)
+        damage = probe.task.worst_primary_drop if probe.task else 100 * (1 - probe.worst_cosine)
+        return probe.budget_problem(recipe), damage
+
+    steps = sum(len(g.options) - 1 for g in groups)
+    with reporter.stage("sensitivity", "measure per-layer sensitivity"), \
+            reporter.bar("layers x precisions", steps) as tick:
+        measure_sensitivity(groups, build, judge, tick)
+    analysis = Analysis(groups)
+    if recipe.bits != 4:
+        return [], analysis
+    with reporter.stage("plan", "choose per-layer precision under the budget"):
+        analysis.plan = plan_precision(groups, build, judge)
+    uniform = PrecisionPlan(groups, smallest(groups))
+    candidates = []
+    for name, plan in (("int4-uniform", uniform), ("int4-planned", analysis.plan)):
+        if name == "int4-planned" and plan.assignment == uniform.assignment:
+            continue
+        model, int8_plan = build_mixed(prepared, plan, scheme, ranges, recipe.exclude, recipe.block_size)
+        candidates.append(Candidate(name, _fastest_4bit_compute(model, evaluation), int8_plan))
+    return candidates, analysis
+
+
+def _fastest_4bit_compute(model: onnx.ModelProto, evaluation: Arrays) -> onnx.ModelProto:
+    """MatMulNBits' accuracy_level (fp32 vs int8 compute) as measured fastest at batch 1 here."""
+    if not any(n.op_type == "MatMulNBits" for n in model.graph.node):
+        return model
+    runner = OrtRunner(model.SerializeToString())
+    level, _ = fastest_accuracy_level(model, runner.feeds(evaluation, 0, 1), levels=(1, 4))
+    return set_accuracy_level(model, level)
+
+
+def _calibrate(prepared, plan, recipe, target, calib, reporter,
+               every: bool = False) -> dict[str, tuple[float, float]]:
+    scheme = target.quantization.int8
+    samples = min(recipe.calibration.samples, len(next(iter(calib.values()))))
+    batches = -(-samples // 32) * (1 if recipe.calibration.method == "minmax" else 2)
+    with reporter.bar(f"calibrate ({recipe.calibration.method})", batches) as tick:
+        return calibrate_ranges(prepared, plan.calibration_tensors(every), calib, recipe.calibration,
+                                activation_format(scheme), progress=lambda *_: tick())
 
 
 def quantize_static(prepared, plan, recipe, target, calib, reporter) -> onnx.ModelProto:
@@ -148,6 +237,9 @@ def select(candidates: list[Candidate], recipe: Recipe) -> tuple[Candidate, str]
     fp32 = next(c for c in candidates if c.name == "fp32")
     within = [c for c in quantized if c.budget_problem(recipe) is None]
     eligible = [c for c in within if c.slowest_speedup >= 1.0]
+    if eligible and recipe.bits == 4:
+        best = min(eligible, key=lambda c: (c.artifact.bytes, -c.mean_speedup))
+        return best, f"smallest candidate within the accuracy budget and not slower than fp32 ({best.mean_speedup:.2f}x)"
     if eligible:
         best = max(eligible, key=lambda c: c.mean_speedup)
         return best, f"fastest candidate within the accuracy budget ({best.mean_speedup:.2f}x fp32)"

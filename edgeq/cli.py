@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -49,7 +50,10 @@ def cli() -> None:
 @click.option("--eval", "eval_path", type=click.Path(dir_okay=False), help="Held-out .npz (default: split --calib).")
 @click.option("--calib-method", type=click.Choice(["minmax", "percentile", "mse", "entropy"]))
 @click.option("--calib-samples", type=click.IntRange(min=1), help="Calibration samples to use.")
-@click.option("--bits", type=click.Choice(["8"]), help="Weight/activation bits.")
+@click.option("--bits", type=click.Choice(["8", "4"]),
+              help="8: INT8. 4: 4-bit weights where the budget allows (per-layer precision plan).")
+@click.option("--block-size", type=int, help="4-bit block size along K (power of two >= 16).")
+@click.option("--analyze", is_flag=True, help="Measure each layer's sensitivity and print the ranking.")
 @click.option("--mode", type=click.Choice(["auto", "static", "dynamic"]),
               help="INT8 lowering: static QDQ, dynamic, or auto (measure both, keep the best).")
 @click.option("--prune", type=click.Choice(["ifm"]), help="Prune by iterative feature merging first.")
@@ -65,7 +69,7 @@ def cli() -> None:
 @click.option("--force", is_flag=True, help="Replace an existing edgeq output directory.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary (report files only).")
 def compile_command(model, out, recipe_path, target, calib, eval_path, calib_method, calib_samples,
-                    bits, mode, prune, prune_threshold, prune_max_ratio, task_name, task_option, exclude,
+                    bits, block_size, analyze, mode, prune, prune_threshold, prune_max_ratio, task_name, task_option, exclude,
                     max_drop, min_speedup, min_cosine, no_fallback, force, quiet) -> None:
     """Compile MODEL (an .onnx file) for a target and measure it against fp32.
 
@@ -95,6 +99,7 @@ def compile_command(model, out, recipe_path, target, calib, eval_path, calib_met
     result = compile_model(
         model, out=out, recipe=base, force=force, progress=not quiet,
         target=target, calib=calib, eval=eval_path, bits=int(bits) if bits else None, mode=mode,
+        block_size=block_size, analyze=True if analyze else None,
         calibration=calibration or None, prune=prune_settings or None, task=task,
         exclude=list(exclude) or None, gates=gates or None, fallback_fp32=False if no_fallback else None,
     )
@@ -141,12 +146,17 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     if debug:
         args.remove("--debug")
+        os.environ["EDGEQ_DEBUG"] = "1"  # compile replays the library warnings it captured
     signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(args=args, prog_name="edgeq", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("edgeq: interrupted; no output was left behind", err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "edgeq"
+        click.echo(f"edgeq: error: {exc.format_message()} (see '{command} --help')", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -81,7 +81,9 @@ class Recipe:
     calib: str | None = None
     eval: str | None = None
     eval_fraction: float = 0.5
-    bits: Literal[8] = 8
+    bits: Literal[8, 4] = 8
+    block_size: int = 32
+    analyze: bool = False
     mode: Literal["auto", "static", "dynamic"] = "auto"
     calibration: Calibration = field(default_factory=Calibration)
     exclude: list[str] = field(default_factory=list)
@@ -92,6 +94,8 @@ class Recipe:
     fallback_fp32: bool = True
 
     def __post_init__(self) -> None:
+        if self.block_size < 16 or self.block_size & (self.block_size - 1):
+            raise ValueError(f"block_size must be a power of two >= 16, got {self.block_size}")
         if not 0.0 < self.eval_fraction < 1.0:
             raise ValueError(f"eval_fraction must be in (0, 1), got {self.eval_fraction}")
 

@@ -60,6 +60,7 @@ class Case:
     name: str
     build: Build
     words: tuple[str, ...]
+    marks: tuple = ()
 
 
 def _model_case(name: str, builder: Callable[[Path], Path], *words: str) -> Case:
@@ -165,10 +166,15 @@ TARGET_CASES = [
                  make.FAST_TARGET.replace("batch_sizes: [1]", "batch_sizes: [0]"),
                  "batch_sizes"),
 ]
-CASES = MODEL_CASES + CALIB_CASES + RECIPE_CASES + TARGET_CASES
+USAGE_CASES = [
+    Case("model-is-a-directory", lambda c, tmp: compile_args(c, tmp), ("is a directory",)),
+    Case("calib-samples-zero-flag", lambda c, tmp: [*compile_args(c), "--calib-samples", "0"],
+         ("--calib-samples",)),
+]
+CASES = MODEL_CASES + CALIB_CASES + RECIPE_CASES + TARGET_CASES + USAGE_CASES
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name, marks=c.marks) for c in CASES])
 def test_bad_input_is_refused_in_one_line(case: Case, corpus: Corpus, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = run_edgeq(*case.build(corpus, tmp_path), "-o", out, cwd=tmp_path)
@@ -298,7 +304,6 @@ def test_library_warnings_go_to_the_report_not_stderr(corpus: Corpus, tmp_path: 
     assert "RuntimeWarning" in caught, report["warnings"]
 
 
-@pytest.mark.xfail(strict=True, reason="cli.main/api.compile capture warnings even with --debug")
 def test_debug_shows_library_warnings(corpus: Corpus, tmp_path: Path) -> None:
     result, _ = compile_with_noisy_task(corpus, tmp_path, "--debug")
     assert result.returncode == 0, result.stderr
@@ -324,7 +329,6 @@ def test_model_over_2gb_loads_and_checks_by_path(large_model: tuple[Path, Path])
     from edgeq.frontend.onnx_load import PROTOBUF_MAX, load_onnx
 
     model = load_onnx(large_model[0])
-    assert model.ByteSize() > PROTOBUF_MAX
     table = next(t for t in model.graph.initializer if t.name == "table")
     assert table.data_location == onnx.TensorProto.DEFAULT and len(table.raw_data) > PROTOBUF_MAX
 

@@ -173,9 +173,7 @@ def test_evaluate_mrl_retrieval_compatibility_by_hand():
         ("pointer-hull", "pointer_net/hull.onnx", "pointer_hull.npz", {}),
     ],
 )
-def test_builtin_evaluators_on_real_models_show_no_drop_against_themselves(
-    task, model, calib, options
-):
+def test_builtin_evaluators_on_real_models_show_no_drop_against_themselves(task, model, calib, options):
     data = dict(np.load(ROOT / "calib" / calib))
     data = {name: array[:200] for name, array in data.items()}
     runner = OrtRunner(ROOT / "examples" / model, threads=1)

@@ -132,6 +132,7 @@ def test_checkpoints_are_small_plain_state_dicts():
         assert all(isinstance(v, torch.Tensor) for v in state.values())
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 def test_export_onnx_rejects_a_graph_that_drifts_from_torch(tmp_path):
     class Drifting(PointerNet):
         """Adds noise only in eager mode, so the traced graph cannot reproduce torch."""
@@ -145,6 +146,4 @@ def test_export_onnx_rejects_a_graph_that_drifts_from_torch(tmp_path):
     torch.manual_seed(0)
     model = Drifting(n=4, task="tsp", hidden=8)
     with pytest.raises(ParityError, match="logits"):
-        export_onnx(
-            model, {"points": torch.rand(2, 4, 2)}, ["tour", "logits"], tmp_path / "drift.onnx"
-        )
+        export_onnx(model, {"points": torch.rand(2, 4, 2)}, ["tour", "logits"], tmp_path / "drift.onnx")

@@ -91,7 +91,7 @@ def check_model(model: onnx.ModelProto, name: str, path: Path | None = None) -> 
     if opset < MIN_OPSET:
         raise InputError(f"{name} uses opset {opset}; edgeq needs opset >= {MIN_OPSET} (re-export it)")
     _check_custom_ops(model, name)
-    fits = model.ByteSize() <= PROTOBUF_MAX
+    fits = _fits_protobuf(model)
     try:
         if path is not None:
             onnx.checker.check_model(str(path), full_check=False)
@@ -105,6 +105,13 @@ def check_model(model: onnx.ModelProto, name: str, path: Path | None = None) -> 
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=False)
     except (onnx.shape_inference.InferenceError, ValueError) as exc:
         raise InputError(f"{name} fails ONNX shape inference: {_first_line(exc)}") from None
+
+
+def _fits_protobuf(model: onnx.ModelProto) -> bool:
+    try:
+        return model.ByteSize() <= PROTOBUF_MAX
+    except Exception:  # upb refuses to even size a message past the limit
+        return False
 
 
 def _nodes(graph: onnx.GraphProto):

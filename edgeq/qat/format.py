@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeq.errors import InputError
 from edgeq.targets import TargetSpec, load_target
 
 
@@ -23,6 +24,9 @@ class QatFormat:
     @classmethod
     def from_target(cls, target: str | Path | TargetSpec) -> QatFormat:
         spec = target if isinstance(target, TargetSpec) else load_target(target)
+        if spec.precision != "int8":
+            raise InputError(f"target {spec.name!r} computes in {spec.precision}, not int8: "
+                             "quantization-aware training has nothing to train for")
         scheme = spec.quantization.int8
         return cls(scheme.activations.symmetric, scheme.weights.reduce_range)
 

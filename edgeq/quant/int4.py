@@ -20,6 +20,7 @@ from edgeq.quant.primitives import (
     QuantFormat,
     block_weight_params,
     dequantize_blocked,
+    quantize,
     quantize_blocked,
     weight_params,
 )
@@ -28,6 +29,7 @@ MS_DOMAIN = "com.microsoft"
 BLOCKED_DQ_OPSET = 21
 INT4_SYMMETRIC = QuantFormat(bits=4, signed=True, symmetric=True)
 UINT4_ASYMMETRIC = QuantFormat(bits=4, signed=False, symmetric=False)
+CONV_OUTPUT_AXIS = {"Conv": 0, "ConvTranspose": 1}  # weight axis indexing output channels
 UINT4_DEFAULT_ZERO_POINT = 8
 """MatMulNBits / GatherBlockQuantized read uint4 codes; without zero points they subtract 8."""
 
@@ -58,9 +60,10 @@ def lower_to_matmul_nbits(
     index = GraphIndex(lowered.graph)
     fmt = INT4_SYMMETRIC if symmetric else UINT4_ASYMMETRIC
     replacements: dict[str, list[onnx.NodeProto]] = {}
+    shared: dict[tuple, list[str]] = {}  # an unrolled loop reuses one weight: pack it once
     for layer in _selected_layers(lowered, index, nodes):
         replacements[layer.node.name] = _matmul_nbits_nodes(
-            lowered.graph, layer, fmt, block_size, accuracy_level
+            lowered.graph, layer, fmt, block_size, accuracy_level, shared
         )
     _splice(lowered.graph, replacements)
     _ensure_opset(lowered, MS_DOMAIN, 1)
@@ -108,6 +111,37 @@ def lower_to_blocked_dq(
         weight = index.constant(node.input[1])
         axis = 1 if node.op_type == "Gemm" and attribute(node, "transB", 0) else 0
         node.input[1] = _blocked_dq(lowered.graph, node, weight, axis, block_size)
+    drop_unused_initializers(lowered.graph)
+    return lowered
+
+
+def lower_conv_to_int4(model: onnx.ModelProto, nodes: Iterable[str]) -> onnx.ModelProto:
+    """Store Conv/ConvTranspose weights as INT4 per output channel behind an opset-21 DequantizeLinear.
+
+    No CPU kernel computes a convolution in 4 bits, so this is a size form: the runtime
+    dequantizes the weights and convolves in float.
+    """
+    lowered = _at_least_opset(model, BLOCKED_DQ_OPSET)
+    index = GraphIndex(lowered.graph)
+    wanted = set(nodes)
+    convs = [n for n in lowered.graph.node if n.name in wanted and n.op_type in CONV_OUTPUT_AXIS]
+    for node in convs:
+        weight = index.constant(node.input[1])
+        if weight is None or weight.dtype != np.float32:
+            raise ValueError(f"{node.op_type} {node.name!r} has no constant fp32 weight for 4 bits")
+        axis = CONV_OUTPUT_AXIS[node.op_type]
+        scale, zero = weight_params(weight, INT4_SYMMETRIC, axis=axis)
+        q = quantize(weight, scale, zero, INT4_SYMMETRIC, axis=axis)
+        base = f"{node.input[1]}_{node.name}_int4"
+        lowered.graph.initializer.extend([
+            helper.make_tensor(base, TensorProto.INT4, q.shape, q.reshape(-1).tolist()),
+            numpy_helper.from_array(scale.astype(np.float32), base + "_scale"),
+        ])
+        output = base + "_dequantized"
+        dq = helper.make_node("DequantizeLinear", [base, base + "_scale"], [output],
+                              name=output + "_node", axis=axis)
+        lowered.graph.node.insert(list(lowered.graph.node).index(node), dq)
+        node.input[1] = output
     drop_unused_initializers(lowered.graph)
     return lowered
 
@@ -309,19 +343,23 @@ def _matmul_nbits_nodes(
     fmt: QuantFormat,
     block_size: int,
     accuracy_level: int | None,
+    shared: dict[tuple, list[str]],
 ) -> list[onnx.NodeProto]:
     """The MatMulNBits node (+ bias Add) replacing one layer; adds its initializers to graph."""
     node = layer.node
     k, n = layer.weight.shape
-    packed, scales, zero_points, _ = matmul_nbits_weights(layer.weight, fmt, block_size)
     base = f"{node.input[1]}_{node.name}_q4"
-    graph.initializer.extend(
-        [numpy_helper.from_array(packed, base), numpy_helper.from_array(scales, base + "_scales")]
-    )
-    inputs = [node.input[0], base, base + "_scales"]
-    if zero_points is not None:
-        graph.initializer.append(numpy_helper.from_array(zero_points, base + "_zero_points"))
-        inputs.append(base + "_zero_points")
+    key = (node.input[1], attribute(node, "transB", 0), attribute(node, "alpha", 1.0))
+    if key not in shared:
+        packed, scales, zero_points, _ = matmul_nbits_weights(layer.weight, fmt, block_size)
+        graph.initializer.extend(
+            [numpy_helper.from_array(packed, base), numpy_helper.from_array(scales, base + "_scales")]
+        )
+        shared[key] = [base, base + "_scales"]
+        if zero_points is not None:
+            graph.initializer.append(numpy_helper.from_array(zero_points, base + "_zero_points"))
+            shared[key].append(base + "_zero_points")
+    inputs = [node.input[0], *shared[key]]
     output = node.output[0]
     matmul_output = output if layer.bias is None else f"{output}_before_bias"
     attrs = {"K": k, "N": n, "bits": 4, "block_size": block_size}

@@ -38,6 +38,8 @@ ELEMENTWISE_OPS = frozenset(
     }
 )
 FLOAT = onnx.TensorProto.FLOAT
+WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM"})
+PLAN_REASON = "not int8 in the precision plan"
 DECISION_REASON = "feeds a decision (argmax, top-k or threshold): int8 error would flip it"
 
 
@@ -82,8 +84,14 @@ class QuantPlan:
     def dynamic(self) -> set[str]:
         return {d.name for d in self.decisions if d.precision == "int8-dynamic"}
 
-    def calibration_tensors(self) -> list[str]:
-        """Tensors whose ranges must be measured: activations, or a folded ReLU's output instead."""
+    def calibration_tensors(self, every: bool = False) -> list[str]:
+        """Tensors whose ranges must be measured: activations, or a folded ReLU's output instead.
+
+        `every` also covers tensors this plan gives borrowed ranges (pass-through outputs, a ReLU's
+        input), so any subset of the plan can be rewritten with the same measured ranges.
+        """
+        if every:
+            return sorted(set(self.activations) | set(self.folded_relu.values()))
         return [self.folded_relu.get(t, t) for t in self.activations if t not in self.shared_params]
 
 
@@ -101,11 +109,13 @@ def plan_int8(
     scheme: Int8Scheme,
     exclude: Sequence[str] = (),
     mode: Literal["static", "dynamic"] = "static",
+    include: set[str] | None = None,
 ) -> QuantPlan:
     """Choose INT8 nodes by the target's rules, the recipe's exclusions and decision-head safety.
 
     `static` puts calibrated Q/DQ around Conv/Gemm/MatMul (LSTMs go dynamic); `dynamic` keeps
     int8 weights for MatMul/Gemm/LSTM only and lets the runtime quantize activations per call.
+    `include`, when given, limits weighted layers to those names (a precision plan's int8 set).
     """
     index = GraphIndex(model.graph)
     types = _float_tensors(model)
@@ -115,6 +125,9 @@ def plan_int8(
     quantized_outputs: set[str] = set()
     for node in (n for n in model.graph.node if n.name not in decisions):
         decide = _decide_dynamic if mode == "dynamic" else _decide
+        if include is not None and node.op_type in WEIGHTED_OPS and node.name not in include:
+            decisions[node.name] = NodeDecision(node.name, node.op_type, "fp32", PLAN_REASON)
+            continue
         decision = decide(node, index, types, scheme, set(exclude), protected, quantized_outputs)
         decisions[node.name] = decision
         if decision.precision != "int8":

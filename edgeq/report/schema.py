@@ -47,6 +47,8 @@ class Report:
     machine: dict[str, Any]
     gates: list[Gate] = field(default_factory=list)
     warnings: list[dict[str, Any]] = field(default_factory=list)
+    sensitivity: list[dict[str, Any]] | None = None
+    precision_plan: dict[str, Any] | None = None
 
     @property
     def worst_cosine(self) -> float | None:
@@ -83,6 +85,8 @@ class Report:
             "latency": [asdict(e) | {"speedup": e.speedup} for e in self.latency],
             "quantization": self.quantization,
             "pruning": self.pruning,
+            "sensitivity": self.sensitivity,
+            "precision_plan": self.precision_plan,
             "stages": self.stages,
             "machine": self.machine,
             "gates": [asdict(g) for g in self.gates],
@@ -115,6 +119,8 @@ class Report:
                 stages=data["stages"], machine=data["machine"],
                 gates=[Gate(**g) for g in data.get("gates", [])],
                 warnings=data.get("warnings", []),
+                sensitivity=data.get("sensitivity"),
+                precision_plan=data.get("precision_plan"),
             )
         except (KeyError, TypeError) as exc:
             raise InputError(f"report is missing or has a malformed field: {exc}") from None

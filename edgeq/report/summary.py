@@ -62,6 +62,25 @@ def print_summary(report: Report, console: Console | None = None) -> None:
                              _fmt(layer["sqnr_db"], ".1f"), _fmt(layer["own_sqnr_db"], ".1f"))
         console.print(culprits)
 
+    if report.sensitivity:
+        ranking = Table(title="per-layer sensitivity (one layer quantized at a time; damage = task drop "
+                        "or 100·(1−cosine))")
+        for column in ("layer", "op", "params", "int4 damage", "int8 damage"):
+            ranking.add_column(column, justify="right")
+        for row in report.sensitivity[:10]:
+            ranking.add_row(row["name"], row["op_type"], str(row["params"]),
+                            _fmt(row["sensitivity"].get("int4"), ".3f"), _fmt(row["sensitivity"].get("int8"), ".3f"))
+        console.print(ranking)
+
+    if report.precision_plan:
+        plan = Table(title="precision plans compared (measured)")
+        for column in ("plan", "size", "slowest speedup", "task drop", "worst cosine", "in budget"):
+            plan.add_column(column, justify="right")
+        for row in report.precision_plan["comparison"]:
+            plan.add_row(row["plan"], _fmt(row["size_ratio"], ".3f"), _fmt(row["speedup"], ".2f"),
+                         _fmt(row["task_drop"], ".3f"), _fmt(row["worst_cosine"], ".4f"), str(row["within_budget"]))
+        console.print(plan)
+
     for gate in report.gates:
         status = "[green]pass[/green]" if gate.passed else "[red]FAIL[/red]"
         console.print(f"gate {gate.name}: {_fmt(gate.value)} vs limit {gate.limit} → {status}")

@@ -48,9 +48,7 @@ def evaluate_binary_code(
     if recon in reference and recon in candidate:
         image = data[image_key]
         metrics.append(
-            TaskMetric(
-                "psnr", psnr(image, reference[recon]), psnr(image, candidate[recon]), True, "dB"
-            )
+            TaskMetric("psnr", psnr(image, reference[recon]), psnr(image, candidate[recon]), True, "dB")
         )
         primary.append("psnr")
     details = {
@@ -66,8 +64,6 @@ def evaluate_binary_code(
             "threshold": NEAR_ZERO_LOGIT,
             "count": int(near.sum()),
             "share_pct": 100.0 * float(near.mean()),
-            "flipped_among_them_pct": 100.0 * float((old != new)[near].mean())
-            if near.any()
-            else 0.0,
+            "flipped_among_them_pct": 100.0 * float((old != new)[near].mean()) if near.any() else 0.0,
         }
     return TaskResult("binary-code", metrics, primary, details)
