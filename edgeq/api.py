@@ -35,6 +35,7 @@ from edgeq.measure.tasks import TaskResult, resolve_evaluator
 from edgeq.outdir import check_output_path, staged_output
 from edgeq.passes.prepare import prepare_model
 from edgeq.progress import Reporter
+from edgeq.quant.equalize import equalize_cross_layer
 from edgeq.quant.plan import ensure_node_names, plan_int8
 from edgeq.quant.trt_rules import check_tensorrt_placement
 from edgeq.recipe import Recipe, build_recipe
@@ -179,6 +180,11 @@ def _prepare(source: SourceModel, recipe: Recipe, evaluation: Arrays,
     with reporter.stage("prepare", "prepare graph (fold BatchNorm and constants)"):
         prepared = prepare_model(source.model)
         ensure_node_names(prepared)
+    if recipe.methods.equalize:
+        with reporter.stage("equalize", "equalize cross-layer weight ranges"):
+            prepared, summary = equalize_cross_layer(prepared)
+            reporter.note(f"{len(summary['pairs'])} layer pairs equalized")
+            prepared = onnx.shape_inference.infer_shapes(prepared)
     if recipe.prune is None:
         return prepared, None
     with reporter.stage("prune", "prune by iterative feature merging"):
@@ -269,7 +275,8 @@ def _run_tensorrt(source: SourceModel, recipe: Recipe, target: TargetSpec, calib
     if target.precision != "fp16":
         candidate.plan = plan_int8(prepared, target.quantization.int8, recipe.exclude, mode="static")
         with reporter.stage("quantize-static", "quantize: static int8 for TensorRT"):
-            candidate.model = quantize_static(prepared, candidate.plan, recipe, target, calib, reporter)
+            candidate.model, candidate.plan = quantize_static(prepared, candidate.plan, recipe, target,
+                                                              calib, reporter)
     path = save_model(candidate.model, staging / "model.onnx")
     reference = save_model(source.model, staging / REFERENCE_NAME)
     with reporter.stage("fidelity", "measure the QDQ graph in ONNX Runtime CPU"):

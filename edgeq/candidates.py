@@ -35,7 +35,9 @@ from edgeq.quant.mixed import (
     smallest,
 )
 from edgeq.quant.plan import QuantPlan, plan_int8
-from edgeq.quant.qdq import activation_format, rewrite_qdq
+from edgeq.quant.adaround import adaround_weights
+from edgeq.quant.bias_correction import apply_biases, corrected_biases
+from edgeq.quant.qdq import activation_format, rewrite_qdq, weight_format
 from edgeq.recipe import Recipe
 from edgeq.targets import TargetSpec
 
@@ -120,8 +122,9 @@ def build_candidates(prepared: onnx.ModelProto, recipe: Recipe, target: TargetSp
         if not plan.quantized and not plan.dynamic:
             continue
         with reporter.stage(f"quantize-{mode}", f"quantize: {mode} int8"):
-            model = quantize_static(prepared, plan, recipe, target, calib, reporter) \
-                if mode == "static" else prepared
+            model = prepared
+            if mode == "static":
+                model, plan = quantize_static(prepared, plan, recipe, target, calib, reporter)
             model = lower_dynamic(model, plan.dynamic, scheme.weights.reduce_range)
         candidates.append(Candidate(f"int8-{mode}", model, plan))
     return candidates, analysis
@@ -187,14 +190,26 @@ def _calibrate(prepared, plan, recipe, target, calib, reporter,
                                 activation_format(scheme), progress=lambda *_: tick())
 
 
-def quantize_static(prepared, plan, recipe, target, calib, reporter) -> onnx.ModelProto:
-    scheme = target.quantization.int8
-    samples = min(recipe.calibration.samples, len(next(iter(calib.values()))))
-    batches = -(-samples // 32) * (1 if recipe.calibration.method == "minmax" else 2)
-    with reporter.bar(f"calibrate ({recipe.calibration.method})", batches) as tick:
-        ranges = calibrate_ranges(prepared, plan.calibration_tensors(), calib, recipe.calibration,
-                                  activation_format(scheme), progress=lambda *_: tick())
-    return rewrite_qdq(prepared, plan, ranges, scheme)
+def quantize_static(prepared: onnx.ModelProto, plan: QuantPlan, recipe: Recipe, target: TargetSpec,
+                    calib: Arrays, reporter: Reporter) -> tuple[onnx.ModelProto, QuantPlan]:
+    """AdaRound and bias correction if the recipe asks, calibration, then the QDQ rewrite.
+
+    Bias correction can give a bias to a layer that had none, so the plan is made again after it.
+    """
+    scheme, methods = target.quantization.int8, recipe.methods
+    fmt = weight_format(scheme)
+    model, learned = prepared, None
+    if methods.adaround:
+        with reporter.bar("adaround layers", len({w.node for w in plan.weights})) as tick:
+            learned = adaround_weights(model, plan, calib, fmt, iterations=methods.adaround_iterations,
+                                       samples=recipe.calibration.samples, progress=lambda *_: tick())
+    if methods.bias_correction:
+        biases = corrected_biases(model, plan, calib, fmt, samples=recipe.calibration.samples,
+                                  quantized_weights=learned)
+        model = apply_biases(model, biases)
+        plan = plan_int8(model, scheme, recipe.exclude, mode="static")
+    ranges = _calibrate(model, plan, recipe, target, calib, reporter)
+    return rewrite_qdq(model, plan, ranges, scheme, weight_overrides=learned), plan
 
 
 def measure_candidates(candidates: list[Candidate], fp32_path: Path, staging: Path, target: TargetSpec,

@@ -32,6 +32,20 @@ class Calibration:
 
 
 @dataclass
+class Methods:
+    """Survey methods that help low bits; each measured against round-to-nearest in the tests."""
+
+    equalize: bool = False          # cross-layer equalisation of ReLU chains (data-free, exact)
+    bias_correction: bool = False   # b ← b − (W_q − W)·E[x] on calibration data
+    adaround: bool = False          # learned rounding of weights (Nagel et al. 2020)
+    adaround_iterations: int = 500
+
+    def __post_init__(self) -> None:
+        if self.adaround_iterations < 1:
+            raise ValueError(f"adaround_iterations must be >= 1, got {self.adaround_iterations}")
+
+
+@dataclass
 class Task:
     """A task evaluator (built-in name or module:function) and its keyword options."""
 
@@ -86,6 +100,7 @@ class Recipe:
     analyze: bool = False
     mode: Literal["auto", "static", "dynamic"] = "auto"
     calibration: Calibration = field(default_factory=Calibration)
+    methods: Methods = field(default_factory=Methods)
     exclude: list[str] = field(default_factory=list)
     prune: Prune | None = None
     task: Task | None = None

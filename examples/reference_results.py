@@ -33,20 +33,23 @@ def _metrics(report: edgeq.Report) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("out/reference"))
+    parser.add_argument("--bits", type=int, nargs="+", default=[8, 4], choices=[8, 4])
     args = parser.parse_args()
     machine = describe_machine()
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, flags {' '.join(machine['flags'])}, "
           f"onnxruntime {machine['versions'].get('onnxruntime')}\n")
-    print("| model | chosen | speedup b1 / b32 | size | primary task metrics (fp32 → compiled, worst 3) |")
-    print("|---|---|---|---|---|")
+    print("| model | bits | chosen | speedup b1 / b32 | size | primary task metrics "
+          "(fp32 → compiled, worst 3) |")
+    print("|---|---|---|---|---|---|")
     for name, recipe_path in RECIPES.items():
-        recipe, model = edgeq.load_recipe(recipe_path)
-        out = args.out / Path(recipe_path).parent.name / Path(recipe_path).stem
-        result = edgeq.compile(model, out=out, recipe=recipe, force=True, runs=False)
-        report = result.report
-        speed = " / ".join(f"{e.speedup:.2f}×" for e in report.latency)
-        print(f"| {name} | {report.decision['chosen']} | {speed} | {report.size_ratio:.2f}× | "
-              f"{_metrics(report)} |", flush=True)
+        for bits in args.bits:
+            recipe, model = edgeq.load_recipe(recipe_path)
+            out = args.out / Path(recipe_path).parent.name / f"{Path(recipe_path).stem}-{bits}bit"
+            result = edgeq.compile(model, out=out, recipe=recipe, bits=bits, force=True, runs=False)
+            report = result.report
+            speed = " / ".join(f"{e.speedup:.2f}×" for e in report.latency)
+            print(f"| {name} | {bits} | {report.decision['chosen']} | {speed} | {report.size_ratio:.2f}× | "
+                  f"{_metrics(report)} |", flush=True)
 
 
 if __name__ == "__main__":

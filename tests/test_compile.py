@@ -150,3 +150,26 @@ def test_pointer_decision_head_stays_fp32_and_lstm_goes_dynamic(tmp_path):
     assert by_op["LSTM"] == {("int8-dynamic", "int8 weights, activations quantized per call")}
     heads = [d for d in plan.decisions if "decision" in d.reason]
     assert heads and all(d.precision == "fp32" and d.op_type == "MatMul" for d in heads)
+
+
+def test_recipe_switches_on_equalization_bias_correction_and_adaround(reference_models, tmp_path):
+    model, data = reference_models["cnn"]
+    methods = {"equalize": True, "bias_correction": True, "adaround": True, "adaround_iterations": 20}
+    result = edgeq.compile(model, out=tmp_path / "out", target=FAST_TARGET, calib=str(data),
+                           mode="static", fallback_fp32=False, methods=methods)
+    assert result.report.recipe["methods"] == methods
+    assert {"equalize", "quantize-static"} <= {s["name"] for s in result.report.stages}
+    assert result.report.worst_cosine > 0.99
+
+
+def test_four_bit_compile_reports_sensitivity_and_compares_plans(reference_models, tmp_path):
+    model, data = reference_models["mlp"]
+    result = edgeq.compile(model, out=tmp_path / "out", target=FAST_TARGET, calib=str(data), bits=4,
+                           budget={"min_cosine": 0.95})
+    report = result.report
+    assert {row["name"] for row in report.sensitivity} == {"/0/Gemm", "/2/Gemm", "/4/Gemm"}
+    assert all(set(row["sensitivity"]) == {"int4", "int8"} for row in report.sensitivity)
+    plans = {row["plan"] for row in report.precision_plan["comparison"]}
+    assert plans == {"uniform-int8", "uniform-int4", "planned"}
+    assert {layer["precision"] for layer in report.precision_plan["layers"]} <= {"int4", "int8", "fp32"}
+    assert any(c["name"].startswith("int4") for c in report.decision["candidates"])

@@ -12,7 +12,7 @@ from edgeq.graph import GraphIndex, attribute
 from edgeq.quant.dynamic import lowerable
 from edgeq.targets import Int8Scheme
 
-COMPUTE_OPS = frozenset({"Conv", "Gemm", "MatMul", "Add"})
+COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Add"})
 SHARED_SCALE_OPS = frozenset({"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"})
 OWN_SCALE_OPS = frozenset({"GlobalAveragePool", "AveragePool"})
 DECISION_OPS = frozenset({"ArgMax", "ArgMin", "TopK", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Sign"})
@@ -167,7 +167,7 @@ def _decide(node, index, types, scheme, exclude, protected, quantized_outputs) -
         return NodeDecision(node.name, op, "int8")
     if op == "Gemm" and attribute(node, "transA", 0):
         return fp32("transposed A input is not supported")
-    if op in ("Conv", "Gemm") and not index.is_constant(node.input[1]):
+    if op in ("Conv", "ConvTranspose", "Gemm") and not index.is_constant(node.input[1]):
         return fp32("weights are not constant")
     if op == "MatMul" and not index.is_constant(node.input[1]):
         if not scheme.activation_matmul:
@@ -215,9 +215,9 @@ def _place_qdq(plan: QuantPlan, model, index: GraphIndex, scheme: Int8Scheme, ty
                 continue
             if not index.is_constant(tensor):
                 add(tensor)
-            elif node.op_type in ("Conv", "Gemm", "MatMul") and position == 1:
+            elif node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") and position == 1:
                 plan.weights.append(WeightSpec(name, 1, _weight_axis(node, scheme)))
-            elif node.op_type in ("Conv", "Gemm") and position == 2 and scheme.quantize_bias:
+            elif node.op_type in ("Conv", "ConvTranspose", "Gemm") and position == 2 and scheme.quantize_bias:
                 plan.biases.append((name, 2))
         output = node.output[0]
         if not scheme.output_qdq or index.is_pinned(output) or output not in types:
@@ -238,6 +238,8 @@ def _weight_axis(node: onnx.NodeProto, scheme: Int8Scheme) -> int | None:
         return None
     if node.op_type == "Conv":
         return 0
+    if node.op_type == "ConvTranspose":
+        return 1  # weight [C_in, C_out / group, k...]
     if node.op_type == "Gemm":
         return 0 if attribute(node, "transB", 0) else 1
     return -1
