@@ -36,7 +36,8 @@ from edgeq.outdir import check_output_path, staged_output
 from edgeq.passes.prepare import prepare_model
 from edgeq.progress import Reporter
 from edgeq.quant.equalize import equalize_cross_layer
-from edgeq.quant.plan import ensure_node_names, plan_int8
+from edgeq.quant.given import is_quantized, recognise
+from edgeq.quant.plan import QuantPlan, ensure_node_names, plan_int8
 from edgeq.quant.trt_rules import check_tensorrt_placement
 from edgeq.recipe import Recipe, build_recipe
 from edgeq.report.html import write_html
@@ -210,6 +211,8 @@ def _run(source: SourceModel, recipe: Recipe, target: TargetSpec, calib: Arrays,
          evaluation: Arrays, staging: Path, reporter: Reporter) -> Report:
     if target.runtime == "tensorrt":
         return _run_tensorrt(source, recipe, target, calib, evaluation, staging, reporter)
+    if is_quantized(source.model):
+        return _run_given(source, recipe, target, evaluation, staging, reporter)
     prepared, pruning = _prepare(source, recipe, evaluation, reporter)
     run_task = partial(evaluate_task, recipe, evaluation=evaluation)
     candidates, analysis = build_candidates(prepared, recipe, target, calib, evaluation, run_task, reporter)
@@ -261,6 +264,47 @@ def _precision_plan_section(analysis, summaries: list[dict]) -> dict[str, Any] |
     if not any(row["plan"] == "planned" for row in comparison):
         comparison += [row | {"plan": "planned"} for row in comparison if row["plan"] == "uniform-int4"]
     return analysis.plan.to_dict() | {"comparison": comparison}
+
+
+def _run_given(source: SourceModel, recipe: Recipe, target: TargetSpec, evaluation: Arrays,
+               staging: Path, reporter: Reporter) -> Report:
+    """An already-quantized model (QAT export, another tool): compiled and measured as given.
+
+    Its Q/DQ are read, checked against the target's conventions, and never quantized twice. With
+    `reference` (the fp32 model) fidelity and speedup are against fp32; without, against itself.
+    """
+    with reporter.stage("prepare", "prepare the given quantized graph"):
+        prepared = prepare_model(source.model)
+        ensure_node_names(prepared)
+    decisions, problems = recognise(prepared, target.quantization.int8)
+    candidate = Candidate("given-qdq", prepared, QuantPlan(decisions))
+    work = staging / "candidates"
+    work.mkdir()
+    reference = Path(recipe.reference) if recipe.reference else save_model(source.model, work / "reference.onnx")
+    if recipe.reference:
+        load_onnx(reference)  # one clear line if the reference is not a usable model
+    run_task = partial(evaluate_task, recipe, evaluation=evaluation)
+    measure_candidates([candidate], reference, work, target, evaluation, run_task, reporter)
+    summary = candidate.summary(recipe, source.bytes)
+    artifact = _keep(candidate.artifact, staging)
+    shutil.rmtree(work)
+    quantization = _quantization_section(candidate, recipe, []) | {
+        "method": "given-qdq", "calibration": None, "target_problems": problems}
+    reason = "the model arrived quantized: compiled as given, not quantized twice"
+    if not recipe.reference:
+        reason += "; no fp32 reference given, so fidelity and speed are measured against itself"
+    slow = [f"batch {e.batch}: {e.speedup:.2f}x" for e in candidate.latency if e.speedup < 1.0]
+    if slow:
+        reason += f"; slower than the reference at {', '.join(slow)} (its Q/DQ placement is not ours)"
+    report = _new_report(
+        source, recipe, target, artifact=artifact.to_dict(staging), size_ratio=artifact.bytes / source.bytes,
+        decision={"chosen": candidate.name, "reason": reason,
+                  "candidates": [summary]},
+        accuracy_samples=_count(evaluation, prepared), outputs=candidate.outputs, task=candidate.task,
+        latency=candidate.latency, quantization=quantization, pruning=None, stages=reporter.stages,
+    )
+    report.gates = evaluate_gates(report, recipe)
+    return report
 
 
 def _run_tensorrt(source: SourceModel, recipe: Recipe, target: TargetSpec, calib: Arrays,

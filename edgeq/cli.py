@@ -48,6 +48,8 @@ def cli() -> None:
 @click.option("--target", help="Target name (see `edgeq targets`) or a target YAML path.")
 @click.option("--calib", type=click.Path(dir_okay=False), help="Calibration .npz: one array per model input.")
 @click.option("--eval", "eval_path", type=click.Path(dir_okay=False), help="Held-out .npz (default: split --calib).")
+@click.option("--reference", type=click.Path(dir_okay=False),
+              help="fp32 ONNX to measure an already-quantized MODEL against (e.g. before QAT).")
 @click.option("--calib-method", type=click.Choice(["minmax", "percentile", "mse", "entropy"]))
 @click.option("--calib-samples", type=click.IntRange(min=1), help="Calibration samples to use.")
 @click.option("--bits", type=click.Choice(["8", "4"]),
@@ -68,7 +70,7 @@ def cli() -> None:
 @click.option("--no-fallback", is_flag=True, help="Keep INT8 even when it measures slower than fp32.")
 @click.option("--force", is_flag=True, help="Replace an existing edgeq output directory.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary (report files only).")
-def compile_command(model, out, recipe_path, target, calib, eval_path, calib_method, calib_samples,
+def compile_command(model, out, recipe_path, target, calib, eval_path, reference, calib_method, calib_samples,
                     bits, block_size, analyze, mode, prune, prune_threshold, prune_max_ratio, task_name, task_option, exclude,
                     max_drop, min_speedup, min_cosine, no_fallback, force, quiet) -> None:
     """Compile MODEL (an .onnx file) for a target and measure it against fp32.
@@ -98,7 +100,7 @@ def compile_command(model, out, recipe_path, target, calib, eval_path, calib_met
              if v is not None}
     result = compile_model(
         model, out=out, recipe=base, force=force, progress=not quiet,
-        target=target, calib=calib, eval=eval_path, bits=int(bits) if bits else None, mode=mode,
+        target=target, calib=calib, eval=eval_path, reference=reference, bits=int(bits) if bits else None, mode=mode,
         block_size=block_size, analyze=True if analyze else None,
         calibration=calibration or None, prune=prune_settings or None, task=task,
         exclude=list(exclude) or None, gates=gates or None, fallback_fp32=False if no_fallback else None,

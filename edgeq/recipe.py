@@ -94,6 +94,7 @@ class Recipe:
     target: str = "cpu-x86-avx2"
     calib: str | None = None
     eval: str | None = None
+    reference: str | None = None
     eval_fraction: float = 0.5
     bits: Literal[8, 4] = 8
     block_size: int = 32
@@ -130,7 +131,7 @@ def load_recipe(path: str | Path) -> tuple[Recipe, str | None]:
         raise InputError(f"recipe {path.name}: model must be a path string")
     recipe = from_dict(Recipe, data, f"recipe {path.name}")
     base = path.parent
-    for key in ("calib", "eval"):
+    for key in ("calib", "eval", "reference"):
         value = getattr(recipe, key)
         if value is not None:
             setattr(recipe, key, str(_resolve(base, value)))

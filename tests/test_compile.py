@@ -173,3 +173,28 @@ def test_four_bit_compile_reports_sensitivity_and_compares_plans(reference_model
     assert plans == {"uniform-int8", "uniform-int4", "planned"}
     assert {layer["precision"] for layer in report.precision_plan["layers"]} <= {"int4", "int8", "fp32"}
     assert any(c["name"].startswith("int4") for c in report.decision["candidates"])
+
+
+def test_already_quantized_model_is_compiled_as_given_not_twice(reference_models, tmp_path):
+    from edgeq.candidates import quantize_static
+    from edgeq.passes.prepare import prepare_model
+    from edgeq.progress import Reporter
+    from edgeq.quant.plan import ensure_node_names, plan_int8
+    from edgeq.recipe import Recipe
+    from edgeq.targets import load_target
+
+    model, data = reference_models["mlp"]
+    prepared = prepare_model(onnx.load(model))
+    ensure_node_names(prepared)
+    target = load_target(FAST_TARGET)
+    plan = plan_int8(prepared, target.quantization.int8)
+    qdq, _ = quantize_static(prepared, plan, Recipe(), target, dict(np.load(data)), Reporter(False))
+    onnx.save(qdq, tmp_path / "given.onnx")
+    result = edgeq.compile(tmp_path / "given.onnx", out=tmp_path / "out", target=FAST_TARGET,
+                           calib=str(data), reference=str(model))
+    report = result.report
+    assert report.decision["chosen"] == "given-qdq"
+    assert report.quantization["counts"]["int8"] == 3 and report.quantization["target_problems"] == []
+    given_q = sum(n.op_type == "QuantizeLinear" for n in qdq.graph.node)
+    assert sum(n.op_type == "QuantizeLinear" for n in onnx.load(result.artifact).graph.node) <= given_q
+    assert 0.99 < report.worst_cosine < 1.0, "measured against the fp32 reference, not itself"

@@ -216,7 +216,7 @@ def _place_qdq(plan: QuantPlan, model, index: GraphIndex, scheme: Int8Scheme, ty
             if not index.is_constant(tensor):
                 add(tensor)
             elif node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") and position == 1:
-                plan.weights.append(WeightSpec(name, 1, _weight_axis(node, scheme)))
+                plan.weights.append(WeightSpec(name, 1, weight_axis(node, scheme)))
             elif node.op_type in ("Conv", "ConvTranspose", "Gemm") and position == 2 and scheme.quantize_bias:
                 plan.biases.append((name, 2))
         output = node.output[0]
@@ -232,7 +232,7 @@ def _place_qdq(plan: QuantPlan, model, index: GraphIndex, scheme: Int8Scheme, ty
     plan.activations = activations
 
 
-def _weight_axis(node: onnx.NodeProto, scheme: Int8Scheme) -> int | None:
+def weight_axis(node: onnx.NodeProto, scheme: Int8Scheme) -> int | None:
     """The output-channel axis of a weight: Conv [O,I,..] 0; Gemm B by transB; MatMul [K,N] last."""
     if not scheme.weights.per_channel:
         return None
