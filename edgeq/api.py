@@ -33,6 +33,7 @@ from edgeq.measure.machine import describe_machine
 from edgeq.measure.runner import OrtRunner
 from edgeq.measure.tasks import TaskResult, resolve_evaluator
 from edgeq.outdir import check_output_path, staged_output
+from edgeq.passes.mrl import deployed_task_options, slice_embedding
 from edgeq.passes.prepare import prepare_model
 from edgeq.progress import Reporter
 from edgeq.quant.equalize import equalize_cross_layer
@@ -214,12 +215,20 @@ def _run(source: SourceModel, recipe: Recipe, target: TargetSpec, calib: Arrays,
     if is_quantized(source.model):
         return _run_given(source, recipe, target, evaluation, staging, reporter)
     prepared, pruning = _prepare(source, recipe, evaluation, reporter)
-    run_task = partial(evaluate_task, recipe, evaluation=evaluation)
-    candidates, analysis = build_candidates(prepared, recipe, target, calib, evaluation, run_task, reporter)
     work = staging / "candidates"
     work.mkdir()
+    deployed = None
+    if recipe.mrl is not None:
+        with reporter.stage("mrl", f"cut the embedding to its deployed {recipe.mrl.dim} dims"):
+            prepared = slice_embedding(prepared, recipe.mrl.output, recipe.mrl.dim)
+            deployed = save_model(prepared, work / "reference.deployed.onnx")
+            if recipe.task is not None:
+                recipe = build_recipe(recipe, task={"name": recipe.task.name, "options": deployed_task_options(
+                    recipe.task.options, recipe.mrl.dim)})
+    run_task = partial(evaluate_task, recipe, evaluation=evaluation)
+    candidates, analysis = build_candidates(prepared, recipe, target, calib, evaluation, run_task, reporter)
     fp32_path = save_model(source.model, work / "reference.onnx")
-    measure_candidates(candidates, fp32_path, work, target, evaluation, run_task, reporter)
+    measure_candidates(candidates, fp32_path, work, target, evaluation, run_task, reporter, deployed)
     chosen, reason = select(candidates, recipe)
     explained = chosen if chosen.plan else _most_faithful_quantized(candidates) or chosen
     layers = []

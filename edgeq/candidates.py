@@ -213,18 +213,24 @@ def quantize_static(prepared: onnx.ModelProto, plan: QuantPlan, recipe: Recipe, 
 
 
 def measure_candidates(candidates: list[Candidate], fp32_path: Path, staging: Path, target: TargetSpec,
-                       evaluation: Arrays, run_task: TaskRunner, reporter: Reporter) -> None:
-    """Compile each candidate, then fidelity/task per candidate and one interleaved latency run."""
+                       evaluation: Arrays, run_task: TaskRunner, reporter: Reporter,
+                       fidelity_reference: Path | None = None) -> None:
+    """Compile each candidate, then fidelity/task per candidate and one interleaved latency run.
+
+    Latency is against the fp32 model being replaced; fidelity against `fidelity_reference` when a
+    deployment changes what fp32 means (an MRL embedding cut to its deployed dim).
+    """
     threads = target.latency.threads
     fp32 = OrtRunner(fp32_path, threads=threads)
-    reference = fp32.predict(evaluation)
+    judge_against = OrtRunner(fidelity_reference, threads=threads) if fidelity_reference else fp32
+    reference = judge_against.predict(evaluation)
     for candidate in candidates:
         with reporter.stage(f"compile-{candidate.name}", f"compile {candidate.name} for {target.name}"):
             candidate.artifact = compile_ort_cpu(candidate.model, target, staging / candidate.name)
             candidate.runner = OrtRunner(candidate.artifact.path, threads=threads)
         with reporter.stage(f"fidelity-{candidate.name}", f"measure {candidate.name} fidelity"):
             candidate.outputs = compare_outputs(reference, candidate.runner.predict(evaluation))
-            candidate.task = run_task(fp32, candidate.runner)
+            candidate.task = run_task(judge_against, candidate.runner)
     settings = target.latency
     batches = batch_sizes(fp32, settings.batch_sizes)
     runners = {"reference": fp32} | {c.name: c.runner for c in candidates}

@@ -71,6 +71,18 @@ class Prune:
 
 
 @dataclass
+class Matryoshka:
+    """Deploy an MRL embedding at `dim`: the projection writing `output` is cut to its first dims."""
+
+    dim: int
+    output: str = "embedding"
+
+    def __post_init__(self) -> None:
+        if self.dim < 1:
+            raise ValueError(f"dim must be >= 1, got {self.dim}")
+
+
+@dataclass
 class Gates:
     """Limits a pipeline can rely on: a failed gate exits 3 after the report is written."""
 
@@ -104,6 +116,7 @@ class Recipe:
     methods: Methods = field(default_factory=Methods)
     exclude: list[str] = field(default_factory=list)
     prune: Prune | None = None
+    mrl: Matryoshka | None = None
     task: Task | None = None
     budget: Budget = field(default_factory=Budget)
     gates: Gates = field(default_factory=Gates)

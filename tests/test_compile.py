@@ -198,3 +198,23 @@ def test_already_quantized_model_is_compiled_as_given_not_twice(reference_models
     given_q = sum(n.op_type == "QuantizeLinear" for n in qdq.graph.node)
     assert sum(n.op_type == "QuantizeLinear" for n in onnx.load(result.artifact).graph.node) <= given_q
     assert 0.99 < report.worst_cosine < 1.0, "measured against the fp32 reference, not itself"
+
+
+def test_pruning_and_int8_compose_in_one_compile(tmp_path):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 8)).eval()
+    with torch.no_grad():  # plant 16 exact duplicate hidden features: IFM must merge them, lossless
+        module[0].weight[32:48] = module[0].weight[:16]
+        module[0].bias[32:48] = module[0].bias[:16]
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32))
+    result = edgeq.compile(module, example_inputs=torch.randn(2, 16), input_names=["x"], output_names=["y"],
+                           out=tmp_path / "out", target=FAST_TARGET, calib=str(calib),
+                           prune={"threshold": 0.01, "max_ratio": 0.5}, mode="static", fallback_fp32=False)
+    pruning = result.report.pruning
+    assert pruning["parameters_after"] <= pruning["parameters_before"] - 16 * 16
+    assert pruning["accuracy"]["outputs"][0]["cosine"] > 0.99999, "merging duplicates is exact"
+    assert result.report.decision["chosen"] == "int8-static" and result.report.worst_cosine > 0.99
