@@ -7,4 +7,13 @@ from edgeq.errors import EdgeqError  # noqa: E402
 from edgeq.recipe import Recipe, load_recipe  # noqa: E402
 from edgeq.report.schema import Report, load_report  # noqa: E402
 
-__all__ = ["CompileResult", "EdgeqError", "Recipe", "Report", "compile", "load_recipe", "load_report", "__version__"]
+__all__ = [
+    "CompileResult",
+    "EdgeqError",
+    "Recipe",
+    "Report",
+    "compile",
+    "load_recipe",
+    "load_report",
+    "__version__",
+]

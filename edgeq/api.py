@@ -105,8 +105,12 @@ def compile(  # noqa: A001 - the verb users expect: edgeq.compile(...)
             (staging / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     if os.environ.get("EDGEQ_DEBUG"):
         for caught_warning in caught:
-            warnings.showwarning(caught_warning.message, caught_warning.category,
-                                 caught_warning.filename, caught_warning.lineno)
+            warnings.showwarning(
+                caught_warning.message,
+                caught_warning.category,
+                caught_warning.filename,
+                caught_warning.lineno,
+            )
     if target.runtime == "tensorrt":
         report = _finish_tensorrt(out, target)
     if runs is not False:
@@ -143,11 +147,17 @@ def _load_source(model, example_inputs, input_names, output_names) -> SourceMode
         path = Path(model)
         loaded = load_onnx(path)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        return SourceModel(loaded, str(path.resolve()), digest, model_bytes(path), path.stem)
+        name = f"{path.parent.name}/{path.stem}" if path.stem == "model" and path.parent.name else path.stem
+        return SourceModel(loaded, str(path.resolve()), digest, model_bytes(path), name)
     if isinstance(model, onnx.ModelProto):
         serialized = model.SerializeToString()
-        return SourceModel(model, "<ModelProto>", hashlib.sha256(serialized).hexdigest(),
-                           len(serialized), model.graph.name or "model")
+        return SourceModel(
+            model,
+            "<ModelProto>",
+            hashlib.sha256(serialized).hexdigest(),
+            len(serialized),
+            model.graph.name or "model",
+        )
     import torch
 
     if isinstance(model, torch.nn.Module):
@@ -155,11 +165,15 @@ def _load_source(model, example_inputs, input_names, output_names) -> SourceMode
 
         if example_inputs is None:
             raise InputError("a torch module needs example_inputs to be exported")
-        exported, _ = export_torch(model, example_inputs, input_names=input_names,
-                                   output_names=output_names)
+        exported, _ = export_torch(model, example_inputs, input_names=input_names, output_names=output_names)
         serialized = exported.SerializeToString()
-        return SourceModel(exported, f"<torch {type(model).__name__}>",
-                           hashlib.sha256(serialized).hexdigest(), len(serialized), type(model).__name__)
+        return SourceModel(
+            exported,
+            f"<torch {type(model).__name__}>",
+            hashlib.sha256(serialized).hexdigest(),
+            len(serialized),
+            type(model).__name__,
+        )
     raise InputError(f"cannot compile a {type(model).__name__}: give an ONNX path, ModelProto or nn.Module")
 
 
@@ -177,8 +191,9 @@ def load_data(recipe: Recipe, model: onnx.ModelProto) -> tuple[Arrays, Arrays]:
     return calib, evaluation
 
 
-def _prepare(source: SourceModel, recipe: Recipe, evaluation: Arrays,
-             reporter: Reporter) -> tuple[onnx.ModelProto, dict[str, Any] | None]:
+def _prepare(
+    source: SourceModel, recipe: Recipe, evaluation: Arrays, reporter: Reporter
+) -> tuple[onnx.ModelProto, dict[str, Any] | None]:
     with reporter.stage("prepare", "prepare graph (fold BatchNorm and constants)"):
         prepared = prepare_model(source.model)
         ensure_node_names(prepared)
@@ -208,8 +223,15 @@ def _new_report(source: SourceModel, recipe: Recipe, target: TargetSpec, **field
     )
 
 
-def _run(source: SourceModel, recipe: Recipe, target: TargetSpec, calib: Arrays,
-         evaluation: Arrays, staging: Path, reporter: Reporter) -> Report:
+def _run(
+    source: SourceModel,
+    recipe: Recipe,
+    target: TargetSpec,
+    calib: Arrays,
+    evaluation: Arrays,
+    staging: Path,
+    reporter: Reporter,
+) -> Report:
     if target.runtime == "tensorrt":
         return _run_tensorrt(source, recipe, target, calib, evaluation, staging, reporter)
     if is_quantized(source.model):
@@ -223,8 +245,13 @@ def _run(source: SourceModel, recipe: Recipe, target: TargetSpec, calib: Arrays,
             prepared = slice_embedding(prepared, recipe.mrl.output, recipe.mrl.dim)
             deployed = save_model(prepared, work / "reference.deployed.onnx")
             if recipe.task is not None:
-                recipe = build_recipe(recipe, task={"name": recipe.task.name, "options": deployed_task_options(
-                    recipe.task.options, recipe.mrl.dim)})
+                recipe = build_recipe(
+                    recipe,
+                    task={
+                        "name": recipe.task.name,
+                        "options": deployed_task_options(recipe.task.options, recipe.mrl.dim),
+                    },
+                )
     run_task = partial(evaluate_task, recipe, evaluation=evaluation)
     candidates, analysis = build_candidates(prepared, recipe, target, calib, evaluation, run_task, reporter)
     fp32_path = save_model(source.model, work / "reference.onnx")
@@ -234,17 +261,20 @@ def _run(source: SourceModel, recipe: Recipe, target: TargetSpec, calib: Arrays,
     layers = []
     if explained.plan is not None:
         with reporter.stage("layers", "rank layers by the noise they add"):
-            nodes = {n: "int8" for n in explained.plan.quantized} | {n: "int8-dynamic" for n in explained.plan.dynamic}
+            nodes = {n: "int8" for n in explained.plan.quantized} | {
+                n: "int8-dynamic" for n in explained.plan.dynamic
+            }
             layers = layer_damage(prepared, explained.model, nodes, evaluation)
     summaries = [c.summary(recipe, source.bytes) for c in candidates]
     artifact = _keep(chosen.artifact, staging)
     shutil.rmtree(work)
     report = _new_report(
-        source, recipe, target,
+        source,
+        recipe,
+        target,
         artifact=artifact.to_dict(staging),
         size_ratio=artifact.bytes / source.bytes,
-        decision={"chosen": chosen.name, "reason": reason,
-                  "candidates": summaries},
+        decision={"chosen": chosen.name, "reason": reason, "candidates": summaries},
         accuracy_samples=_count(evaluation, prepared),
         outputs=chosen.outputs,
         task=chosen.task,
@@ -265,18 +295,30 @@ def _precision_plan_section(analysis, summaries: list[dict]) -> dict[str, Any] |
         return None
     compared = {"int8-static": "uniform-int8", "int4-uniform": "uniform-int4", "int4-planned": "planned"}
     comparison = [
-        {"plan": compared[s["name"]], "size_ratio": s["size_ratio"], "task_drop": s["task_drop"],
-         "worst_cosine": s["worst_cosine"], "speedup": min(s["speedups"].values(), default=None),
-         "within_budget": s["within_budget"]}
-        for s in summaries if s["name"] in compared
+        {
+            "plan": compared[s["name"]],
+            "size_ratio": s["size_ratio"],
+            "task_drop": s["task_drop"],
+            "worst_cosine": s["worst_cosine"],
+            "speedup": min(s["speedups"].values(), default=None),
+            "within_budget": s["within_budget"],
+        }
+        for s in summaries
+        if s["name"] in compared
     ]
     if not any(row["plan"] == "planned" for row in comparison):
         comparison += [row | {"plan": "planned"} for row in comparison if row["plan"] == "uniform-int4"]
     return analysis.plan.to_dict() | {"comparison": comparison}
 
 
-def _run_given(source: SourceModel, recipe: Recipe, target: TargetSpec, evaluation: Arrays,
-               staging: Path, reporter: Reporter) -> Report:
+def _run_given(
+    source: SourceModel,
+    recipe: Recipe,
+    target: TargetSpec,
+    evaluation: Arrays,
+    staging: Path,
+    reporter: Reporter,
+) -> Report:
     """An already-quantized model (QAT export, another tool): compiled and measured as given.
 
     Its Q/DQ are read, checked against the target's conventions, and never quantized twice. With
@@ -289,7 +331,9 @@ def _run_given(source: SourceModel, recipe: Recipe, target: TargetSpec, evaluati
     candidate = Candidate("given-qdq", prepared, QuantPlan(decisions))
     work = staging / "candidates"
     work.mkdir()
-    reference = Path(recipe.reference) if recipe.reference else save_model(source.model, work / "reference.onnx")
+    reference = (
+        Path(recipe.reference) if recipe.reference else save_model(source.model, work / "reference.onnx")
+    )
     if recipe.reference:
         load_onnx(reference)  # one clear line if the reference is not a usable model
     run_task = partial(evaluate_task, recipe, evaluation=evaluation)
@@ -298,7 +342,10 @@ def _run_given(source: SourceModel, recipe: Recipe, target: TargetSpec, evaluati
     artifact = _keep(candidate.artifact, staging)
     shutil.rmtree(work)
     quantization = _quantization_section(candidate, recipe, []) | {
-        "method": "given-qdq", "calibration": None, "target_problems": problems}
+        "method": "given-qdq",
+        "calibration": None,
+        "target_problems": problems,
+    }
     reason = "the model arrived quantized: compiled as given, not quantized twice"
     if not recipe.reference:
         reason += "; no fp32 reference given, so fidelity and speed are measured against itself"
@@ -306,18 +353,33 @@ def _run_given(source: SourceModel, recipe: Recipe, target: TargetSpec, evaluati
     if slow:
         reason += f"; slower than the reference at {', '.join(slow)} (its Q/DQ placement is not ours)"
     report = _new_report(
-        source, recipe, target, artifact=artifact.to_dict(staging), size_ratio=artifact.bytes / source.bytes,
-        decision={"chosen": candidate.name, "reason": reason,
-                  "candidates": [summary]},
-        accuracy_samples=_count(evaluation, prepared), outputs=candidate.outputs, task=candidate.task,
-        latency=candidate.latency, quantization=quantization, pruning=None, stages=reporter.stages,
+        source,
+        recipe,
+        target,
+        artifact=artifact.to_dict(staging),
+        size_ratio=artifact.bytes / source.bytes,
+        decision={"chosen": candidate.name, "reason": reason, "candidates": [summary]},
+        accuracy_samples=_count(evaluation, prepared),
+        outputs=candidate.outputs,
+        task=candidate.task,
+        latency=candidate.latency,
+        quantization=quantization,
+        pruning=None,
+        stages=reporter.stages,
     )
     report.gates = evaluate_gates(report, recipe)
     return report
 
 
-def _run_tensorrt(source: SourceModel, recipe: Recipe, target: TargetSpec, calib: Arrays,
-                  evaluation: Arrays, staging: Path, reporter: Reporter) -> Report:
+def _run_tensorrt(
+    source: SourceModel,
+    recipe: Recipe,
+    target: TargetSpec,
+    calib: Arrays,
+    evaluation: Arrays,
+    staging: Path,
+    reporter: Reporter,
+) -> Report:
     """The TensorRT-ready QDQ graph, measured in ONNX Runtime CPU; the engine is built later.
 
     TensorRT fuses and times on the GPU itself, so no CPU latency picks a candidate here: the
@@ -328,8 +390,9 @@ def _run_tensorrt(source: SourceModel, recipe: Recipe, target: TargetSpec, calib
     if target.precision != "fp16":
         candidate.plan = plan_int8(prepared, target.quantization.int8, recipe.exclude, mode="static")
         with reporter.stage("quantize-static", "quantize: static int8 for TensorRT"):
-            candidate.model, candidate.plan = quantize_static(prepared, candidate.plan, recipe, target,
-                                                              calib, reporter)
+            candidate.model, candidate.plan = quantize_static(
+                prepared, candidate.plan, recipe, target, calib, reporter
+            )
     path = save_model(candidate.model, staging / "model.onnx")
     reference = save_model(source.model, staging / REFERENCE_NAME)
     with reporter.stage("fidelity", "measure the QDQ graph in ONNX Runtime CPU"):
@@ -345,14 +408,23 @@ def _run_tensorrt(source: SourceModel, recipe: Recipe, target: TargetSpec, calib
     quantization["tensorrt_violations"] = check_tensorrt_placement(candidate.model)
     artifact = Artifact(path, "onnx-qdq" if candidate.plan else "onnx", [path, reference])
     report = _new_report(
-        source, recipe, target,
+        source,
+        recipe,
+        target,
         artifact=artifact.to_dict(staging),
         size_ratio=artifact.bytes / source.bytes,
-        decision={"chosen": candidate.name, "engine": "pending",
-                  "reason": "engine build and GPU latency run on the target: edgeq build-engine OUT/"},
+        decision={
+            "chosen": candidate.name,
+            "engine": "pending",
+            "reason": "engine build and GPU latency run on the target: edgeq build-engine OUT/",
+        },
         accuracy_samples=_count(evaluation, prepared),
-        outputs=candidate.outputs, task=candidate.task, latency=[],
-        quantization=quantization, pruning=pruning, stages=reporter.stages,
+        outputs=candidate.outputs,
+        task=candidate.task,
+        latency=[],
+        quantization=quantization,
+        pruning=pruning,
+        stages=reporter.stages,
     )
     report.gates = evaluate_gates(report, recipe)
     return report
@@ -381,30 +453,45 @@ def _quantization_section(candidate: Candidate, recipe: Recipe, layers: list) ->
     return {
         "method": candidate.name,
         "calibration": {"method": recipe.calibration.method, "samples": recipe.calibration.samples}
-        if plan.quantized else None,
+        if plan.quantized
+        else None,
         "counts": dict(Counter(d.precision for d in plan.decisions)),
         "nodes": [d.to_dict() for d in plan.decisions],
         "layers": [d.to_dict() for d in layers],
     }
 
 
-def _prune(prepared: onnx.ModelProto, original: onnx.ModelProto, recipe: Recipe,
-           evaluation: Arrays, reporter: Reporter) -> tuple[onnx.ModelProto, dict[str, Any]]:
+def _prune(
+    prepared: onnx.ModelProto,
+    original: onnx.ModelProto,
+    recipe: Recipe,
+    evaluation: Arrays,
+    reporter: Reporter,
+) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """Merge redundant features, then measure what pruning alone cost against the fp32 model."""
     from edgeq.passes.ifm import merge_features
 
     settings = recipe.prune
     pruned, summary = merge_features(
-        prepared, threshold=settings.threshold, max_ratio=settings.max_ratio,
-        protected=settings.protected, approximate=settings.approximate, progress=reporter.note,
+        prepared,
+        threshold=settings.threshold,
+        max_ratio=settings.max_ratio,
+        protected=settings.protected,
+        approximate=settings.approximate,
+        progress=reporter.note,
     )
     fp32 = OrtRunner(original.SerializeToString())
     candidate = OrtRunner(pruned.SerializeToString())
     outputs = compare_outputs(fp32.predict(evaluation), candidate.predict(evaluation))
     task = evaluate_task(recipe, fp32, candidate, evaluation)
     accuracy = {"outputs": [vars(o) for o in outputs], "task": task.to_dict() if task else None}
-    return pruned, {"method": "ifm", "threshold": settings.threshold, "max_ratio": settings.max_ratio,
-                    **summary.to_dict(), "accuracy": accuracy}
+    return pruned, {
+        "method": "ifm",
+        "threshold": settings.threshold,
+        "max_ratio": settings.max_ratio,
+        **summary.to_dict(),
+        "accuracy": accuracy,
+    }
 
 
 def _count(data: Arrays, model: onnx.ModelProto) -> int:
@@ -434,8 +521,9 @@ def evaluate_gates(report: Report, recipe: Recipe) -> list[Gate]:
         gates.append(Gate("max_drop", limits.max_drop, drop, drop <= limits.max_drop))
     if limits.min_speedup is not None:
         speed = min((e.speedup for e in report.latency), default=None)  # None: not timed yet
-        gates.append(Gate("min_speedup", limits.min_speedup, speed,
-                          speed is not None and speed >= limits.min_speedup))
+        gates.append(
+            Gate("min_speedup", limits.min_speedup, speed, speed is not None and speed >= limits.min_speedup)
+        )
     if limits.min_cosine is not None:
         cos = report.worst_cosine
         gates.append(Gate("min_cosine", limits.min_cosine, cos, cos is not None and cos >= limits.min_cosine))
@@ -445,5 +533,7 @@ def evaluate_gates(report: Report, recipe: Recipe) -> list[Gate]:
 def _summarize_warnings(caught: list[warnings.WarningMessage]) -> list[dict[str, Any]]:
     """Library warnings grouped and counted for the report instead of flooding the terminal."""
     counts = Counter((w.category.__name__, str(w.message).splitlines()[0][:300]) for w in caught)
-    return [{"source": category, "message": message, "count": n}
-            for (category, message), n in counts.most_common()]
+    return [
+        {"source": category, "message": message, "count": n}
+        for (category, message), n in counts.most_common()
+    ]

@@ -22,6 +22,8 @@ from edgeq.measure.latency import LatencyEntry, measure_interleaved
 from edgeq.measure.runner import OrtRunner
 from edgeq.measure.tasks import TaskResult
 from edgeq.progress import Reporter
+from edgeq.quant.adaround import adaround_weights
+from edgeq.quant.bias_correction import apply_biases, corrected_biases
 from edgeq.quant.calibrate import calibrate_ranges
 from edgeq.quant.dynamic import lower_dynamic
 from edgeq.quant.int4 import fastest_accuracy_level, set_accuracy_level
@@ -35,8 +37,6 @@ from edgeq.quant.mixed import (
     smallest,
 )
 from edgeq.quant.plan import QuantPlan, plan_int8
-from edgeq.quant.adaround import adaround_weights
-from edgeq.quant.bias_correction import apply_biases, corrected_biases
 from edgeq.quant.qdq import activation_format, rewrite_qdq, weight_format
 from edgeq.recipe import Recipe
 from edgeq.targets import TargetSpec
@@ -105,16 +105,23 @@ class Analysis:
         return sorted(rows, key=lambda r: r["worst_damage"], reverse=True)
 
 
-def build_candidates(prepared: onnx.ModelProto, recipe: Recipe, target: TargetSpec, calib: Arrays,
-                     evaluation: Arrays, run_task: TaskRunner,
-                     reporter: Reporter) -> tuple[list[Candidate], Analysis | None]:
+def build_candidates(
+    prepared: onnx.ModelProto,
+    recipe: Recipe,
+    target: TargetSpec,
+    calib: Arrays,
+    evaluation: Arrays,
+    run_task: TaskRunner,
+    reporter: Reporter,
+) -> tuple[list[Candidate], Analysis | None]:
     """fp32 (ORT-optimized), every INT8 mode that quantizes a node, and 4-bit plans when asked."""
     scheme = target.quantization.int8
     candidates = [Candidate("fp32", prepared)]
     analysis = None
     if recipe.bits == 4 or recipe.analyze:
-        candidates_4bit, analysis = _mixed_candidates(prepared, recipe, target, calib, evaluation,
-                                                      run_task, reporter)
+        candidates_4bit, analysis = _mixed_candidates(
+            prepared, recipe, target, calib, evaluation, run_task, reporter
+        )
         candidates += candidates_4bit if recipe.bits == 4 else []
     modes = ["static", "dynamic"] if recipe.mode == "auto" else [recipe.mode]
     for mode in modes:
@@ -141,8 +148,9 @@ def _mixed_candidates(prepared, recipe, target, calib, evaluation, run_task, rep
     reference = fp32.predict(evaluation)
 
     def build(assignment: dict[str, str]) -> onnx.ModelProto:
-        return build_mixed(prepared, PrecisionPlan(groups, assignment), scheme, ranges, recipe.exclude,
-                           recipe.block_size)[0]
+        return build_mixed(
+            prepared, PrecisionPlan(groups, assignment), scheme, ranges, recipe.exclude, recipe.block_size
+        )[0]
 
     def judge(model: onnx.ModelProto) -> tuple[str | None, float]:
         probe = Candidate("probe", model)
@@ -153,8 +161,10 @@ def _mixed_candidates(prepared, recipe, target, calib, evaluation, run_task, rep
         return probe.budget_problem(recipe), damage
 
     steps = sum(len(g.options) - 1 for g in groups)
-    with reporter.stage("sensitivity", "measure per-layer sensitivity"), \
-            reporter.bar("layers x precisions", steps) as tick:
+    with (
+        reporter.stage("sensitivity", "measure per-layer sensitivity"),
+        reporter.bar("layers x precisions", steps) as tick,
+    ):
         measure_sensitivity(groups, build, judge, tick)
     analysis = Analysis(groups)
     if recipe.bits != 4:
@@ -180,18 +190,31 @@ def _fastest_4bit_compute(model: onnx.ModelProto, evaluation: Arrays) -> onnx.Mo
     return set_accuracy_level(model, level)
 
 
-def _calibrate(prepared, plan, recipe, target, calib, reporter,
-               every: bool = False) -> dict[str, tuple[float, float]]:
+def _calibrate(
+    prepared, plan, recipe, target, calib, reporter, every: bool = False
+) -> dict[str, tuple[float, float]]:
     scheme = target.quantization.int8
     samples = min(recipe.calibration.samples, len(next(iter(calib.values()))))
     batches = -(-samples // 32) * (1 if recipe.calibration.method == "minmax" else 2)
     with reporter.bar(f"calibrate ({recipe.calibration.method})", batches) as tick:
-        return calibrate_ranges(prepared, plan.calibration_tensors(every), calib, recipe.calibration,
-                                activation_format(scheme), progress=lambda *_: tick())
+        return calibrate_ranges(
+            prepared,
+            plan.calibration_tensors(every),
+            calib,
+            recipe.calibration,
+            activation_format(scheme),
+            progress=lambda *_: tick(),
+        )
 
 
-def quantize_static(prepared: onnx.ModelProto, plan: QuantPlan, recipe: Recipe, target: TargetSpec,
-                    calib: Arrays, reporter: Reporter) -> tuple[onnx.ModelProto, QuantPlan]:
+def quantize_static(
+    prepared: onnx.ModelProto,
+    plan: QuantPlan,
+    recipe: Recipe,
+    target: TargetSpec,
+    calib: Arrays,
+    reporter: Reporter,
+) -> tuple[onnx.ModelProto, QuantPlan]:
     """AdaRound and bias correction if the recipe asks, calibration, then the QDQ rewrite.
 
     Bias correction can give a bias to a layer that had none, so the plan is made again after it.
@@ -201,20 +224,35 @@ def quantize_static(prepared: onnx.ModelProto, plan: QuantPlan, recipe: Recipe, 
     model, learned = prepared, None
     if methods.adaround:
         with reporter.bar("adaround layers", len({w.node for w in plan.weights})) as tick:
-            learned = adaround_weights(model, plan, calib, fmt, iterations=methods.adaround_iterations,
-                                       samples=recipe.calibration.samples, progress=lambda *_: tick())
+            learned = adaround_weights(
+                model,
+                plan,
+                calib,
+                fmt,
+                iterations=methods.adaround_iterations,
+                samples=recipe.calibration.samples,
+                progress=lambda *_: tick(),
+            )
     if methods.bias_correction:
-        biases = corrected_biases(model, plan, calib, fmt, samples=recipe.calibration.samples,
-                                  quantized_weights=learned)
+        biases = corrected_biases(
+            model, plan, calib, fmt, samples=recipe.calibration.samples, quantized_weights=learned
+        )
         model = apply_biases(model, biases)
         plan = plan_int8(model, scheme, recipe.exclude, mode="static")
     ranges = _calibrate(model, plan, recipe, target, calib, reporter)
     return rewrite_qdq(model, plan, ranges, scheme, weight_overrides=learned), plan
 
 
-def measure_candidates(candidates: list[Candidate], fp32_path: Path, staging: Path, target: TargetSpec,
-                       evaluation: Arrays, run_task: TaskRunner, reporter: Reporter,
-                       fidelity_reference: Path | None = None) -> None:
+def measure_candidates(
+    candidates: list[Candidate],
+    fp32_path: Path,
+    staging: Path,
+    target: TargetSpec,
+    evaluation: Arrays,
+    run_task: TaskRunner,
+    reporter: Reporter,
+    fidelity_reference: Path | None = None,
+) -> None:
     """Compile each candidate, then fidelity/task per candidate and one interleaved latency run.
 
     Latency is against the fp32 model being replaced; fidelity against `fidelity_reference` when a
@@ -234,15 +272,24 @@ def measure_candidates(candidates: list[Candidate], fp32_path: Path, staging: Pa
     settings = target.latency
     batches = batch_sizes(fp32, settings.batch_sizes)
     runners = {"reference": fp32} | {c.name: c.runner for c in candidates}
-    with reporter.stage("latency", "time fp32 and candidates, interleaved"), \
-            reporter.bar("latency rounds", settings.rounds * len(batches)) as tick:
+    with (
+        reporter.stage("latency", "time fp32 and candidates, interleaved"),
+        reporter.bar("latency rounds", settings.rounds * len(batches)) as tick,
+    ):
         for batch in batches:
-            stats = measure_interleaved(runners, evaluation, batch=batch, warmup=settings.warmup,
-                                        rounds=settings.rounds,
-                                        seconds_per_round=settings.seconds_per_round, tick=tick)
+            stats = measure_interleaved(
+                runners,
+                evaluation,
+                batch=batch,
+                warmup=settings.warmup,
+                rounds=settings.rounds,
+                seconds_per_round=settings.seconds_per_round,
+                tick=tick,
+            )
             for candidate in candidates:
-                candidate.latency.append(LatencyEntry(batch, threads, settings.rounds,
-                                                      stats["reference"], stats[candidate.name]))
+                candidate.latency.append(
+                    LatencyEntry(batch, threads, settings.rounds, stats["reference"], stats[candidate.name])
+                )
 
 
 def batch_sizes(runner: OrtRunner, wanted: list[int]) -> list[int]:
@@ -260,7 +307,10 @@ def select(candidates: list[Candidate], recipe: Recipe) -> tuple[Candidate, str]
     eligible = [c for c in within if c.slowest_speedup >= 1.0]
     if eligible and recipe.bits == 4:
         best = min(eligible, key=lambda c: (c.artifact.bytes, -c.mean_speedup))
-        return best, f"smallest candidate within the accuracy budget and not slower than fp32 ({best.mean_speedup:.2f}x)"
+        return (
+            best,
+            f"smallest candidate within the accuracy budget, not slower than fp32 ({best.mean_speedup:.2f}x)",
+        )
     if eligible:
         best = max(eligible, key=lambda c: c.mean_speedup)
         return best, f"fastest candidate within the accuracy budget ({best.mean_speedup:.2f}x fp32)"
@@ -271,7 +321,10 @@ def select(candidates: list[Candidate], recipe: Recipe) -> tuple[Candidate, str]
         return fp32, f"no INT8 candidate is both within budget and not slower than fp32 ({problems})"
     pool = within or quantized
     best = max(pool, key=(lambda c: c.mean_speedup) if within else _faithfulness)
-    return best, f"fp32 fallback disabled; kept the {'fastest' if within else 'most faithful'} INT8 ({problems})"
+    return (
+        best,
+        f"fp32 fallback disabled; kept the {'fastest' if within else 'most faithful'} INT8 ({problems})",
+    )
 
 
 def _faithfulness(candidate: Candidate) -> float:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -44,20 +43,33 @@ def cli() -> None:
 @cli.command("compile")
 @click.argument("model", required=False, type=click.Path(dir_okay=False))
 @click.option("-o", "--out", type=click.Path(file_okay=True), help="Output directory (must not exist).")
-@click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False), help="Recipe YAML; flags override it.")
+@click.option(
+    "--recipe", "recipe_path", type=click.Path(dir_okay=False), help="Recipe YAML; flags override it."
+)
 @click.option("--target", help="Target name (see `edgeq targets`) or a target YAML path.")
 @click.option("--calib", type=click.Path(dir_okay=False), help="Calibration .npz: one array per model input.")
-@click.option("--eval", "eval_path", type=click.Path(dir_okay=False), help="Held-out .npz (default: split --calib).")
-@click.option("--reference", type=click.Path(dir_okay=False),
-              help="fp32 ONNX to measure an already-quantized MODEL against (e.g. before QAT).")
+@click.option(
+    "--eval", "eval_path", type=click.Path(dir_okay=False), help="Held-out .npz (default: split --calib)."
+)
+@click.option(
+    "--reference",
+    type=click.Path(dir_okay=False),
+    help="fp32 ONNX to measure an already-quantized MODEL against (e.g. before QAT).",
+)
 @click.option("--calib-method", type=click.Choice(["minmax", "percentile", "mse", "entropy"]))
 @click.option("--calib-samples", type=click.IntRange(min=1), help="Calibration samples to use.")
-@click.option("--bits", type=click.Choice(["8", "4"]),
-              help="8: INT8. 4: 4-bit weights where the budget allows (per-layer precision plan).")
+@click.option(
+    "--bits",
+    type=click.Choice(["8", "4"]),
+    help="8: INT8. 4: 4-bit weights where the budget allows (per-layer precision plan).",
+)
 @click.option("--block-size", type=int, help="4-bit block size along K (power of two >= 16).")
 @click.option("--analyze", is_flag=True, help="Measure each layer's sensitivity and print the ranking.")
-@click.option("--mode", type=click.Choice(["auto", "static", "dynamic"]),
-              help="INT8 lowering: static QDQ, dynamic, or auto (measure both, keep the best).")
+@click.option(
+    "--mode",
+    type=click.Choice(["auto", "static", "dynamic"]),
+    help="INT8 lowering: static QDQ, dynamic, or auto (measure both, keep the best).",
+)
 @click.option("--prune", type=click.Choice(["ifm"]), help="Prune by iterative feature merging first.")
 @click.option("--prune-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), help="IFM β.")
 @click.option("--prune-max-ratio", type=click.FloatRange(0, 1, min_open=True, max_open=True))
@@ -70,9 +82,33 @@ def cli() -> None:
 @click.option("--no-fallback", is_flag=True, help="Keep INT8 even when it measures slower than fp32.")
 @click.option("--force", is_flag=True, help="Replace an existing edgeq output directory.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary (report files only).")
-def compile_command(model, out, recipe_path, target, calib, eval_path, reference, calib_method, calib_samples,
-                    bits, block_size, analyze, mode, prune, prune_threshold, prune_max_ratio, task_name, task_option, exclude,
-                    max_drop, min_speedup, min_cosine, no_fallback, force, quiet) -> None:
+def compile_command(
+    model,
+    out,
+    recipe_path,
+    target,
+    calib,
+    eval_path,
+    reference,
+    calib_method,
+    calib_samples,
+    bits,
+    block_size,
+    analyze,
+    mode,
+    prune,
+    prune_threshold,
+    prune_max_ratio,
+    task_name,
+    task_option,
+    exclude,
+    max_drop,
+    min_speedup,
+    min_cosine,
+    no_fallback,
+    force,
+    quiet,
+) -> None:
     """Compile MODEL (an .onnx file) for a target and measure it against fp32.
 
     Writes OUT/model.onnx (+ model.ort), OUT/report.json and OUT/recipe.yaml. Exit codes: 0 ok,
@@ -88,7 +124,9 @@ def compile_command(model, out, recipe_path, target, calib, eval_path, reference
     if out is None:
         raise InputError("no output directory: pass -o OUT")
     calibration = {k: v for k, v in {"method": calib_method, "samples": calib_samples}.items() if v}
-    prune_settings = {k: v for k, v in {"threshold": prune_threshold, "max_ratio": prune_max_ratio}.items() if v}
+    prune_settings = {
+        k: v for k, v in {"threshold": prune_threshold, "max_ratio": prune_max_ratio}.items() if v
+    }
     if prune or prune_settings:
         prune_settings = {**(vars(base.prune) if base.prune else {}), **prune_settings}
     task = {"name": task_name, "options": _parse_options(task_option)} if task_name else None
@@ -96,14 +134,31 @@ def compile_command(model, out, recipe_path, target, calib, eval_path, reference
         if base.task is None:
             raise InputError("--task-option needs --task (or a recipe with a task)")
         task = {"name": base.task.name, "options": {**base.task.options, **_parse_options(task_option)}}
-    gates = {k: v for k, v in {"max_drop": max_drop, "min_speedup": min_speedup, "min_cosine": min_cosine}.items()
-             if v is not None}
+    gates = {
+        k: v
+        for k, v in {"max_drop": max_drop, "min_speedup": min_speedup, "min_cosine": min_cosine}.items()
+        if v is not None
+    }
     result = compile_model(
-        model, out=out, recipe=base, force=force, progress=not quiet,
-        target=target, calib=calib, eval=eval_path, reference=reference, bits=int(bits) if bits else None, mode=mode,
-        block_size=block_size, analyze=True if analyze else None,
-        calibration=calibration or None, prune=prune_settings or None, task=task,
-        exclude=list(exclude) or None, gates=gates or None, fallback_fp32=False if no_fallback else None,
+        model,
+        out=out,
+        recipe=base,
+        force=force,
+        progress=not quiet,
+        target=target,
+        calib=calib,
+        eval=eval_path,
+        reference=reference,
+        bits=int(bits) if bits else None,
+        mode=mode,
+        block_size=block_size,
+        analyze=True if analyze else None,
+        calibration=calibration or None,
+        prune=prune_settings or None,
+        task=task,
+        exclude=list(exclude) or None,
+        gates=gates or None,
+        fallback_fp32=False if no_fallback else None,
     )
     if not quiet:
         print_summary(result.report)
@@ -111,7 +166,9 @@ def compile_command(model, out, recipe_path, target, calib, eval_path, reference
     pending = result.report.decision.get("finish_later")
     if pending:
         click.echo(pending, err=True)
-        raise InputError(f"{NEEDS_TENSORRT}; wrote the TensorRT-ready QDQ model and report to {result.out_dir}")
+        raise InputError(
+            f"{NEEDS_TENSORRT}; wrote the TensorRT-ready QDQ model and report to {result.out_dir}"
+        )
     failed = [g for g in result.report.gates if not g.passed]
     if failed:
         names = ", ".join(f"{g.name} ({g.value:.4g} vs {g.limit})" for g in failed)
@@ -127,7 +184,9 @@ def targets_command() -> None:
     for name in builtin_targets():
         spec = load_target(name)
         scheme = spec.quantization.int8
-        acts = ("s8" if scheme.activations.signed else "u8") + (" sym" if scheme.activations.symmetric else " asym")
+        acts = ("s8" if scheme.activations.signed else "u8") + (
+            " sym" if scheme.activations.symmetric else " asym"
+        )
         weights = "s8 per-channel" + (" 7-bit" if scheme.weights.reduce_range else "")
         table.add_row(spec.name, spec.runtime, f"{acts} / {weights}", spec.description)
     Console().print(table)

@@ -75,8 +75,12 @@ def save_model(model: onnx.ModelProto, path: Path) -> Path:
     """Save, moving weights to an external-data file beside it when protobuf's 2 GB limit is near."""
     large = model.ByteSize() > PROTOBUF_LIMIT
     onnx.save_model(
-        model, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
-        location=path.name + ".data", size_threshold=1024,
+        model,
+        str(path),
+        save_as_external_data=large,
+        all_tensors_to_one_file=True,
+        location=path.name + ".data",
+        size_threshold=1024,
     )
     return path
 

@@ -33,8 +33,7 @@ class Reporter:
         if not self.enabled:
             yield lambda: None
             return
-        columns = (TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn())
+        columns = (TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=self.console, transient=True) as progress:
             task = progress.add_task(description, total=total)
             yield lambda: progress.advance(task)

@@ -35,9 +35,9 @@ class Calibration:
 class Methods:
     """Survey methods that help low bits; each measured against round-to-nearest in the tests."""
 
-    equalize: bool = False          # cross-layer equalisation of ReLU chains (data-free, exact)
-    bias_correction: bool = False   # b ← b − (W_q − W)·E[x] on calibration data
-    adaround: bool = False          # learned rounding of weights (Nagel et al. 2020)
+    equalize: bool = False  # cross-layer equalisation of ReLU chains (data-free, exact)
+    bias_correction: bool = False  # b ← b − (W_q − W)·E[x] on calibration data
+    adaround: bool = False  # learned rounding of weights (Nagel et al. 2020)
     adaround_iterations: int = 500
 
     def __post_init__(self) -> None:

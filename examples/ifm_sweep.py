@@ -1,29 +1,54 @@
 """Sweep IFM's threshold β: parameters kept vs the task metric, before any quantization.
 
-    python examples/ifm_sweep.py                     # the reference models, when trained
+    python examples/ifm_sweep.py                     # the reference models -> examples/ifm_results.md
     python examples/ifm_sweep.py --case MODEL.onnx EVALUATOR DATA.npz [--case ...]
-        [--thresholds 0,0.05,0.1] [--max-ratio 0.5] [--approximate] [--protect NAME ...]
+        [--thresholds 0.1,0.2] [--max-ratios 0.2,0.3] [--approximate] [--protect NAME ...]
+        [--out FILE.md]
 
-EVALUATOR is a built-in name (mrl-retrieval, binary-code, ...) or `module:function`.
+EVALUATOR is a built-in name (mrl-retrieval, binary-code, ...) or `module:function`. Unless given, β's
+list includes and max_ratio is `merge_features`'s own default: the table shows what a user gets.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
+import shlex
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
 
+from edgeq.measure.machine import describe_machine
 from edgeq.measure.runner import OrtRunner
 from edgeq.measure.tasks import TaskResult, resolve_evaluator
 from edgeq.passes.ifm import PruningSummary, merge_features
 
+
+@dataclass(frozen=True)
+class Case:
+    """A model, how to judge it, and which metric the table shows as its headline."""
+
+    model: str
+    evaluator: str
+    data: str
+    options: dict = field(default_factory=dict)
+    headline: str | None = None  # None: the evaluator's first primary metric
+
+
 REFERENCE_CASES = [
-    ("examples/mrl_encoder/model.onnx", "mrl-retrieval", "calib/mrl_digits.npz"),
-    ("examples/binary_ae/model.onnx", "binary-code", "calib/binary_ae.npz"),
+    Case("examples/mrl_encoder/model.onnx", "mrl-retrieval", "calib/mrl_digits.npz",
+         {"dims": [8, 16, 32, 64, 128]}, headline="1nn_acc@128"),
+    Case("examples/binary_ae/model.onnx", "binary-code", "calib/binary_ae.npz",
+         {"bits": "bits", "recon": "recon"}, headline="bit_agreement"),
 ]
-DEFAULT_THRESHOLDS = "0,0.01,0.02,0.05,0.1,0.15,0.2,0.3,0.5"
+DEFAULTS = inspect.signature(merge_features).parameters
+DEFAULT_THRESHOLD = DEFAULTS["threshold"].default
+DEFAULT_THRESHOLDS = "0.1,0.15,0.2,0.25,0.3"
+HEADER = ("| model | β | max_ratio | params kept | FLOPs kept | channels merged "
+          "| worst primary drop | headline (fp32 → pruned) |\n|---|---|---|---|---|---|---|---|")
 
 
 def prepared(path: str) -> onnx.ModelProto:
@@ -36,51 +61,76 @@ def prepared(path: str) -> onnx.ModelProto:
     return prepare_model(model)
 
 
-def evaluate(fp32: OrtRunner, pruned: onnx.ModelProto, evaluator, data) -> TaskResult:
-    return evaluator(fp32, OrtRunner(pruned.SerializeToString()), data)
-
-
-def sweep_row(threshold: float, summary: PruningSummary, result: TaskResult) -> str:
-    first = result.metric(result.primary[0])
+def table_row(case: Case, threshold: float, max_ratio: float, summary: PruningSummary,
+              result: TaskResult) -> str:
+    """One Markdown row; the default β is marked so the out-of-the-box result stands out."""
     worst = max(result.primary, key=lambda name: result.metric(name).drop)
-    return (f"{threshold:>7.3f} {100 * summary.parameters_kept:>8.1f}% "
-            f"{100 * summary.to_dict()['flops_kept']:>8.1f}% {summary.channels_merged:>7d} "
-            f"{first.compiled:>12.2f} {result.worst_primary_drop:>+11.2f}  {worst}")
+    headline = result.metric(case.headline or result.primary[0])
+    beta = f"**{threshold:g}** (default)" if threshold == DEFAULT_THRESHOLD else f"{threshold:g}"
+    return (f"| {Path(case.model).parent.name} | {beta} | {max_ratio:g} "
+            f"| {100 * summary.parameters_kept:.1f}% "
+            f"| {100 * summary.to_dict()['flops_kept']:.1f}% | {summary.channels_merged} "
+            f"| {result.worst_primary_drop:+.2f} ({worst}) "
+            f"| {headline.name} {headline.fp32:.2f} → {headline.compiled:.2f} |")
 
 
-def sweep(case: tuple[str, str, str], thresholds: list[float], args: argparse.Namespace) -> None:
-    model_path, evaluator_name, data_path = case
-    model = prepared(model_path)
-    data = dict(np.load(data_path))
-    evaluator = resolve_evaluator(evaluator_name)
+def sweep(case: Case, settings: list[tuple[float, float]],
+          args: argparse.Namespace) -> list[str]:
+    """Prune at every β and judge each pruned model against the unpruned (prepared) one."""
+    model = prepared(case.model)
+    data = dict(np.load(case.data))
+    evaluator = resolve_evaluator(case.evaluator)
     fp32 = OrtRunner(model.SerializeToString())
-    print(f"\n{model_path} ({evaluator_name} on {data_path}), max_ratio={args.max_ratio}, "
-          f"approximate={args.approximate}")
-    baseline = evaluate(fp32, model, evaluator, data)
-    print(f"{'beta':>7} {'params':>9} {'FLOPs':>9} {'merged':>7} {baseline.primary[0][:12]:>12} "
-          f"{'worst drop':>11}  worst metric")
-    for threshold in thresholds:
-        pruned, summary = merge_features(model, threshold=threshold, max_ratio=args.max_ratio,
+    rows = []
+    for max_ratio, threshold in settings:
+        pruned, summary = merge_features(model, threshold=threshold, max_ratio=max_ratio,
                                          protected=args.protect, approximate=args.approximate)
-        print(sweep_row(threshold, summary, evaluate(fp32, pruned, evaluator, data)))
-    print(f"fp32 {baseline.primary[0]} = {baseline.metric(baseline.primary[0]).fp32:.2f}; "
-          "worst drop is over all primary metrics (points)")
+        result = evaluator(fp32, OrtRunner(pruned.SerializeToString()), data, **case.options)
+        rows.append(table_row(case, threshold, max_ratio, summary, result))
+        print(rows[-1], flush=True)
+    return rows
+
+
+def machine_line() -> str:
+    machine = describe_machine()
+    return (f"machine: {machine['cpu']}, {machine['cores']} cores, "
+            f"onnxruntime {machine['versions'].get('onnxruntime')}")
+
+
+def report(rows: list[str], args: argparse.Namespace) -> str:
+    """The Markdown written to --out: how it was made, then the table."""
+    command = "python " + shlex.join(["examples/ifm_sweep.py", *sys.argv[1:]])
+    return "\n".join([
+        "# IFM sweep: parameters kept vs task metric, before quantization", "",
+        f"`{command}`", "", machine_line(), "",
+        f"approximate={args.approximate}, protected={args.protect or 'none'}; worst primary drop "
+        "is over all the evaluator's primary metrics (points; dB for psnr), pruned vs unpruned "
+        "fp32.", "", HEADER, *rows, "",
+    ])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", nargs=3, action="append", metavar=("MODEL", "EVALUATOR", "DATA"))
     parser.add_argument("--thresholds", default=DEFAULT_THRESHOLDS)
-    parser.add_argument("--max-ratio", type=float, default=0.5)
+    parser.add_argument("--max-ratios", default=str(DEFAULTS["max_ratio"].default))
     parser.add_argument("--approximate", action="store_true")
     parser.add_argument("--protect", nargs="*", default=[])
+    parser.add_argument("--out", type=Path, help="Markdown file (default for the reference "
+                        "models: examples/ifm_results.md)")
     args = parser.parse_args()
-    cases = args.case or [case for case in REFERENCE_CASES if Path(case[0]).exists()]
+    cases = ([Case(*case) for case in args.case] if args.case
+             else [case for case in REFERENCE_CASES if Path(case.model).exists()])
     if not cases:
         parser.error("no --case given and the reference models are not trained yet")
-    thresholds = [float(value) for value in args.thresholds.split(",")]
-    for case in cases:
-        sweep(tuple(case), thresholds, args)
+    out = args.out or (None if args.case else Path("examples/ifm_results.md"))
+    settings = [(float(ratio), float(beta)) for ratio in args.max_ratios.split(",")
+                for beta in args.thresholds.split(",")]
+    print(HEADER)
+    rows = [row for case in cases for row in sweep(case, settings, args)]
+    if out is not None:
+        out.write_text(report(rows, args))
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -36,10 +36,14 @@ def main() -> None:
     parser.add_argument("--bits", type=int, nargs="+", default=[8, 4], choices=[8, 4])
     args = parser.parse_args()
     machine = describe_machine()
-    print(f"machine: {machine['cpu']}, {machine['cores']} cores, flags {' '.join(machine['flags'])}, "
-          f"onnxruntime {machine['versions'].get('onnxruntime')}\n")
-    print("| model | bits | chosen | speedup b1 / b32 | size | primary task metrics "
-          "(fp32 → compiled, worst 3) |")
+    print(
+        f"machine: {machine['cpu']}, {machine['cores']} cores, flags {' '.join(machine['flags'])}, "
+        f"onnxruntime {machine['versions'].get('onnxruntime')}\n"
+    )
+    print(
+        "| model | bits | chosen | speedup b1 / b32 | size | primary task metrics "
+        "(fp32 → compiled, worst 3) |"
+    )
     print("|---|---|---|---|---|---|")
     for name, recipe_path in RECIPES.items():
         for bits in args.bits:
@@ -48,8 +52,11 @@ def main() -> None:
             result = edgeq.compile(model, out=out, recipe=recipe, bits=bits, force=True, runs=False)
             report = result.report
             speed = " / ".join(f"{e.speedup:.2f}×" for e in report.latency)
-            print(f"| {name} | {bits} | {report.decision['chosen']} | {speed} | {report.size_ratio:.2f}× | "
-                  f"{_metrics(report)} |", flush=True)
+            print(
+                f"| {name} | {bits} | {report.decision['chosen']} | {speed} | {report.size_ratio:.2f}× | "
+                f"{_metrics(report)} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -8,8 +8,7 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def isolated_runs_store(tmp_path_factory: pytest.TempPathFactory,
-                        monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_runs_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """$EDGEQ_RUNS points at a fresh tmp file (subprocesses inherit it)."""
     path = tmp_path_factory.mktemp("runs") / "runs.sqlite"
     monkeypatch.setenv("EDGEQ_RUNS", str(path))

@@ -31,8 +31,20 @@ def run_cli(*args: str) -> int:
 def test_cli_compiles_reference_model_to_int8_with_report(reference_models, tmp_path, name):
     model, data = reference_models[name]
     out = tmp_path / "out"
-    code = run_cli("compile", str(model), "--target", FAST_TARGET, "--calib", str(data),
-                   "--mode", "static", "--no-fallback", "-q", "-o", str(out))
+    code = run_cli(
+        "compile",
+        str(model),
+        "--target",
+        FAST_TARGET,
+        "--calib",
+        str(data),
+        "--mode",
+        "static",
+        "--no-fallback",
+        "-q",
+        "-o",
+        str(out),
+    )
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     assert report["schema"] == SCHEMA
@@ -47,7 +59,13 @@ def test_cli_compiles_reference_model_to_int8_with_report(reference_models, tmp_
     assert [e["batch"] for e in report["latency"]] == [1, 8]
     for entry in report["latency"]:
         assert entry["fp32"]["p50_ms"] > 0 and entry["compiled"]["p50_ms"] > 0 and entry["speedup"] > 0
-    assert {s["name"] for s in report["stages"]} >= {"load", "prepare", "quantize-static", "compile-int8-static", "latency"}
+    assert {s["name"] for s in report["stages"]} >= {
+        "load",
+        "prepare",
+        "quantize-static",
+        "compile-int8-static",
+        "latency",
+    }
     assert report["quantization"]["layers"], "the culprit table lists quantized layers"
     artifact_ops = {n.op_type for n in onnx.load(out / "model.onnx").graph.node}
     assert artifact_ops & {"QLinearConv", "QGemm", "QLinearMatMul", "MatMulIntegerToFloat"}
@@ -57,8 +75,9 @@ def test_cli_compiles_reference_model_to_int8_with_report(reference_models, tmp_
 
 def test_artifact_runs_in_plain_onnxruntime_and_matches_report(reference_models, tmp_path):
     model, data = reference_models["cnn"]
-    result = edgeq.compile(model, out=tmp_path / "out", target=FAST_TARGET, calib=str(data),
-                           mode="static", fallback_fp32=False)
+    result = edgeq.compile(
+        model, out=tmp_path / "out", target=FAST_TARGET, calib=str(data), mode="static", fallback_fp32=False
+    )
     samples = dict(np.load(data))
     fp32 = OrtRunner(model).predict(samples)["y"]
     compiled = OrtRunner(result.artifact).predict(samples)["y"]
@@ -72,9 +91,16 @@ def test_python_api_exports_a_torch_module(tmp_path):
     module = SmallCNN().eval()
     calib = tmp_path / "calib.npz"
     np.savez(calib, image=np.random.default_rng(1).standard_normal((40, 3, 16, 16)).astype(np.float32))
-    result = edgeq.compile(module, example_inputs=torch.randn(2, 3, 16, 16), input_names=["image"],
-                           output_names=["logits"], out=tmp_path / "out", target=FAST_TARGET,
-                           calib=str(calib), calibration={"method": "minmax"})
+    result = edgeq.compile(
+        module,
+        example_inputs=torch.randn(2, 3, 16, 16),
+        input_names=["image"],
+        output_names=["logits"],
+        out=tmp_path / "out",
+        target=FAST_TARGET,
+        calib=str(calib),
+        calibration={"method": "minmax"},
+    )
     assert result.report.outputs[0].name == "logits"
     assert result.report.worst_cosine > 0.99
     dims = onnx.load(result.artifact).graph.input[0].type.tensor_type.shape.dim
@@ -84,10 +110,17 @@ def test_python_api_exports_a_torch_module(tmp_path):
 def test_recipe_file_equals_flags(reference_models, tmp_path):
     model, data = reference_models["mlp"]
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump({
-        "model": str(model), "target": FAST_TARGET, "calib": str(data),
-        "calibration": {"method": "percentile", "percentile": 99.9}, "fallback_fp32": False,
-    }))
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "model": str(model),
+                "target": FAST_TARGET,
+                "calib": str(data),
+                "calibration": {"method": "percentile", "percentile": 99.9},
+                "fallback_fp32": False,
+            }
+        )
+    )
     assert run_cli("compile", "--recipe", str(recipe), "-q", "-o", str(tmp_path / "out")) == 0
     saved = yaml.safe_load((tmp_path / "out" / "recipe.yaml").read_text())
     assert saved["calibration"]["method"] == "percentile" and saved["calibration"]["percentile"] == 99.9
@@ -96,16 +129,34 @@ def test_recipe_file_equals_flags(reference_models, tmp_path):
 @pytest.mark.parametrize("method", ["minmax", "percentile", "mse", "entropy"])
 def test_every_calibration_method_gives_a_faithful_encoder(reference_models, tmp_path, method):
     model, data = reference_models["encoder"]
-    result = edgeq.compile(model, out=tmp_path / method, target=FAST_TARGET, calib=str(data),
-                           calibration={"method": method}, mode="static", fallback_fp32=False)
+    result = edgeq.compile(
+        model,
+        out=tmp_path / method,
+        target=FAST_TARGET,
+        calib=str(data),
+        calibration={"method": method},
+        mode="static",
+        fallback_fp32=False,
+    )
     assert result.report.worst_cosine > 0.98
 
 
 def test_failed_gate_exits_3_and_still_writes_the_report(reference_models, tmp_path, capsys):
     model, data = reference_models["mlp"]
     out = tmp_path / "out"
-    code = run_cli("compile", str(model), "--target", FAST_TARGET, "--calib", str(data),
-                   "--min-cosine", "1.01", "-q", "-o", str(out))
+    code = run_cli(
+        "compile",
+        str(model),
+        "--target",
+        FAST_TARGET,
+        "--calib",
+        str(data),
+        "--min-cosine",
+        "1.01",
+        "-q",
+        "-o",
+        str(out),
+    )
     assert code == 3
     report = json.loads((out / "report.json").read_text())
     assert report["gates"] == [
@@ -118,8 +169,9 @@ def test_separate_eval_file_is_used_for_held_out_metrics(reference_models, tmp_p
     model, data = reference_models["mlp"]
     held_out = tmp_path / "eval.npz"
     np.savez(held_out, x=np.random.default_rng(7).standard_normal((17, 32)).astype(np.float32))
-    result = edgeq.compile(model, out=tmp_path / "out", target=FAST_TARGET, calib=str(data),
-                           eval=str(held_out))
+    result = edgeq.compile(
+        model, out=tmp_path / "out", target=FAST_TARGET, calib=str(data), eval=str(held_out)
+    )
     assert result.report.accuracy_samples == 17
 
 
@@ -155,8 +207,15 @@ def test_pointer_decision_head_stays_fp32_and_lstm_goes_dynamic(tmp_path):
 def test_recipe_switches_on_equalization_bias_correction_and_adaround(reference_models, tmp_path):
     model, data = reference_models["cnn"]
     methods = {"equalize": True, "bias_correction": True, "adaround": True, "adaround_iterations": 20}
-    result = edgeq.compile(model, out=tmp_path / "out", target=FAST_TARGET, calib=str(data),
-                           mode="static", fallback_fp32=False, methods=methods)
+    result = edgeq.compile(
+        model,
+        out=tmp_path / "out",
+        target=FAST_TARGET,
+        calib=str(data),
+        mode="static",
+        fallback_fp32=False,
+        methods=methods,
+    )
     assert result.report.recipe["methods"] == methods
     assert {"equalize", "quantize-static"} <= {s["name"] for s in result.report.stages}
     assert result.report.worst_cosine > 0.99
@@ -164,8 +223,9 @@ def test_recipe_switches_on_equalization_bias_correction_and_adaround(reference_
 
 def test_four_bit_compile_reports_sensitivity_and_compares_plans(reference_models, tmp_path):
     model, data = reference_models["mlp"]
-    result = edgeq.compile(model, out=tmp_path / "out", target=FAST_TARGET, calib=str(data), bits=4,
-                           budget={"min_cosine": 0.95})
+    result = edgeq.compile(
+        model, out=tmp_path / "out", target=FAST_TARGET, calib=str(data), bits=4, budget={"min_cosine": 0.95}
+    )
     report = result.report
     assert {row["name"] for row in report.sensitivity} == {"/0/Gemm", "/2/Gemm", "/4/Gemm"}
     assert all(set(row["sensitivity"]) == {"int4", "int8"} for row in report.sensitivity)
@@ -190,8 +250,13 @@ def test_already_quantized_model_is_compiled_as_given_not_twice(reference_models
     plan = plan_int8(prepared, target.quantization.int8)
     qdq, _ = quantize_static(prepared, plan, Recipe(), target, dict(np.load(data)), Reporter(False))
     onnx.save(qdq, tmp_path / "given.onnx")
-    result = edgeq.compile(tmp_path / "given.onnx", out=tmp_path / "out", target=FAST_TARGET,
-                           calib=str(data), reference=str(model))
+    result = edgeq.compile(
+        tmp_path / "given.onnx",
+        out=tmp_path / "out",
+        target=FAST_TARGET,
+        calib=str(data),
+        reference=str(model),
+    )
     report = result.report
     assert report.decision["chosen"] == "given-qdq"
     assert report.quantization["counts"]["int8"] == 3 and report.quantization["target_problems"] == []
@@ -211,9 +276,18 @@ def test_pruning_and_int8_compose_in_one_compile(tmp_path):
         module[0].bias[32:48] = module[0].bias[:16]
     calib = tmp_path / "calib.npz"
     np.savez(calib, x=np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32))
-    result = edgeq.compile(module, example_inputs=torch.randn(2, 16), input_names=["x"], output_names=["y"],
-                           out=tmp_path / "out", target=FAST_TARGET, calib=str(calib),
-                           prune={"threshold": 0.01, "max_ratio": 0.5}, mode="static", fallback_fp32=False)
+    result = edgeq.compile(
+        module,
+        example_inputs=torch.randn(2, 16),
+        input_names=["x"],
+        output_names=["y"],
+        out=tmp_path / "out",
+        target=FAST_TARGET,
+        calib=str(calib),
+        prune={"threshold": 0.01, "max_ratio": 0.5},
+        mode="static",
+        fallback_fp32=False,
+    )
     pruning = result.report.pruning
     assert pruning["parameters_after"] <= pruning["parameters_before"] - 16 * 16
     assert pruning["accuracy"]["outputs"][0]["cosine"] > 0.99999, "merging duplicates is exact"

@@ -11,6 +11,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from onnx import numpy_helper
 from torch import nn
 
 from edgeq.passes.ifm import merge_features
@@ -59,11 +60,13 @@ def gemm_names(model: onnx.ModelProto) -> list[str]:
     return [node.name for node in model.graph.node if node.op_type in ("Gemm", "MatMul", "Conv")]
 
 
-def mlp(activation: nn.Module, hidden: int = 32) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(12, hidden), activation, nn.Linear(hidden, 5))
+def mlp(activation: nn.Module, hidden: int = 32, inputs: int = 12) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(inputs, hidden), activation, nn.Linear(hidden, 5))
 
 
 X_MLP = np.random.default_rng(0).standard_normal((64, 12)).astype(np.float32)
+# Wider than the hidden layers, so that near-duplicates may merge (narrower groups are overcomplete).
+X_WIDE = np.random.default_rng(12).standard_normal((64, 48)).astype(np.float32)
 PLANTED = {5: (1, 1.0), 9: (1, 1.0), 20: (3, 1.0), 30: (7, 2.5), 31: (8, 0.3)}
 
 
@@ -178,17 +181,18 @@ def test_cnn_filters_merge_through_pooling_and_flatten(dynamic_spatial: bool):
 
 def test_gelu_merges_exact_duplicates_only():
     torch.manual_seed(5)
-    model = mlp(nn.GELU())
+    model = mlp(nn.GELU(), inputs=48)
     plant([(model[0].weight, model[0].bias)], {5: (1, 1.0), 9: (2, 1.0), 30: (7, 2.0)})
     with torch.no_grad():
         model[0].weight[20] = model[0].weight[3] + 1e-3
         model[0].bias[20] = model[0].bias[3]
-    original = export(model, torch.randn(2, 12))
+    original = export(model, torch.randn(2, 48))
     pruned, summary = merge_features(original, threshold=0.5)
     assert_valid(pruned)
-    assert_same_outputs(original, pruned, X_MLP)
+    assert_same_outputs(original, pruned, X_WIDE)
     assert summary.channels_merged == 2  # the scaled copy is a different feature under GELU
     assert summary.groups[0].exact_only
+    assert "approximate" in summary.groups[0].exact_only_because
 
     _, loose = merge_features(original, threshold=0.5, approximate=True)
     assert loose.channels_merged > 2
@@ -248,14 +252,49 @@ def test_concat_and_unknown_ops_leave_groups_alone():
 
 def test_threshold_merges_near_duplicates_and_max_ratio_caps():
     torch.manual_seed(9)
-    model = mlp(nn.ReLU(), hidden=40)
-    original = export(model, torch.randn(2, 12))
+    model = mlp(nn.ReLU(), hidden=40, inputs=48)
+    original = export(model, torch.randn(2, 48))
     _, none = merge_features(original, threshold=0.0)
     _, some = merge_features(original, threshold=0.3, max_ratio=0.9)
     _, capped = merge_features(original, threshold=1.0, max_ratio=0.25)
     assert none.channels_merged == 0
     assert some.channels_merged > 0
     assert capped.channels_merged == 10  # 25% of 40
+
+
+def test_overcomplete_group_merges_identical_channels_only():
+    torch.manual_seed(13)
+    narrow = mlp(nn.ReLU(), hidden=32, inputs=12)  # 32 neurons reading 12 inputs each
+    plant([(narrow[0].weight, narrow[0].bias)], PLANTED)
+    original = export(narrow, torch.randn(2, 12))
+    pruned, summary = merge_features(original, threshold=0.9, max_ratio=0.9)
+    assert summary.channels_merged == len(PLANTED)
+    assert "overcomplete" in summary.groups[0].exact_only_because
+    assert_same_outputs(original, pruned, X_MLP)
+
+    wide = mlp(nn.ReLU(), hidden=32, inputs=48)
+    plant([(wide[0].weight, wide[0].bias)], PLANTED)
+    _, loose = merge_features(export(wide, torch.randn(2, 48)), threshold=0.9, max_ratio=0.9)
+    assert loose.channels_merged > len(PLANTED)
+    assert loose.groups[0].exact_only_because is None
+
+
+def first_layer_weight(model: onnx.ModelProto) -> np.ndarray:
+    node = next(node for node in model.graph.node if node.op_type == "Gemm")
+    tensor = next(t for t in model.graph.initializer if t.name == node.input[1])
+    return numpy_helper.to_array(tensor)
+
+
+def test_distance_does_not_depend_on_either_sides_overall_scale():
+    torch.manual_seed(14)
+    model = mlp(nn.ReLU(), hidden=32, inputs=48)
+    reference, merged = merge_features(export(model, torch.randn(2, 48)), threshold=0.3)
+    with torch.no_grad():
+        model[2].weight *= 100.0  # the outgoing side alone would otherwise decide every merge
+    scaled, scaled_merged = merge_features(export(model, torch.randn(2, 48)), threshold=0.3)
+    assert 0 < scaled_merged.channels_merged == merged.channels_merged
+    np.testing.assert_allclose(first_layer_weight(scaled), first_layer_weight(reference),
+                               rtol=1e-6)  # the same pairs merged
 
 
 def test_progress_reports_each_pass():

@@ -39,13 +39,22 @@ def test_bad_dims_and_outputs_are_refused():
 
 
 def test_task_dims_are_limited_to_the_deployed_one():
-    assert deployed_task_options({"dims": [8, 16, 32, 64, 128], "k": 10}, 32) == {"dims": [8, 16, 32], "k": 10}
+    assert deployed_task_options({"dims": [8, 16, 32, 64, 128], "k": 10}, 32) == {
+        "dims": [8, 16, 32],
+        "k": 10,
+    }
     assert deployed_task_options({"dims": [8, 16]}, 24) == {"dims": [8, 16, 24]}
 
 
 def test_compile_at_a_deployed_dim_reports_only_dims_up_to_it(tmp_path):
-    result = edgeq.compile(MRL_MODEL, out=tmp_path / "out", target=FAST_TARGET, calib=MRL_DATA,
-                           mrl={"dim": 16}, task={"name": "mrl-retrieval"})
+    result = edgeq.compile(
+        MRL_MODEL,
+        out=tmp_path / "out",
+        target=FAST_TARGET,
+        calib=MRL_DATA,
+        mrl={"dim": 16},
+        task={"name": "mrl-retrieval"},
+    )
     names = {m.name for m in result.report.task.metrics}
     assert "1nn_acc@16" in names and not any(n.endswith("@32") for n in names)
     (output,) = onnx.load(result.artifact).graph.output

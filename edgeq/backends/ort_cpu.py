@@ -35,7 +35,9 @@ class Artifact:
         }
 
 
-def compile_ort_cpu(model: onnx.ModelProto, target: TargetSpec, out_dir: Path, stem: str = "model") -> Artifact:
+def compile_ort_cpu(
+    model: onnx.ModelProto, target: TargetSpec, out_dir: Path, stem: str = "model"
+) -> Artifact:
     """Bake ORT's hardware-independent fusions into `stem.onnx`; also write `stem.ort` if asked."""
     out_dir.mkdir(parents=True, exist_ok=True)
     source = save_model(model, out_dir / f"{stem}.input.onnx")

@@ -20,18 +20,14 @@ from edgeq.api import evaluate_gates, evaluate_task, load_data
 from edgeq.backends.tensorrt import NEEDS_TENSORRT, REFERENCE_NAME, build_engine, tensorrt_available
 from edgeq.backends.tensorrt_config import settings_of
 from edgeq.config import from_dict
-from edgeq.data import Arrays, load_npz, split, validate
 from edgeq.errors import GateError, InputError
-from edgeq.frontend.onnx_load import input_signatures
 from edgeq.measure.fidelity import compare_outputs
 from edgeq.measure.machine import describe_machine
 from edgeq.measure.runner import OrtRunner
-from edgeq.measure.tasks import resolve_evaluator
 from edgeq.recipe import Recipe, build_recipe
 from edgeq.report.html import write_html
 from edgeq.report.schema import Report
 from edgeq.targets import TargetSpec, load_target
-
 
 
 @click.command("build-engine")

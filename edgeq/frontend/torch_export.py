@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import io
-from contextlib import redirect_stderr, redirect_stdout
 import warnings
 from collections.abc import Sequence
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,8 +60,15 @@ def export_torch(
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(
-                module, inputs, buffer, input_names=in_names, output_names=out_names,
-                dynamic_axes=axes, opset_version=OPSET, dynamo=False, do_constant_folding=True,
+                module,
+                inputs,
+                buffer,
+                input_names=in_names,
+                output_names=out_names,
+                dynamic_axes=axes,
+                opset_version=OPSET,
+                dynamo=False,
+                do_constant_folding=True,
             )
         except Exception as exc:  # the exporter raises many types; the user needs its message
             raise InputError(f"torch.onnx.export failed: {str(exc).splitlines()[0]}") from None
@@ -84,10 +91,10 @@ def check_parity(model, inputs, reference, out_names, atol: float, min_cosine: f
     from edgeq.measure.runner import OrtRunner
 
     runner = OrtRunner(model.SerializeToString())
-    feeds = {name: t.detach().cpu().numpy() for name, t in zip(runner.input_names, inputs)}
+    feeds = {name: t.detach().cpu().numpy() for name, t in zip(runner.input_names, inputs, strict=True)}
     got = runner.run(runner.feeds(feeds))
     results = []
-    for name, expected in zip(out_names, reference):
+    for name, expected in zip(out_names, reference, strict=True):
         want = expected.detach().cpu().numpy()
         have = got[name]
         max_abs = float(np.max(np.abs(have.astype(np.float64) - want))) if want.size else 0.0

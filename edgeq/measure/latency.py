@@ -10,7 +10,6 @@ import numpy as np
 
 from edgeq.measure.runner import OrtRunner
 
-
 MAX_KEPT_SAMPLES = 200  # per model and batch size: enough to draw the distribution in a report
 
 
@@ -27,8 +26,9 @@ class LatencyStats:
         values = np.asarray(samples_ms, dtype=np.float64)
         p50, p90, p99 = np.percentile(values, [50, 90, 99])
         kept = values[:: max(1, len(values) // MAX_KEPT_SAMPLES)]
-        return cls(float(p50), float(p90), float(p99), float(values.mean()),
-                   [round(float(v), 4) for v in kept])
+        return cls(
+            float(p50), float(p90), float(p99), float(values.mean()), [round(float(v), 4) for v in kept]
+        )
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 
 from edgeq.data import take
-from edgeq.quant.primitives import sqnr_db
 from edgeq.measure.runner import OrtRunner
 from edgeq.quant.calibrate import with_outputs
+from edgeq.quant.primitives import sqnr_db
 
 
 @dataclass(frozen=True)
@@ -68,9 +68,14 @@ def layer_damage(
     reference = _probe(fp32, [t for r, _ in pairs for t in (r.input[0], r.output[0])], subset)
     candidate = _probe(quantized, [t for _, q in pairs for t in (q.input[0], q.output[0])], subset)
     damages = [
-        LayerDamage(r.name, r.op_type, r.output[0], nodes[r.name],
-                    _sqnr(reference.get(r.input[0]), candidate.get(q.input[0])),
-                    _sqnr(reference.get(r.output[0]), candidate.get(q.output[0])))
+        LayerDamage(
+            r.name,
+            r.op_type,
+            r.output[0],
+            nodes[r.name],
+            _sqnr(reference.get(r.input[0]), candidate.get(q.input[0])),
+            _sqnr(reference.get(r.output[0]), candidate.get(q.output[0])),
+        )
         for r, q in pairs
     ]
     return sorted(damages, key=lambda d: _rank(d.own_sqnr_db))

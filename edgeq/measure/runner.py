@@ -61,15 +61,13 @@ class OrtRunner:
     def feeds(self, data: Mapping[str, np.ndarray], start: int = 0, stop: int | None = None):
         """The model's inputs from `data`, sliced to samples [start, stop) and cast to its dtypes."""
         return {
-            name: np.ascontiguousarray(
-                data[name][start:stop], dtype=_ORT_TO_NUMPY.get(info.type, np.float32)
-            )
+            name: np.ascontiguousarray(data[name][start:stop], dtype=_ORT_TO_NUMPY.get(info.type, np.float32))
             for name, info in self.inputs.items()
         }
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One session call on ready feeds."""
-        return dict(zip(self.output_names, self.session.run(self.output_names, dict(feeds))))
+        return dict(zip(self.output_names, self.session.run(self.output_names, dict(feeds)), strict=True))
 
     def predict(self, data: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """All outputs for every sample in `data`, concatenated over batches."""

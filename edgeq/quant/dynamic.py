@@ -39,7 +39,9 @@ def lowerable(node: onnx.NodeProto, index: GraphIndex) -> str | None:
         if attribute(node, "transA", 0):
             return "transposed A input is not supported"
         bias = index.constant(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-        if bias is not None and bias.size != (weight.shape[0] if attribute(node, "transB", 0) else weight.shape[1]):
+        if bias is not None and bias.size != (
+            weight.shape[0] if attribute(node, "transB", 0) else weight.shape[1]
+        ):
             return "Gemm bias is not one value per output column"
     return None
 
@@ -71,13 +73,19 @@ def _per_column(graph: onnx.GraphProto, base: str, w: np.ndarray, fmt: QuantForm
     """w [K, N] as int8 with one symmetric scale per output column N."""
     scale, zero = weight_params(w, fmt, axis=1)
     q = quantize(w, scale, zero, fmt, axis=1)
-    return [_add(graph, f"{base}_dyn_quantized", q), _add(graph, f"{base}_dyn_scale", scale),
-            _add(graph, f"{base}_dyn_zero_point", zero)]
+    return [
+        _add(graph, f"{base}_dyn_quantized", q),
+        _add(graph, f"{base}_dyn_scale", scale),
+        _add(graph, f"{base}_dyn_zero_point", zero),
+    ]
 
 
 def _lower_matmul(node: onnx.NodeProto, index: GraphIndex, graph, fmt: QuantFormat, shared) -> onnx.NodeProto:
-    trans_b, alpha, beta = (attribute(node, "transB", 0), attribute(node, "alpha", 1.0),
-                            attribute(node, "beta", 1.0)) if node.op_type == "Gemm" else (0, 1.0, 1.0)
+    trans_b, alpha, beta = (
+        (attribute(node, "transB", 0), attribute(node, "alpha", 1.0), attribute(node, "beta", 1.0))
+        if node.op_type == "Gemm"
+        else (0, 1.0, 1.0)
+    )
     key = (node.input[1], trans_b, alpha)
     if key not in shared:
         weight = index.constant(node.input[1]).astype(np.float32)
@@ -90,8 +98,9 @@ def _lower_matmul(node: onnx.NodeProto, index: GraphIndex, graph, fmt: QuantForm
             bias = (index.constant(bias_name).reshape(-1) * np.float32(beta)).astype(np.float32)
             shared[(bias_name, beta)] = _add(graph, f"{node.name}_dyn_bias", bias)
         inputs.append(shared[(bias_name, beta)])
-    return helper.make_node("DynamicQuantizeMatMul", inputs, list(node.output), name=node.name,
-                            domain=MS_DOMAIN)
+    return helper.make_node(
+        "DynamicQuantizeMatMul", inputs, list(node.output), name=node.name, domain=MS_DOMAIN
+    )
 
 
 def _lower_lstm(node: onnx.NodeProto, index: GraphIndex, graph, fmt: QuantFormat, shared) -> onnx.NodeProto:
@@ -102,13 +111,18 @@ def _lower_lstm(node: onnx.NodeProto, index: GraphIndex, graph, fmt: QuantFormat
         params = [weight_params(w[d], fmt, axis=1) for d in range(w.shape[0])]
         q = np.stack([quantize(w[d], s, z, fmt, axis=1) for d, (s, z) in enumerate(params)])
         tag = f"{node.name}_{'W' if which == 1 else 'R'}"
-        tensors.append((_add(graph, f"{tag}_dyn_quantized", q),
-                        _add(graph, f"{tag}_dyn_scale", np.stack([s for s, _ in params])),
-                        _add(graph, f"{tag}_dyn_zero_point", np.stack([z for _, z in params]))))
+        tensors.append(
+            (
+                _add(graph, f"{tag}_dyn_quantized", q),
+                _add(graph, f"{tag}_dyn_scale", np.stack([s for s, _ in params])),
+                _add(graph, f"{tag}_dyn_zero_point", np.stack([z for _, z in params])),
+            )
+        )
     (w_q, w_scale, w_zero), (r_q, r_scale, r_zero) = tensors
     optional = [node.input[i] if len(node.input) > i else "" for i in range(3, 8)]
     inputs = [node.input[0], w_q, r_q, *optional, w_scale, w_zero, r_scale, r_zero]
-    lowered = helper.make_node("DynamicQuantizeLSTM", inputs, list(node.output), name=node.name,
-                               domain=MS_DOMAIN)
+    lowered = helper.make_node(
+        "DynamicQuantizeLSTM", inputs, list(node.output), name=node.name, domain=MS_DOMAIN
+    )
     lowered.attribute.extend(a for a in node.attribute if a.name != "layout")
     return lowered

@@ -26,7 +26,9 @@ def recognise(model: onnx.ModelProto, scheme: Int8Scheme) -> tuple[list[NodeDeci
     for node in model.graph.node:
         if node.op_type in QDQ_OPS:
             continue
-        weight_dq = _dequantize_of(index, node.input[1]) if node.op_type in WEIGHTED and len(node.input) > 1 else None
+        weight_dq = (
+            _dequantize_of(index, node.input[1]) if node.op_type in WEIGHTED and len(node.input) > 1 else None
+        )
         if weight_dq is None:
             decisions.append(NodeDecision(node.name, node.op_type, "fp32", "no Q/DQ in the given model"))
             continue
@@ -55,14 +57,16 @@ def _bits(q: np.ndarray | None) -> int:
 def _check(node, weight_dq, q, activation, index: GraphIndex, scheme: Int8Scheme) -> list[str]:
     problems = []
     if scheme.weights.reduce_range and q is not None and np.abs(q.astype(np.int32)).max(initial=0) > 64:
-        problems.append(f"{node.name}: weights use the full int8 range; this target expects 7-bit weights "
-                        "(reduce_range) so u8 x s8 pair sums cannot saturate without VNNI")
+        problems.append(
+            f"{node.name}: weights use the full int8 range; this target expects 7-bit weights "
+            "(reduce_range) so u8 x s8 pair sums cannot saturate without VNNI"
+        )
     axis = next((a.i for a in weight_dq.attribute if a.name == "axis"), 1)
     scale = index.constant(weight_dq.input[1])
     expected = weight_axis(node, scheme)
-    if scale is not None and scale.size > 1 and expected is not None and q is not None:
-        if axis % q.ndim != expected % q.ndim:
-            problems.append(f"{node.name}: per-channel weight axis {axis}, the output-channel axis is {expected}")
+    per_channel = scale is not None and scale.size > 1 and expected is not None and q is not None
+    if per_channel and axis % q.ndim != expected % q.ndim:
+        problems.append(f"{node.name}: per-channel weight axis {axis}, the output-channel axis is {expected}")
     if activation is not None and scheme.activations.symmetric:
         zero = index.constant(activation.input[2]) if len(activation.input) > 2 else None
         if zero is not None and np.any(zero != 0):

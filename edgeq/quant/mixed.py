@@ -84,8 +84,9 @@ def layer_groups(model: onnx.ModelProto, static_plan: QuantPlan) -> list[LayerGr
                 options.append("int4")
             if node.name in int8_ok:
                 options.append("int8")
-        group = groups.setdefault(weight, LayerGroup(node.name, node.op_type, weight, [], int(value.size),
-                                                     options + ["fp32"]))
+        group = groups.setdefault(
+            weight, LayerGroup(node.name, node.op_type, weight, [], int(value.size), options + ["fp32"])
+        )
         group.nodes.append(node.name)
         group.options = [o for o in group.options if o in options + ["fp32"]]
     return list(groups.values())
@@ -95,17 +96,27 @@ def _kept_for_safety(reason: str) -> bool:
     return "decision" in reason or "excluded" in reason
 
 
-def build_mixed(prepared: onnx.ModelProto, plan: PrecisionPlan, scheme: Int8Scheme,
-                ranges: Mapping[str, tuple[float, float]], exclude: list[str],
-                block_size: int = 32) -> tuple[onnx.ModelProto, QuantPlan]:
+def build_mixed(
+    prepared: onnx.ModelProto,
+    plan: PrecisionPlan,
+    scheme: Int8Scheme,
+    ranges: Mapping[str, tuple[float, float]],
+    exclude: list[str],
+    block_size: int = 32,
+) -> tuple[onnx.ModelProto, QuantPlan]:
     """The model with the plan applied: static QDQ on its int8 layers, 4-bit weights on its int4."""
     int8_plan = plan_int8(prepared, scheme, exclude, include=plan.nodes_at("int8"))
     model = rewrite_qdq(prepared, int8_plan, ranges, scheme)
     int4 = plan.nodes_at("int4")
     index = GraphIndex(model.graph)
     by_name = {n.name: n for n in model.graph.node}
-    linear = [n for n in int4 if n in by_name and by_name[n].op_type in ("Gemm", "MatMul")
-              and linear_layer(by_name[n], index) is not None]
+    linear = [
+        n
+        for n in int4
+        if n in by_name
+        and by_name[n].op_type in ("Gemm", "MatMul")
+        and linear_layer(by_name[n], index) is not None
+    ]
     convs = [n for n in int4 if n in by_name and by_name[n].op_type in ("Conv", "ConvTranspose")]
     if linear:
         model = lower_to_matmul_nbits(model, linear, block_size=block_size)
@@ -117,8 +128,12 @@ def build_mixed(prepared: onnx.ModelProto, plan: PrecisionPlan, scheme: Int8Sche
     return model, int8_plan
 
 
-def measure_sensitivity(groups: list[LayerGroup], build: Callable[[dict[str, str]], onnx.ModelProto],
-                        judge: Judge, progress: Callable[[], None] | None = None) -> None:
+def measure_sensitivity(
+    groups: list[LayerGroup],
+    build: Callable[[dict[str, str]], onnx.ModelProto],
+    judge: Judge,
+    progress: Callable[[], None] | None = None,
+) -> None:
     """Damage of each group alone at each of its reduced precisions (fills `group.sensitivity`)."""
     for group in groups:
         for precision in (p for p in group.options if p != "fp32"):
@@ -135,12 +150,17 @@ def smallest(groups: list[LayerGroup]) -> dict[str, str]:
 
 def smallest_with_kernels(groups: list[LayerGroup]) -> dict[str, str]:
     """4 bits only where the CPU runtime has a 4-bit kernel (MatMulNBits); convolutions int8."""
-    return {g.name: next(o for o in g.options if o != "int4" or g.op_type in ("Gemm", "MatMul"))
-            for g in groups}
+    return {
+        g.name: next(o for o in g.options if o != "int4" or g.op_type in ("Gemm", "MatMul")) for g in groups
+    }
 
 
-def plan_precision(groups: list[LayerGroup], build: Callable[[dict[str, str]], onnx.ModelProto],
-                   judge: Judge, max_steps: int | None = None) -> PrecisionPlan:
+def plan_precision(
+    groups: list[LayerGroup],
+    build: Callable[[dict[str, str]], onnx.ModelProto],
+    judge: Judge,
+    max_steps: int | None = None,
+) -> PrecisionPlan:
     """Start from `smallest_with_kernels`, then promote the most sensitive group one step at a
     time until the budget holds (or everything is fp32)."""
     assignment = smallest_with_kernels(groups)

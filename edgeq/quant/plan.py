@@ -15,7 +15,9 @@ from edgeq.targets import Int8Scheme
 COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Add"})
 SHARED_SCALE_OPS = frozenset({"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"})
 OWN_SCALE_OPS = frozenset({"GlobalAveragePool", "AveragePool"})
-DECISION_OPS = frozenset({"ArgMax", "ArgMin", "TopK", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Sign"})
+DECISION_OPS = frozenset(
+    {"ArgMax", "ArgMin", "TopK", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Sign"}
+)
 ELEMENTWISE_OPS = frozenset(
     {
         "Add",
@@ -169,9 +171,8 @@ def _decide(node, index, types, scheme, exclude, protected, quantized_outputs) -
         return fp32("transposed A input is not supported")
     if op in ("Conv", "ConvTranspose", "Gemm") and not index.is_constant(node.input[1]):
         return fp32("weights are not constant")
-    if op == "MatMul" and not index.is_constant(node.input[1]):
-        if not scheme.activation_matmul:
-            return fp32("activation x activation MatMul (attention) kept fp32 on this target")
+    if op == "MatMul" and not index.is_constant(node.input[1]) and not scheme.activation_matmul:
+        return fp32("activation x activation MatMul (attention) kept fp32 on this target")
     return NodeDecision(node.name, op, "int8")
 
 
@@ -192,7 +193,9 @@ def _dynamic_or_reason(node: onnx.NodeProto, index: GraphIndex) -> NodeDecision:
     reason = lowerable(node, index)
     if reason is not None:
         return NodeDecision(node.name, node.op_type, "fp32", reason)
-    return NodeDecision(node.name, node.op_type, "int8-dynamic", "int8 weights, activations quantized per call")
+    return NodeDecision(
+        node.name, node.op_type, "int8-dynamic", "int8 weights, activations quantized per call"
+    )
 
 
 def _place_qdq(plan: QuantPlan, model, index: GraphIndex, scheme: Int8Scheme, types) -> None:
@@ -245,7 +248,9 @@ def weight_axis(node: onnx.NodeProto, scheme: Int8Scheme) -> int | None:
     return -1
 
 
-def _foldable_relu(node: onnx.NodeProto, index: GraphIndex, scheme: Int8Scheme, types) -> onnx.NodeProto | None:
+def _foldable_relu(
+    node: onnx.NodeProto, index: GraphIndex, scheme: Int8Scheme, types
+) -> onnx.NodeProto | None:
     """The ReLU right after an INT8 node that an asymmetric output Q (zero at qmin) makes redundant."""
     if not (scheme.fold_relu and scheme.output_qdq) or scheme.activations.symmetric:
         return None

@@ -17,9 +17,7 @@ Params = tuple[np.ndarray, np.ndarray]
 
 
 def activation_format(scheme: Int8Scheme) -> QuantFormat:
-    return QuantFormat(
-        bits=8, signed=scheme.activations.signed, symmetric=scheme.activations.symmetric
-    )
+    return QuantFormat(bits=8, signed=scheme.activations.signed, symmetric=scheme.activations.symmetric)
 
 
 def weight_format(scheme: Int8Scheme) -> QuantFormat:
@@ -40,9 +38,7 @@ class QdqWriter:
         self.graph = self.model.graph
         self.index = GraphIndex(self.graph)
         self.nodes_by_name = {n.name: n for n in self.graph.node}
-        self.new_nodes: dict[
-            str, list[onnx.NodeProto]
-        ] = {}  # after the producer of a tensor; "" first
+        self.new_nodes: dict[str, list[onnx.NodeProto]] = {}  # after the producer of a tensor; "" first
 
     def constant(self, name: str, value: np.ndarray) -> str:
         self.graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
@@ -88,9 +84,7 @@ class QdqWriter:
             ),
             tensor,
         )
-        self.dequantize_node(
-            f"{tensor}_quantized", scale, zero, f"{tensor}_dequantized", after=tensor
-        )
+        self.dequantize_node(f"{tensor}_quantized", scale, zero, f"{tensor}_dequantized", after=tensor)
         return f"{tensor}_dequantized"
 
     def quantize_weight(
@@ -108,9 +102,7 @@ class QdqWriter:
         scale_name = self.constant(f"{base}_scale", scale.astype(np.float32))
         zero_name = self.constant(f"{base}_zero_point", zero)
         self.constant(f"{base}_quantized", q)
-        self.dequantize_node(
-            f"{base}_quantized", scale_name, zero_name, f"{base}_dequantized", axis
-        )
+        self.dequantize_node(f"{base}_quantized", scale_name, zero_name, f"{base}_dequantized", axis)
         return f"{base}_dequantized", scale
 
     def quantize_bias(self, name: str, value: np.ndarray, scale: np.ndarray) -> str:
@@ -123,9 +115,7 @@ class QdqWriter:
         scale_name = self.constant(f"{name}_bias_scale", scale)
         zero_name = self.constant(f"{name}_bias_zero_point", np.zeros(value.shape, np.int32))
         self.constant(f"{name}_bias_quantized", q)
-        self.dequantize_node(
-            f"{name}_bias_quantized", scale_name, zero_name, f"{name}_bias_dequantized", 0
-        )
+        self.dequantize_node(f"{name}_bias_quantized", scale_name, zero_name, f"{name}_bias_dequantized", 0)
         return f"{name}_bias_dequantized"
 
 
@@ -161,9 +151,7 @@ def rewrite_qdq(
     for tensor in plan.activations:
         dequantized = writer.quantize_activation(tensor, params[tensor])
         producer = index.producer.get(tensor)
-        rewire_all = (
-            producer is not None and producer.name in quantized and tensor not in index.outputs
-        )
+        rewire_all = producer is not None and producer.name in quantized and tensor not in index.outputs
         consumers = list(index.consumers.get(tensor, []))
         relu = consumers[0] if tensor in plan.folded_relu else None
         for consumer in consumers:
@@ -188,20 +176,13 @@ def _quantize_weights(
             continue
         axis = None if spec.axis is None or value.ndim < 2 else spec.axis % value.ndim
         if (name, axis) not in done:
-            done[(name, axis)] = writer.quantize_weight(
-                name, value, fmt, axis, overrides.get(name)
-            )
+            done[(name, axis)] = writer.quantize_weight(name, value, fmt, axis, overrides.get(name))
         node.input[spec.input_index], weight_scales[spec.node] = done[(name, axis)]
     for node_name, position in plan.biases:
         node = writer.nodes_by_name[node_name]
         bias = writer.index.constant(node.input[position])
         activation = node.input[0].removesuffix("_dequantized")
-        if (
-            bias is None
-            or bias.ndim != 1
-            or node_name not in weight_scales
-            or activation not in params
-        ):
+        if bias is None or bias.ndim != 1 or node_name not in weight_scales or activation not in params:
             continue
         scale = params[activation][0] * weight_scales[node_name].reshape(-1)
         if scale.size not in (1, bias.size):

@@ -101,22 +101,33 @@ class Report:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-            raise InputError(f"not an {SCHEMA} report (schema is {data.get('schema')!r})"
-                             if isinstance(data, dict) else f"not an {SCHEMA} report")
+            raise InputError(
+                f"not an {SCHEMA} report (schema is {data.get('schema')!r})"
+                if isinstance(data, dict)
+                else f"not an {SCHEMA} report"
+            )
         data = _json_restore(data)
         try:
             accuracy = data["accuracy"]
             task = accuracy.get("task")
             return cls(
-                run_id=data["run_id"], created=data["created"], edgeq_version=data["edgeq_version"],
-                model=data["model"], target=data["target"], recipe=data["recipe"],
-                artifact=data["artifact"], size_ratio=data["size_ratio"], decision=data["decision"],
+                run_id=data["run_id"],
+                created=data["created"],
+                edgeq_version=data["edgeq_version"],
+                model=data["model"],
+                target=data["target"],
+                recipe=data["recipe"],
+                artifact=data["artifact"],
+                size_ratio=data["size_ratio"],
+                decision=data["decision"],
                 accuracy_samples=accuracy["samples"],
                 outputs=[OutputFidelity(**o) for o in accuracy["outputs"]],
                 task=_task_from_dict(task) if task else None,
                 latency=[_latency_from_dict(e) for e in data["latency"]],
-                quantization=data["quantization"], pruning=data.get("pruning"),
-                stages=data["stages"], machine=data["machine"],
+                quantization=data["quantization"],
+                pruning=data.get("pruning"),
+                stages=data["stages"],
+                machine=data["machine"],
                 gates=[Gate(**g) for g in data.get("gates", [])],
                 warnings=data.get("warnings", []),
                 sensitivity=data.get("sensitivity"),
@@ -146,8 +157,11 @@ def _task_from_dict(data: dict[str, Any]) -> TaskResult:
 
 def _latency_from_dict(data: dict[str, Any]) -> LatencyEntry:
     return LatencyEntry(
-        data["batch"], data["threads"], data["rounds"],
-        LatencyStats(**data["fp32"]), LatencyStats(**data["compiled"]),
+        data["batch"],
+        data["threads"],
+        data["rounds"],
+        LatencyStats(**data["fp32"]),
+        LatencyStats(**data["compiled"]),
     )
 
 

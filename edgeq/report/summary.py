@@ -30,8 +30,13 @@ def print_summary(report: Report, console: Console | None = None) -> None:
     for column in ("batch", "fp32 p50", "compiled p50", "compiled p90", "speedup"):
         latency.add_column(column, justify="right")
     for e in report.latency:
-        latency.add_row(str(e.batch), _fmt(e.fp32.p50_ms, ".3f"), _fmt(e.compiled.p50_ms, ".3f"),
-                        _fmt(e.compiled.p90_ms, ".3f"), f"{e.speedup:.2f}×")
+        latency.add_row(
+            str(e.batch),
+            _fmt(e.fp32.p50_ms, ".3f"),
+            _fmt(e.compiled.p50_ms, ".3f"),
+            _fmt(e.compiled.p90_ms, ".3f"),
+            f"{e.speedup:.2f}×",
+        )
     if report.latency:
         console.print(latency)
 
@@ -39,8 +44,14 @@ def print_summary(report: Report, console: Console | None = None) -> None:
     for column in ("output", "cosine", "SQNR dB", "rel L2", "max abs", "agreement"):
         fidelity.add_column(column, justify="right")
     for o in report.outputs:
-        fidelity.add_row(o.name, _fmt(o.cosine, ".5f"), _fmt(o.sqnr_db, ".1f"), _fmt(o.rel_l2),
-                         _fmt(o.max_abs), _fmt(o.agreement))
+        fidelity.add_row(
+            o.name,
+            _fmt(o.cosine, ".5f"),
+            _fmt(o.sqnr_db, ".1f"),
+            _fmt(o.rel_l2),
+            _fmt(o.max_abs),
+            _fmt(o.agreement),
+        )
     console.print(fidelity)
 
     if report.task is not None:
@@ -58,18 +69,30 @@ def print_summary(report: Report, console: Console | None = None) -> None:
         for column in ("node", "op", "SQNR in dB", "SQNR out dB", "own SQNR dB"):
             culprits.add_column(column, justify="right")
         for layer in layers:
-            culprits.add_row(layer["name"], layer["op_type"], _fmt(layer["sqnr_in_db"], ".1f"),
-                             _fmt(layer["sqnr_db"], ".1f"), _fmt(layer["own_sqnr_db"], ".1f"))
+            culprits.add_row(
+                layer["name"],
+                layer["op_type"],
+                _fmt(layer["sqnr_in_db"], ".1f"),
+                _fmt(layer["sqnr_db"], ".1f"),
+                _fmt(layer["own_sqnr_db"], ".1f"),
+            )
         console.print(culprits)
 
     if report.sensitivity:
-        ranking = Table(title="per-layer sensitivity (one layer quantized at a time; damage = task drop "
-                        "or 100·(1−cosine))")
+        ranking = Table(
+            title="per-layer sensitivity (one layer quantized at a time; damage = task drop "
+            "or 100·(1−cosine))"
+        )
         for column in ("layer", "op", "params", "int4 damage", "int8 damage"):
             ranking.add_column(column, justify="right")
         for row in report.sensitivity[:10]:
-            ranking.add_row(row["name"], row["op_type"], str(row["params"]),
-                            _fmt(row["sensitivity"].get("int4"), ".3f"), _fmt(row["sensitivity"].get("int8"), ".3f"))
+            ranking.add_row(
+                row["name"],
+                row["op_type"],
+                str(row["params"]),
+                _fmt(row["sensitivity"].get("int4"), ".3f"),
+                _fmt(row["sensitivity"].get("int8"), ".3f"),
+            )
         console.print(ranking)
 
     if report.precision_plan:
@@ -77,8 +100,14 @@ def print_summary(report: Report, console: Console | None = None) -> None:
         for column in ("plan", "size", "slowest speedup", "task drop", "worst cosine", "in budget"):
             plan.add_column(column, justify="right")
         for row in report.precision_plan["comparison"]:
-            plan.add_row(row["plan"], _fmt(row["size_ratio"], ".3f"), _fmt(row["speedup"], ".2f"),
-                         _fmt(row["task_drop"], ".3f"), _fmt(row["worst_cosine"], ".4f"), str(row["within_budget"]))
+            plan.add_row(
+                row["plan"],
+                _fmt(row["size_ratio"], ".3f"),
+                _fmt(row["speedup"], ".2f"),
+                _fmt(row["task_drop"], ".3f"),
+                _fmt(row["worst_cosine"], ".4f"),
+                str(row["within_budget"]),
+            )
         console.print(plan)
 
     for gate in report.gates:

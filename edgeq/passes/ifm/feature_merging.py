@@ -22,7 +22,7 @@ from edgeq.passes.ifm.summary import (
 Progress = Callable[[str], None]
 
 
-def merge_features(model: onnx.ModelProto, *, threshold: float = 0.05, max_ratio: float = 0.5,
+def merge_features(model: onnx.ModelProto, *, threshold: float = 0.25, max_ratio: float = 0.2,
                    protected: Iterable[str] = (), approximate: bool = False,
                    progress: Progress | None = None) -> tuple[onnx.ModelProto, PruningSummary]:
     """Data-free structured pruning by Iterative Feature Merging (Chen et al., ICLR 2024).
@@ -31,6 +31,12 @@ def merge_features(model: onnx.ModelProto, *, threshold: float = 0.05, max_ratio
     caps the share of a group's channels merged away; names in `protected` (tensors, weights or
     nodes) and graph outputs keep their channels; `approximate` lets near-duplicates merge
     through non-homogeneous activations (GELU, SiLU, ...), which changes outputs slightly.
+    Overcomplete groups (more channels than inputs per channel) merge identical channels only.
+
+    Defaults β = 0.25, max_ratio = 0.2: once a wide layer starts merging, averaging pulls merged
+    channels closer to the rest and it merges up to the cap, so β decides whether a layer is
+    redundant at all and the cap how much goes. The cap is conservative because layers that are
+    not over-wide lose accuracy fast (examples/ifm_results.md: the binary AE).
     """
     report = progress or (lambda message: None)
     original = onnx.shape_inference.infer_shapes(model)
@@ -100,7 +106,8 @@ def _summarise(original: onnx.ModelProto, pruned: onnx.ModelProto, groups: list[
         reason = group.blocked_by or (None if merger else "no weight layer reads it")
         summary.groups.append(GroupSummary(
             group.width, group.width - merged, merged, bool(merger and merger.exact_only),
-            sorted(group.tensors), sorted({slot.initializer for slot in group.slots}), reason))
+            sorted(group.tensors), sorted({slot.initializer for slot in group.slots}), reason,
+            merger.exact_only_because if merger else None))
     summary.parameters_before = model_parameters(original)
     summary.parameters_after = model_parameters(pruned)
     summary.flops_before = sum(layer.flops_before or 0 for layer in layers)

@@ -1,5 +1,15 @@
 """The numeric side of IFM: canonical scaling, pair distances and merging inside one group.
 
+Two rules keep the paper's relative stopping rule from over-merging (measured on the reference
+models, examples/ifm_results.md):
+
+- Overcomplete groups (more channels than each channel reads inputs, e.g. a 1-channel 3×3 stem
+  conv with 32 filters of 9 weights) merge identical channels only. Their filters are crowded into
+  a tiny space, so min‖w_i−w_j‖² is small next to max‖w_k−w_l‖² although no filter is redundant.
+- The distance weighs the incoming and the outgoing side equally: each side is divided by its mean
+  squared channel norm. Canonical scaling gives incoming rows unit norm and moves all magnitude
+  into the outgoing columns, so without this one side (whichever is larger) decides every merge.
+
 Weights are held in a "feature form" while merging: a merged channel's incoming rows (and biases)
 are the count-weighted mean of its members' rows, its outgoing columns their sum. For identical
 members this is exact for any channel-wise activation. For positively homogeneous streams the
@@ -27,7 +37,7 @@ class GroupMerger:
     """Merge bookkeeping for one group; `weights` are float64 copies shared by all groups."""
 
     group: ChannelGroup
-    exact_only: bool
+    exact_only_because: str | None
     limit: int
     counts: np.ndarray
     scales: np.ndarray | None = None  # summed canonical scales of each channel's members
@@ -37,11 +47,15 @@ class GroupMerger:
     def start(cls, group: ChannelGroup, weights: Weights, *, max_ratio: float,
               approximate: bool) -> GroupMerger:
         limit = min(int(np.floor(max_ratio * group.width)), group.width - 1)
-        merger = cls(group, exact_only=not (group.homogeneous or approximate), limit=limit,
-                     counts=np.ones(group.width, dtype=np.int64))
+        merger = cls(group, exact_only_because=exact_only_reason(group, weights, approximate),
+                     limit=limit, counts=np.ones(group.width, dtype=np.int64))
         if group.homogeneous:
             merger.scales = canonicalise(group, weights)
         return merger
+
+    @property
+    def exact_only(self) -> bool:
+        return self.exact_only_because is not None
 
     def try_merge(self, weights: Weights, threshold: float) -> bool:
         """Merge one pair if allowed: identical features first (lossless), then the paper's
@@ -64,9 +78,10 @@ class GroupMerger:
         return (keep, drop) if closest <= EXACT_TOLERANCE * scale else None
 
     def close_pair(self, weights: Weights, threshold: float) -> tuple[int, int] | None:
-        """The paper's rule on incoming rows and outgoing columns (biases left out)."""
-        features = channel_features(self.group, weights, self.counts, ("incoming", "outgoing"))
-        keep, drop, closest, farthest = closest_pair(features)
+        """The paper's rule on incoming rows and outgoing columns (biases left out), each side
+        weighted equally."""
+        keep, drop, closest, farthest = closest_pair(balanced_features(self.group, weights,
+                                                                       self.counts))
         return (keep, drop) if closest <= threshold * farthest else None
 
     def merge_pair(self, weights: Weights, keep: int, drop: int) -> None:
@@ -92,6 +107,22 @@ class GroupMerger:
         """Undo the canonical scaling: unmerged channels get their original weights back."""
         if self.scales is not None:
             scale_channels(self.group, weights, incoming=self.scales, outgoing=1.0 / self.scales)
+
+
+def exact_only_reason(group: ChannelGroup, weights: Weights, approximate: bool) -> str | None:
+    """Why only identical channels may merge in this group, or None when near-duplicates may."""
+    if not (group.homogeneous or approximate):
+        return "non-homogeneous stream: near-duplicates merge only with approximate=True"
+    fan_in = incoming_fan_in(group, weights)
+    if fan_in < group.width:
+        return f"overcomplete: {group.width} channels read {fan_in} inputs each"
+    return None
+
+
+def incoming_fan_in(group: ChannelGroup, weights: Weights) -> int:
+    """Length of a channel's incoming weights over all producers: the space its filter lives in."""
+    return sum(weights[slot.initializer].size // weights[slot.initializer].shape[slot.axis]
+               for slot in group.slots if slot.role == "incoming")
 
 
 def _channel_rows(array: np.ndarray, axis: int) -> np.ndarray:
@@ -128,6 +159,17 @@ def channel_features(group: ChannelGroup, weights: Weights, counts: np.ndarray,
             rows = _channel_rows(weights[slot.initializer], slot.axis)
             parts.append(rows / counts[:, None] if slot.role == "outgoing" else rows)
     return np.concatenate(parts, axis=1)
+
+
+def balanced_features(group: ChannelGroup, weights: Weights, counts: np.ndarray) -> np.ndarray:
+    """Incoming rows and outgoing columns side by side, each side divided by the root of its mean
+    squared channel norm, so that neither side's overall scale decides the distance."""
+    sides = []
+    for role in ("incoming", "outgoing"):
+        rows = channel_features(group, weights, counts, (role,))
+        scale = np.sqrt(np.square(rows).sum(axis=1).mean())
+        sides.append(rows / max(scale, _TINY))
+    return np.concatenate(sides, axis=1)
 
 
 def closest_pair(features: np.ndarray) -> tuple[int, int, float, float]:

@@ -41,7 +41,8 @@ class LayerSummary:
 
 @dataclass
 class GroupSummary:
-    """One channel group: how many channels merged, and which tensors and weights it spans."""
+    """One channel group: how many channels merged, and which tensors and weights it spans.
+    `exact_only_because` says why only identical channels could merge (None: near ones could)."""
 
     channels_before: int
     channels_after: int
@@ -50,6 +51,7 @@ class GroupSummary:
     tensors: list[str]
     weights: list[str]
     left_alone_because: str | None = None
+    exact_only_because: str | None = None
 
 
 @dataclass
