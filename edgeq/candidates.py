@@ -22,7 +22,6 @@ from edgeq.measure.latency import LatencyEntry, measure_interleaved
 from edgeq.measure.runner import OrtRunner
 from edgeq.measure.tasks import TaskResult
 from edgeq.progress import Reporter
-from edgeq.quant.adaround import adaround_weights
 from edgeq.quant.bias_correction import apply_biases, corrected_biases
 from edgeq.quant.calibrate import calibrate_ranges
 from edgeq.quant.dynamic import lower_dynamic
@@ -223,6 +222,8 @@ def quantize_static(
     fmt = weight_format(scheme)
     model, learned = prepared, None
     if methods.adaround:
+        from edgeq.quant.adaround import adaround_weights  # torch: imported only when asked for
+
         with reporter.bar("adaround layers", len({w.node for w in plan.weights})) as tick:
             learned = adaround_weights(
                 model,

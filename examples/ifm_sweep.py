@@ -5,8 +5,9 @@
         [--thresholds 0.1,0.2] [--max-ratios 0.2,0.3] [--approximate] [--protect NAME ...]
         [--out FILE.md]
 
-EVALUATOR is a built-in name (mrl-retrieval, binary-code, ...) or `module:function`. Unless given, β's
-list includes and max_ratio is `merge_features`'s own default: the table shows what a user gets.
+EVALUATOR is a built-in name (mrl-retrieval, binary-code, ...) or `module:function`. By default
+max_ratio is `merge_features`'s default and the β list holds its default (marked in the table),
+so the table shows what a user gets without tuning.
 """
 
 from __future__ import annotations

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-import torch
-import torch.nn.functional as F  # noqa: N812
 
 from edgeq.graph import GraphIndex, attribute
 from edgeq.measure.runner import OrtRunner
@@ -160,6 +158,9 @@ def input_second_moments(
 
 def conv_patches(node: onnx.NodeProto, x: np.ndarray, kernel: Sequence[int]) -> np.ndarray:
     """im2col rows [batch * positions, C * prod(kernel)] matching weight.reshape(O, -1)."""
+    import torch  # torch's unfold is the maintained im2col; imported only when convs need it
+    import torch.nn.functional as F  # noqa: N812
+
     spatial = len(kernel)
     x4 = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     pads = list(attribute(node, "pads", [0] * 2 * spatial))
