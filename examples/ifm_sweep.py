@@ -46,7 +46,7 @@ REFERENCE_CASES = [
          {"bits": "bits", "recon": "recon"}, headline="bit_agreement"),
 ]
 DEFAULTS = inspect.signature(merge_features).parameters
-DEFAULT_THRESHOLD = DEFAULTS["threshold"].default
+DEFAULT_SETTING = (DEFAULTS["threshold"].default, DEFAULTS["max_ratio"].default)
 DEFAULT_THRESHOLDS = "0.1,0.15,0.2,0.25,0.3"
 HEADER = ("| model | β | max_ratio | params kept | FLOPs kept | channels merged "
           "| worst primary drop | headline (fp32 → pruned) |\n|---|---|---|---|---|---|---|---|")
@@ -64,10 +64,11 @@ def prepared(path: str) -> onnx.ModelProto:
 
 def table_row(case: Case, threshold: float, max_ratio: float, summary: PruningSummary,
               result: TaskResult) -> str:
-    """One Markdown row; the default β is marked so the out-of-the-box result stands out."""
+    """One Markdown row; the default setting is marked so the out-of-the-box result stands out."""
     worst = max(result.primary, key=lambda name: result.metric(name).drop)
     headline = result.metric(case.headline or result.primary[0])
-    beta = f"**{threshold:g}** (default)" if threshold == DEFAULT_THRESHOLD else f"{threshold:g}"
+    default = (threshold, max_ratio) == DEFAULT_SETTING
+    beta = f"**{threshold:g}** (default)" if default else f"{threshold:g}"
     return (f"| {Path(case.model).parent.name} | {beta} | {max_ratio:g} "
             f"| {100 * summary.parameters_kept:.1f}% "
             f"| {100 * summary.to_dict()['flops_kept']:.1f}% | {summary.channels_merged} "
@@ -114,7 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", nargs=3, action="append", metavar=("MODEL", "EVALUATOR", "DATA"))
     parser.add_argument("--thresholds", default=DEFAULT_THRESHOLDS)
-    parser.add_argument("--max-ratios", default=str(DEFAULTS["max_ratio"].default))
+    parser.add_argument("--max-ratios", default=str(DEFAULT_SETTING[1]))
     parser.add_argument("--approximate", action="store_true")
     parser.add_argument("--protect", nargs="*", default=[])
     parser.add_argument("--out", type=Path, help="Markdown file (default for the reference "

@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 
 from edgeq.graph import GraphIndex
+from edgeq.quant.dynamic import lower_dynamic
 from edgeq.quant.int4 import linear_layer, lower_conv_to_int4, lower_to_matmul_nbits
 from edgeq.quant.plan import QuantPlan, plan_int8
 from edgeq.quant.qdq import rewrite_qdq
@@ -104,9 +105,12 @@ def build_mixed(
     exclude: list[str],
     block_size: int = 32,
 ) -> tuple[onnx.ModelProto, QuantPlan]:
-    """The model with the plan applied: static QDQ on its int8 layers, 4-bit weights on its int4."""
-    int8_plan = plan_int8(prepared, scheme, exclude, include=plan.nodes_at("int8"))
+    """The model with the plan applied: static QDQ on its int8 layers, 4-bit weights on its int4,
+    and recurrent layers (the target's dynamic ops, not planned per layer) dynamic int8."""
+    recurrent = {n.name for n in prepared.graph.node if n.op_type in scheme.dynamic_ops}
+    int8_plan = plan_int8(prepared, scheme, exclude, include=plan.nodes_at("int8") | recurrent)
     model = rewrite_qdq(prepared, int8_plan, ranges, scheme)
+    model = lower_dynamic(model, int8_plan.dynamic, scheme.weights.reduce_range)
     int4 = plan.nodes_at("int4")
     index = GraphIndex(model.graph)
     by_name = {n.name: n for n in model.graph.node}
