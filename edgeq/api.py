@@ -1,48 +1,27 @@
-"""`edgeq.compile`: the one code path behind the CLI and the Python API, stage by stage."""
+"""`edgeq.compile`: the one code path behind the CLI and the Python API."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import uuid
 import warnings
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import onnx
 import yaml
 
-from edgeq import __version__
-from edgeq.backends.ort_cpu import Artifact
-from edgeq.backends.tensorrt import REFERENCE_NAME, finish_later_hint, tensorrt_available
-from edgeq.candidates import Candidate, build_candidates, measure_candidates, quantize_static, select
+from edgeq.backends.tensorrt import finish_later_hint, tensorrt_available
 from edgeq.dashboard.commands import record_run
 from edgeq.dashboard.store import StoreError
-from edgeq.data import Arrays, load_npz, split, validate
-from edgeq.errors import InputError
-from edgeq.frontend.onnx_load import input_signatures, load_onnx
-from edgeq.graph import model_bytes, save_model
-from edgeq.measure.fidelity import compare_outputs
-from edgeq.measure.layers import layer_damage
-from edgeq.measure.machine import describe_machine
-from edgeq.measure.runner import OrtRunner
-from edgeq.measure.tasks import TaskResult, resolve_evaluator
 from edgeq.outdir import check_output_path, staged_output
-from edgeq.passes.mrl import deployed_task_options, slice_embedding
-from edgeq.passes.prepare import prepare_model
+from edgeq.pipeline import run
 from edgeq.progress import Reporter
-from edgeq.quant.equalize import equalize_cross_layer
-from edgeq.quant.given import is_quantized, recognise
-from edgeq.quant.plan import QuantPlan, ensure_node_names, plan_int8
-from edgeq.quant.trt_rules import check_tensorrt_placement
 from edgeq.recipe import Recipe, build_recipe
 from edgeq.report.html import write_html
-from edgeq.report.schema import Gate, Report, load_report
+from edgeq.report.schema import Report, load_report
+from edgeq.source import load_data, load_source
 from edgeq.targets import TargetSpec, load_target
 
 
@@ -57,15 +36,6 @@ class CompileResult:
     @property
     def passed(self) -> bool:
         return self.report.passed
-
-
-@dataclass
-class SourceModel:
-    model: onnx.ModelProto
-    path: str
-    sha256: str
-    bytes: int
-    name: str
 
 
 def compile(  # noqa: A001 - the verb users expect: edgeq.compile(...)
@@ -95,10 +65,10 @@ def compile(  # noqa: A001 - the verb users expect: edgeq.compile(...)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with reporter.stage("load", "load model"):
-            source = _load_source(model, example_inputs, input_names, output_names)
+            source = load_source(model, example_inputs, input_names, output_names)
         calib, evaluation = load_data(recipe, source.model)
         with staged_output(out, force) as staging:
-            report = _run(source, recipe, target, calib, evaluation, staging, reporter)
+            report = run(source, recipe, target, calib, evaluation, staging, reporter)
             report.warnings = _summarize_warnings(caught)
             report.write(staging / "report.json")
             write_html(report.to_dict(), staging / "report.html")
@@ -140,394 +110,6 @@ def _finish_tensorrt(out: Path, target: TargetSpec) -> Report:
     report.decision["finish_later"] = finish_later_hint(out, target=target)
     report.write(out / "report.json")
     return report
-
-
-def _load_source(model, example_inputs, input_names, output_names) -> SourceModel:
-    if isinstance(model, str | Path):
-        path = Path(model)
-        loaded = load_onnx(path)
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        name = f"{path.parent.name}/{path.stem}" if path.stem == "model" and path.parent.name else path.stem
-        return SourceModel(loaded, str(path.resolve()), digest, model_bytes(path), name)
-    if isinstance(model, onnx.ModelProto):
-        serialized = model.SerializeToString()
-        return SourceModel(
-            model,
-            "<ModelProto>",
-            hashlib.sha256(serialized).hexdigest(),
-            len(serialized),
-            model.graph.name or "model",
-        )
-    import torch
-
-    if isinstance(model, torch.nn.Module):
-        from edgeq.frontend.torch_export import export_torch
-
-        if example_inputs is None:
-            raise InputError("a torch module needs example_inputs to be exported")
-        exported, _ = export_torch(model, example_inputs, input_names=input_names, output_names=output_names)
-        serialized = exported.SerializeToString()
-        return SourceModel(
-            exported,
-            f"<torch {type(model).__name__}>",
-            hashlib.sha256(serialized).hexdigest(),
-            len(serialized),
-            type(model).__name__,
-        )
-    raise InputError(f"cannot compile a {type(model).__name__}: give an ONNX path, ModelProto or nn.Module")
-
-
-def load_data(recipe: Recipe, model: onnx.ModelProto) -> tuple[Arrays, Arrays]:
-    """Calibration and held-out evaluation arrays, checked against the model's inputs."""
-    if recipe.calib is None:
-        raise InputError("no calibration data: pass --calib DATA.npz (one array per model input)")
-    signatures = input_signatures(model)
-    calib = load_npz(recipe.calib)
-    count = validate(calib, signatures, f"calibration file {recipe.calib}")
-    if recipe.eval is None:
-        return split(calib, count, recipe.eval_fraction)
-    evaluation = load_npz(recipe.eval, "evaluation file")
-    validate(evaluation, signatures, f"evaluation file {recipe.eval}")
-    return calib, evaluation
-
-
-def _prepare(
-    source: SourceModel, recipe: Recipe, evaluation: Arrays, reporter: Reporter
-) -> tuple[onnx.ModelProto, dict[str, Any] | None]:
-    with reporter.stage("prepare", "prepare graph (fold BatchNorm and constants)"):
-        prepared = prepare_model(source.model)
-        ensure_node_names(prepared)
-    if recipe.methods.equalize:
-        with reporter.stage("equalize", "equalize cross-layer weight ranges"):
-            prepared, summary = equalize_cross_layer(prepared)
-            reporter.note(f"{len(summary['pairs'])} layer pairs equalized")
-            prepared = onnx.shape_inference.infer_shapes(prepared)
-    if recipe.prune is None:
-        return prepared, None
-    with reporter.stage("prune", "prune by iterative feature merging"):
-        return _prune(prepared, source.model, recipe, evaluation, reporter)
-
-
-def _new_report(source: SourceModel, recipe: Recipe, target: TargetSpec, **fields: Any) -> Report:
-    """A report stamped with run id, time, version, model, target, recipe and machine."""
-    now = datetime.now(timezone.utc)
-    return Report(
-        run_id=now.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6],
-        created=now.isoformat(timespec="seconds"),
-        edgeq_version=__version__,
-        model={"name": source.name, "path": source.path, "sha256": source.sha256, "bytes": source.bytes},
-        target={"name": target.name, "runtime": target.runtime, "providers": target.providers},
-        recipe=recipe.to_dict(),
-        machine=describe_machine(),
-        **fields,
-    )
-
-
-def _run(
-    source: SourceModel,
-    recipe: Recipe,
-    target: TargetSpec,
-    calib: Arrays,
-    evaluation: Arrays,
-    staging: Path,
-    reporter: Reporter,
-) -> Report:
-    if target.runtime == "tensorrt":
-        return _run_tensorrt(source, recipe, target, calib, evaluation, staging, reporter)
-    if is_quantized(source.model):
-        return _run_given(source, recipe, target, evaluation, staging, reporter)
-    prepared, pruning = _prepare(source, recipe, evaluation, reporter)
-    work = staging / "candidates"
-    work.mkdir()
-    deployed = None
-    if recipe.mrl is not None:
-        with reporter.stage("mrl", f"cut the embedding to its deployed {recipe.mrl.dim} dims"):
-            prepared = slice_embedding(prepared, recipe.mrl.output, recipe.mrl.dim)
-            deployed = save_model(prepared, work / "reference.deployed.onnx")
-            if recipe.task is not None:
-                recipe = build_recipe(
-                    recipe,
-                    task={
-                        "name": recipe.task.name,
-                        "options": deployed_task_options(recipe.task.options, recipe.mrl.dim),
-                    },
-                )
-    run_task = partial(evaluate_task, recipe, evaluation=evaluation)
-    candidates, analysis = build_candidates(prepared, recipe, target, calib, evaluation, run_task, reporter)
-    fp32_path = save_model(source.model, work / "reference.onnx")
-    measure_candidates(candidates, fp32_path, work, target, evaluation, run_task, reporter, deployed)
-    chosen, reason = select(candidates, recipe)
-    explained = chosen if chosen.plan else _most_faithful_quantized(candidates) or chosen
-    layers = []
-    if explained.plan is not None:
-        with reporter.stage("layers", "rank layers by the noise they add"):
-            nodes = {n: "int8" for n in explained.plan.quantized} | {
-                n: "int8-dynamic" for n in explained.plan.dynamic
-            }
-            layers = layer_damage(prepared, explained.model, nodes, evaluation)
-    summaries = [c.summary(recipe, source.bytes) for c in candidates]
-    artifact = _keep(chosen.artifact, staging)
-    shutil.rmtree(work)
-    report = _new_report(
-        source,
-        recipe,
-        target,
-        artifact=artifact.to_dict(staging),
-        size_ratio=artifact.bytes / source.bytes,
-        decision={"chosen": chosen.name, "reason": reason, "candidates": summaries},
-        accuracy_samples=_count(evaluation, prepared),
-        outputs=chosen.outputs,
-        task=chosen.task,
-        latency=chosen.latency,
-        quantization=_quantization_section(explained, recipe, layers),
-        pruning=pruning,
-        stages=reporter.stages,
-        sensitivity=analysis.ranking() if analysis else None,
-        precision_plan=_precision_plan_section(analysis, summaries),
-    )
-    report.gates = evaluate_gates(report, recipe)
-    return report
-
-
-def _precision_plan_section(analysis, summaries: list[dict]) -> dict[str, Any] | None:
-    """The chosen per-layer precisions beside uniform 8-bit and 4-bit, as measured."""
-    if analysis is None or analysis.plan is None:
-        return None
-    compared = {"int8-static": "uniform-int8", "int4-uniform": "uniform-int4", "int4-planned": "planned"}
-    comparison = [
-        {
-            "plan": compared[s["name"]],
-            "size_ratio": s["size_ratio"],
-            "task_drop": s["task_drop"],
-            "worst_cosine": s["worst_cosine"],
-            "speedup": min(s["speedups"].values(), default=None),
-            "within_budget": s["within_budget"],
-        }
-        for s in summaries
-        if s["name"] in compared
-    ]
-    if not any(row["plan"] == "planned" for row in comparison):
-        comparison += [row | {"plan": "planned"} for row in comparison if row["plan"] == "uniform-int4"]
-    return analysis.plan.to_dict() | {"comparison": comparison}
-
-
-def _run_given(
-    source: SourceModel,
-    recipe: Recipe,
-    target: TargetSpec,
-    evaluation: Arrays,
-    staging: Path,
-    reporter: Reporter,
-) -> Report:
-    """An already-quantized model (QAT export, another tool): compiled and measured as given.
-
-    Its Q/DQ are read, checked against the target's conventions, and never quantized twice. With
-    `reference` (the fp32 model) fidelity and speedup are against fp32; without, against itself.
-    """
-    with reporter.stage("prepare", "prepare the given quantized graph"):
-        prepared = prepare_model(source.model)
-        ensure_node_names(prepared)
-    decisions, problems = recognise(prepared, target.quantization.int8)
-    candidate = Candidate("given-qdq", prepared, QuantPlan(decisions))
-    work = staging / "candidates"
-    work.mkdir()
-    reference = (
-        Path(recipe.reference) if recipe.reference else save_model(source.model, work / "reference.onnx")
-    )
-    if recipe.reference:
-        load_onnx(reference)  # one clear line if the reference is not a usable model
-    run_task = partial(evaluate_task, recipe, evaluation=evaluation)
-    measure_candidates([candidate], reference, work, target, evaluation, run_task, reporter)
-    summary = candidate.summary(recipe, source.bytes)
-    artifact = _keep(candidate.artifact, staging)
-    shutil.rmtree(work)
-    quantization = _quantization_section(candidate, recipe, []) | {
-        "method": "given-qdq",
-        "calibration": None,
-        "target_problems": problems,
-    }
-    reason = "the model arrived quantized: compiled as given, not quantized twice"
-    if not recipe.reference:
-        reason += "; no fp32 reference given, so fidelity and speed are measured against itself"
-    slow = [f"batch {e.batch}: {e.speedup:.2f}x" for e in candidate.latency if e.speedup < 1.0]
-    if slow:
-        reason += f"; slower than the reference at {', '.join(slow)} (its Q/DQ placement is not ours)"
-    report = _new_report(
-        source,
-        recipe,
-        target,
-        artifact=artifact.to_dict(staging),
-        size_ratio=artifact.bytes / source.bytes,
-        decision={"chosen": candidate.name, "reason": reason, "candidates": [summary]},
-        accuracy_samples=_count(evaluation, prepared),
-        outputs=candidate.outputs,
-        task=candidate.task,
-        latency=candidate.latency,
-        quantization=quantization,
-        pruning=None,
-        stages=reporter.stages,
-    )
-    report.gates = evaluate_gates(report, recipe)
-    return report
-
-
-def _run_tensorrt(
-    source: SourceModel,
-    recipe: Recipe,
-    target: TargetSpec,
-    calib: Arrays,
-    evaluation: Arrays,
-    staging: Path,
-    reporter: Reporter,
-) -> Report:
-    """The TensorRT-ready QDQ graph, measured in ONNX Runtime CPU; the engine is built later.
-
-    TensorRT fuses and times on the GPU itself, so no CPU latency picks a candidate here: the
-    static QDQ graph (or fp32 for an FP16 target) is the artifact `edgeq build-engine` consumes.
-    """
-    prepared, pruning = _prepare(source, recipe, evaluation, reporter)
-    candidate = Candidate("fp16" if target.precision == "fp16" else "int8-qdq", prepared)
-    if target.precision != "fp16":
-        candidate.plan = plan_int8(prepared, target.quantization.int8, recipe.exclude, mode="static")
-        with reporter.stage("quantize-static", "quantize: static int8 for TensorRT"):
-            candidate.model, candidate.plan = quantize_static(
-                prepared, candidate.plan, recipe, target, calib, reporter
-            )
-    path = save_model(candidate.model, staging / "model.onnx")
-    reference = save_model(source.model, staging / REFERENCE_NAME)
-    with reporter.stage("fidelity", "measure the QDQ graph in ONNX Runtime CPU"):
-        fp32, graph = OrtRunner(reference), OrtRunner(path)
-        candidate.outputs = compare_outputs(fp32.predict(evaluation), graph.predict(evaluation))
-        candidate.task = evaluate_task(recipe, fp32, graph, evaluation)
-    layers = []
-    if candidate.plan is not None:
-        with reporter.stage("layers", "rank layers by the noise they add"):
-            nodes = {n: "int8" for n in candidate.plan.quantized}
-            layers = layer_damage(prepared, candidate.model, nodes, evaluation)
-    quantization = _quantization_section(candidate, recipe, layers)
-    quantization["tensorrt_violations"] = check_tensorrt_placement(candidate.model)
-    artifact = Artifact(path, "onnx-qdq" if candidate.plan else "onnx", [path, reference])
-    report = _new_report(
-        source,
-        recipe,
-        target,
-        artifact=artifact.to_dict(staging),
-        size_ratio=artifact.bytes / source.bytes,
-        decision={
-            "chosen": candidate.name,
-            "engine": "pending",
-            "reason": "engine build and GPU latency run on the target: edgeq build-engine OUT/",
-        },
-        accuracy_samples=_count(evaluation, prepared),
-        outputs=candidate.outputs,
-        task=candidate.task,
-        latency=[],
-        quantization=quantization,
-        pruning=pruning,
-        stages=reporter.stages,
-    )
-    report.gates = evaluate_gates(report, recipe)
-    return report
-
-
-def _most_faithful_quantized(candidates: list[Candidate]) -> Candidate | None:
-    """When fp32 wins, the INT8 candidate whose culprits the report should still show."""
-    quantized = [c for c in candidates if c.plan is not None]
-    return max(quantized, key=lambda c: c.worst_cosine, default=None)
-
-
-def _keep(artifact: Artifact, staging: Path) -> Artifact:
-    """Move the chosen candidate's files to the output's top level."""
-    files = []
-    for path in artifact.files:
-        target = staging / path.name
-        path.rename(target)
-        files.append(target)
-    return Artifact(staging / artifact.path.name, artifact.format, files)
-
-
-def _quantization_section(candidate: Candidate, recipe: Recipe, layers: list) -> dict[str, Any]:
-    plan = candidate.plan
-    if plan is None:
-        return {"method": "fp32", "nodes": [], "layers": []}
-    return {
-        "method": candidate.name,
-        "calibration": {"method": recipe.calibration.method, "samples": recipe.calibration.samples}
-        if plan.quantized
-        else None,
-        "counts": dict(Counter(d.precision for d in plan.decisions)),
-        "nodes": [d.to_dict() for d in plan.decisions],
-        "layers": [d.to_dict() for d in layers],
-    }
-
-
-def _prune(
-    prepared: onnx.ModelProto,
-    original: onnx.ModelProto,
-    recipe: Recipe,
-    evaluation: Arrays,
-    reporter: Reporter,
-) -> tuple[onnx.ModelProto, dict[str, Any]]:
-    """Merge redundant features, then measure what pruning alone cost against the fp32 model."""
-    from edgeq.passes.ifm import merge_features
-
-    settings = recipe.prune
-    pruned, summary = merge_features(
-        prepared,
-        threshold=settings.threshold,
-        max_ratio=settings.max_ratio,
-        protected=settings.protected,
-        approximate=settings.approximate,
-        progress=reporter.note,
-    )
-    fp32 = OrtRunner(original.SerializeToString())
-    candidate = OrtRunner(pruned.SerializeToString())
-    outputs = compare_outputs(fp32.predict(evaluation), candidate.predict(evaluation))
-    task = evaluate_task(recipe, fp32, candidate, evaluation)
-    accuracy = {"outputs": [vars(o) for o in outputs], "task": task.to_dict() if task else None}
-    return pruned, {
-        "method": "ifm",
-        "threshold": settings.threshold,
-        "max_ratio": settings.max_ratio,
-        **summary.to_dict(),
-        "accuracy": accuracy,
-    }
-
-
-def _count(data: Arrays, model: onnx.ModelProto) -> int:
-    first = input_signatures(model)[0].name
-    return len(data[first])
-
-
-def evaluate_task(recipe: Recipe, fp32, compiled, evaluation: Arrays) -> TaskResult | None:
-    """The recipe's task metric for both models, or None when the recipe names no task."""
-    if recipe.task is None:
-        return None
-    evaluator = resolve_evaluator(recipe.task.name)
-    try:
-        return evaluator(fp32, compiled, evaluation, **recipe.task.options)
-    except TypeError as exc:
-        raise InputError(f"task {recipe.task.name!r} rejected its options: {exc}") from None
-
-
-def evaluate_gates(report: Report, recipe: Recipe) -> list[Gate]:
-    """The recipe's gates checked against a report (compile and build-engine share this)."""
-    gates = []
-    limits = recipe.gates
-    if limits.max_drop is not None:
-        if report.task is None:
-            raise InputError("gate max_drop needs a task evaluator (--task); use --min-cosine instead")
-        drop = report.task.worst_primary_drop
-        gates.append(Gate("max_drop", limits.max_drop, drop, drop <= limits.max_drop))
-    if limits.min_speedup is not None:
-        speed = min((e.speedup for e in report.latency), default=None)  # None: not timed yet
-        gates.append(
-            Gate("min_speedup", limits.min_speedup, speed, speed is not None and speed >= limits.min_speedup)
-        )
-    if limits.min_cosine is not None:
-        cos = report.worst_cosine
-        gates.append(Gate("min_cosine", limits.min_cosine, cos, cos is not None and cos >= limits.min_cosine))
-    return gates
 
 
 def _summarize_warnings(caught: list[warnings.WarningMessage]) -> list[dict[str, Any]]:

@@ -58,8 +58,8 @@ class Prune:
     """Iterative Feature Merging settings (data-free structured pruning)."""
 
     method: Literal["ifm"] = "ifm"
-    threshold: float = 0.05
-    max_ratio: float = 0.5
+    threshold: float = 0.25  # β; on wide layers merging switches on near 0.2, so max_ratio sets the amount
+    max_ratio: float = 0.2
     protected: list[str] = field(default_factory=list)
     approximate: bool = False
 

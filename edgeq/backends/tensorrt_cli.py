@@ -16,7 +16,6 @@ from typing import Any
 import click
 import onnx
 
-from edgeq.api import evaluate_gates, evaluate_task, load_data
 from edgeq.backends.tensorrt import NEEDS_TENSORRT, REFERENCE_NAME, build_engine, tensorrt_available
 from edgeq.backends.tensorrt_config import settings_of
 from edgeq.config import from_dict
@@ -24,9 +23,11 @@ from edgeq.errors import GateError, InputError
 from edgeq.measure.fidelity import compare_outputs
 from edgeq.measure.machine import describe_machine
 from edgeq.measure.runner import OrtRunner
+from edgeq.pipeline import evaluate_gates, evaluate_task
 from edgeq.recipe import Recipe, build_recipe
 from edgeq.report.html import write_html
 from edgeq.report.schema import Report
+from edgeq.source import load_data
 from edgeq.targets import TargetSpec, load_target
 
 
