@@ -128,7 +128,7 @@ def compile_command(
         k: v for k, v in {"threshold": prune_threshold, "max_ratio": prune_max_ratio}.items() if v
     }
     if prune or prune_settings:
-        prune_settings = {**(vars(base.prune) if base.prune else {}), **prune_settings}
+        prune_settings = {"method": "ifm", **(vars(base.prune) if base.prune else {}), **prune_settings}
     task = {"name": task_name, "options": _parse_options(task_option)} if task_name else None
     if task_option and not task_name:
         if base.task is None:
