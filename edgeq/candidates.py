@@ -25,7 +25,7 @@ from edgeq.progress import Reporter
 from edgeq.quant.bias_correction import apply_biases, corrected_biases
 from edgeq.quant.calibrate import calibrate_ranges
 from edgeq.quant.dynamic import lower_dynamic
-from edgeq.quant.int4 import fastest_accuracy_level, set_accuracy_level
+from edgeq.quant.int4 import fastest_accuracy_level, quantize_embeddings, set_accuracy_level
 from edgeq.quant.mixed import (
     LayerGroup,
     PrecisionPlan,
@@ -132,6 +132,7 @@ def build_candidates(
             if mode == "static":
                 model, plan = quantize_static(prepared, plan, recipe, target, calib, reporter)
             model = lower_dynamic(model, plan.dynamic, scheme.weights.reduce_range)
+            model = quantize_embeddings(model, bits=8)
         candidates.append(Candidate(f"int8-{mode}", model, plan))
     return candidates, analysis
 
@@ -176,6 +177,7 @@ def _mixed_candidates(prepared, recipe, target, calib, evaluation, run_task, rep
         if name == "int4-planned" and plan.assignment == uniform.assignment:
             continue
         model, int8_plan = build_mixed(prepared, plan, scheme, ranges, recipe.exclude, recipe.block_size)
+        model = quantize_embeddings(model, bits=4, block_size=recipe.block_size)
         candidates.append(Candidate(name, _fastest_4bit_compute(model, evaluation), int8_plan))
     return candidates, analysis
 

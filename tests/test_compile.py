@@ -292,3 +292,28 @@ def test_pruning_and_int8_compose_in_one_compile(tmp_path):
     assert pruning["parameters_after"] <= pruning["parameters_before"] - 16 * 16
     assert pruning["accuracy"]["outputs"][0]["cosine"] > 0.99999, "merging duplicates is exact"
     assert result.report.decision["chosen"] == "int8-static" and result.report.worst_cosine > 0.99
+
+
+def test_embedding_tables_are_stored_in_int8_and_gathered_row_by_row(tmp_path):
+    import torch
+    from torch import nn
+
+    class Bag(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(2000, 64)
+            self.head = nn.Linear(64, 16)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.head(self.embed(ids).mean(1))
+
+    torch.manual_seed(0)
+    calib = tmp_path / "ids.npz"
+    np.savez(calib, ids=np.random.default_rng(0).integers(0, 2000, (64, 12)).astype(np.int64))
+    result = edgeq.compile(Bag().eval(), example_inputs=torch.zeros(2, 12, dtype=torch.int64),
+                           input_names=["ids"], output_names=["y"], out=tmp_path / "out",
+                           target=FAST_TARGET, calib=str(calib), mode="dynamic", fallback_fp32=False)
+    assert result.report.size_ratio < 0.35, "the 2000x64 table dominates the model and is int8"
+    assert result.report.worst_cosine > 0.999
+    ops = [n.op_type for n in onnx.load(result.artifact).graph.node]
+    assert "DequantizeLinear" not in ops, "rows are dequantized after the gather, not the whole table"

@@ -133,13 +133,16 @@ def lower_conv_to_int4(model: onnx.ModelProto, nodes: Iterable[str]) -> onnx.Mod
         scale, zero = weight_params(weight, INT4_SYMMETRIC, axis=axis)
         q = quantize(weight, scale, zero, INT4_SYMMETRIC, axis=axis)
         base = f"{node.input[1]}_{node.name}_int4"
-        lowered.graph.initializer.extend([
-            helper.make_tensor(base, TensorProto.INT4, q.shape, q.reshape(-1).tolist()),
-            numpy_helper.from_array(scale.astype(np.float32), base + "_scale"),
-        ])
+        lowered.graph.initializer.extend(
+            [
+                helper.make_tensor(base, TensorProto.INT4, q.shape, q.reshape(-1).tolist()),
+                numpy_helper.from_array(scale.astype(np.float32), base + "_scale"),
+            ]
+        )
         output = base + "_dequantized"
-        dq = helper.make_node("DequantizeLinear", [base, base + "_scale"], [output],
-                              name=output + "_node", axis=axis)
+        dq = helper.make_node(
+            "DequantizeLinear", [base, base + "_scale"], [output], name=output + "_node", axis=axis
+        )
         lowered.graph.node.insert(list(lowered.graph.node).index(node), dq)
         node.input[1] = output
     drop_unused_initializers(lowered.graph)
@@ -161,20 +164,23 @@ def _blocked_dq(
     )
     output = base + "_dequantized"
     dq = helper.make_node(
-        "DequantizeLinear", [base, base + "_scale"], [output], name=output + "_node",
-        axis=axis, block_size=block_size,
+        "DequantizeLinear",
+        [base, base + "_scale"],
+        [output],
+        name=output + "_node",
+        axis=axis,
+        block_size=block_size,
     )
     position = list(graph.node).index(node)
     graph.node.insert(position, dq)
     return output
 
 
-def quantize_embeddings(
-    model: onnx.ModelProto, bits: int = 8, block_size: int = 32
-) -> onnx.ModelProto:
+def quantize_embeddings(model: onnx.ModelProto, bits: int = 8, block_size: int = 32) -> onnx.ModelProto:
     """Store constant Gather tables (axis 0, 2-D fp32) in 8 or 4 bits so the file really shrinks.
 
-    8 bits: int8 table with per-row scales -> DequantizeLinear(axis=0) -> Gather (standard ONNX).
+    8 bits: int8 table with per-row scales; Gather the int8 rows, then Cast and scale them
+    (standard ONNX, and only the looked-up rows are dequantized per call).
     4 bits: com.microsoft GatherBlockQuantized on uint4 codes packed in uint8, blocks of
     `block_size` along each row (ORT's CPU kernel gathers on axis 0 and blocks the last axis).
     """
@@ -189,7 +195,7 @@ def quantize_embeddings(
         if table is None or (bits == 4 and table.shape[1] % 2):
             continue
         if bits == 8:
-            _int8_rows_gather(quantized.graph, node, table)
+            _int8_rows_gather(quantized.graph, node, table, _default_opset(quantized))
         else:
             _gather_block_quantized(quantized.graph, node, table, block_size)
     if bits == 4:
@@ -208,24 +214,36 @@ def _embedding_table(node: onnx.NodeProto, index: GraphIndex) -> np.ndarray | No
     return table
 
 
-def _int8_rows_gather(graph: onnx.GraphProto, node: onnx.NodeProto, table: np.ndarray) -> None:
+def _int8_rows_gather(graph: onnx.GraphProto, node: onnx.NodeProto, table: np.ndarray, opset: int) -> None:
+    """Gather int8 rows, then scale them: only the looked-up rows are dequantized per call."""
     fmt = QuantFormat(bits=8, signed=True, symmetric=True, narrow_range=True)
     scale, zero = weight_params(table, fmt, axis=0)
-    q = np.clip(np.rint(table / scale[:, None]), fmt.qmin, fmt.qmax).astype(np.int8)
+    q = quantize(table, scale, zero, fmt, axis=0)
     base = f"{node.input[0]}_{node.name}_int8"
+    ids = node.input[1]
     graph.initializer.extend(
-        [
-            numpy_helper.from_array(q, base),
-            numpy_helper.from_array(scale.astype(np.float32), base + "_scale"),
-            numpy_helper.from_array(zero, base + "_zero_point"),
-        ]
+        [numpy_helper.from_array(q, base), numpy_helper.from_array(scale.astype(np.float32), base + "_scale")]
     )
-    dq = helper.make_node(
-        "DequantizeLinear", [base, base + "_scale", base + "_zero_point"], [base + "_dequantized"],
-        name=base + "_dequantize", axis=0,
+    unsqueeze = (
+        helper.make_node("Unsqueeze", [base + "_row_scale", base + "_last_axis"], [base + "_row_scale_1"])
+        if opset >= 13
+        else helper.make_node("Unsqueeze", [base + "_row_scale"], [base + "_row_scale_1"], axes=[-1])
     )
-    graph.node.insert(list(graph.node).index(node), dq)
-    node.input[0] = base + "_dequantized"
+    if opset >= 13:
+        graph.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), base + "_last_axis"))
+    replacement = [
+        helper.make_node("Gather", [base, ids], [base + "_rows"], name=node.name + "_int8_rows"),
+        helper.make_node("Cast", [base + "_rows"], [base + "_rows_float"], to=TensorProto.FLOAT),
+        helper.make_node("Gather", [base + "_scale", ids], [base + "_row_scale"]),
+        unsqueeze,
+        helper.make_node(
+            "Mul", [base + "_rows_float", base + "_row_scale_1"], list(node.output), name=node.name
+        ),
+    ]
+    position = list(graph.node).index(node)
+    graph.node.remove(node)
+    for offset, new_node in enumerate(replacement):
+        graph.node.insert(position + offset, new_node)
 
 
 def _gather_block_quantized(
@@ -241,8 +259,14 @@ def _gather_block_quantized(
         ]
     )
     replacement = helper.make_node(
-        "GatherBlockQuantized", [base, node.input[1], base + "_scale"], list(node.output),
-        name=node.name, domain=MS_DOMAIN, bits=4, block_size=block_size, gather_axis=0,
+        "GatherBlockQuantized",
+        [base, node.input[1], base + "_scale"],
+        list(node.output),
+        name=node.name,
+        domain=MS_DOMAIN,
+        bits=4,
+        block_size=block_size,
+        gather_axis=0,
         quantize_axis=1,
     )
     graph.node.insert(list(graph.node).index(node), replacement)
@@ -299,9 +323,7 @@ def _selected_layers(
 ) -> list[LinearLayer]:
     """Eligible MatMul/Gemm layers, restricted to `nodes` when given (ineligible names raise)."""
     eligible = {
-        node.name: layer
-        for node in model.graph.node
-        if (layer := linear_layer(node, index)) is not None
+        node.name: layer for node in model.graph.node if (layer := linear_layer(node, index)) is not None
     }
     if nodes is None:
         return list(eligible.values())
@@ -366,18 +388,14 @@ def _matmul_nbits_nodes(
     if accuracy_level is not None:
         attrs["accuracy_level"] = accuracy_level
     nodes = [
-        helper.make_node(
-            "MatMulNBits", inputs, [matmul_output], name=node.name, domain=MS_DOMAIN, **attrs
-        )
+        helper.make_node("MatMulNBits", inputs, [matmul_output], name=node.name, domain=MS_DOMAIN, **attrs)
     ]
     if layer.bias is not None:
         bias = layer.bias
         if isinstance(bias, np.ndarray):
             bias = f"{base}_bias"
             graph.initializer.append(numpy_helper.from_array(layer.bias, bias))
-        nodes.append(
-            helper.make_node("Add", [matmul_output, bias], [output], name=f"{node.name}_bias")
-        )
+        nodes.append(helper.make_node("Add", [matmul_output, bias], [output], name=f"{node.name}_bias"))
     return nodes
 
 
@@ -393,10 +411,13 @@ def _splice(graph: onnx.GraphProto, replacements: Mapping[str, list[onnx.NodePro
 
 def _at_least_opset(model: onnx.ModelProto, version: int) -> onnx.ModelProto:
     """A copy whose default-domain opset is >= version (converted by onnx's version converter)."""
-    current = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
-    if current >= version:
+    if _default_opset(model) >= version:
         return _copy(model)
     return version_converter.convert_version(model, version)
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
 
 
 def _ensure_opset(model: onnx.ModelProto, domain: str, version: int) -> None:
