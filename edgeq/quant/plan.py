@@ -127,7 +127,7 @@ def plan_int8(
     quantized_outputs: set[str] = set()
     for node in (n for n in model.graph.node if n.name not in decisions):
         decide = _decide_dynamic if mode == "dynamic" else _decide
-        if include is not None and node.op_type in WEIGHTED_OPS and node.name not in include:
+        if include is not None and _outside_plan(node, index, include):
             decisions[node.name] = NodeDecision(node.name, node.op_type, "fp32", PLAN_REASON)
             continue
         decision = decide(node, index, types, scheme, set(exclude), protected, quantized_outputs)
@@ -174,6 +174,16 @@ def _decide(node, index, types, scheme, exclude, protected, quantized_outputs) -
     if op == "MatMul" and not index.is_constant(node.input[1]) and not scheme.activation_matmul:
         return fp32("activation x activation MatMul (attention) kept fp32 on this target")
     return NodeDecision(node.name, op, "int8")
+
+
+def _outside_plan(node: onnx.NodeProto, index: GraphIndex, include: set[str]) -> bool:
+    """A weighted layer not in the plan's int8 set, or a residual Add none of whose inputs is."""
+    if node.op_type in WEIGHTED_OPS:
+        return node.name not in include
+    if node.op_type == "Add":
+        producers = (index.producer.get(name) for name in node.input)
+        return not any(p is not None and p.name in include for p in producers)
+    return False
 
 
 def _decide_dynamic(node, index, types, scheme, exclude, protected, quantized_outputs) -> NodeDecision:
