@@ -317,3 +317,20 @@ def test_embedding_tables_are_stored_in_int8_and_gathered_row_by_row(tmp_path):
     assert result.report.worst_cosine > 0.999
     ops = [n.op_type for n in onnx.load(result.artifact).graph.node]
     assert "DequantizeLinear" not in ops, "rows are dequantized after the gather, not the whole table"
+
+
+def test_convnet_with_dynamic_height_and_width_compiles(tmp_path):
+    import torch
+
+    torch.manual_seed(0)
+    path = tmp_path / "dynamic_hw.onnx"
+    torch.onnx.export(SmallCNN().eval(), (torch.randn(1, 3, 16, 16),), str(path), input_names=["x"],
+                      output_names=["y"], dynamic_axes={"x": {0: "batch", 2: "height", 3: "width"}},
+                      opset_version=17, dynamo=False)
+    dims = onnx.load(path).graph.input[0].type.tensor_type.shape.dim
+    assert dims[2].dim_param and dims[3].dim_param
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=np.random.default_rng(0).standard_normal((48, 3, 24, 20)).astype(np.float32))
+    result = edgeq.compile(path, out=tmp_path / "out", target=FAST_TARGET, calib=str(calib), mode="static",
+                           fallback_fp32=False)
+    assert result.report.worst_cosine > 0.99

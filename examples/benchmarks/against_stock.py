@@ -338,10 +338,13 @@ def nncf_ptq(case: Case, out: Path) -> Path:
     return out
 
 
+TARGET = {"name": "cpu-x86-avx2"}  # set from --target
+
+
 def edgeq_compile(case: Case, out: Path) -> tuple[Path, str]:
     """edgeq's own pipeline (it measures its candidates itself); returns artifact and its choice."""
-    result = edgeq.compile(str(case.model), out=out, target="cpu-x86-avx2", runs=False, force=True,
-                           **case.edgeq_kwargs)
+    kwargs = {"target": TARGET["name"], **case.edgeq_kwargs}
+    result = edgeq.compile(str(case.model), out=out, runs=False, force=True, **kwargs)
     return result.artifact, result.report.decision["chosen"]
 
 
@@ -504,7 +507,7 @@ def machine_header(command: str) -> str:
         f"- date: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}",
         f"- machine: {machine['cpu']}, {machine['cores']} cores, flags: {' '.join(machine['flags'])}",
         f"- onnxruntime {ort.__version__}, onnx {onnx.__version__}, torch {torch.__version__}, "
-        f"intra-op threads {THREADS}",
+        f"intra-op threads {THREADS}; edgeq target {TARGET['name']}",
         "- speedup: fp32 ORT p50 / tool p50 at that batch, all models of a row group timed "
         "interleaved in one process (rotating order, repeated rounds); machine noise is about ±20%.",
         "- cosine: worst output cosine vs fp32 on held-out data (agreement for integer outputs), "
@@ -518,9 +521,11 @@ def machine_header(command: str) -> str:
 @click.option("--quick", is_flag=True, help="Fewer samples and rounds: a smoke run of a few minutes.")
 @click.option("--only", multiple=True, help="Benchmark only these models (e.g. --only bert-mini).")
 @click.option("--output", type=click.Path(path_type=Path), default=HERE / "results.md", show_default=True)
-def main(quick: bool, only: tuple[str, ...], output: Path) -> None:
+@click.option("--target", default="cpu-x86-avx2", show_default=True, help="edgeq target for its compile.")
+def main(quick: bool, only: tuple[str, ...], output: Path, target: str) -> None:
     """Build the models, run every tool, time them interleaved, print and write the tables."""
     console = Console()
+    TARGET["name"] = target
     torch.set_num_threads(THREADS)
     rounds, seconds, samples = (3, 0.1, 128) if quick else (7, 0.25, 256)
     rows: list[Row] = []
