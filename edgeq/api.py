@@ -16,7 +16,7 @@ from edgeq.backends.tensorrt import finish_later_hint, tensorrt_available
 from edgeq.dashboard.commands import record_run
 from edgeq.dashboard.store import StoreError
 from edgeq.outdir import check_output_path, staged_output
-from edgeq.pipeline import run
+from edgeq.pipeline import CompileContext, run
 from edgeq.progress import Reporter
 from edgeq.recipe import Recipe, build_recipe
 from edgeq.report.html import write_html
@@ -68,7 +68,7 @@ def compile(  # noqa: A001 - the verb users expect: edgeq.compile(...)
             source = load_source(model, example_inputs, input_names, output_names)
         calib, evaluation = load_data(recipe, source.model)
         with staged_output(out, force) as staging:
-            report = run(source, recipe, target, calib, evaluation, staging, reporter)
+            report = run(CompileContext(source, recipe, target, calib, evaluation, staging, reporter))
             report.warnings = _summarize_warnings(caught)
             report.write(staging / "report.json")
             write_html(report.to_dict(), staging / "report.html")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -38,33 +39,38 @@ from edgeq.source import SourceModel, sample_count
 from edgeq.targets import TargetSpec
 
 
-def run(
-    source: SourceModel,
-    recipe: Recipe,
-    target: TargetSpec,
-    calib: Arrays,
-    evaluation: Arrays,
-    staging: Path,
-    reporter: Reporter,
-) -> Report:
+@dataclass
+class CompileContext:
+    """What every stage reads besides the model: recipe, target, data, progress and a work dir."""
+
+    source: SourceModel
+    recipe: Recipe
+    target: TargetSpec
+    calib: Arrays
+    evaluation: Arrays
+    staging: Path
+    reporter: Reporter
+
+
+def run(ctx: CompileContext) -> Report:
     """The report of one compile: TensorRT, already-quantized or CPU candidates, by model and target."""
-    if target.runtime == "tensorrt":
-        return run_tensorrt(source, recipe, target, calib, evaluation, staging, reporter)
-    if is_quantized(source.model):
-        return run_given(source, recipe, target, evaluation, staging, reporter)
-    return run_candidates(source, recipe, target, calib, evaluation, staging, reporter)
+    if ctx.target.runtime == "tensorrt":
+        return run_tensorrt(ctx)
+    if is_quantized(ctx.source.model):
+        return run_given(ctx)
+    return run_candidates(ctx)
 
 
-def run_candidates(
-    source: SourceModel,
-    recipe: Recipe,
-    target: TargetSpec,
-    calib: Arrays,
-    evaluation: Arrays,
-    staging: Path,
-    reporter: Reporter,
-) -> Report:
+def run_candidates(ctx: CompileContext) -> Report:
     """Prepare, build every lowering candidate, measure them all, keep the best within budget."""
+    source, recipe, target, evaluation, reporter = (
+        ctx.source,
+        ctx.recipe,
+        ctx.target,
+        ctx.evaluation,
+        ctx.reporter,
+    )
+    calib, staging = ctx.calib, ctx.staging
     prepared, pruning = _prepare(source, recipe, evaluation, reporter)
     work = staging / "candidates"
     work.mkdir()
@@ -172,19 +178,20 @@ def _precision_plan_section(analysis, summaries: list[dict]) -> dict[str, Any] |
     return analysis.plan.to_dict() | {"comparison": comparison}
 
 
-def run_given(
-    source: SourceModel,
-    recipe: Recipe,
-    target: TargetSpec,
-    evaluation: Arrays,
-    staging: Path,
-    reporter: Reporter,
-) -> Report:
+def run_given(ctx: CompileContext) -> Report:
     """An already-quantized model (QAT export, another tool): compiled and measured as given.
 
     Its Q/DQ are read, checked against the target's conventions, and never quantized twice. With
     `reference` (the fp32 model) fidelity and speedup are against fp32; without, against itself.
     """
+    source, recipe, target, evaluation, reporter = (
+        ctx.source,
+        ctx.recipe,
+        ctx.target,
+        ctx.evaluation,
+        ctx.reporter,
+    )
+    staging = ctx.staging
     with reporter.stage("prepare", "prepare the given quantized graph"):
         prepared = prepare_model(source.model)
         ensure_node_names(prepared)
@@ -232,20 +239,20 @@ def run_given(
     return report
 
 
-def run_tensorrt(
-    source: SourceModel,
-    recipe: Recipe,
-    target: TargetSpec,
-    calib: Arrays,
-    evaluation: Arrays,
-    staging: Path,
-    reporter: Reporter,
-) -> Report:
+def run_tensorrt(ctx: CompileContext) -> Report:
     """The TensorRT-ready QDQ graph, measured in ONNX Runtime CPU; the engine is built later.
 
     TensorRT fuses and times on the GPU itself, so no CPU latency picks a candidate here: the
     static QDQ graph (or fp32 for an FP16 target) is the artifact `edgeq build-engine` consumes.
     """
+    source, recipe, target, evaluation, reporter = (
+        ctx.source,
+        ctx.recipe,
+        ctx.target,
+        ctx.evaluation,
+        ctx.reporter,
+    )
+    calib, staging = ctx.calib, ctx.staging
     prepared, pruning = _prepare(source, recipe, evaluation, reporter)
     candidate = Candidate("fp16" if target.precision == "fp16" else "int8-qdq", prepared)
     if target.precision != "fp16":
