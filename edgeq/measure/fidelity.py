@@ -30,6 +30,7 @@ class OutputFidelity:
     sqnr_db: float | None
     max_abs: float | None
     agreement: float | None
+    centered_cosine: float | None = None  # cosine after removing fp32's mean output: what differs
 
 
 def compare_outputs(
@@ -49,5 +50,10 @@ def compare_outputs(
         error = float(np.linalg.norm(a - b))
         rel_l2 = error / norm if norm else (0.0 if error == 0.0 else float("inf"))
         max_abs = float(np.max(np.abs(a - b))) if a.size else 0.0
-        results.append(OutputFidelity(name, cosine(a, b), rel_l2, sqnr_db(a, b), max_abs, None))
+        mean = a.mean(axis=0, keepdims=True) if a.ndim > 1 and len(a) > 1 else 0.0
+        results.append(
+            OutputFidelity(
+                name, cosine(a, b), rel_l2, sqnr_db(a, b), max_abs, None, cosine(a - mean, b - mean)
+            )
+        )
     return results

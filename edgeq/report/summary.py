@@ -41,12 +41,13 @@ def print_summary(report: Report, console: Console | None = None) -> None:
         console.print(latency)
 
     fidelity = Table(title=f"fidelity vs fp32 ({report.accuracy_samples} held-out samples)")
-    for column in ("output", "cosine", "SQNR dB", "rel L2", "max abs", "agreement"):
+    for column in ("output", "cosine", "centered cos", "SQNR dB", "rel L2", "max abs", "agreement"):
         fidelity.add_column(column, justify="right")
     for o in report.outputs:
         fidelity.add_row(
             o.name,
             _fmt(o.cosine, ".5f"),
+            _fmt(o.centered_cosine, ".4f"),
             _fmt(o.sqnr_db, ".1f"),
             _fmt(o.rel_l2),
             _fmt(o.max_abs),
