@@ -18,7 +18,7 @@ import onnx
 from edgeq.backends.ort_cpu import Artifact, compile_ort_cpu
 from edgeq.data import Arrays
 from edgeq.measure.fidelity import OutputFidelity, compare_outputs
-from edgeq.measure.latency import LatencyEntry, measure_interleaved
+from edgeq.measure.latency import LatencyEntry, batch_feeds, measure_interleaved
 from edgeq.measure.runner import OrtRunner
 from edgeq.measure.tasks import TaskResult
 from edgeq.progress import Reporter
@@ -178,17 +178,25 @@ def _mixed_candidates(prepared, recipe, target, calib, evaluation, run_task, rep
             continue
         model, int8_plan = build_mixed(prepared, plan, scheme, ranges, recipe.exclude, recipe.block_size)
         model = quantize_embeddings(model, bits=4, block_size=recipe.block_size)
-        candidates.append(Candidate(name, _fastest_4bit_compute(model, evaluation), int8_plan))
+        candidates.append(Candidate(name, _fastest_4bit_compute(model, evaluation, target), int8_plan))
     return candidates, analysis
 
 
-def _fastest_4bit_compute(model: onnx.ModelProto, evaluation: Arrays) -> onnx.ModelProto:
-    """MatMulNBits' accuracy_level (fp32 vs int8 compute) as measured fastest at batch 1 here."""
+def _fastest_4bit_compute(model: onnx.ModelProto, evaluation: Arrays, target: TargetSpec) -> onnx.ModelProto:
+    """MatMulNBits' accuracy_level (fp32 or int8 compute) with the best worst case over the
+    target's batch sizes, as measured here: int8 compute wins at batch 1 and can lose at 32."""
     if not any(n.op_type == "MatMulNBits" for n in model.graph.node):
         return model
     runner = OrtRunner(model.SerializeToString())
-    level, _ = fastest_accuracy_level(model, runner.feeds(evaluation, 0, 1), levels=(1, 4))
-    return set_accuracy_level(model, level)
+    levels = (1, 4)
+    worst = dict.fromkeys(levels, 0.0)
+    for batch in batch_sizes(runner, target.latency.batch_sizes):
+        _, medians = fastest_accuracy_level(
+            model, batch_feeds(runner, evaluation, batch), levels=levels, threads=target.latency.threads
+        )
+        best = min(medians.values())
+        worst = {level: max(worst[level], medians[level] / best) for level in levels}
+    return set_accuracy_level(model, min(worst, key=worst.__getitem__))
 
 
 def _calibrate(
