@@ -16,7 +16,14 @@ import onnx
 from edgeq import __version__
 from edgeq.backends.ort_cpu import Artifact
 from edgeq.backends.tensorrt import REFERENCE_NAME
-from edgeq.candidates import Candidate, build_candidates, measure_candidates, quantize_static, select
+from edgeq.candidates import (
+    Candidate,
+    build_candidates,
+    measure_candidates,
+    quantize_static,
+    select,
+    timing_noise,
+)
 from edgeq.data import Arrays
 from edgeq.errors import InputError
 from edgeq.frontend.onnx_load import load_onnx
@@ -109,7 +116,12 @@ def run_candidates(ctx: CompileContext) -> Report:
         target,
         artifact=artifact.to_dict(staging),
         size_ratio=artifact.bytes / source.bytes,
-        decision={"chosen": chosen.name, "reason": reason, "candidates": summaries},
+        decision={
+            "chosen": chosen.name,
+            "reason": reason,
+            "timing_noise": timing_noise(candidates),
+            "candidates": summaries,
+        },
         accuracy_samples=sample_count(evaluation, prepared),
         outputs=chosen.outputs,
         task=chosen.task,
