@@ -226,6 +226,7 @@ def run_given(ctx: CompileContext) -> Report:
         "calibration": None,
         "target_problems": problems,
     }
+    quantization["qat"] = _qat_check(recipe, candidate.task)
     reason = "the model arrived quantized: compiled as given, not quantized twice"
     if not recipe.reference:
         reason += "; no fp32 reference given, so fidelity and speed are measured against itself"
@@ -249,6 +250,25 @@ def run_given(ctx: CompileContext) -> Report:
     )
     report.gates = evaluate_gates(report, recipe)
     return report
+
+
+def _qat_check(recipe: Recipe, task: TaskResult | None) -> dict[str, Any] | None:
+    """Simulated (torch fake-quant) vs measured (this artifact in the runtime) task metric."""
+    check = recipe.qat
+    if check is None:
+        return None
+    if task is None or check.metric not in {m.name for m in task.metrics}:
+        raise InputError(f"qat.metric {check.metric!r} is not a metric of the recipe's task")
+    measured = task.metric(check.metric).compiled
+    gap = measured - check.simulated
+    return {
+        "metric": check.metric,
+        "simulated": check.simulated,
+        "measured": measured,
+        "gap": gap,
+        "tolerance": check.tolerance,
+        "flagged": abs(gap) > check.tolerance,
+    }
 
 
 def run_tensorrt(ctx: CompileContext) -> Report:

@@ -83,6 +83,15 @@ class Matryoshka:
 
 
 @dataclass
+class QatCheck:
+    """A QAT model's task metric as simulated in torch, to compare with the measured artifact."""
+
+    metric: str
+    simulated: float
+    tolerance: float = 0.5
+
+
+@dataclass
 class Gates:
     """Limits a pipeline can rely on: a failed gate exits 3 after the report is written."""
 
@@ -117,6 +126,7 @@ class Recipe:
     exclude: list[str] = field(default_factory=list)
     prune: Prune | None = None
     mrl: Matryoshka | None = None
+    qat: QatCheck | None = None
     task: Task | None = None
     budget: Budget = field(default_factory=Budget)
     gates: Gates = field(default_factory=Gates)

@@ -40,22 +40,32 @@ def main() -> None:
         f"machine: {machine['cpu']}, {machine['cores']} cores, flags {' '.join(machine['flags'])}, "
         f"onnxruntime {machine['versions'].get('onnxruntime')}\n"
     )
-    print(
-        "| model | bits | chosen | speedup b1 / b32 | size | primary task metrics "
-        "(fp32 → compiled, worst 3) |"
-    )
+    print("| model | bits | chosen | speedup b1 / b32 | size | primary metrics (fp32 → compiled, worst 3) |")
     print("|---|---|---|---|---|---|")
+    plans = {}
     for name, recipe_path in RECIPES.items():
         for bits in args.bits:
             recipe, model = edgeq.load_recipe(recipe_path)
             out = args.out / Path(recipe_path).parent.name / f"{Path(recipe_path).stem}-{bits}bit"
-            result = edgeq.compile(model, out=out, recipe=recipe, bits=bits, force=True, runs=False)
-            report = result.report
+            report = edgeq.compile(model, out=out, recipe=recipe, bits=bits, force=True, runs=False).report
             speed = " / ".join(f"{e.speedup:.2f}×" for e in report.latency)
             print(
                 f"| {name} | {bits} | {report.decision['chosen']} | {speed} | {report.size_ratio:.2f}× | "
                 f"{_metrics(report)} |",
                 flush=True,
+            )
+            if report.precision_plan:
+                plans[name] = report.precision_plan["comparison"]
+    print("\n4-bit compiles: the precision plans compared, each measured as an artifact\n")
+    print("| model | plan | size | slowest speedup | worst primary drop | within budget |")
+    print("|---|---|---|---|---|---|")
+    for name, rows in plans.items():
+        for row in rows:
+            drop = "—" if row["task_drop"] is None else f"{row['task_drop']:.2f}"
+            within = "yes" if row["within_budget"] else "no"
+            print(
+                f"| {name} | {row['plan']} | {row['size_ratio']:.2f}× | {row['speedup']:.2f}× | "
+                f"{drop} | {within} |"
             )
 
 

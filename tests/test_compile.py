@@ -352,3 +352,27 @@ def test_convnet_with_dynamic_height_and_width_compiles(tmp_path):
         path, out=tmp_path / "out", target=FAST_TARGET, calib=str(calib), mode="static", fallback_fp32=False
     )
     assert result.report.worst_cosine > 0.99
+
+
+def test_qat_check_compares_simulated_with_the_measured_artifact(tmp_path):
+    from edgeq.candidates import quantize_static
+    from edgeq.passes.prepare import prepare_model
+    from edgeq.progress import Reporter
+    from edgeq.quant.plan import ensure_node_names, plan_int8
+    from edgeq.recipe import Recipe
+    from edgeq.targets import load_target
+
+    prepared = prepare_model(onnx.load("examples/mrl_encoder/model.onnx"))
+    ensure_node_names(prepared)
+    target = load_target(FAST_TARGET)
+    calib = dict(np.load("calib/mrl_digits.npz"))
+    qdq, _ = quantize_static(prepared, plan_int8(prepared, target.quantization.int8), Recipe(), target,
+                             calib, Reporter(False))
+    onnx.save(qdq, tmp_path / "qat.onnx")
+    result = edgeq.compile(tmp_path / "qat.onnx", out=tmp_path / "out", target=FAST_TARGET,
+                           calib="calib/mrl_digits.npz", reference="examples/mrl_encoder/model.onnx",
+                           task={"name": "mrl-retrieval", "options": {"dims": [8, 128]}},
+                           qat={"metric": "1nn_acc@8", "simulated": 90.0, "tolerance": 0.5})
+    check = result.report.quantization["qat"]
+    assert check["measured"] == result.report.task.metric("1nn_acc@8").compiled
+    assert check["gap"] == pytest.approx(check["measured"] - 90.0) and check["flagged"]

@@ -165,19 +165,36 @@ def plan_precision(
     judge: Judge,
     max_steps: int | None = None,
 ) -> PrecisionPlan:
-    """Start from `smallest_with_kernels`, then promote the most sensitive group one step at a
-    time until the budget holds (or everything is fp32)."""
+    """Start from `smallest_with_kernels`; promote the most sensitive group one step at a time
+    until the budget holds; then try each remaining group one step smaller, least sensitive
+    first, keeping the steps the budget survives (4-bit convolutions get their chance here)."""
     assignment = smallest_with_kernels(groups)
     plan = PrecisionPlan(groups, assignment)
     for _ in range(max_steps or 2 * len(groups) + 1):
-        problem, damage = judge(build(assignment))
-        plan.steps.append({"assignment": dict(assignment), "damage": damage, "problem": problem})
-        if problem is None:
-            return plan
+        if _try(plan, build, judge):
+            break
         promotable = [g for g in groups if assignment[g.name] != "fp32"]
         if not promotable:
             return plan
         worst = max(promotable, key=lambda g: g.sensitivity.get(assignment[g.name], np.inf))
-        options = worst.options
-        assignment[worst.name] = options[options.index(assignment[worst.name]) + 1]
+        assignment[worst.name] = worst.options[worst.options.index(assignment[worst.name]) + 1]
+    for group in sorted(groups, key=lambda g: _smaller_damage(g, assignment)):
+        current = group.options.index(assignment[group.name])
+        if current == 0:
+            continue
+        assignment[group.name] = group.options[current - 1]
+        if not _try(plan, build, judge):
+            assignment[group.name] = group.options[current]
     return plan
+
+
+def _try(plan: PrecisionPlan, build, judge: Judge) -> bool:
+    """Measure the plan's current assignment; record the step; True when within budget."""
+    problem, damage = judge(build(plan.assignment))
+    plan.steps.append({"assignment": dict(plan.assignment), "damage": damage, "problem": problem})
+    return problem is None
+
+
+def _smaller_damage(group: LayerGroup, assignment: dict[str, str]) -> float:
+    current = group.options.index(assignment[group.name])
+    return group.sensitivity.get(group.options[current - 1], np.inf) if current else np.inf
