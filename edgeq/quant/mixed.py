@@ -154,9 +154,11 @@ def smallest(groups: list[LayerGroup]) -> dict[str, str]:
 
 def smallest_with_kernels(groups: list[LayerGroup]) -> dict[str, str]:
     """4 bits only where the CPU runtime has a 4-bit kernel (MatMulNBits); convolutions int8."""
-    return {
-        g.name: next(o for o in g.options if o != "int4" or g.op_type in ("Gemm", "MatMul")) for g in groups
-    }
+    return {g.name: next(o for o in g.options if _has_kernel(g, o)) for g in groups}
+
+
+def _has_kernel(group: LayerGroup, precision: str) -> bool:
+    return precision != "int4" or group.op_type in ("Gemm", "MatMul")
 
 
 def plan_precision(
@@ -167,7 +169,8 @@ def plan_precision(
 ) -> PrecisionPlan:
     """Start from `smallest_with_kernels`; promote the most sensitive group one step at a time
     until the budget holds; then try each remaining group one step smaller, least sensitive
-    first, keeping the steps the budget survives (4-bit convolutions get their chance here)."""
+    first, keeping the steps the budget survives. 4-bit convolutions (a size-only form that the
+    CPU runtime dequantizes on every call) are left to the uniform-int4 candidate."""
     assignment = smallest_with_kernels(groups)
     plan = PrecisionPlan(groups, assignment)
     for _ in range(max_steps or 2 * len(groups) + 1):
@@ -180,7 +183,7 @@ def plan_precision(
         assignment[worst.name] = worst.options[worst.options.index(assignment[worst.name]) + 1]
     for group in sorted(groups, key=lambda g: _smaller_damage(g, assignment)):
         current = group.options.index(assignment[group.name])
-        if current == 0:
+        if current == 0 or not _has_kernel(group, group.options[current - 1]):
             continue
         assignment[group.name] = group.options[current - 1]
         if not _try(plan, build, judge):
