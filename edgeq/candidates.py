@@ -63,10 +63,6 @@ class Candidate:
         return min(values, default=1.0)
 
     @property
-    def slowest_speedup(self) -> float:
-        return min(e.speedup for e in self.latency)
-
-    @property
     def mean_speedup(self) -> float:
         """Geometric mean over the measured batch sizes."""
         return math.exp(sum(math.log(e.speedup) for e in self.latency) / len(self.latency))
