@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import sys
@@ -14,7 +15,7 @@ from rich.table import Table
 
 from edgeq.backends.tensorrt import NEEDS_TENSORRT
 from edgeq.backends.tensorrt_cli import build_engine_command
-from edgeq.dashboard.commands import dashboard_command, report_command
+from edgeq.dashboard.commands import dashboard_command, log_to_mlflow, report_command
 from edgeq.errors import EdgeqError, GateError, InputError
 from edgeq.recipe import Recipe, load_recipe
 from edgeq.targets import builtin_targets, load_target
@@ -81,6 +82,9 @@ def cli() -> None:
 @click.option("--min-cosine", type=float, help="Gate: worst output cosine vs fp32.")
 @click.option("--no-fallback", is_flag=True, help="Keep INT8 even when it measures slower than fp32.")
 @click.option("--force", is_flag=True, help="Replace an existing edgeq output directory.")
+@click.option(
+    "--mlflow", "to_mlflow", is_flag=True, help="Also log the report to the active MLflow run store."
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary (report files only).")
 def compile_command(
     model,
@@ -107,6 +111,7 @@ def compile_command(
     min_cosine,
     no_fallback,
     force,
+    to_mlflow,
     quiet,
 ) -> None:
     """Compile MODEL (an .onnx file) for a target and measure it against fp32.
@@ -117,6 +122,8 @@ def compile_command(
     from edgeq.api import compile as compile_model
     from edgeq.report.summary import print_summary
 
+    if to_mlflow and importlib.util.find_spec("mlflow") is None:
+        raise InputError("--mlflow needs the mlflow package: pip install mlflow")
     base, recipe_model = load_recipe(recipe_path) if recipe_path else (Recipe(), None)
     model = model or recipe_model
     if model is None:
@@ -163,6 +170,8 @@ def compile_command(
     if not quiet:
         print_summary(result.report)
         click.echo(f"wrote {result.out_dir}/", err=True)
+    if to_mlflow:
+        click.echo(f"mlflow run {log_to_mlflow(result.report.to_dict())}", err=True)
     pending = result.report.decision.get("finish_later")
     if pending:
         click.echo(pending, err=True)
