@@ -376,3 +376,14 @@ def test_qat_check_compares_simulated_with_the_measured_artifact(tmp_path):
     check = result.report.quantization["qat"]
     assert check["measured"] == result.report.task.metric("1nn_acc@8").compiled
     assert check["gap"] == pytest.approx(check["measured"] - 90.0) and check["flagged"]
+
+
+def test_mlflow_flag_without_mlflow_is_refused_before_any_work(reference_models, tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is not None:
+        pytest.skip("mlflow is installed here")
+    model, data = reference_models["mlp"]
+    out = tmp_path / "out"
+    assert run_cli("compile", str(model), "--calib", str(data), "-o", str(out), "--mlflow") == 2
+    assert "pip install mlflow" in capsys.readouterr().err and not out.exists()
