@@ -15,6 +15,8 @@ import yaml
 from edgeq.backends.tensorrt import finish_later_hint, tensorrt_available
 from edgeq.dashboard.commands import record_run
 from edgeq.dashboard.store import StoreError
+from edgeq.errors import InputError
+from edgeq.frontend.onnx_load import fits_protobuf
 from edgeq.outdir import check_output_path, staged_output
 from edgeq.pipeline import CompileContext, run
 from edgeq.progress import Reporter
@@ -66,6 +68,11 @@ def compile(  # noqa: A001 - the verb users expect: edgeq.compile(...)
         warnings.simplefilter("always")
         with reporter.stage("load", "load model"):
             source = load_source(model, example_inputs, input_names, output_names)
+        if not fits_protobuf(source.model):
+            raise InputError(
+                f"{source.name} is over protobuf's 2 GB limit: edgeq loads "
+                "and checks such models, but compiling them is not supported yet"
+            )
         calib, evaluation = load_data(recipe, source.model)
         with staged_output(out, force) as staging:
             report = run(CompileContext(source, recipe, target, calib, evaluation, staging, reporter))

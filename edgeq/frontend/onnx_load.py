@@ -91,7 +91,7 @@ def check_model(model: onnx.ModelProto, name: str, path: Path | None = None) -> 
     if opset < MIN_OPSET:
         raise InputError(f"{name} uses opset {opset}; edgeq needs opset >= {MIN_OPSET} (re-export it)")
     _check_custom_ops(model, name)
-    fits = _fits_protobuf(model)
+    fits = fits_protobuf(model)
     try:
         if path is not None:
             onnx.checker.check_model(str(path), full_check=False)
@@ -107,7 +107,8 @@ def check_model(model: onnx.ModelProto, name: str, path: Path | None = None) -> 
         raise InputError(f"{name} fails ONNX shape inference: {_first_line(exc)}") from None
 
 
-def _fits_protobuf(model: onnx.ModelProto) -> bool:
+def fits_protobuf(model: onnx.ModelProto) -> bool:
+    """Whether the model can be serialized in memory (under protobuf's 2 GB limit)."""
     try:
         return model.ByteSize() <= PROTOBUF_MAX
     except Exception:  # upb refuses to even size a message past the limit
