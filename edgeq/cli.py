@@ -219,7 +219,9 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["EDGEQ_DEBUG"] = "1"  # compile replays the library warnings it captured
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        cli.main(args=args, prog_name="edgeq", standalone_mode=False)
+        code = cli.main(args=args, prog_name="edgeq", standalone_mode=False)
+        if isinstance(code, int) and code:  # ctx.exit(n) returns n when click is not standalone
+            sys.exit(code)
     except click.exceptions.Abort:
         click.echo("edgeq: interrupted; no output was left behind", err=True)
         sys.exit(130)

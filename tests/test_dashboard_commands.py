@@ -63,16 +63,20 @@ def test_failed_or_unmeasured_gate_exits_3(args: list) -> None:
     ],
 )
 def test_bad_report_file_is_one_line_and_exit_2(
-    tmp_path: Path, content: str | None, message: str
+    tmp_path: Path, content: str | None, message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from edgeq.cli import main
+
     path = tmp_path / "report.json"
     if content is not None:
         path.write_text(content)
-    result = CliRunner().invoke(report_command, [str(path)])
-    assert result.exit_code == 2
-    assert message in result.output
-    assert len(result.output.strip().splitlines()) == 1
-    assert "Traceback" not in result.output
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("edgeq: error: ")
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
 
 
 def test_report_accepts_the_output_directory(tmp_path: Path) -> None:
@@ -129,3 +133,11 @@ def test_mlflow_gets_metrics_params_and_report(monkeypatch: pytest.MonkeyPatch) 
     assert logged["metrics"]["task.1nn_acc_at_8.compiled"] == 62.0
     assert logged["metrics"]["speedup_batch_32"] > 1
     assert logged["artifact"] == "edgeq/report.json"
+
+
+def test_the_edgeq_command_exits_3_on_a_failed_gate() -> None:
+    from edgeq.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(GOOD), "--min-speedup", "100"])
+    assert exit_info.value.code == 3
