@@ -178,16 +178,12 @@ def _number(value: object, digits: int) -> str:
 )
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--open/--no-open", "open_browser", default=True, help="Open it in a browser.")
-@click.pass_context
-def dashboard_command(
-    ctx: click.Context, runs_path: Path | None, host: str, port: int, open_browser: bool
-) -> None:
+def dashboard_command(runs_path: Path | None, host: str, port: int, open_browser: bool) -> None:
     """Serve the runs dashboard (runs table, latency history, speed vs quality) until Ctrl-C."""
     try:
         server = create_server(RunStore(runs_path), host, port)
     except (StoreError, OSError) as error:
-        click.echo(f"error: cannot start the dashboard on {host}:{port}: {error}", err=True)
-        ctx.exit(2)
+        raise InputError(f"cannot start the dashboard on {host}:{port}: {error}") from None
     url = f"http://{host}:{server.server_address[1]}/"
     click.echo(f"edgeq dashboard at {url}  (runs: {server.store.path}; Ctrl-C stops it)")
     if not _is_loopback(host):
