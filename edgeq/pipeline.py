@@ -70,13 +70,8 @@ def run(ctx: CompileContext) -> Report:
 
 def run_candidates(ctx: CompileContext) -> Report:
     """Prepare, build every lowering candidate, measure them all, keep the best within budget."""
-    source, recipe, target, evaluation, reporter = (
-        ctx.source,
-        ctx.recipe,
-        ctx.target,
-        ctx.evaluation,
-        ctx.reporter,
-    )
+    source, recipe, target = ctx.source, ctx.recipe, ctx.target
+    evaluation, reporter = ctx.evaluation, ctx.reporter
     calib, staging = ctx.calib, ctx.staging
     prepared, pruning = _prepare(source, recipe, evaluation, reporter)
     work = staging / "candidates"
@@ -110,7 +105,7 @@ def run_candidates(ctx: CompileContext) -> Report:
     summaries = [c.summary(recipe, source.bytes) for c in candidates]
     artifact = _keep(chosen.artifact, staging)
     shutil.rmtree(work)
-    report = _new_report(
+    return _new_report(
         source,
         recipe,
         target,
@@ -132,8 +127,6 @@ def run_candidates(ctx: CompileContext) -> Report:
         sensitivity=analysis.ranking() if analysis else None,
         precision_plan=_precision_plan_section(analysis, summaries),
     )
-    report.gates = evaluate_gates(report, recipe)
-    return report
 
 
 def _prepare(
@@ -154,9 +147,9 @@ def _prepare(
 
 
 def _new_report(source: SourceModel, recipe: Recipe, target: TargetSpec, **fields: Any) -> Report:
-    """A report stamped with run id, time, version, model, target, recipe and machine."""
+    """A report stamped with run id, time, version, model, target, recipe and machine, its gates checked."""
     now = datetime.now(timezone.utc)
-    return Report(
+    report = Report(
         run_id=now.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6],
         created=now.isoformat(timespec="seconds"),
         edgeq_version=__version__,
@@ -166,6 +159,8 @@ def _new_report(source: SourceModel, recipe: Recipe, target: TargetSpec, **field
         machine=describe_machine(),
         **fields,
     )
+    report.gates = evaluate_gates(report, recipe)
+    return report
 
 
 def _precision_plan_section(analysis, summaries: list[dict]) -> dict[str, Any] | None:
@@ -196,13 +191,8 @@ def run_given(ctx: CompileContext) -> Report:
     Its Q/DQ are read, checked against the target's conventions, and never quantized twice. With
     `reference` (the fp32 model) fidelity and speedup are against fp32; without, against itself.
     """
-    source, recipe, target, evaluation, reporter = (
-        ctx.source,
-        ctx.recipe,
-        ctx.target,
-        ctx.evaluation,
-        ctx.reporter,
-    )
+    source, recipe, target = ctx.source, ctx.recipe, ctx.target
+    evaluation, reporter = ctx.evaluation, ctx.reporter
     staging = ctx.staging
     with reporter.stage("prepare", "prepare the given quantized graph"):
         prepared = prepare_model(source.model)
@@ -233,7 +223,7 @@ def run_given(ctx: CompileContext) -> Report:
     slow = [f"batch {e.batch}: {e.speedup:.2f}x" for e in candidate.latency if e.speedup < 1.0]
     if slow:
         reason += f"; slower than the reference at {', '.join(slow)} (its Q/DQ placement is not ours)"
-    report = _new_report(
+    return _new_report(
         source,
         recipe,
         target,
@@ -248,8 +238,6 @@ def run_given(ctx: CompileContext) -> Report:
         pruning=None,
         stages=reporter.stages,
     )
-    report.gates = evaluate_gates(report, recipe)
-    return report
 
 
 def _qat_check(recipe: Recipe, task: TaskResult | None) -> dict[str, Any] | None:
@@ -277,13 +265,8 @@ def run_tensorrt(ctx: CompileContext) -> Report:
     TensorRT fuses and times on the GPU itself, so no CPU latency picks a candidate here: the
     static QDQ graph (or fp32 for an FP16 target) is the artifact `edgeq build-engine` consumes.
     """
-    source, recipe, target, evaluation, reporter = (
-        ctx.source,
-        ctx.recipe,
-        ctx.target,
-        ctx.evaluation,
-        ctx.reporter,
-    )
+    source, recipe, target = ctx.source, ctx.recipe, ctx.target
+    evaluation, reporter = ctx.evaluation, ctx.reporter
     calib, staging = ctx.calib, ctx.staging
     prepared, pruning = _prepare(source, recipe, evaluation, reporter)
     candidate = Candidate("fp16" if target.precision == "fp16" else "int8-qdq", prepared)
@@ -307,7 +290,7 @@ def run_tensorrt(ctx: CompileContext) -> Report:
     quantization = _quantization_section(candidate, recipe, layers)
     quantization["tensorrt_violations"] = check_tensorrt_placement(candidate.model)
     artifact = Artifact(path, "onnx-qdq" if candidate.plan else "onnx", [path, reference])
-    report = _new_report(
+    return _new_report(
         source,
         recipe,
         target,
@@ -326,8 +309,6 @@ def run_tensorrt(ctx: CompileContext) -> Report:
         pruning=pruning,
         stages=reporter.stages,
     )
-    report.gates = evaluate_gates(report, recipe)
-    return report
 
 
 def _most_faithful_quantized(candidates: list[Candidate]) -> Candidate | None:
