@@ -41,6 +41,8 @@ from edgeq.recipe import Recipe
 from edgeq.targets import TargetSpec
 
 TaskRunner = Callable[[OrtRunner, OrtRunner], TaskResult | None]
+MIN_NOISE = 0.03  # a ratio closer to 1 than this is never read as a difference
+REFERENCE_AGAIN = " reference (second session)"  # the A/A timing: no candidate has this name
 
 
 @dataclass
@@ -120,17 +122,24 @@ def build_candidates(
         candidates += candidates_4bit if recipe.bits == 4 else []
     modes = ["static", "dynamic"] if recipe.mode == "auto" else [recipe.mode]
     for mode in modes:
-        plan = plan_int8(prepared, scheme, recipe.exclude, mode=mode)
-        if not plan.quantized and not plan.dynamic:
-            continue
-        with reporter.stage(f"quantize-{mode}", f"quantize: {mode} int8"):
-            model = prepared
-            if mode == "static":
-                model, plan = quantize_static(prepared, plan, recipe, target, calib, reporter)
-            model = lower_dynamic(model, plan.dynamic, scheme.weights.reduce_range)
-            model = quantize_embeddings(model, bits=8)
-        candidates.append(Candidate(f"int8-{mode}", model, plan))
+        for per_tensor in (False, True) if scheme.weights.per_channel else (False,):
+            plan = plan_int8(prepared, scheme, recipe.exclude, mode=mode, per_tensor_matmul=per_tensor)
+            if not plan.quantized and not plan.dynamic or per_tensor and not _int8_matmuls(plan):
+                continue
+            name = f"int8-{mode}" + ("-per-tensor" if per_tensor else "")
+            with reporter.stage(f"quantize-{name[5:]}", f"quantize: {name[5:].replace('-', ' ')} int8"):
+                model = prepared
+                if mode == "static":
+                    model, plan = quantize_static(prepared, plan, recipe, target, calib, reporter)
+                model = lower_dynamic(model, plan.dynamic, scheme.weights.reduce_range, per_tensor)
+                model = quantize_embeddings(model, bits=8)
+            candidates.append(Candidate(name, model, plan))
     return candidates, analysis
+
+
+def _int8_matmuls(plan: QuantPlan) -> bool:
+    """Whether any MatMul/Gemm runs int8: the only ops whose weight granularity is a candidate."""
+    return any(d.op_type in ("MatMul", "Gemm") and d.precision != "fp32" for d in plan.decisions)
 
 
 def _mixed_candidates(prepared, recipe, target, calib, evaluation, run_task, reporter):
@@ -245,7 +254,9 @@ def quantize_static(
             model, plan, calib, fmt, samples=recipe.calibration.samples, quantized_weights=learned
         )
         model = apply_biases(model, biases)
-        plan = plan_int8(model, scheme, recipe.exclude, mode="static")
+        plan = plan_int8(
+            model, scheme, recipe.exclude, mode="static", per_tensor_matmul=plan.per_tensor_matmul
+        )
     ranges = _calibrate(model, plan, recipe, target, calib, reporter)
     return rewrite_qdq(model, plan, ranges, scheme, weight_overrides=learned), plan
 
@@ -259,11 +270,13 @@ def measure_candidates(
     run_task: TaskRunner,
     reporter: Reporter,
     fidelity_reference: Path | None = None,
-) -> None:
+) -> dict[int, float]:
     """Compile each candidate, then fidelity/task per candidate and one interleaved latency run.
 
     Latency is against the fp32 model being replaced; fidelity against `fidelity_reference` when a
-    deployment changes what fp32 means (an MRL embedding cut to its deployed dim).
+    deployment changes what fp32 means (an MRL embedding cut to its deployed dim). Returns the
+    timing noise per batch size: how far a second session of the fp32 model strays from 1.0x
+    in the same run (never below MIN_NOISE), the margin no speed difference is read inside.
     """
     threads = target.latency.threads
     fp32 = OrtRunner(fp32_path, threads=threads)
@@ -278,7 +291,9 @@ def measure_candidates(
             candidate.task = run_task(judge_against, candidate.runner)
     settings = target.latency
     batches = batch_sizes(fp32, settings.batch_sizes)
-    runners = {"reference": fp32} | {c.name: c.runner for c in candidates}
+    runners = {"reference": fp32, REFERENCE_AGAIN: OrtRunner(fp32_path, threads=threads)}
+    runners |= {c.name: c.runner for c in candidates}
+    noise = {}
     with (
         reporter.stage("latency", "time fp32 and candidates, interleaved"),
         reporter.bar("latency rounds", settings.rounds * len(batches)) as tick,
@@ -297,6 +312,9 @@ def measure_candidates(
                 candidate.latency.append(
                     LatencyEntry(batch, threads, settings.rounds, stats["reference"], stats[candidate.name])
                 )
+            twin = stats["reference"].p50_ms / stats[REFERENCE_AGAIN].p50_ms
+            noise[batch] = max(MIN_NOISE, abs(1.0 - twin))
+    return noise
 
 
 def batch_sizes(runner: OrtRunner, wanted: list[int]) -> list[int]:
@@ -306,20 +324,9 @@ def batch_sizes(runner: OrtRunner, wanted: list[int]) -> list[int]:
     return [fixed] if fixed else wanted
 
 
-MIN_NOISE = 0.03  # a ratio closer to 1 than this is never read as a difference
-
-
-def timing_noise(candidates: list[Candidate]) -> dict[int, float]:
-    """Per batch size, how far the fp32 artifact (the same model, ORT-optimized) strays from 1.0x
-    against the reference: what these shared machines make of two equal models."""
-    fp32 = next(c for c in candidates if c.name == "fp32")
-    return {e.batch: max(MIN_NOISE, abs(1.0 - e.speedup)) for e in fp32.latency}
-
-
-def select(candidates: list[Candidate], recipe: Recipe) -> tuple[Candidate, str]:
+def select(candidates: list[Candidate], recipe: Recipe, noise: dict[int, float]) -> tuple[Candidate, str]:
     """Among candidates within budget and not measurably slower than fp32, the fastest — ties within
     the measured noise go to the smaller artifact (4-bit compiles: simply the smallest)."""
-    noise = timing_noise(candidates)
     quantized = [c for c in candidates if c.name != "fp32"]
     fp32 = next(c for c in candidates if c.name == "fp32")
     within = [c for c in quantized if c.budget_problem(recipe) is None]
@@ -341,7 +348,11 @@ def select(candidates: list[Candidate], recipe: Recipe) -> tuple[Candidate, str]
                 f"({best.mean_speedup:.2f}x fp32; noise ±{1 - margin:.0%})"
             )
         eligible_text = ", ".join(f"{c.name} {c.mean_speedup:.2f}x" for c in eligible)
-        return fp32, f"the fp32 artifact measured faster ({fp32.mean_speedup:.2f}x) than {eligible_text}"
+        faster = f"the fp32 artifact measured faster ({fp32.mean_speedup:.2f}x) than {eligible_text}"
+        if recipe.fallback_fp32:
+            return fp32, faster
+        best = max(eligible, key=lambda c: c.mean_speedup)
+        return best, f"fp32 fallback disabled; kept the fastest INT8 ({faster})"
     if not quantized:
         return fp32, "nothing on this graph can be quantized for the target"
     problems = "; ".join(f"{c.name}: {_problem(c, recipe, noise)}" for c in quantized)

@@ -18,7 +18,7 @@ from edgeq.backends.tensorrt_cli import build_engine_command
 from edgeq.dashboard.commands import dashboard_command, log_to_mlflow, report_command
 from edgeq.errors import EdgeqError, GateError, InputError
 from edgeq.recipe import Recipe, load_recipe
-from edgeq.targets import builtin_targets, load_target
+from edgeq.targets import NATIVE, builtin_targets, load_target, native_target_name
 
 
 def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -47,7 +47,9 @@ def cli() -> None:
 @click.option(
     "--recipe", "recipe_path", type=click.Path(dir_okay=False), help="Recipe YAML; flags override it."
 )
-@click.option("--target", help="Target name (see `edgeq targets`) or a target YAML path.")
+@click.option(
+    "--target", help="Target name (see `edgeq targets`; `native` = this machine's CPU) or a target YAML path."
+)
 @click.option("--calib", type=click.Path(dir_okay=False), help="Calibration .npz: one array per model input.")
 @click.option(
     "--eval", "eval_path", type=click.Path(dir_okay=False), help="Held-out .npz (default: split --calib)."
@@ -186,7 +188,8 @@ def compile_command(
 
 @cli.command("targets")
 def targets_command() -> None:
-    """List the shipped targets (a YAML file path works wherever a target name does)."""
+    """List the shipped targets (a YAML file path works wherever a target name does; `native`
+    picks the CPU target for this machine)."""
     table = Table(title="targets")
     for column in ("name", "runtime", "int8 activations / weights", "description"):
         table.add_column(column)
@@ -199,6 +202,10 @@ def targets_command() -> None:
         weights = "s8 per-channel" + (" 7-bit" if scheme.weights.reduce_range else "")
         table.add_row(spec.name, spec.runtime, f"{acts} / {weights}", spec.description)
     Console().print(table)
+    try:
+        Console().print(f"{NATIVE}: {native_target_name()} (this machine's CPU)")
+    except InputError as exc:
+        Console().print(f"{NATIVE}: {exc}")
 
 
 cli.add_command(report_command)

@@ -22,7 +22,6 @@ from edgeq.candidates import (
     measure_candidates,
     quantize_static,
     select,
-    timing_noise,
 )
 from edgeq.data import Arrays
 from edgeq.errors import InputError
@@ -92,8 +91,8 @@ def run_candidates(ctx: CompileContext) -> Report:
     run_task = partial(evaluate_task, recipe, evaluation=evaluation)
     candidates, analysis = build_candidates(prepared, recipe, target, calib, evaluation, run_task, reporter)
     fp32_path = save_model(source.model, work / "reference.onnx")
-    measure_candidates(candidates, fp32_path, work, target, evaluation, run_task, reporter, deployed)
-    chosen, reason = select(candidates, recipe)
+    noise = measure_candidates(candidates, fp32_path, work, target, evaluation, run_task, reporter, deployed)
+    chosen, reason = select(candidates, recipe, noise)
     explained = chosen if chosen.plan else _most_faithful_quantized(candidates) or chosen
     layers = []
     if explained.plan is not None:
@@ -114,7 +113,7 @@ def run_candidates(ctx: CompileContext) -> Report:
         decision={
             "chosen": chosen.name,
             "reason": reason,
-            "timing_noise": timing_noise(candidates),
+            "timing_noise": noise,
             "candidates": summaries,
         },
         accuracy_samples=sample_count(evaluation, prepared),
@@ -132,8 +131,8 @@ def run_candidates(ctx: CompileContext) -> Report:
 def _prepare(
     source: SourceModel, recipe: Recipe, evaluation: Arrays, reporter: Reporter
 ) -> tuple[onnx.ModelProto, dict[str, Any] | None]:
-    with reporter.stage("prepare", "prepare graph (fold BatchNorm and constants)"):
-        prepared = prepare_model(source.model)
+    with reporter.stage("prepare", "prepare graph (fold BatchNorm, constants and static shapes)"):
+        prepared = prepare_model(source.model, check=evaluation)
         ensure_node_names(prepared)
     if recipe.methods.equalize:
         with reporter.stage("equalize", "equalize cross-layer weight ranges"):

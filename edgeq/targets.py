@@ -120,12 +120,38 @@ def builtin_targets() -> dict[str, Path]:
     return {p.stem: p for p in sorted(builtin_targets_dir().glob("*.yaml"))}
 
 
+NATIVE = "native"
+
+
+def native_target_name() -> str:
+    """The shipped CPU target for the machine this runs on, read from its ISA flags.
+
+    VNNI (or AMX) makes full 8-bit weights safe; plain AVX2 needs 7-bit ones (reduce_range)."""
+    from edgeq.measure.machine import describe_machine
+
+    machine = describe_machine()
+    flags = set(machine["flags"])
+    if machine["arch"] in ("aarch64", "arm64"):
+        return "cpu-arm64"
+    if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
+        return "cpu-x86-avx512vnni"
+    if "avx2" in flags:
+        return "cpu-x86-avx2"
+    raise InputError(
+        f"no shipped target matches this CPU ({machine['cpu']}, {machine['arch']}): "
+        "name one or pass a YAML file"
+    )
+
+
 def load_target(name_or_path: str | Path) -> TargetSpec:
-    """A shipped target by name, or a user's target file by path."""
+    """A shipped target by name (`native`: the one for this machine's CPU), or a target file by path."""
     known = builtin_targets()
+    if str(name_or_path) == NATIVE:
+        name_or_path = native_target_name()
     path = known.get(str(name_or_path)) or Path(name_or_path)
     if not path.is_file():
         raise InputError(
-            f"unknown target {str(name_or_path)!r}: use one of {', '.join(known)} or a YAML file path"
+            f"unknown target {str(name_or_path)!r}: use one of {', '.join(known)}, {NATIVE} "
+            "or a YAML file path"
         )
     return from_dict(TargetSpec, load_yaml(path, "target file"), f"target {path.name}")

@@ -2,42 +2,26 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import numpy as np
 import onnx
-import onnxruntime as ort
 
-from edgeq.errors import InputError
-from edgeq.graph import GraphIndex, attribute, replace_initializer, save_model
-from edgeq.measure.runner import session_options
+from edgeq.data import Arrays
+from edgeq.graph import GraphIndex, attribute, replace_initializer
+from edgeq.passes.ort_offline import ort_optimize
+from edgeq.passes.simplify import simplify_static_shapes
 
 
-def prepare_model(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Gemm/MatMul+BatchNorm folded by edgeq, then ONNX Runtime's basic offline optimizer.
+def prepare_model(model: onnx.ModelProto, check: Arrays | None = None) -> onnx.ModelProto:
+    """Gemm/MatMul+BatchNorm folded by edgeq, ONNX Runtime's basic offline optimizer, static shapes folded.
 
     ORT's basic level folds constants, Conv+BatchNorm and removes redundant nodes without needing
-    symbolic shape inference, so dynamic-H×W convnets prepare fine.
+    symbolic shape inference, so dynamic-H×W convnets prepare fine. With a symbolic batch dim it
+    leaves shape arithmetic on the static dims in place; simplify_static_shapes folds that, and
+    keeps the fold only if the model computes the same on `check` data when that is given.
     """
     model = fold_linear_batchnorm(model)
-    model = ort_optimize(model, "basic")
+    model = simplify_static_shapes(ort_optimize(model, "basic"), check)
     return onnx.shape_inference.infer_shapes(model, strict_mode=False)
-
-
-def ort_optimize(model: onnx.ModelProto, level: str) -> onnx.ModelProto:
-    """The model as ONNX Runtime's offline optimizer rewrites it at `level` (basic/extended)."""
-    with tempfile.TemporaryDirectory(prefix="edgeq-opt-") as tmp:
-        source, target = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
-        save_model(model, source)
-        options = session_options(level=level)
-        options.optimized_model_filepath = str(target)
-        try:
-            ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT raises its own exception types for unsupported models
-            message = str(exc).splitlines()[0]
-            raise InputError(f"ONNX Runtime cannot load the model: {message}") from None
-        return onnx.load(str(target))
 
 
 def fold_linear_batchnorm(model: onnx.ModelProto) -> onnx.ModelProto:

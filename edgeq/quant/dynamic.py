@@ -52,8 +52,13 @@ def lowerable(node: onnx.NodeProto, index: GraphIndex) -> str | None:
     return None
 
 
-def lower_dynamic(model: onnx.ModelProto, nodes: Iterable[str], reduce_range: bool) -> onnx.ModelProto:
-    """Replace the named LSTM/MatMul/Gemm nodes by their dynamic-int8 contrib kernels (same names)."""
+def lower_dynamic(
+    model: onnx.ModelProto, nodes: Iterable[str], reduce_range: bool, per_tensor: bool = False
+) -> onnx.ModelProto:
+    """Replace the named LSTM/MatMul/Gemm nodes by their dynamic-int8 contrib kernels (same names).
+
+    MatMul/Gemm weights get one scale per output column, or one per tensor if `per_tensor`
+    (faster in ORT, see `edgeq.quant.plan.weight_axis`)."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     graph, index = model.graph, GraphIndex(model.graph)
     fmt = dynamic_weight_format(reduce_range)
@@ -62,8 +67,11 @@ def lower_dynamic(model: onnx.ModelProto, nodes: Iterable[str], reduce_range: bo
     for position, node in enumerate(list(graph.node)):
         if node.name not in wanted or lowerable(node, index) is not None:
             continue
-        lower = _lower_lstm if node.op_type == "LSTM" else _lower_matmul
-        graph.node[position].CopyFrom(lower(node, index, graph, fmt, shared))
+        if node.op_type == "LSTM":
+            lowered = _lower_lstm(node, index, graph, fmt)
+        else:
+            lowered = _lower_matmul(node, index, graph, fmt, shared, None if per_tensor else 1)
+        graph.node[position].CopyFrom(lowered)
     _fold_bias_adds(graph)
     _share_activation_quantization(graph)
     drop_unused_initializers(graph)
@@ -77,10 +85,10 @@ def _add(graph: onnx.GraphProto, name: str, value: np.ndarray) -> str:
     return name
 
 
-def _per_column(graph: onnx.GraphProto, base: str, w: np.ndarray, fmt: QuantFormat) -> list[str]:
-    """w [K, N] as int8 with one symmetric scale per output column N."""
-    scale, zero = weight_params(w, fmt, axis=1)
-    q = quantize(w, scale, zero, fmt, axis=1)
+def _int8_weight(graph: onnx.GraphProto, base: str, w: np.ndarray, fmt: QuantFormat, axis) -> list[str]:
+    """w [K, N] as int8 with symmetric scales along `axis` (1: per output column, None: one)."""
+    scale, zero = weight_params(w, fmt, axis=axis)
+    q = quantize(w, scale, zero, fmt, axis=axis)
     return [
         _add(graph, f"{base}_dyn_quantized", q),
         _add(graph, f"{base}_dyn_scale", scale),
@@ -88,7 +96,9 @@ def _per_column(graph: onnx.GraphProto, base: str, w: np.ndarray, fmt: QuantForm
     ]
 
 
-def _lower_matmul(node: onnx.NodeProto, index: GraphIndex, graph, fmt: QuantFormat, shared) -> onnx.NodeProto:
+def _lower_matmul(
+    node: onnx.NodeProto, index: GraphIndex, graph, fmt: QuantFormat, shared, axis: int | None
+) -> onnx.NodeProto:
     trans_b, alpha, beta = (
         (attribute(node, "transB", 0), attribute(node, "alpha", 1.0), attribute(node, "beta", 1.0))
         if node.op_type == "Gemm"
@@ -98,7 +108,7 @@ def _lower_matmul(node: onnx.NodeProto, index: GraphIndex, graph, fmt: QuantForm
     if key not in shared:
         weight = index.constant(node.input[1]).astype(np.float32)
         weight = (weight.T if trans_b else weight) * np.float32(alpha)
-        shared[key] = _per_column(graph, node.name, np.ascontiguousarray(weight), fmt)
+        shared[key] = _int8_weight(graph, node.name, np.ascontiguousarray(weight), fmt, axis)
     inputs = [node.input[0], *shared[key]]
     bias_name = node.input[2] if node.op_type == "Gemm" and len(node.input) > 2 else ""
     if bias_name:
@@ -111,7 +121,7 @@ def _lower_matmul(node: onnx.NodeProto, index: GraphIndex, graph, fmt: QuantForm
     )
 
 
-def _lower_lstm(node: onnx.NodeProto, index: GraphIndex, graph, fmt: QuantFormat, shared) -> onnx.NodeProto:
+def _lower_lstm(node: onnx.NodeProto, index: GraphIndex, graph, fmt: QuantFormat) -> onnx.NodeProto:
     """ONNX LSTM weights [D, 4H, I] become [D, I, 4H] int8 with per-gate-row scales [D, 4H]."""
     tensors = []
     for which in (1, 2):
@@ -181,12 +191,19 @@ def _share_activation_quantization(graph: onnx.GraphProto) -> None:
         x = node.input[0]
         quantized = [f"{x}_dyn_quantized", f"{x}_dyn_scale", f"{x}_dyn_zero_point"]
         if node is group[0]:
-            rewritten.append(helper.make_node("DynamicQuantizeLinear", [x], quantized,
-                                              name=f"{x}_DynamicQuantizeLinear"))
+            rewritten.append(
+                helper.make_node("DynamicQuantizeLinear", [x], quantized, name=f"{x}_DynamicQuantizeLinear")
+            )
         weight, scale, zero = node.input[1:4]
         bias = [node.input[4]] if len(node.input) > 4 and node.input[4] else []
-        rewritten.append(helper.make_node(
-            "MatMulIntegerToFloat", [quantized[0], weight, quantized[1], scale, quantized[2], zero, *bias],
-            list(node.output), name=node.name, domain=MS_DOMAIN))
+        rewritten.append(
+            helper.make_node(
+                "MatMulIntegerToFloat",
+                [quantized[0], weight, quantized[1], scale, quantized[2], zero, *bias],
+                list(node.output),
+                name=node.name,
+                domain=MS_DOMAIN,
+            )
+        )
     del graph.node[:]
     graph.node.extend(rewritten)

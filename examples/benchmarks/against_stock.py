@@ -39,7 +39,8 @@ from edgeq.measure.latency import measure_interleaved
 from edgeq.measure.machine import describe_machine
 from edgeq.measure.runner import OrtRunner
 from edgeq.measure.tasks import TaskResult, resolve_evaluator
-from edgeq.recipe import load_recipe
+from edgeq.recipe import Budget, load_recipe
+from edgeq.targets import load_target
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -226,6 +227,7 @@ class Case:
     evaluation: Arrays
     edgeq_kwargs: dict
     task: tuple[str, dict] | None = None
+    budget: Budget = field(default_factory=Budget)
 
 
 def save_npz(path: Path, arrays: Arrays) -> str:
@@ -273,7 +275,7 @@ def reference_cases() -> list[Case]:
         calib, evaluation = split(arrays, count, recipe.eval_fraction)
         task = (recipe.task.name, recipe.task.options) if recipe.task else None
         cases.append(Case(Path(recipe_file).parent.name, Path(model), calib, evaluation,
-                          {"recipe": recipe}, task))
+                          {"recipe": recipe}, task, recipe.budget))
     return cases
 
 
@@ -372,8 +374,19 @@ class Row:
     cosine: float | None = None
     centered: float | None = None
     task: str = ""
+    task_drop: float | None = None
     megabytes: float | None = None
     note: str = ""
+
+    def within(self, budget: Budget) -> bool:
+        """Inside the accuracy budget edgeq's compile uses (task drop, else output cosine)."""
+        if self.task_drop is not None:
+            return self.task_drop <= budget.max_drop
+        return self.cosine is not None and self.cosine >= budget.min_cosine
+
+    def fidelity_key(self) -> float:
+        """Higher is more faithful: minus the task drop, else the worst output cosine."""
+        return -self.task_drop if self.task_drop is not None else self.cosine
 
 
 def fidelity(reference: dict, candidate: dict) -> float:
@@ -400,14 +413,14 @@ def centered_cosine(reference: dict, candidate: dict) -> float | None:
     return min(values, default=None)
 
 
-def task_metric(case: Case, fp32: OrtRunner, runner: OrtRunner) -> str:
-    """The reference model's primary task metric: compiled value and drop vs fp32."""
+def task_metric(case: Case, fp32: OrtRunner, runner: OrtRunner) -> tuple[str, float | None]:
+    """The reference model's primary task metric (compiled value beside fp32's) and its worst drop."""
     if case.task is None:
-        return ""
+        return "", None
     result: TaskResult = resolve_evaluator(case.task[0])(fp32, runner, case.evaluation, **case.task[1])
     name = result.primary[0]
     metric = result.metric(name)
-    return f"{name} {metric.compiled:.3f} (fp32 {metric.fp32:.3f})"
+    return f"{name} {metric.compiled:.3f} (fp32 {metric.fp32:.3f})", result.worst_primary_drop
 
 
 def batch_sizes(runner: OrtRunner) -> list[int]:
@@ -437,8 +450,14 @@ def build_tools(case: Case, work: Path, console: Console) -> tuple[dict[str, Pat
     return built, failed
 
 
-def measure_case(case: Case, work: Path, rounds: int, seconds: float, console: Console) -> list[Row]:
-    """Build every tool's model, then fidelity per model and one interleaved latency run per batch."""
+FP32_AGAIN = "fp32 (second session)"  # the A/A pair: what the machine's noise makes of equal models
+
+
+def measure_case(case: Case, work: Path, rounds: int, seconds: float,
+                 console: Console) -> tuple[list[Row], dict[int, float]]:
+    """Build every tool's model, then fidelity per model and one interleaved latency run per batch.
+
+    Also returns the timing noise per batch: |1 - ratio| of two sessions of the fp32 model."""
     built, rows = build_tools(case, work, console)
     runners = {}
     for tool, path in list(built.items()):
@@ -452,17 +471,57 @@ def measure_case(case: Case, work: Path, rounds: int, seconds: float, console: C
     results = {}
     for tool, runner in runners.items():
         predicted = runner.predict(case.evaluation)
+        text, drop = task_metric(case, fp32, runner)
         results[tool] = Row(case.name, tool, cosine=fidelity(reference, predicted),
-                            centered=centered_cosine(reference, predicted),
-                            task=task_metric(case, fp32, runner), megabytes=model_bytes(built[tool]) / 1e6)
+                            centered=centered_cosine(reference, predicted), task=text, task_drop=drop,
+                            megabytes=model_bytes(built[tool]) / 1e6)
+    runners[FP32_AGAIN] = OrtRunner(case.model, threads=THREADS)
+    noise = {}
     for batch in batch_sizes(fp32):
         stats = measure_interleaved(runners, case.evaluation, batch=batch, warmup=3, rounds=rounds,
                                     seconds_per_round=seconds * len(runners))
+        noise[batch] = abs(1.0 - stats["fp32"].p50_ms / stats[FP32_AGAIN].p50_ms)
         for tool, row in results.items():
             row.speedups[batch] = stats["fp32"].p50_ms / stats[tool].p50_ms
             if tool == "fp32":
-                row.note = (row.note + f" b{batch} p50 {stats['fp32'].p50_ms:.2f} ms").strip()
-    return list(results.values()) + rows
+                row.note = (row.note + f" b{batch} p50 {stats['fp32'].p50_ms:.2f} ms"
+                            f" (A/A noise {noise[batch]:.0%})").strip()
+    return list(results.values()) + rows, noise
+
+
+@dataclass
+class Verdict:
+    """edgeq against the fastest stock tool inside the same accuracy budget, on one model."""
+
+    model: str
+    edgeq: str
+    stock: str
+    ratios: dict[int, float]  # edgeq speedup / stock speedup, per batch
+    noise: dict[int, float]
+    fidelity: str  # "better", "equal" or "worse"
+
+    @property
+    def holds(self) -> bool:
+        """At least as fast (within the A/A noise, 3% at least) at every batch, and as faithful."""
+        fast = all(r >= 1.0 - max(0.03, self.noise[b]) for b, r in self.ratios.items())
+        return fast and self.fidelity != "worse"
+
+
+def verdict(case: Case, rows: list[Row], noise: dict[int, float]) -> Verdict | None:
+    """Compare edgeq's row with the fastest stock row (geometric mean over batches) within budget."""
+    mine = next((r for r in rows if r.tool.startswith("edgeq") and r.speedups), None)
+    stock = [r for r in rows if r.tool in STOCK_TOOLS and r.speedups and r.within(case.budget)]
+    if mine is None:
+        return None
+    if not stock:
+        return Verdict(case.name, mine.tool, "none within budget", {b: math.inf for b in mine.speedups},
+                       noise, "better")
+    best = max(stock, key=lambda r: math.prod(r.speedups.values()))
+    ratios = {b: mine.speedups[b] / best.speedups[b] for b in mine.speedups}
+    gap = mine.fidelity_key() - best.fidelity_key()
+    tolerance = 1e-4 if mine.task_drop is None else 1e-6
+    fidelity = "equal" if abs(gap) <= tolerance else ("better" if gap > 0 else "worse")
+    return Verdict(case.name, mine.tool, best.tool, ratios, noise, fidelity)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -482,18 +541,29 @@ def cells(row: Row) -> list[str]:
             "" if row.megabytes is None else f"{row.megabytes:.2f}", row.note]
 
 
-def rich_table(rows: list[Row]) -> Table:
-    table = Table(title="edgeq vs stock ORT quantization (speedup = fp32 p50 / tool p50, interleaved)")
-    for column in COLUMNS:
+def rich_table(title: str, columns: tuple[str, ...], lines_of_cells: list[list[str]]) -> Table:
+    table = Table(title=title)
+    for column in columns:
         table.add_column(column)
-    for row in rows:
-        table.add_row(*cells(row))
+    for line in lines_of_cells:
+        table.add_row(*line)
     return table
 
 
-def markdown_table(rows: list[Row]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cells(row)) + " |" for row in rows]
+VERDICT_COLUMNS = ("model", "edgeq", "fastest stock within budget", "edgeq / stock b1", "edgeq / stock b32",
+                   "A/A noise b1 / b32", "fidelity vs stock", "edgeq at least as fast and faithful")
+
+
+def verdict_cells(v: Verdict) -> list[str]:
+    ratios = [f"{r:.2f}x" if math.isfinite(r) else "n/a" for r in v.ratios.values()] + [""]
+    noise = " / ".join(f"{n:.0%}" for n in v.noise.values())
+    return [v.model, v.edgeq, v.stock, ratios[0], ratios[1] if len(v.ratios) > 1 else "", noise, v.fidelity,
+            "yes" if v.holds else "**no**"]
+
+
+def markdown_table(columns: tuple[str, ...], lines_of_cells: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in lines_of_cells]
     return "\n".join(lines)
 
 
@@ -508,6 +578,9 @@ def machine_header(command: str) -> str:
         f"- machine: {machine['cpu']}, {machine['cores']} cores, flags: {' '.join(machine['flags'])}",
         f"- onnxruntime {ort.__version__}, onnx {onnx.__version__}, torch {torch.__version__}, "
         f"intra-op threads {THREADS}; edgeq target {TARGET['name']}",
+        "- verdict: edgeq's artifact against the fastest stock tool whose output stays inside the "
+        "accuracy budget edgeq's compile uses (task drop, else cosine ≥ 0.99); it holds when edgeq is "
+        "at least as fast at both batch sizes (inside the A/A noise, 3% at least) and not less faithful.",
         "- speedup: fp32 ORT p50 / tool p50 at that batch, all models of a row group timed "
         "interleaved in one process (rotating order, repeated rounds); machine noise is about ±20%.",
         "- cosine: worst output cosine vs fp32 on held-out data (agreement for integer outputs), "
@@ -521,14 +594,16 @@ def machine_header(command: str) -> str:
 @click.option("--quick", is_flag=True, help="Fewer samples and rounds: a smoke run of a few minutes.")
 @click.option("--only", multiple=True, help="Benchmark only these models (e.g. --only bert-mini).")
 @click.option("--output", type=click.Path(path_type=Path), default=HERE / "results.md", show_default=True)
-@click.option("--target", default="cpu-x86-avx2", show_default=True, help="edgeq target for its compile.")
+@click.option("--target", default="native", show_default=True,
+              help="edgeq target for its compile (native: the shipped target for this CPU).")
 def main(quick: bool, only: tuple[str, ...], output: Path, target: str) -> None:
     """Build the models, run every tool, time them interleaved, print and write the tables."""
     console = Console()
-    TARGET["name"] = target
+    TARGET["name"] = load_target(target).name
     torch.set_num_threads(THREADS)
-    rounds, seconds, samples = (3, 0.1, 128) if quick else (7, 0.25, 256)
+    rounds, seconds, samples = (3, 0.1, 128) if quick else (9, 0.3, 256)
     rows: list[Row] = []
+    verdicts: list[Verdict] = []
     with tempfile.TemporaryDirectory(prefix="edgeq-bench-") as tmp:
         work = Path(tmp)
         cases = synthetic_cases(work, samples) + reference_cases()
@@ -537,13 +612,20 @@ def main(quick: bool, only: tuple[str, ...], output: Path, target: str) -> None:
                 continue
             console.print(f"[bold]{case.name}[/]: building and timing every tool")
             try:
-                rows += measure_case(case, work, rounds, seconds, console)
+                case_rows, noise = measure_case(case, work, rounds, seconds, console)
             except Exception as exc:  # one broken model must not lose the others' results
                 traceback.print_exc()
                 rows.append(Row(case.name, "all", note=f"failed: {str(exc).splitlines()[0][:80]}"))
-    console.print(rich_table(rows))
+                continue
+            rows += case_rows
+            verdicts += [v for v in [verdict(case, case_rows, noise)] if v is not None]
+    title = "edgeq vs stock ORT quantization (speedup = fp32 p50 / tool p50, interleaved)"
+    console.print(rich_table(title, COLUMNS, [cells(r) for r in rows]))
+    verdict_lines = [verdict_cells(v) for v in verdicts]
+    console.print(rich_table("verdict", VERDICT_COLUMNS, verdict_lines))
     command = "python examples/benchmarks/against_stock.py " + " ".join(sys.argv[1:])
-    text = machine_header(command.strip()) + "\n" + markdown_table(rows) + "\n"
+    text = (machine_header(command.strip()) + "\n" + markdown_table(VERDICT_COLUMNS, verdict_lines) + "\n\n"
+            + markdown_table(COLUMNS, [cells(r) for r in rows]) + "\n")
     print(text)
     output.write_text(text)
 
