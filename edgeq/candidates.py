@@ -124,16 +124,16 @@ def build_candidates(
     for mode in modes:
         for per_tensor in (False, True) if scheme.weights.per_channel else (False,):
             plan = plan_int8(prepared, scheme, recipe.exclude, mode=mode, per_tensor_matmul=per_tensor)
-            if not plan.quantized and not plan.dynamic or per_tensor and not _int8_matmuls(plan):
+            if (not plan.quantized and not plan.dynamic) or (per_tensor and not _int8_matmuls(plan)):
                 continue
-            name = f"int8-{mode}" + ("-per-tensor" if per_tensor else "")
-            with reporter.stage(f"quantize-{name[5:]}", f"quantize: {name[5:].replace('-', ' ')} int8"):
+            variant = mode + ("-per-tensor" if per_tensor else "")
+            with reporter.stage(f"quantize-{variant}", f"quantize: {variant.replace('-', ' ')} int8"):
                 model = prepared
                 if mode == "static":
                     model, plan = quantize_static(prepared, plan, recipe, target, calib, reporter)
                 model = lower_dynamic(model, plan.dynamic, scheme.weights.reduce_range, per_tensor)
                 model = quantize_embeddings(model, bits=8)
-            candidates.append(Candidate(name, model, plan))
+            candidates.append(Candidate(f"int8-{variant}", model, plan))
     return candidates, analysis
 
 

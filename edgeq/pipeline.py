@@ -34,6 +34,7 @@ from edgeq.measure.runner import OrtRunner
 from edgeq.measure.tasks import TaskResult, resolve_evaluator
 from edgeq.passes.mrl import deployed_task_options, slice_embedding
 from edgeq.passes.prepare import prepare_model
+from edgeq.passes.subpixel import lower_conv_transposes, subpixel_summary
 from edgeq.progress import Reporter
 from edgeq.quant.equalize import equalize_cross_layer
 from edgeq.quant.given import is_quantized, recognise
@@ -72,7 +73,7 @@ def run_candidates(ctx: CompileContext) -> Report:
     source, recipe, target = ctx.source, ctx.recipe, ctx.target
     evaluation, reporter = ctx.evaluation, ctx.reporter
     calib, staging = ctx.calib, ctx.staging
-    prepared, pruning = _prepare(source, recipe, evaluation, reporter)
+    prepared, pruning = _prepare(source, recipe, target, evaluation, reporter)
     work = staging / "candidates"
     work.mkdir()
     deployed = None
@@ -129,7 +130,7 @@ def run_candidates(ctx: CompileContext) -> Report:
 
 
 def _prepare(
-    source: SourceModel, recipe: Recipe, evaluation: Arrays, reporter: Reporter
+    source: SourceModel, recipe: Recipe, target: TargetSpec, evaluation: Arrays, reporter: Reporter
 ) -> tuple[onnx.ModelProto, dict[str, Any] | None]:
     with reporter.stage("prepare", "prepare graph (fold BatchNorm, constants and static shapes)"):
         prepared = prepare_model(source.model, check=evaluation)
@@ -139,10 +140,18 @@ def _prepare(
             prepared, summary = equalize_cross_layer(prepared)
             reporter.note(f"{len(summary['pairs'])} layer pairs equalized")
             prepared = onnx.shape_inference.infer_shapes(prepared)
-    if recipe.prune is None:
-        return prepared, None
-    with reporter.stage("prune", "prune by iterative feature merging"):
-        return _prune(prepared, source.model, recipe, evaluation, reporter)
+    pruning = None
+    if recipe.prune is not None:
+        with reporter.stage("prune", "prune by iterative feature merging"):
+            prepared, pruning = _prune(prepared, source.model, recipe, evaluation, reporter)
+    if target.runtime == "onnxruntime" and any(n.op_type == "ConvTranspose" for n in prepared.graph.node):
+        # last: IFM prunes ConvTranspose channels, which a Conv feeding DepthToSpace would not allow
+        with reporter.stage("subpixel", "time ConvTranspose against its sub-pixel Conv form"):
+            prepared, decisions = lower_conv_transposes(
+                prepared, target.latency.batch_sizes, target.latency.threads
+            )
+            reporter.note(subpixel_summary(decisions))
+    return prepared, pruning
 
 
 def _new_report(source: SourceModel, recipe: Recipe, target: TargetSpec, **fields: Any) -> Report:
@@ -267,7 +276,7 @@ def run_tensorrt(ctx: CompileContext) -> Report:
     source, recipe, target = ctx.source, ctx.recipe, ctx.target
     evaluation, reporter = ctx.evaluation, ctx.reporter
     calib, staging = ctx.calib, ctx.staging
-    prepared, pruning = _prepare(source, recipe, evaluation, reporter)
+    prepared, pruning = _prepare(source, recipe, target, evaluation, reporter)
     candidate = Candidate("fp16" if target.precision == "fp16" else "int8-qdq", prepared)
     if target.precision != "fp16":
         candidate.plan = plan_int8(prepared, target.quantization.int8, recipe.exclude, mode="static")

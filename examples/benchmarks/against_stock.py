@@ -20,6 +20,7 @@ import tempfile
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 import click
@@ -567,6 +568,13 @@ def markdown_table(columns: tuple[str, ...], lines_of_cells: list[list[str]]) ->
     return "\n".join(lines)
 
 
+def installed_version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
 def machine_header(command: str) -> str:
     """What a reader needs to interpret the numbers: command, CPU and ISA, runtime, date."""
     machine = describe_machine()
@@ -577,7 +585,7 @@ def machine_header(command: str) -> str:
         f"- date: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}",
         f"- machine: {machine['cpu']}, {machine['cores']} cores, flags: {' '.join(machine['flags'])}",
         f"- onnxruntime {ort.__version__}, onnx {onnx.__version__}, torch {torch.__version__}, "
-        f"intra-op threads {THREADS}; edgeq target {TARGET['name']}",
+        f"nncf {installed_version('nncf')}; intra-op threads {THREADS}; edgeq target {TARGET['name']}",
         "- verdict: edgeq's artifact against the fastest stock tool whose output stays inside the "
         "accuracy budget edgeq's compile uses (task drop, else cosine ≥ 0.99); it holds when edgeq is "
         "at least as fast at both batch sizes (inside the A/A noise, 3% at least) and not less faithful.",
