@@ -18,7 +18,7 @@ import onnx
 from edgeq.backends.ort_cpu import Artifact, compile_ort_cpu
 from edgeq.data import Arrays
 from edgeq.measure.fidelity import OutputFidelity, compare_outputs
-from edgeq.measure.latency import LatencyEntry, batch_feeds, measure_interleaved
+from edgeq.measure.latency import LatencyEntry, batch_feeds, measure_interleaved, speedup
 from edgeq.measure.runner import OrtRunner
 from edgeq.measure.tasks import TaskResult
 from edgeq.progress import Reporter
@@ -312,7 +312,7 @@ def measure_candidates(
                 candidate.latency.append(
                     LatencyEntry(batch, threads, settings.rounds, stats["reference"], stats[candidate.name])
                 )
-            twin = stats["reference"].p50_ms / stats[REFERENCE_AGAIN].p50_ms
+            twin = speedup(stats["reference"], stats[REFERENCE_AGAIN])
             noise[batch] = max(MIN_NOISE, abs(1.0 - twin))
     return noise
 

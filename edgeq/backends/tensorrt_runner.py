@@ -138,8 +138,8 @@ def measure_engines(fp32: TensorRTRunner, compiled: TensorRTRunner, data: Mappin
         timer(warmup)
     probe = max(min(timer(3)) for timer in timers)
     runs = int(np.clip(seconds_per_round * 1e3 / 2 / max(probe, 1e-3), 3, 1000))
-    samples: list[list[float]] = [[], []]
+    samples: list[list[list[float]]] = [[], []]
     for round_index in range(rounds):
         for which in (0, 1) if round_index % 2 == 0 else (1, 0):
-            samples[which].extend(timers[which](runs))
+            samples[which].append(timers[which](runs))
     return LatencyEntry(batch, 0, rounds, LatencyStats.of(samples[0]), LatencyStats.of(samples[1]))

@@ -4,36 +4,60 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from edgeq.measure.runner import OrtRunner
 
 MAX_KEPT_SAMPLES = 200  # per model and batch size: enough to draw the distribution in a report
+MIN_PAIRED_ROUNDS = 3  # fewer rounds than this: a median of ratios is no more robust than one ratio
 
 
 @dataclass(frozen=True)
 class LatencyStats:
+    """One model's latency distribution, with the median of each interleaved round kept apart."""
+
     p50_ms: float
     p90_ms: float
     p99_ms: float
     mean_ms: float
     samples_ms: list[float]
+    round_p50_ms: list[float] = field(default_factory=list)
 
     @classmethod
-    def of(cls, samples_ms: Sequence[float]) -> LatencyStats:
-        values = np.asarray(samples_ms, dtype=np.float64)
+    def of(cls, rounds: Sequence[Sequence[float]]) -> LatencyStats:
+        """Statistics of samples grouped by round (one group when there were no rounds)."""
+        values = np.concatenate([np.asarray(r, dtype=np.float64) for r in rounds])
         p50, p90, p99 = np.percentile(values, [50, 90, 99])
         kept = values[:: max(1, len(values) // MAX_KEPT_SAMPLES)]
+        medians = [round(float(np.median(r)), 5) for r in rounds]
         return cls(
-            float(p50), float(p90), float(p99), float(values.mean()), [round(float(v), 4) for v in kept]
+            float(p50),
+            float(p90),
+            float(p99),
+            float(values.mean()),
+            [round(float(v), 4) for v in kept],
+            medians,
         )
+
+
+def speedup(reference: LatencyStats, candidate: LatencyStats) -> float:
+    """How many times faster `candidate` ran: the median over rounds of the per-round ratio.
+
+    A load spike on a shared machine lands in one round, where it skews whichever models ran then;
+    pairing the two models round by round and taking the median ratio leaves such rounds out.
+    Without matching rounds (a report from before they were kept): the ratio of the medians."""
+    pairs = zip(reference.round_p50_ms, candidate.round_p50_ms, strict=False)
+    ratios = [ref / cand for ref, cand in pairs if cand > 0]
+    if len(ratios) >= MIN_PAIRED_ROUNDS and len(reference.round_p50_ms) == len(candidate.round_p50_ms):
+        return float(np.median(ratios))
+    return reference.p50_ms / candidate.p50_ms
 
 
 @dataclass(frozen=True)
 class LatencyEntry:
-    """One batch size: both models' distributions and the speedup of medians (fp32 / compiled)."""
+    """One batch size: both models' distributions and the speedup (fp32 / compiled, see `speedup`)."""
 
     batch: int
     threads: int
@@ -43,7 +67,7 @@ class LatencyEntry:
 
     @property
     def speedup(self) -> float:
-        return self.fp32.p50_ms / self.compiled.p50_ms
+        return speedup(self.fp32, self.compiled)
 
 
 def batch_feeds(runner: OrtRunner, data: Mapping[str, np.ndarray], batch: int) -> dict:
@@ -82,11 +106,11 @@ def measure_interleaved(
         _timed_calls(call, warmup)
     probe = max(min(_timed_calls(call, 3)) for call in calls.values())
     runs = int(np.clip(seconds_per_round * 1e3 / len(names) / max(probe, 1e-3), 3, 500))
-    samples: dict[str, list[float]] = {name: [] for name in names}
+    samples: dict[str, list[list[float]]] = {name: [] for name in names}
     for round_index in range(rounds):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
-            samples[name].extend(_timed_calls(calls[name], runs))
+            samples[name].append(_timed_calls(calls[name], runs))
         if tick:
             tick()
-    return {name: LatencyStats.of(values) for name, values in samples.items()}
+    return {name: LatencyStats.of(per_round) for name, per_round in samples.items()}

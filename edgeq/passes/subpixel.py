@@ -25,7 +25,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgeq.graph import GraphIndex, attribute, drop_unused_initializers
-from edgeq.measure.latency import measure_interleaved
+from edgeq.measure.latency import measure_interleaved, speedup
 from edgeq.measure.runner import OrtRunner
 
 # A rewrite must beat the ConvTranspose by this factor at every batch size to be kept: the compile
@@ -210,7 +210,7 @@ def _time_rewrite(
     for batch in batches:
         data = {node.input[0]: rng.standard_normal([batch, *shape[1:]]).astype(np.float32)}
         stats = measure_interleaved(runners, data, batch=batch, **TIMING)
-        speedups[batch] = round(stats["conv_transpose"].p50_ms / stats["subpixel"].p50_ms, 3)
+        speedups[batch] = round(speedup(stats["conv_transpose"], stats["subpixel"]), 3)
     kept = all(s > REQUIRED_SPEEDUP for s in speedups.values())
     reason = "faster at every batch size" if kept else f"not {REQUIRED_SPEEDUP}x faster at every batch size"
     return {"node": node.name, "kept": kept, "reason": reason, "speedups": speedups}
