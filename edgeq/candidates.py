@@ -43,6 +43,9 @@ from edgeq.targets import TargetSpec
 TaskRunner = Callable[[OrtRunner, OrtRunner], TaskResult | None]
 MIN_NOISE = 0.03  # a ratio closer to 1 than this is never read as a difference
 REFERENCE_AGAIN = " reference (second session)"  # the A/A timing: no candidate has this name
+# Artifacts within 5% of each other in bytes are the same size: among speed ties the faster of them
+# wins (INT8 static vs dynamic differ by < 1%; INT8 vs fp32 by 4x, where the smaller one should win).
+SIZE_TIE = 0.05
 
 
 @dataclass
@@ -326,7 +329,8 @@ def batch_sizes(runner: OrtRunner, wanted: list[int]) -> list[int]:
 
 def select(candidates: list[Candidate], recipe: Recipe, noise: dict[int, float]) -> tuple[Candidate, str]:
     """Among candidates within budget and not measurably slower than fp32, the fastest — ties within
-    the measured noise go to the smaller artifact (4-bit compiles: simply the smallest)."""
+    the measured noise go to the smaller artifact, the faster of equal sizes (4-bit compiles: simply
+    the smallest)."""
     quantized = [c for c in candidates if c.name != "fp32"]
     fp32 = next(c for c in candidates if c.name == "fp32")
     within = [c for c in quantized if c.budget_problem(recipe) is None]
@@ -342,7 +346,9 @@ def select(candidates: list[Candidate], recipe: Recipe, noise: dict[int, float])
         fastest = max(c.mean_speedup for c in [fp32, *eligible])
         tied = [c for c in eligible if c.mean_speedup >= fastest * margin]
         if tied:
-            best = min(tied, key=lambda c: c.artifact.bytes)
+            smallest = min(c.artifact.bytes for c in tied)
+            small = [c for c in tied if c.artifact.bytes <= smallest * (1 + SIZE_TIE)]
+            best = max(small, key=lambda c: c.mean_speedup)
             return best, (
                 f"fastest within the accuracy budget, or within timing noise of it and smaller "
                 f"({best.mean_speedup:.2f}x fp32; noise ±{1 - margin:.0%})"
