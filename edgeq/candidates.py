@@ -292,14 +292,30 @@ def measure_candidates(
         with reporter.stage(f"fidelity-{candidate.name}", f"measure {candidate.name} fidelity"):
             candidate.outputs = compare_outputs(reference, candidate.runner.predict(evaluation))
             candidate.task = run_task(judge_against, candidate.runner)
-    settings = target.latency
+    return time_candidates(candidates, fp32_path, target, evaluation, reporter)
+
+
+def time_candidates(
+    candidates: list[Candidate],
+    fp32_path: Path,
+    target: TargetSpec,
+    evaluation: Arrays,
+    reporter: Reporter,
+    rounds: int | None = None,
+    stage: str = "latency",
+) -> dict[int, float]:
+    """One interleaved latency run of the fp32 model, a second session of it (the A/A pair that
+    gives the timing noise) and the compiled candidates; sets each candidate's latency."""
+    settings, threads = target.latency, target.latency.threads
+    rounds = rounds or settings.rounds
+    fp32 = OrtRunner(fp32_path, threads=threads)
     batches = batch_sizes(fp32, settings.batch_sizes)
     runners = {"reference": fp32, REFERENCE_AGAIN: OrtRunner(fp32_path, threads=threads)}
     runners |= {c.name: c.runner for c in candidates}
     noise = {}
     with (
-        reporter.stage("latency", "time fp32 and candidates, interleaved"),
-        reporter.bar("latency rounds", settings.rounds * len(batches)) as tick,
+        reporter.stage(stage, f"time fp32 and {', '.join(c.name for c in candidates)}, interleaved"),
+        reporter.bar("latency rounds", rounds * len(batches)) as tick,
     ):
         for batch in batches:
             stats = measure_interleaved(
@@ -307,17 +323,68 @@ def measure_candidates(
                 evaluation,
                 batch=batch,
                 warmup=settings.warmup,
-                rounds=settings.rounds,
+                rounds=rounds,
                 seconds_per_round=settings.seconds_per_round,
                 tick=tick,
             )
             for candidate in candidates:
-                candidate.latency.append(
-                    LatencyEntry(batch, threads, settings.rounds, stats["reference"], stats[candidate.name])
-                )
+                entry = LatencyEntry(batch, threads, rounds, stats["reference"], stats[candidate.name])
+                candidate.latency = [e for e in candidate.latency if e.batch != batch] + [entry]
             twin = speedup(stats["reference"], stats[REFERENCE_AGAIN])
             noise[batch] = max(MIN_NOISE, abs(1.0 - twin))
     return noise
+
+
+def runoff(
+    candidates: list[Candidate],
+    recipe: Recipe,
+    noise: dict[int, float],
+    fp32_path: Path,
+    target: TargetSpec,
+    evaluation: Arrays,
+    reporter: Reporter,
+) -> dict[int, float]:
+    """Time again, with twice the rounds, the INT8 candidates of one size tied for fastest.
+
+    Static and dynamic INT8 of a transformer differ by less than these machines' noise and by < 1%
+    in bytes, so the first run cannot tell them apart; a second, longer run between only them can.
+    Returns the noise to select with (the first run's where there is no tie)."""
+    leaders = _size_tied_leaders(candidates, recipe, noise)
+    if len(leaders) < 2:
+        return noise
+    rounds = 2 * target.latency.rounds
+    return time_candidates(leaders, fp32_path, target, evaluation, reporter, rounds, stage="runoff")
+
+
+def _size_tied_leaders(
+    candidates: list[Candidate], recipe: Recipe, noise: dict[int, float]
+) -> list[Candidate]:
+    """Eligible INT8 candidates within the noise of the fastest and within SIZE_TIE of the smallest."""
+    eligible = _eligible(candidates, recipe, noise)
+    if recipe.bits == 4 or len(eligible) < 2:
+        return []
+    return _smallest(_speed_ties(eligible, max(c.mean_speedup for c in eligible), noise))
+
+
+def _eligible(candidates: list[Candidate], recipe: Recipe, noise: dict[int, float]) -> list[Candidate]:
+    """INT8 candidates within the accuracy budget and not measurably slower than fp32."""
+    within = [c for c in candidates if c.name != "fp32" and c.budget_problem(recipe) is None]
+    return [c for c in within if not _slower(c, noise)]
+
+
+def _margin(noise: dict[int, float]) -> float:
+    """The fraction of the fastest speed that still counts as a tie: one minus the mean noise."""
+    return 1.0 - sum(noise.values()) / len(noise)
+
+
+def _speed_ties(pool: list[Candidate], fastest: float, noise: dict[int, float]) -> list[Candidate]:
+    return [c for c in pool if c.mean_speedup >= fastest * _margin(noise)]
+
+
+def _smallest(pool: list[Candidate]) -> list[Candidate]:
+    """The smallest artifacts of `pool`, sizes within SIZE_TIE counting as equal."""
+    smallest = min(c.artifact.bytes for c in pool)
+    return [c for c in pool if c.artifact.bytes <= smallest * (1 + SIZE_TIE)]
 
 
 def batch_sizes(runner: OrtRunner, wanted: list[int]) -> list[int]:
@@ -334,7 +401,7 @@ def select(candidates: list[Candidate], recipe: Recipe, noise: dict[int, float])
     quantized = [c for c in candidates if c.name != "fp32"]
     fp32 = next(c for c in candidates if c.name == "fp32")
     within = [c for c in quantized if c.budget_problem(recipe) is None]
-    eligible = [c for c in within if not _slower(c, noise)]
+    eligible = _eligible(candidates, recipe, noise)
     if eligible and recipe.bits == 4:
         best = min(eligible, key=lambda c: (c.artifact.bytes, -c.mean_speedup))
         return (
@@ -342,16 +409,12 @@ def select(candidates: list[Candidate], recipe: Recipe, noise: dict[int, float])
             f"smallest candidate within the accuracy budget, not slower than fp32 ({best.mean_speedup:.2f}x)",
         )
     if eligible:
-        margin = 1.0 - sum(noise.values()) / len(noise)
-        fastest = max(c.mean_speedup for c in [fp32, *eligible])
-        tied = [c for c in eligible if c.mean_speedup >= fastest * margin]
+        tied = _speed_ties(eligible, max(c.mean_speedup for c in [fp32, *eligible]), noise)
         if tied:
-            smallest = min(c.artifact.bytes for c in tied)
-            small = [c for c in tied if c.artifact.bytes <= smallest * (1 + SIZE_TIE)]
-            best = max(small, key=lambda c: c.mean_speedup)
+            best = max(_smallest(tied), key=lambda c: c.mean_speedup)
             return best, (
                 f"fastest within the accuracy budget, or within timing noise of it and smaller "
-                f"({best.mean_speedup:.2f}x fp32; noise ±{1 - margin:.0%})"
+                f"({best.mean_speedup:.2f}x fp32; noise ±{1 - _margin(noise):.0%})"
             )
         eligible_text = ", ".join(f"{c.name} {c.mean_speedup:.2f}x" for c in eligible)
         faster = f"the fp32 artifact measured faster ({fp32.mean_speedup:.2f}x) than {eligible_text}"

@@ -21,6 +21,7 @@ from edgeq.candidates import (
     build_candidates,
     measure_candidates,
     quantize_static,
+    runoff,
     select,
 )
 from edgeq.data import Arrays
@@ -93,6 +94,7 @@ def run_candidates(ctx: CompileContext) -> Report:
     candidates, analysis = build_candidates(prepared, recipe, target, calib, evaluation, run_task, reporter)
     fp32_path = save_model(source.model, work / "reference.onnx")
     noise = measure_candidates(candidates, fp32_path, work, target, evaluation, run_task, reporter, deployed)
+    noise = runoff(candidates, recipe, noise, fp32_path, target, evaluation, reporter)
     chosen, reason = select(candidates, recipe, noise)
     explained = chosen if chosen.plan else _most_faithful_quantized(candidates) or chosen
     layers = []

@@ -1,0 +1,59 @@
+"""Selection among measured candidates: ties, sizes, the run-off and the never-slower rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+from onnx import TensorProto, helper
+
+from edgeq.backends.ort_cpu import Artifact
+from edgeq.candidates import Candidate, _size_tied_leaders, select
+from edgeq.measure.fidelity import OutputFidelity
+from edgeq.measure.latency import LatencyEntry, LatencyStats
+from edgeq.recipe import Recipe
+
+NOISE = {1: 0.05, 32: 0.05}
+
+
+def _artifact(tmp_path: Path, name: str, padding: int) -> Artifact:
+    """A real ONNX file whose size grows with `padding` (a constant of that many floats)."""
+    pad = helper.make_tensor("pad", TensorProto.FLOAT, [padding], [0.0] * padding)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        [pad],
+    )
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(helper.make_model(graph), path)
+    return Artifact(path, "onnx")
+
+
+def _candidate(tmp_path: Path, name: str, speed: float, padding: int) -> Candidate:
+    fp32 = LatencyStats.of([[1.0]] * 5)
+    compiled = LatencyStats.of([[1.0 / speed]] * 5)
+    candidate = Candidate(name, onnx.ModelProto(), artifact=_artifact(tmp_path, name, padding))
+    candidate.latency = [LatencyEntry(b, 2, 5, fp32, compiled) for b in NOISE]
+    candidate.outputs = [OutputFidelity("y", 0.999, 0.01, 40.0, 0.01, None)]
+    return candidate
+
+
+def test_equal_sizes_tied_on_speed_go_to_the_faster_and_to_a_run_off(tmp_path: Path) -> None:
+    fp32 = _candidate(tmp_path, "fp32", 1.0, 4000)
+    static = _candidate(tmp_path, "int8-static", 2.00, 1000)
+    dynamic = _candidate(tmp_path, "int8-dynamic", 2.05, 1010)
+    recipe = Recipe()
+    chosen, _ = select([fp32, static, dynamic], recipe, NOISE)
+    assert chosen is dynamic, "sizes within 5% are equal: the faster wins, not the smaller"
+    assert _size_tied_leaders([fp32, static, dynamic], recipe, NOISE) == [static, dynamic]
+
+
+def test_a_much_smaller_artifact_wins_a_speed_tie_and_needs_no_run_off(tmp_path: Path) -> None:
+    fp32 = _candidate(tmp_path, "fp32", 1.0, 4000)
+    big = _candidate(tmp_path, "int8-static", 2.05, 3000)
+    small = _candidate(tmp_path, "int4-planned", 2.00, 1000)
+    chosen, _ = select([fp32, big, small], Recipe(), NOISE)
+    assert chosen is small
+    assert _size_tied_leaders([fp32, big, small], Recipe(), NOISE) == [small]
