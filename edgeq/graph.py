@@ -49,6 +49,20 @@ class GraphIndex:
         return None
 
 
+def all_nodes(graph: onnx.GraphProto):
+    """Nodes of a graph and of every subgraph inside them (If branches, Loop/Scan bodies)."""
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            for subgraph in [attr.g, *attr.graphs]:
+                yield from all_nodes(subgraph)
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    """The default-domain (ai.onnx) opset version, 0 when the model imports none."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
 def subgraph_references(graph: onnx.GraphProto) -> set[str]:
     """Names read inside If/Loop/Scan bodies (outer-scope values those bodies capture)."""
     names: set[str] = set()

@@ -11,6 +11,7 @@ from onnx.external_data_helper import load_external_data_for_model
 
 from edgeq.data import InputSignature
 from edgeq.errors import InputError
+from edgeq.graph import all_nodes, default_opset
 
 MIN_OPSET = 11
 # Op domains ONNX Runtime's CPU provider implements: standard ONNX, ONNX-ML and ORT's contrib ops.
@@ -115,19 +116,10 @@ def fits_protobuf(model: onnx.ModelProto) -> bool:
         return False
 
 
-def _nodes(graph: onnx.GraphProto):
-    """Nodes of a graph and of every subgraph inside them (If branches, Loop/Scan bodies)."""
-    for node in graph.node:
-        yield node
-        for attribute in node.attribute:
-            for subgraph in [attribute.g, *attribute.graphs]:
-                yield from _nodes(subgraph)
-
-
 def _check_custom_ops(model: onnx.ModelProto, name: str) -> None:
     """Refuse ops from custom domains: ONNX Runtime cannot run them, so nothing could be measured."""
     local = {(f.domain, f.name) for f in model.functions}  # model-local functions are inlined
-    for node in _nodes(model.graph):
+    for node in all_nodes(model.graph):
         if node.domain not in RUNTIME_DOMAINS and (node.domain, node.op_type) not in local:
             raise InputError(
                 f"{name}: node {node.name or node.output[0]!r} uses custom op "
@@ -138,10 +130,6 @@ def _check_custom_ops(model: onnx.ModelProto, name: str) -> None:
 
 def _first_line(exc: Exception) -> str:
     return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-
-
-def default_opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def input_signatures(model: onnx.ModelProto) -> list[InputSignature]:

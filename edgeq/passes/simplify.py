@@ -14,6 +14,7 @@ import onnx
 import onnxoptimizer
 
 from edgeq.data import Arrays
+from edgeq.graph import all_nodes
 from edgeq.measure.runner import OrtRunner
 from edgeq.passes.ort_offline import ort_optimize
 
@@ -38,7 +39,7 @@ def simplify_static_shapes(model: onnx.ModelProto, check: Arrays | None = None) 
     back unchanged, as does any result that renames the graph's interface or, given `check` data,
     computes different outputs on it (onnx/optimizer has open reports of shape passes doing so).
     """
-    if not _has_shape_node(model.graph):
+    if not any(node.op_type == "Shape" for node in all_nodes(model.graph)):
         return model
     current = model
     for _ in range(MAX_ROUNDS):
@@ -80,20 +81,3 @@ def _interface(model: onnx.ModelProto) -> tuple:
     graph = model.graph
     opsets = sorted((o.domain, o.version) for o in model.opset_import)
     return [i.name for i in graph.input], [o.name for o in graph.output], opsets
-
-
-def _has_shape_node(graph: onnx.GraphProto) -> bool:
-    """Whether a Shape node appears anywhere, subgraphs (If/Loop bodies) included."""
-    return any(
-        node.op_type == "Shape" or any(_has_shape_node(g) for g in _subgraphs(node)) for node in graph.node
-    )
-
-
-def _subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
-    """The graphs held in a node's attributes (If branches, Loop and Scan bodies)."""
-    graphs = []
-    for attr in node.attribute:
-        if attr.type == onnx.AttributeProto.GRAPH:
-            graphs.append(attr.g)
-        graphs.extend(attr.graphs)
-    return graphs

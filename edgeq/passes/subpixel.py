@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from edgeq.graph import GraphIndex, attribute, drop_unused_initializers
+from edgeq.graph import GraphIndex, attribute, default_opset, drop_unused_initializers
 from edgeq.measure.latency import measure_interleaved, speedup
 from edgeq.measure.runner import OrtRunner
 
@@ -55,7 +55,7 @@ def lower_conv_transposes(
         if reason is not None:
             decisions.append({"node": node.name, "kept": False, "reason": reason, "speedups": {}})
             continue
-        decisions.append(_time_rewrite(node, index, _opset(model), shape, batch_sizes, threads))
+        decisions.append(_time_rewrite(node, index, default_opset(model), shape, batch_sizes, threads))
     kept = [d["node"] for d in decisions if d["kept"]]
     return (subpixel_rewrite(model, kept) if kept else model), decisions
 
@@ -77,7 +77,10 @@ def ineligible_reason(model: onnx.ModelProto, node: onnx.NodeProto, index: Graph
     weight = index.constant(node.input[1])
     strides = attribute(node, "strides", [1, 1])
     checks = [
-        (_opset(model) < MIN_OPSET, f"opset below {MIN_OPSET} (DepthToSpace needs its mode attribute)"),
+        (
+            default_opset(model) < MIN_OPSET,
+            f"opset below {MIN_OPSET} (DepthToSpace needs its mode attribute)",
+        ),
         (weight is None, "weight is not a constant"),
         (weight is not None and weight.ndim != 4, "not 2-D"),
         (weight is not None and weight.dtype != np.float32, "not float32"),
@@ -244,8 +247,3 @@ def _known_shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:
         if tensor.HasField("shape"):
             shapes[info.name] = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
     return shapes
-
-
-def _opset(model: onnx.ModelProto) -> int:
-    """The default-domain opset: the rewrite's ops must exist in it."""
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)

@@ -14,7 +14,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper, version_converter
 
-from edgeq.graph import GraphIndex, attribute, drop_unused_initializers
+from edgeq.graph import GraphIndex, attribute, default_opset, drop_unused_initializers
 from edgeq.measure.runner import session_options
 from edgeq.quant.primitives import (
     QuantFormat,
@@ -195,7 +195,7 @@ def quantize_embeddings(model: onnx.ModelProto, bits: int = 8, block_size: int =
         if table is None or (bits == 4 and table.shape[1] % 2):
             continue
         if bits == 8:
-            _int8_rows_gather(quantized.graph, node, table, _default_opset(quantized))
+            _int8_rows_gather(quantized.graph, node, table, default_opset(quantized))
         else:
             _gather_block_quantized(quantized.graph, node, table, block_size)
     if bits == 4:
@@ -411,13 +411,9 @@ def _splice(graph: onnx.GraphProto, replacements: Mapping[str, list[onnx.NodePro
 
 def _at_least_opset(model: onnx.ModelProto, version: int) -> onnx.ModelProto:
     """A copy whose default-domain opset is >= version (converted by onnx's version converter)."""
-    if _default_opset(model) >= version:
+    if default_opset(model) >= version:
         return _copy(model)
     return version_converter.convert_version(model, version)
-
-
-def _default_opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
 
 
 def _ensure_opset(model: onnx.ModelProto, domain: str, version: int) -> None:

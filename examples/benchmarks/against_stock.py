@@ -38,6 +38,7 @@ from rich.table import Table
 from torch import nn
 
 import edgeq
+from edgeq.candidates import batch_sizes
 from edgeq.data import load_npz, split
 from edgeq.graph import model_bytes
 from edgeq.measure.fidelity import compare_outputs
@@ -51,6 +52,7 @@ from edgeq.targets import load_target
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 THREADS = 2  # the target spec's latency.threads; the build machines have 2 cores
+BATCH_SIZES = [1, 32]  # a model with a fixed batch axis is timed at its own
 Arrays = dict[str, np.ndarray]
 
 
@@ -395,28 +397,18 @@ class Row:
         return -self.task_drop if self.task_drop is not None else self.cosine
 
 
-def fidelity(reference: dict, candidate: dict) -> float:
-    """Worst output cosine (agreement for integer outputs such as tours or bits), as edgeq's budget."""
-    outputs = compare_outputs(reference, candidate)
-    return min(o.cosine if o.cosine is not None else o.agreement for o in outputs)
-
-
-def centered_cosine(reference: dict, candidate: dict) -> float | None:
-    """Worst cosine after removing the fp32 mean output from both.
+def fidelity(reference: dict, candidate: dict) -> tuple[float, float | None]:
+    """Worst output cosine (agreement for integer outputs such as tours or bits), as edgeq's budget,
+    and worst centered cosine (after removing the fp32 mean output from both).
 
     The plain cosine is dominated by what every sample shares (a pooled encoder's outlier
     channels, a CNN's mean logits) and reads 0.999+ even when per-sample differences are lost;
     centering measures the part that tells samples apart.
     """
-    values = []
-    for name, want in reference.items():
-        if want.dtype.kind != "f":
-            continue
-        mean = want.mean(0, dtype=np.float64)
-        a = (want - mean).ravel()
-        b = (candidate[name] - mean).ravel()
-        values.append(float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30)))
-    return min(values, default=None)
+    outputs = compare_outputs(reference, candidate)
+    cosine = min(o.cosine if o.cosine is not None else o.agreement for o in outputs)
+    centered = [o.centered_cosine for o in outputs if o.centered_cosine is not None]
+    return cosine, min(centered, default=None)
 
 
 def task_metric(case: Case, fp32: OrtRunner, runner: OrtRunner) -> tuple[str, float | None]:
@@ -427,12 +419,6 @@ def task_metric(case: Case, fp32: OrtRunner, runner: OrtRunner) -> tuple[str, fl
     name = result.primary[0]
     metric = result.metric(name)
     return f"{name} {metric.compiled:.3f} (fp32 {metric.fp32:.3f})", result.worst_primary_drop
-
-
-def batch_sizes(runner: OrtRunner) -> list[int]:
-    first = next(iter(runner.inputs.values()))
-    fixed = first.shape[0] if first.shape and isinstance(first.shape[0], int) else None
-    return [fixed] if fixed else [1, 32]
 
 
 def build_tools(case: Case, work: Path, console: Console) -> tuple[dict[str, Path], list[Row]]:
@@ -478,12 +464,12 @@ def measure_case(case: Case, work: Path, rounds: int, seconds: float,
     for tool, runner in runners.items():
         predicted = runner.predict(case.evaluation)
         text, drop = task_metric(case, fp32, runner)
-        results[tool] = Row(case.name, tool, cosine=fidelity(reference, predicted),
-                            centered=centered_cosine(reference, predicted), task=text, task_drop=drop,
+        cosine, centered = fidelity(reference, predicted)
+        results[tool] = Row(case.name, tool, cosine=cosine, centered=centered, task=text, task_drop=drop,
                             megabytes=model_bytes(built[tool]) / 1e6)
     runners[FP32_AGAIN] = OrtRunner(case.model, threads=THREADS)
     noise = {}
-    for batch in batch_sizes(fp32):
+    for batch in batch_sizes(fp32, BATCH_SIZES):
         stats = measure_interleaved(runners, case.evaluation, batch=batch, warmup=3, rounds=rounds,
                                     seconds_per_round=seconds * len(runners))
         noise[batch] = abs(1.0 - speedup(stats["fp32"], stats[FP32_AGAIN]))
