@@ -40,16 +40,28 @@ class Case:
 
 
 REFERENCE_CASES = [
-    Case("examples/mrl_encoder/model.onnx", "mrl-retrieval", "calib/mrl_digits.npz",
-         {"dims": [8, 16, 32, 64, 128]}, headline="1nn_acc@128"),
-    Case("examples/binary_ae/model.onnx", "binary-code", "calib/binary_ae.npz",
-         {"bits": "bits", "recon": "recon"}, headline="bit_agreement"),
+    Case(
+        "examples/mrl_encoder/model.onnx",
+        "mrl-retrieval",
+        "calib/mrl_digits.npz",
+        {"dims": [8, 16, 32, 64, 128]},
+        headline="1nn_acc@128",
+    ),
+    Case(
+        "examples/binary_ae/model.onnx",
+        "binary-code",
+        "calib/binary_ae.npz",
+        {"bits": "bits", "recon": "recon"},
+        headline="bit_agreement",
+    ),
 ]
 DEFAULTS = inspect.signature(merge_features).parameters
 DEFAULT_SETTING = (DEFAULTS["threshold"].default, DEFAULTS["max_ratio"].default)
 DEFAULT_THRESHOLDS = "0.1,0.15,0.2,0.25,0.3"
-HEADER = ("| model | β | max_ratio | params kept | FLOPs kept | channels merged "
-          "| worst primary drop | headline (fp32 → pruned) |\n|---|---|---|---|---|---|---|---|")
+HEADER = (
+    "| model | β | max_ratio | params kept | FLOPs kept | channels merged "
+    "| worst primary drop | headline (fp32 → pruned) |\n|---|---|---|---|---|---|---|---|"
+)
 
 
 def prepared(path: str) -> onnx.ModelProto:
@@ -62,22 +74,24 @@ def prepared(path: str) -> onnx.ModelProto:
     return prepare_model(model)
 
 
-def table_row(case: Case, threshold: float, max_ratio: float, summary: PruningSummary,
-              result: TaskResult) -> str:
+def table_row(
+    case: Case, threshold: float, max_ratio: float, summary: PruningSummary, result: TaskResult
+) -> str:
     """One Markdown row; the default setting is marked so the out-of-the-box result stands out."""
     worst = max(result.primary, key=lambda name: result.metric(name).drop)
     headline = result.metric(case.headline or result.primary[0])
     default = (threshold, max_ratio) == DEFAULT_SETTING
     beta = f"**{threshold:g}** (default)" if default else f"{threshold:g}"
-    return (f"| {Path(case.model).parent.name} | {beta} | {max_ratio:g} "
-            f"| {100 * summary.parameters_kept:.1f}% "
-            f"| {100 * summary.to_dict()['flops_kept']:.1f}% | {summary.channels_merged} "
-            f"| {result.worst_primary_drop:+.2f} ({worst}) "
-            f"| {headline.name} {headline.fp32:.2f} → {headline.compiled:.2f} |")
+    return (
+        f"| {Path(case.model).parent.name} | {beta} | {max_ratio:g} "
+        f"| {100 * summary.parameters_kept:.1f}% "
+        f"| {100 * summary.to_dict()['flops_kept']:.1f}% | {summary.channels_merged} "
+        f"| {result.worst_primary_drop:+.2f} ({worst}) "
+        f"| {headline.name} {headline.fp32:.2f} → {headline.compiled:.2f} |"
+    )
 
 
-def sweep(case: Case, settings: list[tuple[float, float]],
-          args: argparse.Namespace) -> list[str]:
+def sweep(case: Case, settings: list[tuple[float, float]], args: argparse.Namespace) -> list[str]:
     """Prune at every β and judge each pruned model against the unpruned (prepared) one."""
     model = prepared(case.model)
     data = dict(np.load(case.data))
@@ -85,8 +99,13 @@ def sweep(case: Case, settings: list[tuple[float, float]],
     fp32 = OrtRunner(model.SerializeToString())
     rows = []
     for max_ratio, threshold in settings:
-        pruned, summary = merge_features(model, threshold=threshold, max_ratio=max_ratio,
-                                         protected=args.protect, approximate=args.approximate)
+        pruned, summary = merge_features(
+            model,
+            threshold=threshold,
+            max_ratio=max_ratio,
+            protected=args.protect,
+            approximate=args.approximate,
+        )
         result = evaluator(fp32, OrtRunner(pruned.SerializeToString()), data, **case.options)
         rows.append(table_row(case, threshold, max_ratio, summary, result))
         print(rows[-1], flush=True)
@@ -95,20 +114,32 @@ def sweep(case: Case, settings: list[tuple[float, float]],
 
 def machine_line() -> str:
     machine = describe_machine()
-    return (f"machine: {machine['cpu']}, {machine['cores']} cores, "
-            f"onnxruntime {machine['versions'].get('onnxruntime')}")
+    return (
+        f"machine: {machine['cpu']}, {machine['cores']} cores, "
+        f"onnxruntime {machine['versions'].get('onnxruntime')}"
+    )
 
 
 def report(rows: list[str], args: argparse.Namespace) -> str:
     """The Markdown written to --out: how it was made, then the table."""
     command = "python " + shlex.join(["examples/ifm_sweep.py", *sys.argv[1:]])
-    return "\n".join([
-        "# IFM sweep: parameters kept vs task metric, before quantization", "",
-        f"`{command}`", "", machine_line(), "",
-        f"approximate={args.approximate}, protected={args.protect or 'none'}; worst primary drop "
-        "is over all the evaluator's primary metrics (points; dB for psnr), pruned vs unpruned "
-        "fp32.", "", HEADER, *rows, "",
-    ])
+    return "\n".join(
+        [
+            "# IFM sweep: parameters kept vs task metric, before quantization",
+            "",
+            f"`{command}`",
+            "",
+            machine_line(),
+            "",
+            f"approximate={args.approximate}, protected={args.protect or 'none'}; worst primary drop "
+            "is over all the evaluator's primary metrics (points; dB for psnr), pruned vs unpruned "
+            "fp32.",
+            "",
+            HEADER,
+            *rows,
+            "",
+        ]
+    )
 
 
 def main() -> None:
@@ -118,16 +149,23 @@ def main() -> None:
     parser.add_argument("--max-ratios", default=str(DEFAULT_SETTING[1]))
     parser.add_argument("--approximate", action="store_true")
     parser.add_argument("--protect", nargs="*", default=[])
-    parser.add_argument("--out", type=Path, help="Markdown file (default for the reference "
-                        "models: examples/ifm_results.md)")
+    parser.add_argument(
+        "--out", type=Path, help="Markdown file (default for the reference models: examples/ifm_results.md)"
+    )
     args = parser.parse_args()
-    cases = ([Case(*case) for case in args.case] if args.case
-             else [case for case in REFERENCE_CASES if Path(case.model).exists()])
+    cases = (
+        [Case(*case) for case in args.case]
+        if args.case
+        else [case for case in REFERENCE_CASES if Path(case.model).exists()]
+    )
     if not cases:
         parser.error("no --case given and the reference models are not trained yet")
     out = args.out or (None if args.case else Path("examples/ifm_results.md"))
-    settings = [(float(ratio), float(beta)) for ratio in args.max_ratios.split(",")
-                for beta in args.thresholds.split(",")]
+    settings = [
+        (float(ratio), float(beta))
+        for ratio in args.max_ratios.split(",")
+        for beta in args.thresholds.split(",")
+    ]
     print(HEADER)
     rows = [row for case in cases for row in sweep(case, settings, args)]
     if out is not None:

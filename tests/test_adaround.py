@@ -120,8 +120,14 @@ def test_progress_reports_each_layer() -> None:
     x = _correlated_inputs(64, 16, 3)
     model, plan = _plan(export_torch(module, torch.from_numpy(x[:2]))[0])
     calls: list[tuple[str, int]] = []
-    adaround_weights(model, plan, {"input_0": x}, INT4, iterations=20,
-                     progress=lambda phase, done: calls.append((phase, done)))
+    adaround_weights(
+        model,
+        plan,
+        {"input_0": x},
+        INT4,
+        iterations=20,
+        progress=lambda phase, done: calls.append((phase, done)),
+    )
     assert calls == [("adaround", 1), ("adaround", 2)]
 
 
@@ -131,12 +137,18 @@ def test_learned_integers_reach_the_qdq_model() -> None:
     model, plan = _plan(export_torch(module, torch.from_numpy(x[:2]))[0])
     scheme = Int8Scheme()
     learned = adaround_weights(model, plan, {"input_0": x}, weight_format(scheme), iterations=50)
-    ranges = calibrate_ranges(model, plan.calibration_tensors(), {"input_0": x},
-                              Calibration(method="minmax"), activation_format(scheme))
+    ranges = calibrate_ranges(
+        model,
+        plan.calibration_tensors(),
+        {"input_0": x},
+        Calibration(method="minmax"),
+        activation_format(scheme),
+    )
     quantized = rewrite_qdq(model, plan, ranges, scheme, weight_overrides=learned)
     index = GraphIndex(quantized.graph)
     for name, integers in learned.items():
-        (stored,) = [v for k, v in index.initializers.items() if k.startswith(f"{name}_")
-                     and k.endswith("_quantized")]
+        (stored,) = [
+            v for k, v in index.initializers.items() if k.startswith(f"{name}_") and k.endswith("_quantized")
+        ]
         np.testing.assert_array_equal(onnx.numpy_helper.to_array(stored), integers)
     assert OrtRunner(quantized.SerializeToString()).predict({"input_0": x})

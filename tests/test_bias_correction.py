@@ -37,9 +37,7 @@ def _with_quantized_weight(model: onnx.ModelProto, plan) -> onnx.ModelProto:
     weight = GraphIndex(model.graph).constant(node.input[1])
     scale, zero = weight_params(weight, INT4, spec.axis)
     quantized = onnx.ModelProto.FromString(model.SerializeToString())
-    replace_initializer(
-        quantized.graph, node.input[1], fake_quantize(weight, scale, zero, INT4, spec.axis)
-    )
+    replace_initializer(quantized.graph, node.input[1], fake_quantize(weight, scale, zero, INT4, spec.axis))
     return quantized
 
 
@@ -101,9 +99,7 @@ def test_conv_without_bias_gets_one_and_its_mean_error_shrinks() -> None:
 
 def test_depthwise_conv_pairs_each_kernel_with_its_own_channel_mean() -> None:
     torch.manual_seed(4)
-    module = nn.Sequential(
-        nn.Conv2d(3, 16, 1), nn.ReLU(), nn.Conv2d(16, 16, 3, groups=16, padding=0)
-    )
+    module = nn.Sequential(nn.Conv2d(3, 16, 1), nn.ReLU(), nn.Conv2d(16, 16, 3, groups=16, padding=0))
     x = torch.randn(64, 3, 10, 10) + 0.5
     model, plan = _prepared(module, x, "/2/Conv")
     biases = corrected_biases(model, plan, {"input_0": x.numpy()}, INT4)

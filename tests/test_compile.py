@@ -373,13 +373,19 @@ def test_qat_check_compares_simulated_with_the_measured_artifact(tmp_path):
     ensure_node_names(prepared)
     target = load_target(FAST_TARGET)
     calib = dict(np.load("calib/mrl_digits.npz"))
-    qdq, _ = quantize_static(prepared, plan_int8(prepared, target.quantization.int8), Recipe(), target,
-                             calib, Reporter(False))
+    qdq, _ = quantize_static(
+        prepared, plan_int8(prepared, target.quantization.int8), Recipe(), target, calib, Reporter(False)
+    )
     onnx.save(qdq, tmp_path / "qat.onnx")
-    result = edgeq.compile(tmp_path / "qat.onnx", out=tmp_path / "out", target=FAST_TARGET,
-                           calib="calib/mrl_digits.npz", reference="examples/mrl_encoder/model.onnx",
-                           task={"name": "mrl-retrieval", "options": {"dims": [8, 128]}},
-                           qat={"metric": "1nn_acc@8", "simulated": 90.0, "tolerance": 0.5})
+    result = edgeq.compile(
+        tmp_path / "qat.onnx",
+        out=tmp_path / "out",
+        target=FAST_TARGET,
+        calib="calib/mrl_digits.npz",
+        reference="examples/mrl_encoder/model.onnx",
+        task={"name": "mrl-retrieval", "options": {"dims": [8, 128]}},
+        qat={"metric": "1nn_acc@8", "simulated": 90.0, "tolerance": 0.5},
+    )
     check = result.report.quantization["qat"]
     assert check["measured"] == result.report.task.metric("1nn_acc@8").compiled
     assert check["gap"] == pytest.approx(check["measured"] - 90.0) and check["flagged"]

@@ -23,9 +23,7 @@ from edgeq.dashboard.store import RunStore  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"
 SCREENSHOT = Path(__file__).parent.parent / "docs" / "dashboard.png"
-CHROMIUM = next(
-    filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None
-)
+CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 CHROMEDRIVER = shutil.which("chromedriver")
 
 pytestmark = pytest.mark.skipif(
@@ -65,9 +63,7 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 
 def visible_rows(browser: webdriver.Chrome) -> int:
-    return sum(
-        row.is_displayed() for row in browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr")
-    )
+    return sum(row.is_displayed() for row in browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr"))
 
 
 def test_dashboard_renders_runs_and_charts(browser: webdriver.Chrome, base_url: str) -> None:

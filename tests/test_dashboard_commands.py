@@ -84,9 +84,7 @@ def test_report_accepts_the_output_directory(tmp_path: Path) -> None:
     assert run(tmp_path).exit_code == 0
 
 
-def test_dashboard_command_serves_the_given_store(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_dashboard_command_serves_the_given_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     served = {}
 
     def fake_serve_forever(self) -> None:

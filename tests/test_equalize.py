@@ -34,8 +34,10 @@ def _cnn() -> nn.Module:
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     module = nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(16, 24, 3, padding=1), nn.LeakyReLU(0.1),
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 24, 3, padding=1),
+        nn.LeakyReLU(0.1),
         nn.Conv2d(24, 8, 1),
     )
     _imbalance(module[0], module[2], generator)
@@ -81,9 +83,7 @@ def _weights_quantized(model: onnx.ModelProto, fmt: QuantFormat, per_channel: bo
         weight = index.constant(node.input[1])
         axis = (0 if node.op_type != "MatMul" else 1) if per_channel else None
         scale, zero = weight_params(weight, fmt, axis)
-        replace_initializer(
-            quantized.graph, node.input[1], fake_quantize(weight, scale, zero, fmt, axis)
-        )
+        replace_initializer(quantized.graph, node.input[1], fake_quantize(weight, scale, zero, fmt, axis))
     return quantized
 
 

@@ -20,9 +20,16 @@ from edgeq.passes.ifm import merge_features
 def export(module: nn.Module, example: torch.Tensor) -> onnx.ModelProto:
     """fp32 ONNX with a dynamic batch axis, the way the frontend hands models to the passes."""
     buffer = io.BytesIO()
-    torch.onnx.export(module.eval(), example, buffer, dynamo=False, opset_version=17,
-                      input_names=["x"], output_names=["y"],
-                      dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    torch.onnx.export(
+        module.eval(),
+        example,
+        buffer,
+        dynamo=False,
+        opset_version=17,
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+    )
     return onnx.load_from_string(buffer.getvalue())
 
 
@@ -41,8 +48,9 @@ def assert_valid(model: onnx.ModelProto) -> None:
     onnx.shape_inference.infer_shapes(model, strict_mode=True)
 
 
-def plant(producers: list[tuple[torch.Tensor, torch.Tensor | None]],
-          copies: dict[int, tuple[int, float]]) -> None:
+def plant(
+    producers: list[tuple[torch.Tensor, torch.Tensor | None]], copies: dict[int, tuple[int, float]]
+) -> None:
     """Make channel j a copy of channel i scaled by c>0, in every producer's rows and bias."""
     with torch.no_grad():
         for weight, bias in producers:
@@ -117,8 +125,7 @@ def test_residual_add_joins_producers_into_one_group():
     torch.manual_seed(2)
     model = ResidualMLP()
     stream_copies = {11: (2, 1.0), 17: (4, 1.7)}
-    plant([(model.stem.weight, model.stem.bias), (model.back.weight, model.back.bias)],
-          stream_copies)
+    plant([(model.stem.weight, model.stem.bias), (model.back.weight, model.back.bias)], stream_copies)
     plant([(model.inner.weight, model.inner.bias)], {33: (0, 0.5)})
     original = export(model, torch.randn(2, 10))
     pruned, summary = merge_features(original, threshold=0.0)
@@ -160,9 +167,16 @@ def test_cnn_filters_merge_through_pooling_and_flatten(dynamic_spatial: bool):
     plant([(model.conv2.weight, model.conv2.bias)], {20: (1, 0.7)})
     buffer = io.BytesIO()
     axes = {0: "batch", 2: "h", 3: "w"} if dynamic_spatial else {0: "batch"}
-    torch.onnx.export(model.eval(), torch.randn(2, 1, 8, 8), buffer, dynamo=False,
-                      opset_version=17, input_names=["x"], output_names=["y"],
-                      dynamic_axes={"x": axes, "y": {0: "batch"}})
+    torch.onnx.export(
+        model.eval(),
+        torch.randn(2, 1, 8, 8),
+        buffer,
+        dynamo=False,
+        opset_version=17,
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": axes, "y": {0: "batch"}},
+    )
     original = onnx.load_from_string(buffer.getvalue())
     pruned, summary = merge_features(original, threshold=0.0)
     assert_valid(pruned)
@@ -293,8 +307,9 @@ def test_distance_does_not_depend_on_either_sides_overall_scale():
         model[2].weight *= 100.0  # the outgoing side alone would otherwise decide every merge
     scaled, scaled_merged = merge_features(export(model, torch.randn(2, 48)), threshold=0.3)
     assert 0 < scaled_merged.channels_merged == merged.channels_merged
-    np.testing.assert_allclose(first_layer_weight(scaled), first_layer_weight(reference),
-                               rtol=1e-6)  # the same pairs merged
+    np.testing.assert_allclose(
+        first_layer_weight(scaled), first_layer_weight(reference), rtol=1e-6
+    )  # the same pairs merged
 
 
 def test_progress_reports_each_pass():
@@ -307,8 +322,7 @@ def test_progress_reports_each_pass():
 
 
 @settings(max_examples=8, deadline=None)
-@given(st.dictionaries(st.integers(8, 23), st.tuples(st.integers(0, 7),
-                                                    st.floats(0.1, 10.0)), max_size=10))
+@given(st.dictionaries(st.integers(8, 23), st.tuples(st.integers(0, 7), st.floats(0.1, 10.0)), max_size=10))
 def test_any_planted_duplicate_set_merges_exactly(copies):
     torch.manual_seed(11)
     model = mlp(nn.ReLU(), hidden=24)

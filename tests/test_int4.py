@@ -62,9 +62,7 @@ def _run(model: onnx.ModelProto, x: np.ndarray, dq_fusion_level: str | None = No
     options = ort.SessionOptions()
     if dq_fusion_level is not None:
         options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", dq_fusion_level)
-    session = ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
@@ -94,9 +92,7 @@ def test_pack_uint4_puts_the_first_value_in_the_low_nibble() -> None:
 @pytest.mark.parametrize("block_size", [16, 32])
 def test_matmul_nbits_matches_the_dequantized_reference(two_linear, fmt, block_size) -> None:
     model, x = two_linear
-    lowered = lower_to_matmul_nbits(
-        model, block_size=block_size, symmetric=fmt.symmetric, accuracy_level=1
-    )
+    lowered = lower_to_matmul_nbits(model, block_size=block_size, symmetric=fmt.symmetric, accuracy_level=1)
     assert [n.op_type for n in lowered.graph.node].count("MatMulNBits") == 2
     expected = _reference(model, x, fmt, block_size)
     np.testing.assert_allclose(_run(lowered, x), expected, rtol=1e-4, atol=1e-5)

@@ -30,14 +30,23 @@ def slow_compile(tmp_path_factory: pytest.TempPathFactory) -> list[str | Path]:
     root = tmp_path_factory.mktemp("interrupt")
     model = make.wide_mlp(root)
     calib = make.write_npz(root, "calib.npz", make.good_calib(SAMPLES, make.WIDE[0]))
-    return ["compile", model, "--calib", calib, "--target", make.fast_target(root),
-            "--calib-samples", str(SAMPLES)]
+    return [
+        "compile",
+        model,
+        "--calib",
+        calib,
+        "--target",
+        make.fast_target(root),
+        "--calib-samples",
+        str(SAMPLES),
+    ]
 
 
 def interrupt_during_calibration(args: list, cwd: Path, signum: int) -> subprocess.CompletedProcess:
     """Start `edgeq ARGS`, wait for calibration to begin, send `signum`, collect the result."""
-    process = subprocess.Popen([*EDGEQ, *map(str, args)], cwd=cwd, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [*EDGEQ, *map(str, args)], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     seen = []
     for line in process.stderr:
         seen.append(line)
@@ -67,8 +76,7 @@ def recorded_runs(store: Path) -> int:
 def test_interrupted_compile_leaves_nothing_and_rerun_succeeds(
     signum: int, exit_code: int, slow_compile: list, tmp_path: Path, isolated_runs_store: Path
 ) -> None:
-    first = run_edgeq(*slow_compile, "--calib-samples", "64", "-q", "-o", tmp_path / "first",
-                      cwd=tmp_path)
+    first = run_edgeq(*slow_compile, "--calib-samples", "64", "-q", "-o", tmp_path / "first", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     out = tmp_path / "out"
 

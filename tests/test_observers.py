@@ -56,9 +56,7 @@ def test_non_finite_data_raise_calibration_error(bad: float, word: str) -> None:
     observer = make_observer("minmax")
     with pytest.raises(CalibrationDataError, match=f"1 {word}"):
         observer.update_range(np.array([0.0, bad, 1.0], np.float32))
-    assert issubclass(CalibrationDataError, ValueError) and issubclass(
-        CalibrationDataError, InputError
-    )
+    assert issubclass(CalibrationDataError, ValueError) and issubclass(CalibrationDataError, InputError)
 
 
 def test_no_data_is_a_calibration_error() -> None:
@@ -144,9 +142,7 @@ def test_mse_clips_heavy_tails_and_beats_minmax(
 ) -> None:
     clip = calibrate("mse", data, fmt)
     assert max(-clip[0], clip[1]) < max_fraction * np.abs(data).max()
-    assert quantization_mse(data, clip, fmt) < 0.8 * quantization_mse(
-        data, (data.min(), data.max()), fmt
-    )
+    assert quantization_mse(data, clip, fmt) < 0.8 * quantization_mse(data, (data.min(), data.max()), fmt)
 
 
 def test_mse_clip_matches_brute_force_search() -> None:

@@ -81,9 +81,7 @@ def test_range_is_widened_to_include_zero(lo: float, hi: float, zero_point: int)
 
 
 def test_per_channel_ranges_give_per_channel_params() -> None:
-    scale, zero_point = scale_zero_point(
-        np.array([-1.0, 0.0, -4.0]), np.array([1.0, 2.0, 2.0]), INT8
-    )
+    scale, zero_point = scale_zero_point(np.array([-1.0, 0.0, -4.0]), np.array([1.0, 2.0, 2.0]), INT8)
     np.testing.assert_array_equal(scale, np.float32([1, 2, 4]) / np.float32(127))
     assert zero_point.shape == (3,) and not zero_point.any()
 
@@ -126,9 +124,7 @@ def test_per_axis_parameter_shape_is_checked() -> None:
 )
 def test_weight_params_per_output_channel(layout: str, shape: tuple, axis: int) -> None:
     w = np.random.default_rng(0).normal(size=shape).astype(np.float32)
-    w *= np.arange(1, 7, dtype=np.float32).reshape(
-        [-1 if a == axis else 1 for a in range(len(shape))]
-    )
+    w *= np.arange(1, 7, dtype=np.float32).reshape([-1 if a == axis else 1 for a in range(len(shape))])
     scale, zero_point = weight_params(w, INT8, axis)
     others = tuple(a for a in range(w.ndim) if a != axis)
     np.testing.assert_array_equal(scale, (np.abs(w).max(axis=others) / 127).astype(np.float32))
@@ -140,9 +136,7 @@ def test_weight_params_per_tensor_is_scalar() -> None:
     assert scale.shape == () and scale == np.float32(4.0 / 127) and zero_point == 0
 
 
-@pytest.mark.parametrize(
-    ("axis", "block_size", "shape"), [(1, 4, (8, 3)), (0, 3, (3, 10)), (-1, 10, (8, 1))]
-)
+@pytest.mark.parametrize(("axis", "block_size", "shape"), [(1, 4, (8, 3)), (0, 3, (3, 10)), (-1, 10, (8, 1))])
 def test_block_params_shape_follows_onnx(axis: int, block_size: int, shape: tuple) -> None:
     w = np.random.default_rng(1).normal(size=(8, 10)).astype(np.float32)
     scale, zero_point = block_weight_params(w, INT4, axis, block_size)
@@ -236,11 +230,7 @@ def _probe_values(shape: tuple[int, ...], scale: np.ndarray, axis: int | None) -
 
 def _storage_levels(fmt: QuantFormat) -> tuple[int, int]:
     info = np.iinfo(fmt.numpy_dtype)
-    return (
-        (int(info.min), int(info.max))
-        if fmt.bits == 8
-        else (int(info.min) >> 4, int(info.max) >> 4)
-    )
+    return (int(info.min), int(info.max)) if fmt.bits == 8 else (int(info.min) >> 4, int(info.max) >> 4)
 
 
 def _within_levels(
@@ -307,9 +297,7 @@ def test_per_channel_qdq_matches_onnxruntime_bit_exactly(fmt: QuantFormat, axis:
     _assert_matches_ort(_probe_values(w.shape, scale, axis), scale, zero_point, fmt, axis)
 
 
-@pytest.mark.parametrize(
-    "fmt", [INT4, QuantFormat(bits=4, signed=False, symmetric=False), INT8], ids=str
-)
+@pytest.mark.parametrize("fmt", [INT4, QuantFormat(bits=4, signed=False, symmetric=False), INT8], ids=str)
 def test_blocked_qdq_matches_onnxruntime_bit_exactly(fmt: QuantFormat) -> None:
     w = np.random.default_rng(6).normal(size=(6, 10)).astype(np.float32)
     scale, zero_point = block_weight_params(w, fmt, axis=1, block_size=4)

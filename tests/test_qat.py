@@ -50,9 +50,18 @@ def _train(model: nn.Module, plan: dict, target: str = "cpu-x86-avx2", steps: in
         rows = slice(16 * (i % 4), 16 * (i % 4 + 1))
         return nn.functional.mse_loss(m(inputs[rows]), goal[rows])
 
-    return quantize_aware_train(model.eval(), plan, calib_batches=[inputs[:32], inputs[32:]],
-                                steps=steps, lr=1e-3, train_step=step, target=target,
-                                input_names=["x"], output_names=["y"], progress=False), inputs
+    return quantize_aware_train(
+        model.eval(),
+        plan,
+        calib_batches=[inputs[:32], inputs[32:]],
+        steps=steps,
+        lr=1e-3,
+        train_step=step,
+        target=target,
+        input_names=["x"],
+        output_names=["y"],
+        progress=False,
+    ), inputs
 
 
 def _by_output(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:

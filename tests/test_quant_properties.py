@@ -27,9 +27,7 @@ formats = st.builds(
     signed=st.booleans(),
     symmetric=st.booleans(),
     reduce_range=st.booleans(),
-).flatmap(
-    lambda f: st.sampled_from([f, QuantFormat(f.bits, True, f.symmetric, True, f.reduce_range)])
-)
+).flatmap(lambda f: st.sampled_from([f, QuantFormat(f.bits, True, f.symmetric, True, f.reduce_range)]))
 moderate = st.floats(-1e6, 1e6, allow_nan=False, width=32)
 any_finite = st.floats(allow_nan=False, allow_infinity=False, width=32)
 
@@ -69,9 +67,7 @@ def test_roundtrip_error_is_at_most_half_a_step_inside_the_range(
         elements=any_finite | st.just(0.0),
     ),
 )
-def test_scales_are_positive_and_finite_for_any_finite_tensor(
-    fmt: QuantFormat, w: np.ndarray
-) -> None:
+def test_scales_are_positive_and_finite_for_any_finite_tensor(fmt: QuantFormat, w: np.ndarray) -> None:
     for axis in (None, *range(w.ndim)):
         scale, zero_point = weight_params(w, fmt, axis)
         assert scale.dtype == np.float32 and np.isfinite(scale).all() and (scale > 0).all()
@@ -81,9 +77,7 @@ def test_scales_are_positive_and_finite_for_any_finite_tensor(
 
 @FAST
 @given(fmt=formats, value=any_finite, size=st.integers(1, 20))
-def test_constant_and_zero_tensors_get_valid_params(
-    fmt: QuantFormat, value: float, size: int
-) -> None:
+def test_constant_and_zero_tensors_get_valid_params(fmt: QuantFormat, value: float, size: int) -> None:
     for constant in (np.full(size, value, np.float32), np.zeros(size, np.float32)):
         scale, _ = weight_params(constant, fmt, None)
         assert np.isfinite(scale) and scale > 0
@@ -101,9 +95,7 @@ def test_constant_and_zero_tensors_get_valid_params(
         elements=st.floats(-100, 100, width=32),
     ),
 )
-def test_per_channel_params_bound_each_channels_error_on_every_axis(
-    fmt: QuantFormat, w: np.ndarray
-) -> None:
+def test_per_channel_params_bound_each_channels_error_on_every_axis(fmt: QuantFormat, w: np.ndarray) -> None:
     """Every axis of 2-D/4-D weights, which covers Gemm [N,K] axis 0, MatMul [K,N] axis 1 and
     Conv [O,I,kh,kw] axis 0: each channel's error is bounded by its own scale."""
     for axis in range(w.ndim):
@@ -135,9 +127,7 @@ def test_int4_block_params_shape_and_error(
     q = quantize_blocked(w, scale, zero_point, fmt, axis, block_size)
     assert q.min() >= fmt.qmin and q.max() <= fmt.qmax
     restored = dequantize_blocked(q, scale, zero_point, axis, block_size)
-    per_element_scale = np.repeat(scale, block_size, axis=axis).take(
-        range(w.shape[axis]), axis=axis
-    )
+    per_element_scale = np.repeat(scale, block_size, axis=axis).take(range(w.shape[axis]), axis=axis)
     assert within_half_step(w, restored, per_element_scale)
 
 

@@ -42,12 +42,8 @@ def test_latency_charts_plot_every_sample_with_printed_percentiles() -> None:
     page = render_html(report)
     latency = [c for c in svgs(page) if c.findtext(f"{SVG_NS}title", "").startswith("batch")]
     assert len(latency) == len(report["latency"])
-    samples = sum(
-        len(row[side]["samples_ms"]) for row in report["latency"] for side in ("fp32", "compiled")
-    )
-    dots = [
-        c for chart in latency for c in chart.iter(f"{SVG_NS}circle") if c.get("class") == "sample"
-    ]
+    samples = sum(len(row[side]["samples_ms"]) for row in report["latency"] for side in ("fp32", "compiled"))
+    dots = [c for chart in latency for c in chart.iter(f"{SVG_NS}circle") if c.get("class") == "sample"]
     assert len(dots) == samples
     texts = " ".join(t.text or "" for chart in latency for t in chart.iter(f"{SVG_NS}text"))
     assert f"p50 {report['latency'][0]['compiled']['p50_ms']:.3f}" in texts

@@ -113,9 +113,7 @@ def _record_many(path: str, worker: int, count: int) -> None:
     store = RunStore(path)
     report = load("binary_ae_cpu_no_task.json")
     for index in range(count):
-        store.record(
-            {**report, "run_id": f"w{worker}-{index}", "created": f"2026-12-01T00:{index:02d}"}
-        )
+        store.record({**report, "run_id": f"w{worker}-{index}", "created": f"2026-12-01T00:{index:02d}"})
 
 
 def _record_forever(path: str) -> None:

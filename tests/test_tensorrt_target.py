@@ -69,15 +69,15 @@ def _compile(name: str, target: TargetSpec | None = None):
     """fp32 ONNX, TensorRT-target QDQ ONNX and calibration data for one reference model."""
     module, shape = MODELS[name]
     target = target or load_target("gpu-tensorrt")
-    fp32, _ = export_torch(module.eval(), torch.randn(2, *shape), input_names=["x"],
-                           output_names=["y"])
+    fp32, _ = export_torch(module.eval(), torch.randn(2, *shape), input_names=["x"], output_names=["y"])
     data = {"x": np.random.default_rng(0).standard_normal((64, *shape)).astype(np.float32)}
     prepared = prepare_model(fp32)
     ensure_node_names(prepared)
     scheme = target.quantization.int8
     plan = plan_int8(prepared, scheme)
-    ranges = calibrate_ranges(prepared, plan.calibration_tensors(), data, Calibration(),
-                              activation_format(scheme))
+    ranges = calibrate_ranges(
+        prepared, plan.calibration_tensors(), data, Calibration(), activation_format(scheme)
+    )
     return fp32, rewrite_qdq(prepared, plan, ranges, scheme), data
 
 
@@ -121,8 +121,9 @@ def test_qdq_graph_runs_in_ort_cpu_close_to_fp32(compiled):
 
 def test_residual_add_gets_qdq_on_both_inputs(cnn_qdq):
     index = GraphIndex(cnn_qdq.graph)
-    adds = [n for n in cnn_qdq.graph.node if n.op_type == "Add"
-            and all(not index.is_constant(t) for t in n.input)]
+    adds = [
+        n for n in cnn_qdq.graph.node if n.op_type == "Add" and all(not index.is_constant(t) for t in n.input)
+    ]
     assert adds, "the CNN has a residual Add"
     for add in adds:
         assert [index.producer[t].op_type for t in add.input] == ["DequantizeLinear"] * 2
@@ -130,8 +131,9 @@ def test_residual_add_gets_qdq_on_both_inputs(cnn_qdq):
 
 def _activation_q(model: onnx.ModelProto) -> onnx.NodeProto:
     index = GraphIndex(model.graph)
-    return next(n for n in model.graph.node
-                if n.op_type == "QuantizeLinear" and not index.is_constant(n.input[0]))
+    return next(
+        n for n in model.graph.node if n.op_type == "QuantizeLinear" and not index.is_constant(n.input[0])
+    )
 
 
 def _set_initializer(model: onnx.ModelProto, name: str, value: np.ndarray) -> None:
@@ -157,8 +159,11 @@ def test_per_channel_activation_scale_is_a_violation(cnn_qdq):
 def test_unquantized_residual_input_is_a_violation(cnn_qdq):
     broken = onnx.ModelProto.FromString(cnn_qdq.SerializeToString())
     index = GraphIndex(broken.graph)
-    add = next(n for n in broken.graph.node if n.op_type == "Add"
-               and index.producer[n.input[1]].op_type == "DequantizeLinear")
+    add = next(
+        n
+        for n in broken.graph.node
+        if n.op_type == "Add" and index.producer[n.input[1]].op_type == "DequantizeLinear"
+    )
     dq = index.producer[add.input[1]]
     add.input[1] = index.producer[dq.input[0]].input[0]  # skip its Q/DQ pair
     assert any(v.startswith(f"Add {add.name!r}") for v in check_tensorrt_placement(broken))
@@ -172,8 +177,7 @@ def test_wrong_weight_axis_and_int32_bias_are_violations():
     violations = check_tensorrt_placement(qdq)
     assert any("dequantizes INT32" in v for v in violations)
     weights = {t.name for t in qdq.graph.initializer if t.data_type == onnx.TensorProto.INT8}
-    weight_dq = next(n for n in qdq.graph.node
-                     if n.op_type == "DequantizeLinear" and n.input[0] in weights)
+    weight_dq = next(n for n in qdq.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights)
     for attr in weight_dq.attribute:
         if attr.name == "axis":
             attr.i = 1
@@ -209,12 +213,11 @@ def test_shape_profiles_cover_the_batch_range_and_ask_for_other_dynamic_axes():
     with pytest.raises(InputError, match="tensorrt.input_shapes.x"):
         shape_profiles(fp32, load_target("gpu-tensorrt"))
     shapes = {"x": {"min": [1, 4], "opt": [4, 16], "max": [8, 64]}}
-    target = dataclasses.replace(load_target("gpu-tensorrt"),
-                                 tensorrt=TensorRTSettings(input_shapes=shapes))
+    target = dataclasses.replace(load_target("gpu-tensorrt"), tensorrt=TensorRTSettings(input_shapes=shapes))
     assert shape_profiles(fp32, target)["x"].max == (8, 64)
-    bad = dataclasses.replace(target, tensorrt=TensorRTSettings(input_shapes={"x": {"min": [9, 4],
-                                                                                    "opt": [4, 16],
-                                                                                    "max": [8, 64]}}))
+    bad = dataclasses.replace(
+        target, tensorrt=TensorRTSettings(input_shapes={"x": {"min": [9, 4], "opt": [4, 16], "max": [8, 64]}})
+    )
     with pytest.raises(InputError, match="min <= opt <= max"):
         shape_profiles(fp32, bad)
 
@@ -227,9 +230,16 @@ def test_finish_later_hint_gives_build_engine_and_trtexec(tmp_path):
     assert f"edgeq build-engine {tmp_path}/" in hint
     trtexec = hint.splitlines()[-1].strip()
     assert trtexec.startswith(f"trtexec --onnx={tmp_path}/model.onnx --saveEngine={tmp_path}/model.plan")
-    for part in ("--int8", "--fp16", "--minShapes=x:1x16", "--optShapes=x:8x16",
-                 "--maxShapes=x:32x16", "--memPoolSize=workspace:2048M",
-                 "--builderOptimizationLevel=3", "--timingCacheFile="):
+    for part in (
+        "--int8",
+        "--fp16",
+        "--minShapes=x:1x16",
+        "--optShapes=x:8x16",
+        "--maxShapes=x:32x16",
+        "--memPoolSize=workspace:2048M",
+        "--builderOptimizationLevel=3",
+        "--timingCacheFile=",
+    ):
         assert part in trtexec
 
 

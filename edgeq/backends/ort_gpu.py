@@ -26,13 +26,16 @@ def ort_gpu_available(target: TargetSpec) -> tuple[bool, str]:
     if not wanted:
         return False, f"target {target.name} lists no GPU execution provider"
     if missing:
-        return False, (f"this ONNX Runtime lacks {', '.join(missing)} "
-                       "(install onnxruntime-gpu, and TensorRT for the TensorRT provider)")
+        return False, (
+            f"this ONNX Runtime lacks {', '.join(missing)} "
+            "(install onnxruntime-gpu, and TensorRT for the TensorRT provider)"
+        )
     return True, f"ONNX Runtime {ort.__version__} with {', '.join(wanted)}"
 
 
-def ort_gpu_providers(model: onnx.ModelProto, target: TargetSpec,
-                      cache_dir: Path) -> list[str | tuple[str, dict[str, Any]]]:
+def ort_gpu_providers(
+    model: onnx.ModelProto, target: TargetSpec, cache_dir: Path
+) -> list[str | tuple[str, dict[str, Any]]]:
     """The target's providers with TensorRT EP options matching `build_engine`'s builder settings.
 
     trt_int8_enable is what the builder's INT8 flag is for a QDQ graph (without it: "Int8 precision

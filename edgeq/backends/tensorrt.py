@@ -43,8 +43,9 @@ def tensorrt_available() -> tuple[bool, str]:
     return True, f"TensorRT {tensorrt.__version__} on {torch.cuda.get_device_name(0)}"
 
 
-def finish_later_hint(out_dir: Path, model: onnx.ModelProto | None = None,
-                      target: TargetSpec | None = None) -> str:
+def finish_later_hint(
+    out_dir: Path, model: onnx.ModelProto | None = None, target: TargetSpec | None = None
+) -> str:
     """The commands that build the engine later on a GPU machine: `edgeq build-engine` or trtexec.
 
     `model`/`target` default to OUT/model.onnx and the target named in OUT/report.json.
@@ -145,8 +146,9 @@ def _save_timing_cache(config: Any, path: Path | None) -> None:
     path.write_bytes(memoryview(config.get_timing_cache().serialize()))
 
 
-def _build_details(trt: Any, flags: list[str], profiles: dict, settings: TensorRTSettings,
-                   started: float) -> dict[str, Any]:
+def _build_details(
+    trt: Any, flags: list[str], profiles: dict, settings: TensorRTSettings, started: float
+) -> dict[str, Any]:
     import torch
 
     return {

@@ -33,8 +33,12 @@ from edgeq.targets import TargetSpec, load_target
 
 @click.command("build-engine")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--eval", "eval_path", type=click.Path(dir_okay=False),
-              help="Held-out .npz (default: the compile's evaluation data).")
+@click.option(
+    "--eval",
+    "eval_path",
+    type=click.Path(dir_okay=False),
+    help="Held-out .npz (default: the compile's evaluation data).",
+)
 def build_engine_command(out_dir: Path, eval_path: str | None) -> None:
     """Build OUT/model.plan with TensorRT, measure it on this GPU and update OUT/report.json."""
     ready, why = tensorrt_available()
@@ -64,12 +68,22 @@ def finish_engine(out_dir: Path, eval_path: str | None = None) -> Report:
     reference = fp32.predict(evaluation)
     predicted = engine.predict(evaluation)
     with tempfile.TemporaryDirectory() as scratch:
-        baseline = TensorRTRunner(build_engine(reference_path, _fp32_target(target), Path(scratch),
-                                               stem="reference.fp32").path)
+        baseline = TensorRTRunner(
+            build_engine(reference_path, _fp32_target(target), Path(scratch), stem="reference.fp32").path
+        )
     settings = target.latency
-    latency = [measure_engines(baseline, engine, evaluation, batch=batch, warmup=settings.warmup,
-                               rounds=settings.rounds, seconds_per_round=settings.seconds_per_round)
-               for batch in _batches(engine, settings.batch_sizes)]
+    latency = [
+        measure_engines(
+            baseline,
+            engine,
+            evaluation,
+            batch=batch,
+            warmup=settings.warmup,
+            rounds=settings.rounds,
+            seconds_per_round=settings.seconds_per_round,
+        )
+        for batch in _batches(engine, settings.batch_sizes)
+    ]
     details = json.loads((out_dir / "model.plan.json").read_text())
     details["engine_vs_onnx_cpu"] = [
         vars(o) for o in compare_outputs(OrtRunner(qdq_path).predict(evaluation), predicted)

@@ -114,8 +114,7 @@ def _explicit_range(name: str, given: dict[str, list[int]]) -> ShapeRange:
     return ShapeRange(*shapes)
 
 
-def trtexec_command(onnx_path: Path, plan_path: Path, model: onnx.ModelProto,
-                    target: TargetSpec) -> str:
+def trtexec_command(onnx_path: Path, plan_path: Path, model: onnx.ModelProto, target: TargetSpec) -> str:
     """The `trtexec` line that builds the same engine as `build_engine` does."""
     settings = settings_of(target)
     profiles = shape_profiles(model, target)

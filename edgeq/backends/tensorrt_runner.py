@@ -38,16 +38,21 @@ class TensorRTRunner:
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = self.runtime.deserialize_cuda_engine(blob)
         if self.engine is None:
-            raise InputError("TensorRT cannot load the engine: it was built by another TensorRT "
-                             "version or for another GPU; rebuild it with `edgeq build-engine`")
+            raise InputError(
+                "TensorRT cannot load the engine: it was built by another TensorRT "
+                "version or for another GPU; rebuild it with `edgeq build-engine`"
+            )
         self.context = self.engine.create_execution_context()
         self.stream = torch.cuda.Stream()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
         self.inputs = {
-            n: TensorInfo(tuple(self.engine.get_tensor_shape(n)),
-                          np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))).type)
-            for n in names if is_input[n]
+            n: TensorInfo(
+                tuple(self.engine.get_tensor_shape(n)),
+                np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))).type,
+            )
+            for n in names
+            if is_input[n]
         }
         self.output_names = [n for n in names if not is_input[n]]
         self.batch_size = min(batch_size, self._max_batch())
@@ -104,8 +109,10 @@ class TensorRTRunner:
             tensor = torch.from_numpy(np.ascontiguousarray(value)).to("cuda", non_blocking=False)
             self._buffers[name] = tensor
             if not self.context.set_input_shape(name, tuple(tensor.shape)):
-                raise InputError(f"input {name!r} shape {tuple(tensor.shape)} is outside the "
-                                 "engine's optimization profile; rebuild with a wider batch range")
+                raise InputError(
+                    f"input {name!r} shape {tuple(tensor.shape)} is outside the "
+                    "engine's optimization profile; rebuild with a wider batch range"
+                )
             self.context.set_tensor_address(name, tensor.data_ptr())
         for name in self.output_names:
             shape = tuple(self.context.get_tensor_shape(name))
@@ -124,16 +131,24 @@ class TensorRTRunner:
         """The largest batch every input's optimization profile accepts."""
         limits = [
             self.engine.get_tensor_profile_shape(name, 0)[2][0]
-            for name, info in self.inputs.items() if info.shape and info.shape[0] < 0
+            for name, info in self.inputs.items()
+            if info.shape and info.shape[0] < 0
         ]
         return min(limits, default=next(iter(self.inputs.values())).shape[0])
 
 
-def measure_engines(fp32: TensorRTRunner, compiled: TensorRTRunner, data: Mapping[str, np.ndarray],
-                    *, batch: int, warmup: int, rounds: int, seconds_per_round: float) -> LatencyEntry:
+def measure_engines(
+    fp32: TensorRTRunner,
+    compiled: TensorRTRunner,
+    data: Mapping[str, np.ndarray],
+    *,
+    batch: int,
+    warmup: int,
+    rounds: int,
+    seconds_per_round: float,
+) -> LatencyEntry:
     """Time two engines alternately round by round (order flipped each round), like the CPU path."""
-    timers = [fp32.timed(batch_feeds(fp32, data, batch)),
-              compiled.timed(batch_feeds(compiled, data, batch))]
+    timers = [fp32.timed(batch_feeds(fp32, data, batch)), compiled.timed(batch_feeds(compiled, data, batch))]
     for timer in timers:
         timer(warmup)
     probe = max(min(timer(3)) for timer in timers)

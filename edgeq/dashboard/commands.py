@@ -51,9 +51,7 @@ def evaluate_gates(
 ) -> list[dict]:
     """The gates recorded by the compile plus the ones asked for now; unmeasured values fail."""
     gates = [
-        {**gate, "source": "compile"}
-        for gate in hl.as_list(report.get("gates"))
-        if isinstance(gate, dict)
+        {**gate, "source": "compile"} for gate in hl.as_list(report.get("gates")) if isinstance(gate, dict)
     ]
     asked = (
         ("max_drop", max_drop, hl.task_drop(report), lambda v, limit: v <= limit),
@@ -99,9 +97,7 @@ def report_summary(report: dict) -> dict:
 @click.command("report")
 @click.argument("report_path", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary for CI.")
-@click.option(
-    "--max-drop", type=float, help="Exit 3 when the worst primary task drop exceeds this."
-)
+@click.option("--max-drop", type=float, help="Exit 3 when the worst primary task drop exceeds this.")
 @click.option("--min-speedup", type=float, help="Exit 3 when the batch-1 speedup is below this.")
 @click.option("--min-cosine", type=float, help="Exit 3 when the worst output cosine is below this.")
 @click.pass_context

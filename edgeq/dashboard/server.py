@@ -58,9 +58,7 @@ class DashboardServer(ThreadingHTTPServer):
         super().__init__(address, _DashboardHandler)
 
 
-def create_server(
-    store: RunStore, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
-) -> DashboardServer:
+def create_server(store: RunStore, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> DashboardServer:
     """Bind (port 0 picks a free one) without serving yet; call `serve_forever()` on the result."""
     return DashboardServer((host, port), store)
 
@@ -133,9 +131,7 @@ def render_dashboard(
             class_="page",
         ),
         _regressions_section(shown_flags),
-        _runs_section(
-            every_run, runs, flagged, {"model": model, "target": target, "recipe": recipe}
-        ),
+        _runs_section(every_run, runs, flagged, {"model": model, "target": target, "recipe": recipe}),
         _history_section(store, runs),
         _tradeoff_section(runs, flagged),
         script=_FILTER_SCRIPT,
@@ -152,9 +148,7 @@ def _regressions_section(flags: list[Regression]) -> Safe | None:
     items = [
         el(
             "li",
-            el(
-                "a", f"{flag.model} on {flag.target}: {flag.run_id}", href=_report_href(flag.run_id)
-            ),
+            el("a", f"{flag.model} on {flag.target}: {flag.run_id}", href=_report_href(flag.run_id)),
             " vs ",
             el("a", flag.previous_run_id, href=_report_href(flag.previous_run_id)),
             " — ",
@@ -183,10 +177,7 @@ def _runs_section(
             el(
                 "select",
                 el("option", "all", value=""),
-                [
-                    el("option", value, value=value, selected=value == chosen[name])
-                    for value in values
-                ],
+                [el("option", value, value=value, selected=value == chosen[name]) for value in values],
                 name=name,
             ),
         )
@@ -268,9 +259,7 @@ def _history_section(store: RunStore, runs: list[RunSummary]) -> Safe | None:
             )
     if not charts:
         return None
-    return el(
-        "section", el("h2", "Latency history"), el("div", charts, class_="charts"), id="history"
-    )
+    return el("section", el("h2", "Latency history"), el("div", charts, class_="charts"), id="history")
 
 
 def pareto_flags(points: list[tuple[float, float]], y_higher_is_better: bool) -> list[bool]:
@@ -318,6 +307,4 @@ def _tradeoff_section(runs: list[RunSummary], flagged: dict[str, Regression]) ->
         )
     if not charts:
         return None
-    return el(
-        "section", el("h2", "Speed vs quality"), el("div", charts, class_="charts"), id="tradeoff"
-    )
+    return el("section", el("h2", "Speed vs quality"), el("div", charts, class_="charts"), id="tradeoff")

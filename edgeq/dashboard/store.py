@@ -138,9 +138,7 @@ class RunStore:
     def _migrate(self) -> None:
         with self._write() as connection:
             connection.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-            row = connection.execute(
-                "SELECT value FROM meta WHERE key = 'schema_version'"
-            ).fetchone()
+            row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             version = int(row["value"]) if row else 0
             if version > SCHEMA_VERSION:
                 raise StoreError(
@@ -157,9 +155,7 @@ class RunStore:
 
     def schema_version(self) -> int:
         with self._connect() as connection:
-            row = connection.execute(
-                "SELECT value FROM meta WHERE key = 'schema_version'"
-            ).fetchone()
+            row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         return int(row["value"])
 
     def record(self, report: dict, report_dir: Path | None = None) -> str:
@@ -167,9 +163,7 @@ class RunStore:
         run_id = hl.text(report.get("run_id")) or _new_run_id()
         if not RUN_ID_PATTERN.fullmatch(run_id):
             raise ValueError(f"run_id {run_id!r} must match {RUN_ID_PATTERN.pattern}")
-        created = hl.text(report.get("created")) or datetime.now(timezone.utc).strftime(
-            "%Y-%m-%dT%H:%M:%SZ"
-        )
+        created = hl.text(report.get("created")) or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         html_path = str(Path(report_dir).resolve() / "report.html") if report_dir else None
         row = (
             run_id,
@@ -212,24 +206,19 @@ class RunStore:
     def get(self, run_id: str) -> dict | None:
         """The full stored report of one run, or None when no such run was recorded."""
         with self._connect() as connection:
-            row = connection.execute(
-                "SELECT report_json FROM runs WHERE run_id = ?", (run_id,)
-            ).fetchone()
+            row = connection.execute("SELECT report_json FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return json.loads(row["report_json"]) if row else None
 
     def summary(self, run_id: str) -> RunSummary | None:
         with self._connect() as connection:
-            row = connection.execute(
-                f"SELECT {_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
-            ).fetchone()
+            row = connection.execute(f"SELECT {_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return RunSummary(**dict(row)) if row else None
 
     def history(self, model: str, target: str) -> list[dict]:
         """Full reports of one model on one target, oldest first: the data behind trend charts."""
         with self._connect() as connection:
             rows = connection.execute(
-                "SELECT report_json FROM runs WHERE model = ? AND target = ? "
-                "ORDER BY created, run_id",
+                "SELECT report_json FROM runs WHERE model = ? AND target = ? ORDER BY created, run_id",
                 (model, target),
             ).fetchall()
         return [json.loads(row["report_json"]) for row in rows]

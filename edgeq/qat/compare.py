@@ -20,8 +20,9 @@ def task_metric(task: str, name: str, reference: Predictor, **options: Any) -> M
     return lambda predictor, data: evaluator(reference, predictor, data, **options).metric(name).compiled
 
 
-def compare_simulated_measured(simulated: Predictor, measured: Predictor, data: Arrays,
-                               metric: Metric, tolerance: float) -> dict[str, float | bool]:
+def compare_simulated_measured(
+    simulated: Predictor, measured: Predictor, data: Arrays, metric: Metric, tolerance: float
+) -> dict[str, float | bool]:
     """The report's `qat` section: {simulated, measured, gap, tolerance, flagged}.
 
     Fake quantization in torch and integer kernels in a runtime round differently; a gap past
@@ -29,5 +30,10 @@ def compare_simulated_measured(simulated: Predictor, measured: Predictor, data: 
     """
     sim, real = float(metric(simulated, data)), float(metric(measured, data))
     gap = sim - real
-    return {"simulated": sim, "measured": real, "gap": gap, "tolerance": tolerance,
-            "flagged": abs(gap) > tolerance}
+    return {
+        "simulated": sim,
+        "measured": real,
+        "gap": gap,
+        "tolerance": tolerance,
+        "flagged": abs(gap) > tolerance,
+    }

@@ -13,9 +13,14 @@ from torch import nn
 from edgeq.qat.deps import require_brevitas
 
 
-def export_qdq(model: nn.Module, example_inputs: tuple[torch.Tensor, ...], path: str | Path,
-               input_names: Sequence[str], output_names: Sequence[str],
-               opset: int = 17) -> onnx.ModelProto:
+def export_qdq(
+    model: nn.Module,
+    example_inputs: tuple[torch.Tensor, ...],
+    path: str | Path,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    opset: int = 17,
+) -> onnx.ModelProto:
     """Write `path` and return it checked: int8 weight initializers -> Clip -> DequantizeLinear.
 
     TorchScript export (not dynamo): Brevitas' dynamo path cannot write integer weights.
@@ -29,9 +34,15 @@ def export_qdq(model: nn.Module, example_inputs: tuple[torch.Tensor, ...], path:
         warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size")
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         export_onnx_qcdq(
-            model, args=example_inputs, export_path=str(path), input_names=list(input_names),
-            output_names=list(output_names), dynamic_axes=axes, opset_version=opset,
-            dynamo=False, keep_initializers_as_inputs=False,
+            model,
+            args=example_inputs,
+            export_path=str(path),
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_axes=axes,
+            opset_version=opset,
+            dynamo=False,
+            keep_initializers_as_inputs=False,
         )
     exported = onnx.load(str(path))
     onnx.checker.check_model(exported, full_check=True)

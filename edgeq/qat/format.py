@@ -25,8 +25,10 @@ class QatFormat:
     def from_target(cls, target: str | Path | TargetSpec) -> QatFormat:
         spec = target if isinstance(target, TargetSpec) else load_target(target)
         if spec.precision != "int8":
-            raise InputError(f"target {spec.name!r} computes in {spec.precision}, not int8: "
-                             "quantization-aware training has nothing to train for")
+            raise InputError(
+                f"target {spec.name!r} computes in {spec.precision}, not int8: "
+                "quantization-aware training has nothing to train for"
+            )
         scheme = spec.quantization.int8
         return cls(scheme.activations.symmetric, scheme.weights.reduce_range)
 

@@ -42,8 +42,9 @@ def check_plan(model: nn.Module, plan: Mapping[str, Precision]) -> None:
         if isinstance(module, RECURRENT):
             raise InputError(f"layer {name!r}: {FLOAT_REASON}; give it 'fp32'")
         if not isinstance(module, QUANTIZABLE):
-            raise InputError(f"layer {name!r} is a {type(module).__name__}: only Conv2d and Linear "
-                             "are quantized")
+            raise InputError(
+                f"layer {name!r} is a {type(module).__name__}: only Conv2d and Linear are quantized"
+            )
         if precision not in WEIGHT_BITS:
             raise InputError(f"layer {name!r}: precision {precision!r} is not 2..8 bits or 'fp32'")
 

@@ -15,8 +15,9 @@ class TorchPredictor:
     Lets the task evaluators score a fake-quant torch model exactly as they score an ONNX session.
     """
 
-    def __init__(self, model: nn.Module, input_names: Sequence[str], output_names: Sequence[str],
-                 batch_size: int = 256) -> None:
+    def __init__(
+        self, model: nn.Module, input_names: Sequence[str], output_names: Sequence[str], batch_size: int = 256
+    ) -> None:
         self.model = model
         self.input_names = list(input_names)
         self.output_names = list(output_names)
@@ -28,9 +29,12 @@ class TorchPredictor:
         self.model.eval()
         with torch.no_grad():
             for start in range(0, count, self.batch_size):
-                args = [torch.from_numpy(np.ascontiguousarray(data[name][start:start + self.batch_size],
-                                                              dtype=np.float32))
-                        for name in self.input_names]
+                args = [
+                    torch.from_numpy(
+                        np.ascontiguousarray(data[name][start : start + self.batch_size], dtype=np.float32)
+                    )
+                    for name in self.input_names
+                ]
                 outputs = self.model(*args)
                 outputs = outputs if isinstance(outputs, tuple | list) else (outputs,)
                 for name, value in zip(self.output_names, outputs, strict=True):

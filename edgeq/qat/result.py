@@ -37,11 +37,20 @@ class QatResult:
     losses: list[float] = field(default_factory=list)
     float_layers: dict[str, str] = field(default_factory=dict)
 
-    def export_onnx(self, path: str | Path, input_names: Sequence[str] | None = None,
-                    output_names: Sequence[str] | None = None) -> onnx.ModelProto:
+    def export_onnx(
+        self,
+        path: str | Path,
+        input_names: Sequence[str] | None = None,
+        output_names: Sequence[str] | None = None,
+    ) -> onnx.ModelProto:
         """QDQ ONNX (Brevitas QCDQ, opset 17, dynamic batch axis) that `edgeq compile` can take."""
-        return export_qdq(self.model, self.example_inputs, path, input_names or self.input_names,
-                          output_names or self.output_names)
+        return export_qdq(
+            self.model,
+            self.example_inputs,
+            path,
+            input_names or self.input_names,
+            output_names or self.output_names,
+        )
 
     def predictor(self, batch_size: int = 256) -> TorchPredictor:
         """The fake-quant torch model behind the evaluators' `predict` interface."""
@@ -85,5 +94,13 @@ def quantize_aware_train(
         calibrate_activations(quantized, calib)
     losses = fine_tune(quantized, step, steps, lr, reporter)
     example = as_args(example_inputs if example_inputs is not None else calib[0])
-    return QatResult(quantized, dict(plan), fmt, example, list(input_names), list(output_names),
-                     losses, float_layers(model, plan))
+    return QatResult(
+        quantized,
+        dict(plan),
+        fmt,
+        example,
+        list(input_names),
+        list(output_names),
+        losses,
+        float_layers(model, plan),
+    )

@@ -44,8 +44,9 @@ def calibrate_activations(model: nn.Module, batches: Iterable[Any]) -> int:
     return count
 
 
-def fine_tune(model: nn.Module, train_step: TrainStep, steps: int, lr: float,
-              reporter: Reporter) -> list[float]:
+def fine_tune(
+    model: nn.Module, train_step: TrainStep, steps: int, lr: float, reporter: Reporter
+) -> list[float]:
     """Adam with cosine decay over weights and learned activation scales; returns per-step losses."""
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=lr)

@@ -58,15 +58,21 @@ def _quant_layer(layer: nn.Module, bits: int, fmt: QatFormat) -> nn.Module:
     quant = {
         "weight_quant": Int8WeightPerChannelFloat,
         "weight_bit_width": bits,
-        "input_quant": Int8ActPerTensorFloat if fmt.symmetric_activations
-        else ShiftedUint8ActPerTensorFloat,
+        "input_quant": Int8ActPerTensorFloat if fmt.symmetric_activations else ShiftedUint8ActPerTensorFloat,
     }
     bias = layer.bias is not None
     if isinstance(layer, nn.Conv2d):
         replacement = QuantConv2d(
-            layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
-            padding=layer.padding, dilation=layer.dilation, groups=layer.groups, bias=bias,
-            padding_mode=layer.padding_mode, **quant,
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel_size,
+            stride=layer.stride,
+            padding=layer.padding,
+            dilation=layer.dilation,
+            groups=layer.groups,
+            bias=bias,
+            padding_mode=layer.padding_mode,
+            **quant,
         )
     else:
         replacement = QuantLinear(layer.in_features, layer.out_features, bias=bias, **quant)

@@ -61,9 +61,7 @@ class QuantizedLayer:
         return 1 if self.op_type == "Conv" else -1
 
 
-def planned_layers(
-    model: onnx.ModelProto, plan: QuantPlan, *, im2col: bool = True
-) -> list[QuantizedLayer]:
+def planned_layers(model: onnx.ModelProto, plan: QuantPlan, *, im2col: bool = True) -> list[QuantizedLayer]:
     """Quantized layers with constant fp32 weights: Gemm (transA=0), 2-D MatMul and Conv.
 
     `im2col` (AdaRound needs input patches) keeps only 1-D/2-D Conv with groups=1 and explicit or

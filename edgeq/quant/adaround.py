@@ -46,7 +46,7 @@ class RoundingProblem:
     def output_error(self, rounding: torch.Tensor) -> torch.Tensor:
         """Normalised ‖ΔW x‖² of rounding floor(W/s) + `rounding` (values in [0, 1])."""
         levels = torch.floor(self.scaled) + rounding + self.zero_point
-        delta = (torch.clamp(levels, self.qmin, self.qmax) - self.zero_point - self.scaled)
+        delta = torch.clamp(levels, self.qmin, self.qmax) - self.zero_point - self.scaled
         delta = delta * self.scale
         energy = torch.sum((delta @ self.moment) * delta)
         return energy / (torch.mean(self.scale**2) * torch.mean(torch.diagonal(self.moment)))
@@ -96,7 +96,10 @@ def adaround_layer(
 
 
 def _rounding_problem(
-    layer: QuantizedLayer, scale: np.ndarray, zero: np.ndarray, moment: np.ndarray,
+    layer: QuantizedLayer,
+    scale: np.ndarray,
+    zero: np.ndarray,
+    moment: np.ndarray,
     fmt: QuantFormat,
 ) -> RoundingProblem:
     shape = layer.weight.shape

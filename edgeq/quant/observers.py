@@ -49,9 +49,7 @@ class Observer(ABC):
         if x.size == 0:
             return
         if self._counts is not None:
-            raise RuntimeError(
-                "update_range called after update_histogram: pass 1 must finish first"
-            )
+            raise RuntimeError("update_range called after update_histogram: pass 1 must finish first")
         batch_min, batch_max = _finite_extremes(x)
         self._min = batch_min if self._min is None else min(self._min, batch_min)
         self._max = batch_max if self._max is None else max(self._max, batch_max)
@@ -80,15 +78,11 @@ class Observer(ABC):
     def compute_range(self, fmt: QuantFormat) -> tuple[float, float]:
         """The clip range (lo, hi) to quantize this tensor with in format `fmt`."""
         if self._min is None or self._max is None:
-            raise CalibrationDataError(
-                "no calibration data reached this tensor (all batches empty)"
-            )
+            raise CalibrationDataError("no calibration data reached this tensor (all batches empty)")
         if self._min == self._max:
             return self._min, self._max
         if self.needs_histogram and self._counts is None:
-            raise RuntimeError(
-                f"{type(self).__name__} needs update_histogram (pass 2) before compute_range"
-            )
+            raise RuntimeError(f"{type(self).__name__} needs update_histogram (pass 2) before compute_range")
         return self._clip_range(fmt)
 
     def _histogram(self) -> Histogram:
@@ -156,9 +150,7 @@ def _mse_symmetric_clip(hist: Histogram, fmt: QuantFormat) -> tuple[float, float
     """Best [-t, t] over t = A·k/K, A = max|x|; the scale is t / (qmax - zero point)."""
     t = _clip_candidates(max(-hist.lo, hist.hi))
     scale = t / (fmt.qmax - fmt.symmetric_zero_point)
-    sse = (
-        hist.upper_clip_sse(t) + hist.lower_clip_sse(-t) + hist.mass_between(-t, t) * scale**2 / 12
-    )
+    sse = hist.upper_clip_sse(t) + hist.lower_clip_sse(-t) + hist.mass_between(-t, t) * scale**2 / 12
     best = float(t[np.argmin(sse)])
     return -best, best
 
@@ -169,11 +161,7 @@ def _mse_asymmetric_clip(hist: Histogram, fmt: QuantFormat) -> tuple[float, floa
     highs = _clip_candidates(max(hist.hi, 0.0))
     scale = (highs[None, :] - lows[:, None]) / (fmt.qmax - fmt.qmin)
     inside = hist.total - hist.mass_below(lows)[:, None] - hist.mass_above(highs)[None, :]
-    sse = (
-        hist.lower_clip_sse(lows)[:, None]
-        + hist.upper_clip_sse(highs)[None, :]
-        + inside * scale**2 / 12
-    )
+    sse = hist.lower_clip_sse(lows)[:, None] + hist.upper_clip_sse(highs)[None, :] + inside * scale**2 / 12
     sse[scale == 0.0] = np.inf
     low_index, high_index = np.unravel_index(np.argmin(sse), sse.shape)
     return float(lows[low_index]), float(highs[high_index])
@@ -194,9 +182,7 @@ class EntropyObserver(Observer):
         one_signed = hist.lo >= 0.0 or hist.hi <= 0.0
         levels = _entropy_levels(fmt, one_signed)
         if levels > self.bins:
-            raise ValueError(
-                f"entropy calibration needs bins >= {levels} for {fmt}, got {self.bins}"
-            )
+            raise ValueError(f"entropy calibration needs bins >= {levels} for {fmt}, got {self.bins}")
         magnitude = max(-hist.lo, hist.hi)
         kept_bins = _min_kl_kept_bins(_without_zero_spike(hist.magnitude_counts(self.bins)), levels)
         t = magnitude * kept_bins / self.bins
@@ -229,10 +215,7 @@ def _min_kl_kept_bins(counts: np.ndarray, levels: int) -> int:
     candidates = np.arange(levels, counts.size + 1)
     rows = max(1, _KL_CELLS_PER_CHUNK // counts.size)
     divergences = np.concatenate(
-        [
-            _kl_divergences(counts, candidates[s : s + rows], levels)
-            for s in range(0, candidates.size, rows)
-        ]
+        [_kl_divergences(counts, candidates[s : s + rows], levels) for s in range(0, candidates.size, rows)]
     )
     return int(candidates[np.argmin(divergences)])
 
@@ -364,15 +347,12 @@ _OBSERVERS: dict[str, tuple[type[Observer], tuple[str, ...]]] = {
 def make_observer(method: str, **options: Any) -> Observer:
     """Observer for a calibration method name, validating its options."""
     if method not in _OBSERVERS:
-        raise ValueError(
-            f"unknown calibration method {method!r}; allowed: {', '.join(CALIBRATION_METHODS)}"
-        )
+        raise ValueError(f"unknown calibration method {method!r}; allowed: {', '.join(CALIBRATION_METHODS)}")
     observer_class, allowed = _OBSERVERS[method]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         allowed_text = ", ".join(allowed) if allowed else "none"
         raise ValueError(
-            f"unknown option(s) {', '.join(unknown)} for {method!r} calibration; "
-            f"allowed: {allowed_text}"
+            f"unknown option(s) {', '.join(unknown)} for {method!r} calibration; allowed: {allowed_text}"
         )
     return observer_class(**options)

@@ -77,17 +77,13 @@ def scale_zero_point(
         scale = _floored_float32(scale)
     else:
         scale = _floored_float32((hi64 - lo64) / (fmt.qmax - fmt.qmin))
-        zero_point = np.clip(
-            np.rint(fmt.qmin - lo64 / scale.astype(np.float64)), fmt.qmin, fmt.qmax
-        )
+        zero_point = np.clip(np.rint(fmt.qmin - lo64 / scale.astype(np.float64)), fmt.qmin, fmt.qmax)
     return np.asarray(scale), np.asarray(zero_point, dtype=fmt.numpy_dtype)
 
 
 def _checked_range(lo: float | np.ndarray, hi: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Broadcast lo/hi to float64 and reject non-finite or inverted ranges with a clear message."""
-    lo64, hi64 = np.broadcast_arrays(
-        np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
-    )
+    lo64, hi64 = np.broadcast_arrays(np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64))
     if not (np.isfinite(lo64).all() and np.isfinite(hi64).all()):
         raise ValueError("quantization range must be finite (got NaN or Inf in lo/hi)")
     if (lo64 > hi64).any():
@@ -176,9 +172,7 @@ def _normalized_axis(axis: int, ndim: int) -> int:
     return axis % ndim
 
 
-def weight_params(
-    w: np.ndarray, fmt: QuantFormat, axis: int | None
-) -> tuple[np.ndarray, np.ndarray]:
+def weight_params(w: np.ndarray, fmt: QuantFormat, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Min/max scale and zero point of a weight, per tensor (axis=None) or per channel of `axis`."""
     w = _nonempty_array(w)
     if axis is None:
@@ -213,9 +207,7 @@ def quantize_blocked(
 ) -> np.ndarray:
     """Block-wise QuantizeLinear with opset-21 `block_size` semantics."""
     w32 = np.asarray(w, dtype=np.float32)
-    scale_full, zero_point_full = _expanded_block_params(
-        w32.shape, scale, zero_point, axis, block_size
-    )
+    scale_full, zero_point_full = _expanded_block_params(w32.shape, scale, zero_point, axis, block_size)
     return _quantize_broadcast(w32, scale_full.astype(np.float32), zero_point_full, fmt)
 
 
@@ -224,9 +216,7 @@ def dequantize_blocked(
 ) -> np.ndarray:
     """Block-wise DequantizeLinear with opset-21 `block_size` semantics (float32)."""
     q = np.asarray(q)
-    scale_full, zero_point_full = _expanded_block_params(
-        q.shape, scale, zero_point, axis, block_size
-    )
+    scale_full, zero_point_full = _expanded_block_params(q.shape, scale, zero_point, axis, block_size)
     return _dequantize_broadcast(q, scale_full.astype(np.float32), zero_point_full)
 
 

@@ -14,16 +14,31 @@ from edgeq.graph import GraphIndex, attribute
 WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 # Ops TensorRT runs on INT8 inputs (weighted layers, residual Add, pooling, data movement).
 QUANTIZED_CONSUMERS = WEIGHTED_OPS | {
-    "Add", "MaxPool", "AveragePool", "GlobalAveragePool", "Concat", "Reshape", "Flatten",
-    "Transpose", "Squeeze", "Unsqueeze", "Slice",
+    "Add",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Concat",
+    "Reshape",
+    "Flatten",
+    "Transpose",
+    "Squeeze",
+    "Unsqueeze",
+    "Slice",
 }
 INT8_TYPES = frozenset({onnx.TensorProto.INT8})
 INT4_TYPES = frozenset({onnx.TensorProto.INT4, onnx.TensorProto.UINT4})
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 # Integer ops of ONNX Runtime's other quantized forms; TensorRT's parser reads Q/DQ only.
-INTEGER_OPS = frozenset({
-    "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear",
-})
+INTEGER_OPS = frozenset(
+    {
+        "QLinearConv",
+        "QLinearMatMul",
+        "ConvInteger",
+        "MatMulInteger",
+        "DynamicQuantizeLinear",
+    }
+)
 
 
 def check_tensorrt_placement(model: onnx.ModelProto) -> list[str]:

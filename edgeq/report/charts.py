@@ -50,9 +50,7 @@ class _Axis:
     step: float
 
     def px(self, value: float) -> float:
-        return self.start_px + (value - self.lo) / (self.hi - self.lo) * (
-            self.end_px - self.start_px
-        )
+        return self.start_px + (value - self.lo) / (self.hi - self.lo) * (self.end_px - self.start_px)
 
     def label(self, value: float) -> str:
         decimals = max(0, -math.floor(math.log10(self.step) + 1e-9))
@@ -103,9 +101,7 @@ def _x_axis(axis: _Axis, y: float, top: float, caption: str) -> list[Safe]:
         x = axis.px(tick)
         parts.append(el("line", x1=x, x2=x, y1=top, y2=y, stroke=_GRID))
         parts.append(_text(x, y + 14, axis.label(tick), "middle"))
-    parts.append(
-        _text((axis.start_px + axis.end_px) / 2, y + 32, caption, "middle", font_weight=600)
-    )
+    parts.append(_text((axis.start_px + axis.end_px) / 2, y + 32, caption, "middle", font_weight=600))
     return parts
 
 
@@ -118,9 +114,7 @@ def _y_axis(axis: _Axis, left: float, right: float, caption: str) -> list[Safe]:
         parts.append(_text(left - 6, y + 4, axis.label(tick), "end"))
     middle = (axis.start_px + axis.end_px) / 2
     parts.append(
-        _text(
-            14, middle, caption, "middle", font_weight=600, transform=f"rotate(-90 14 {middle:.1f})"
-        )
+        _text(14, middle, caption, "middle", font_weight=600, transform=f"rotate(-90 14 {middle:.1f})")
     )
     return parts
 
@@ -160,9 +154,7 @@ def latency_distribution(title: str, rows: Sequence[Distribution]) -> Safe:
             for name, value in (("p50", row.p50), ("p90", row.p90), ("p99", row.p99))
             if value is not None
         )
-        parts.append(
-            _text(plot_right + 12, middle + 4, f"{summary} ms" if summary else "no timings")
-        )
+        parts.append(_text(plot_right + 12, middle + 4, f"{summary} ms" if summary else "no timings"))
     return _svg(plot_right + right_text, height, title, *parts)
 
 
@@ -311,9 +303,7 @@ def line_chart(
     return _svg(right + 16, bottom + 48, title, *parts)
 
 
-def _line(
-    line: Series, x_of: Sequence[float], axis: _Axis, above: bool, print_values: bool
-) -> list[Safe]:
+def _line(line: Series, x_of: Sequence[float], axis: _Axis, above: bool, print_values: bool) -> list[Safe]:
     points = [(x, axis.px(v), v) for x, v in zip(x_of, line.values, strict=True) if v is not None]
     parts: list[Safe] = []
     if len(points) > 1:
@@ -335,9 +325,7 @@ def _line(
     return parts
 
 
-def scatter_chart(
-    title: str, points: Sequence[ScatterPoint], x_caption: str, y_caption: str
-) -> Safe:
+def scatter_chart(title: str, points: Sequence[ScatterPoint], x_caption: str, y_caption: str) -> Safe:
     """Runs as dots; the Pareto front is joined and labelled, regressions are ringed in red."""
     left, right, top, bottom = 72, 600, 36, 300
     x_axis = _axis(
@@ -377,9 +365,7 @@ def scatter_chart(
             cy=y,
             r=6 if point.on_front else 4.5,
             fill=FRONT_COLOR if point.on_front else "white",
-            stroke=ALERT_COLOR
-            if point.flagged
-            else (FRONT_COLOR if point.on_front else MUTED_COLOR),
+            stroke=ALERT_COLOR if point.flagged else (FRONT_COLOR if point.on_front else MUTED_COLOR),
             stroke_width=3 if point.flagged else 1.5,
             class_="run-point front" if point.on_front else "run-point",
         )

@@ -111,9 +111,7 @@ def _header(report: dict) -> Safe:
         "header",
         el("h1", f"{hl.model_name(report)} → {hl.target_name(report)}"),
         el("p", subtitle, class_="sub"),
-        el(
-            "p", f"{text(model.get('path'))}  sha256 {text(model.get('sha256'), '—')}", class_="sub"
-        ),
+        el("p", f"{text(model.get('path'))}  sha256 {text(model.get('sha256'), '—')}", class_="sub"),
         class_="page",
     )
 
@@ -278,15 +276,11 @@ def _accuracy(report: dict) -> Safe | None:
     return _section(
         "accuracy",
         "Fidelity and task quality",
-        el(
-            "p", f"{fmt(accuracy.get('samples'))} samples compared, fp32 vs compiled.", class_="sub"
-        ),
+        el("p", f"{fmt(accuracy.get('samples'))} samples compared, fp32 vs compiled.", class_="sub"),
         table(["output", "cosine", "rel L2", "SQNR dB", "max |Δ|", "agreement"], output_rows)
         if outputs
         else None,
-        _task(task)
-        if task
-        else el("p", "No task metric was measured for this model.", class_="sub"),
+        _task(task) if task else el("p", "No task metric was measured for this model.", class_="sub"),
     )
 
 
@@ -470,9 +464,7 @@ def _pruning(report: dict) -> Safe | None:
     return _section(
         "pruning",
         "Pruning",
-        _key_values(
-            [("method", text(pruning.get("method"))), ("threshold", pruning.get("threshold"))]
-        ),
+        _key_values([("method", text(pruning.get("method"))), ("threshold", pruning.get("threshold"))]),
         table(["", "before", "after", "kept"], totals),
         table(
             ["layer", "op", "channels before", "channels after", "params before", "params after"],
@@ -550,10 +542,7 @@ def _warnings(report: dict) -> Safe | None:
         f"Warnings ({len(warnings)})",
         table(
             ["source", "message", "count"],
-            [
-                [text(w.get("source")), text(w.get("message")), fmt(w.get("count"))]
-                for w in warnings
-            ],
+            [[text(w.get("source")), text(w.get("message")), fmt(w.get("count"))] for w in warnings],
         ),
     )
 

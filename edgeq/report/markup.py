@@ -65,8 +65,7 @@ def table(headers: list[str], rows: Iterable[list[Child]], class_: str | None = 
     """A plain data table; numbers are right-aligned by the stylesheet via `td.num`."""
     head = el("thead", el("tr", [el("th", h) for h in headers]))
     body_rows = [
-        el("tr", [el("td", cell, class_="num" if _numeric(cell) else None) for cell in row])
-        for row in rows
+        el("tr", [el("td", cell, class_="num" if _numeric(cell) else None) for cell in row]) for row in rows
     ]
     return el("table", head, el("tbody", body_rows), class_=class_)
 

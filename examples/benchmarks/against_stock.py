@@ -99,8 +99,15 @@ class EncoderLayer(nn.Module):
 class BertMini(nn.Module):
     """MiniLM-L6-class sentence encoder: token + position embeddings, 6 layers, mean pooling."""
 
-    def __init__(self, vocab: int = 30522, seq: int = 64, hidden: int = 384, heads: int = 12,
-                 layers: int = 6, ffn: int = 1536) -> None:
+    def __init__(
+        self,
+        vocab: int = 30522,
+        seq: int = 64,
+        hidden: int = 384,
+        heads: int = 12,
+        layers: int = 6,
+        ffn: int = 1536,
+    ) -> None:
         super().__init__()
         self.tokens, self.positions = nn.Embedding(vocab, hidden), nn.Embedding(seq, hidden)
         self.norm = nn.LayerNorm(hidden, eps=1e-12)
@@ -200,23 +207,37 @@ def settle_batchnorm(model: nn.Module, images: np.ndarray) -> None:
     model.train()
     with torch.no_grad():
         for start in range(0, len(images), 64):
-            model(torch.from_numpy(images[start:start + 64]))
+            model(torch.from_numpy(images[start : start + 64]))
     model.eval()
 
 
 def make_mlp() -> nn.Module:
     """A 4-layer MLP over 512 features (tabular / embedding-head class)."""
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(512, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(),
-                         nn.Linear(1024, 512), nn.ReLU(), nn.Linear(512, 10))
+    return nn.Sequential(
+        nn.Linear(512, 1024),
+        nn.ReLU(),
+        nn.Linear(1024, 1024),
+        nn.ReLU(),
+        nn.Linear(1024, 512),
+        nn.ReLU(),
+        nn.Linear(512, 10),
+    )
 
 
 def export(model: nn.Module, example: torch.Tensor, input_name: str, path: Path) -> Path:
     """TorchScript ONNX export, opset 17, dynamic batch axis (what edgeq users ship)."""
     model.eval()
-    torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=17,
-                      input_names=[input_name], output_names=["output"],
-                      dynamic_axes={input_name: {0: "batch"}, "output": {0: "batch"}})
+    torch.onnx.export(
+        model,
+        (example,),
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=[input_name],
+        output_names=["output"],
+        dynamic_axes={input_name: {0: "batch"}, "output": {0: "batch"}},
+    )
     return path
 
 
@@ -251,7 +272,7 @@ def synthetic_cases(work: Path, samples: int) -> list[Case]:
     ids = {"input_ids": zipf_tokens(2 * samples, 64, 30522, seed=1)}
     cnn = ResNetSmall()
     images = smooth_images(2 * samples + 256, 64, seed=2)
-    settle_batchnorm(cnn, images[2 * samples:])
+    settle_batchnorm(cnn, images[2 * samples :])
     features = np.random.default_rng(3).normal(size=(2 * samples, 512)).astype(np.float32)
     specs = [
         ("bert-mini", bert, "input_ids", ids["input_ids"]),
@@ -262,14 +283,19 @@ def synthetic_cases(work: Path, samples: int) -> list[Case]:
     for name, module, input_name, data in specs:
         path = export(module, torch.from_numpy(data[:1]), input_name, work / f"{name}.onnx")
         calib, evaluation = {input_name: data[:samples]}, {input_name: data[samples:]}
-        kwargs = {"calib": save_npz(work / f"{name}-calib.npz", calib),
-                  "eval": save_npz(work / f"{name}-eval.npz", evaluation)}
+        kwargs = {
+            "calib": save_npz(work / f"{name}-calib.npz", calib),
+            "eval": save_npz(work / f"{name}-eval.npz", evaluation),
+        }
         cases.append(Case(name, path, calib, evaluation, kwargs))
     return cases
 
 
-REFERENCE_RECIPES = ("examples/mrl_encoder/recipe.yaml", "examples/binary_ae/recipe.yaml",
-                     "examples/pointer_net/recipe.yaml")
+REFERENCE_RECIPES = (
+    "examples/mrl_encoder/recipe.yaml",
+    "examples/binary_ae/recipe.yaml",
+    "examples/pointer_net/recipe.yaml",
+)
 
 
 def reference_cases() -> list[Case]:
@@ -282,8 +308,17 @@ def reference_cases() -> list[Case]:
         count = len(arrays[inputs[0]])
         calib, evaluation = split(arrays, count, recipe.eval_fraction)
         task = (recipe.task.name, recipe.task.options) if recipe.task else None
-        cases.append(Case(Path(recipe_file).parent.name, Path(model), calib, evaluation,
-                          {"recipe": recipe}, task, recipe.budget))
+        cases.append(
+            Case(
+                Path(recipe_file).parent.name,
+                Path(model),
+                calib,
+                evaluation,
+                {"recipe": recipe},
+                task,
+                recipe.budget,
+            )
+        )
     return cases
 
 
@@ -297,7 +332,7 @@ class Reader:
 
     def __init__(self, data: Arrays, inputs: list[str]) -> None:
         count = len(data[inputs[0]])
-        self.batches = iter([{n: data[n][i:i + 32] for n in inputs} for i in range(0, count, 32)])
+        self.batches = iter([{n: data[n][i : i + 32] for n in inputs} for i in range(0, count, 32)])
 
     def get_next(self) -> dict | None:
         return next(self.batches, None)
@@ -319,8 +354,13 @@ def ort_dynamic(case: Case, out: Path) -> Path:
 def ort_static(case: Case, out: Path) -> Path:
     from onnxruntime.quantization import QuantFormat, quantize_static
 
-    quantize_static(str(case.model), str(out), Reader(case.calib, input_names(case.model)),
-                    quant_format=QuantFormat.QDQ, per_channel=True)
+    quantize_static(
+        str(case.model),
+        str(out),
+        Reader(case.calib, input_names(case.model)),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+    )
     return out
 
 
@@ -342,8 +382,12 @@ def nncf_ptq(case: Case, out: Path) -> Path:
         raise NotApplicable("nncf not installed") from None
     import nncf
 
-    dataset = nncf.Dataset([{n: case.calib[n][i:i + 1] for n in input_names(case.model)}
-                            for i in range(min(300, len(next(iter(case.calib.values())))))])
+    dataset = nncf.Dataset(
+        [
+            {n: case.calib[n][i : i + 1] for n in input_names(case.model)}
+            for i in range(min(300, len(next(iter(case.calib.values())))))
+        ]
+    )
     onnx.save(nncf.quantize(onnx.load(str(case.model)), dataset), str(out))
     return out
 
@@ -363,8 +407,12 @@ class NotApplicable(Exception):
 
 
 Tool = Callable[[Case, Path], Path]
-STOCK_TOOLS: dict[str, Tool] = {"ort-dynamic": ort_dynamic, "ort-static-qdq": ort_static,
-                                "ort-4bit-b32": ort_4bit, "nncf-ptq": nncf_ptq}
+STOCK_TOOLS: dict[str, Tool] = {
+    "ort-dynamic": ort_dynamic,
+    "ort-static-qdq": ort_static,
+    "ort-4bit-b32": ort_4bit,
+    "nncf-ptq": nncf_ptq,
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,8 +493,9 @@ def build_tools(case: Case, work: Path, console: Console) -> tuple[dict[str, Pat
 FP32_AGAIN = "fp32 (second session)"  # the A/A pair: what the machine's noise makes of equal models
 
 
-def measure_case(case: Case, work: Path, rounds: int, seconds: float,
-                 console: Console) -> tuple[list[Row], dict[int, float]]:
+def measure_case(
+    case: Case, work: Path, rounds: int, seconds: float, console: Console
+) -> tuple[list[Row], dict[int, float]]:
     """Build every tool's model, then fidelity per model and one interleaved latency run per batch.
 
     Also returns the timing noise per batch: |1 - ratio| of two sessions of the fp32 model."""
@@ -465,19 +514,33 @@ def measure_case(case: Case, work: Path, rounds: int, seconds: float,
         predicted = runner.predict(case.evaluation)
         text, drop = task_metric(case, fp32, runner)
         cosine, centered = fidelity(reference, predicted)
-        results[tool] = Row(case.name, tool, cosine=cosine, centered=centered, task=text, task_drop=drop,
-                            megabytes=model_bytes(built[tool]) / 1e6)
+        results[tool] = Row(
+            case.name,
+            tool,
+            cosine=cosine,
+            centered=centered,
+            task=text,
+            task_drop=drop,
+            megabytes=model_bytes(built[tool]) / 1e6,
+        )
     runners[FP32_AGAIN] = OrtRunner(case.model, threads=THREADS)
     noise = {}
     for batch in batch_sizes(fp32, BATCH_SIZES):
-        stats = measure_interleaved(runners, case.evaluation, batch=batch, warmup=3, rounds=rounds,
-                                    seconds_per_round=seconds * len(runners))
+        stats = measure_interleaved(
+            runners,
+            case.evaluation,
+            batch=batch,
+            warmup=3,
+            rounds=rounds,
+            seconds_per_round=seconds * len(runners),
+        )
         noise[batch] = abs(1.0 - speedup(stats["fp32"], stats[FP32_AGAIN]))
         for tool, row in results.items():
             row.speedups[batch] = speedup(stats["fp32"], stats[tool])
             if tool == "fp32":
-                row.note = (row.note + f" b{batch} p50 {stats['fp32'].p50_ms:.2f} ms"
-                            f" (A/A noise {noise[batch]:.0%})").strip()
+                row.note = (
+                    row.note + f" b{batch} p50 {stats['fp32'].p50_ms:.2f} ms (A/A noise {noise[batch]:.0%})"
+                ).strip()
     return list(results.values()) + rows, noise
 
 
@@ -514,8 +577,9 @@ def verdict(case: Case, rows: list[Row], noise: dict[int, float]) -> Verdict | N
     if mine is None:
         return None
     if not stock:
-        return Verdict(case.name, mine.tool, "none within budget", {b: math.inf for b in mine.speedups},
-                       noise, "better")
+        return Verdict(
+            case.name, mine.tool, "none within budget", {b: math.inf for b in mine.speedups}, noise, "better"
+        )
     best = max(stock, key=lambda r: math.prod(r.speedups.values()))
     ratios = {b: mine.speedups[b] / best.speedups[b] for b in mine.speedups}
     gap = mine.fidelity_key() - best.fidelity_key()
@@ -528,17 +592,33 @@ def verdict(case: Case, rows: list[Row], noise: dict[int, float]) -> Verdict | N
 # Reporting
 # ---------------------------------------------------------------------------------------------
 
-COLUMNS = ("model", "tool", "speedup b1", "speedup b32", "cosine vs fp32", "centered cosine", "task metric",
-           "MB", "note")
+COLUMNS = (
+    "model",
+    "tool",
+    "speedup b1",
+    "speedup b32",
+    "cosine vs fp32",
+    "centered cosine",
+    "task metric",
+    "MB",
+    "note",
+)
 
 
 def cells(row: Row) -> list[str]:
     """A row as table cells; a fixed-batch model's only batch goes in the batch-1 column."""
     speeds = [f"{v:.2f}x" for v in row.speedups.values()] + ["", ""]
-    return [row.model, row.tool, speeds[0], speeds[1],
-            "" if row.cosine is None else f"{row.cosine:.4f}",
-            "" if row.centered is None else f"{row.centered:.4f}", row.task,
-            "" if row.megabytes is None else f"{row.megabytes:.2f}", row.note]
+    return [
+        row.model,
+        row.tool,
+        speeds[0],
+        speeds[1],
+        "" if row.cosine is None else f"{row.cosine:.4f}",
+        "" if row.centered is None else f"{row.centered:.4f}",
+        row.task,
+        "" if row.megabytes is None else f"{row.megabytes:.2f}",
+        row.note,
+    ]
 
 
 def rich_table(title: str, columns: tuple[str, ...], lines_of_cells: list[list[str]]) -> Table:
@@ -550,17 +630,34 @@ def rich_table(title: str, columns: tuple[str, ...], lines_of_cells: list[list[s
     return table
 
 
-VERDICT_COLUMNS = ("model", "edgeq", "fastest stock within budget", "edgeq / stock b1", "edgeq / stock b32",
-                   "edgeq / stock overall", "A/A noise b1 / b32", "fidelity vs stock",
-                   "edgeq at least as fast and faithful")
+VERDICT_COLUMNS = (
+    "model",
+    "edgeq",
+    "fastest stock within budget",
+    "edgeq / stock b1",
+    "edgeq / stock b32",
+    "edgeq / stock overall",
+    "A/A noise b1 / b32",
+    "fidelity vs stock",
+    "edgeq at least as fast and faithful",
+)
 
 
 def verdict_cells(v: Verdict) -> list[str]:
     ratios = [f"{r:.2f}x" if math.isfinite(r) else "n/a" for r in v.ratios.values()] + [""]
     overall = f"{v.overall:.2f}x" if math.isfinite(v.overall) else "n/a"
     noise = " / ".join(f"{n:.0%}" for n in v.noise.values())
-    return [v.model, v.edgeq, v.stock, ratios[0], ratios[1] if len(v.ratios) > 1 else "", overall, noise,
-            v.fidelity, "yes" if v.holds else "**no**"]
+    return [
+        v.model,
+        v.edgeq,
+        v.stock,
+        ratios[0],
+        ratios[1] if len(v.ratios) > 1 else "",
+        overall,
+        noise,
+        v.fidelity,
+        "yes" if v.holds else "**no**",
+    ]
 
 
 def markdown_table(columns: tuple[str, ...], lines_of_cells: list[list[str]]) -> str:
@@ -579,34 +676,40 @@ def installed_version(package: str) -> str:
 def machine_header(command: str) -> str:
     """What a reader needs to interpret the numbers: command, CPU and ISA, runtime, date."""
     machine = describe_machine()
-    return "\n".join([
-        "# edgeq vs stock ONNX Runtime quantization",
-        "",
-        f"- command: `{command}`",
-        f"- date: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}",
-        f"- machine: {machine['cpu']}, {machine['cores']} cores, flags: {' '.join(machine['flags'])}",
-        f"- onnxruntime {ort.__version__}, onnx {onnx.__version__}, torch {torch.__version__}, "
-        f"nncf {installed_version('nncf')}; intra-op threads {THREADS}; edgeq target {TARGET['name']}",
-        "- verdict: edgeq's artifact against the fastest stock tool (geometric mean over the batch "
-        "sizes) whose output stays inside the accuracy budget edgeq's compile uses (task drop, else "
-        "cosine ≥ 0.99); it holds when edgeq is at least as fast overall (geometric mean of the "
-        "per-batch ratios, inside the A/A noise, 3% at least) and not less faithful.",
-        "- speedup: fp32 ORT latency / tool latency at that batch, the median over rounds of each "
-        "round's ratio of medians; all models of a row group timed interleaved in one process "
-        "(rotating order, repeated rounds).",
-        "- cosine: worst output cosine vs fp32 on held-out data (agreement for integer outputs), "
-        "as edgeq's budget uses it; centered cosine: the same after subtracting the fp32 mean output "
-        "(what distinguishes samples).",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# edgeq vs stock ONNX Runtime quantization",
+            "",
+            f"- command: `{command}`",
+            f"- date: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}",
+            f"- machine: {machine['cpu']}, {machine['cores']} cores, flags: {' '.join(machine['flags'])}",
+            f"- onnxruntime {ort.__version__}, onnx {onnx.__version__}, torch {torch.__version__}, "
+            f"nncf {installed_version('nncf')}; intra-op threads {THREADS}; edgeq target {TARGET['name']}",
+            "- verdict: edgeq's artifact against the fastest stock tool (geometric mean over the batch "
+            "sizes) whose output stays inside the accuracy budget edgeq's compile uses (task drop, else "
+            "cosine ≥ 0.99); it holds when edgeq is at least as fast overall (geometric mean of the "
+            "per-batch ratios, inside the A/A noise, 3% at least) and not less faithful.",
+            "- speedup: fp32 ORT latency / tool latency at that batch, the median over rounds of each "
+            "round's ratio of medians; all models of a row group timed interleaved in one process "
+            "(rotating order, repeated rounds).",
+            "- cosine: worst output cosine vs fp32 on held-out data (agreement for integer outputs), "
+            "as edgeq's budget uses it; centered cosine: the same after subtracting the fp32 mean output "
+            "(what distinguishes samples).",
+            "",
+        ]
+    )
 
 
 @click.command()
 @click.option("--quick", is_flag=True, help="Fewer samples and rounds: a smoke run of a few minutes.")
 @click.option("--only", multiple=True, help="Benchmark only these models (e.g. --only bert-mini).")
 @click.option("--output", type=click.Path(path_type=Path), default=HERE / "results.md", show_default=True)
-@click.option("--target", default="native", show_default=True,
-              help="edgeq target for its compile (native: the shipped target for this CPU).")
+@click.option(
+    "--target",
+    default="native",
+    show_default=True,
+    help="edgeq target for its compile (native: the shipped target for this CPU).",
+)
 def main(quick: bool, only: tuple[str, ...], output: Path, target: str) -> None:
     """Build the models, run every tool, time them interleaved, print and write the tables."""
     console = Console()
@@ -635,8 +738,14 @@ def main(quick: bool, only: tuple[str, ...], output: Path, target: str) -> None:
     verdict_lines = [verdict_cells(v) for v in verdicts]
     console.print(rich_table("verdict", VERDICT_COLUMNS, verdict_lines))
     command = "python examples/benchmarks/against_stock.py " + " ".join(sys.argv[1:])
-    text = (machine_header(command.strip()) + "\n" + markdown_table(VERDICT_COLUMNS, verdict_lines) + "\n\n"
-            + markdown_table(COLUMNS, [cells(r) for r in rows]) + "\n")
+    text = (
+        machine_header(command.strip())
+        + "\n"
+        + markdown_table(VERDICT_COLUMNS, verdict_lines)
+        + "\n\n"
+        + markdown_table(COLUMNS, [cells(r) for r in rows])
+        + "\n"
+    )
     print(text)
     output.write_text(text)
 

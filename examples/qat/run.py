@@ -44,11 +44,13 @@ def mrl_step(teacher_model: torch.nn.Module, seed: int = 0):
     def step(model: torch.nn.Module, _step: int) -> torch.Tensor:
         rows = torch.from_numpy(rng.integers(0, len(images), 128))
         embedding = model(images[rows])
-        distill = sum(1 - torch.nn.functional.cosine_similarity(
-            embedding[:, :m], teacher[rows][:, :m]).mean() for m in NESTED_DIMS)
+        distill = sum(
+            1 - torch.nn.functional.cosine_similarity(embedding[:, :m], teacher[rows][:, :m]).mean()
+            for m in NESTED_DIMS
+        )
         return model.matryoshka_loss(embedding, labels[rows]) + 10 * distill
 
-    return step, [images[i:i + 256] for i in range(0, 1024, 256)]
+    return step, [images[i : i + 256] for i in range(0, 1024, 256)]
 
 
 def hull_step(seed: int = 7):
@@ -64,27 +66,49 @@ def hull_step(seed: int = 7):
     return step, [torch.from_numpy(hull_batch(128, rng)[0].astype(np.float32)) for _ in range(4)]
 
 
-def score(result: QatResult, path: Path, task: str, reference: OrtRunner, data: dict,
-          headline: str) -> dict:
+def score(result: QatResult, path: Path, task: str, reference: OrtRunner, data: dict, headline: str) -> dict:
     """Worst primary drop and the headline metric, simulated vs measured on the exported ONNX."""
     result.export_onnx(path)
     measured = OrtRunner(path, threads=1)
     evaluate = resolve_evaluator(task)
-    drops = {side: evaluate(reference, predictor, data).worst_primary_drop
-             for side, predictor in (("simulated", result.predictor()), ("measured", measured))}
-    qat = compare_simulated_measured(result.predictor(), measured, data,
-                                     task_metric(task, headline, reference), GAP_TOLERANCE)
+    drops = {
+        side: evaluate(reference, predictor, data).worst_primary_drop
+        for side, predictor in (("simulated", result.predictor()), ("measured", measured))
+    }
+    qat = compare_simulated_measured(
+        result.predictor(), measured, data, task_metric(task, headline, reference), GAP_TOLERANCE
+    )
     return {"worst_drop": drops, headline: qat}
 
 
-def run_model(name: str, model, plan, step_and_calib, steps: int, lr: float, names: tuple, task: str,
-              reference: OrtRunner, data: dict, headline: str, work: Path) -> dict:
+def run_model(
+    name: str,
+    model,
+    plan,
+    step_and_calib,
+    steps: int,
+    lr: float,
+    names: tuple,
+    task: str,
+    reference: OrtRunner,
+    data: dict,
+    headline: str,
+    work: Path,
+) -> dict:
     step, calib = step_and_calib
     rows = {}
     for label, n in (("ptq", 0), ("qat", steps)):
         torch.manual_seed(0)
-        result = quantize_aware_train(model, plan, calib_batches=calib, steps=n, lr=lr, train_step=step,
-                                      input_names=names[0], output_names=names[1])
+        result = quantize_aware_train(
+            model,
+            plan,
+            calib_batches=calib,
+            steps=n,
+            lr=lr,
+            train_step=step,
+            input_names=names[0],
+            output_names=names[1],
+        )
         rows[label] = score(result, work / f"{name}_{label}.onnx", task, reference, data, headline)
     fp32 = resolve_evaluator(task)(reference, reference, data).metric(headline).fp32
     return {"fp32": {headline: fp32}, "float_layers": result.float_layers, **rows}
@@ -93,15 +117,28 @@ def run_model(name: str, model, plan, step_and_calib, steps: int, lr: float, nam
 def show(console: Console, title: str, budget: float, summary: dict) -> None:
     headline = next(k for k in summary["ptq"] if k != "worst_drop")
     table = Table(title=f"{title}: {headline}; budget: worst primary drop <= {budget}")
-    for column in ("", "sim", "ORT", "gap flagged", "worst drop sim",
-                   "worst drop ORT", "within budget (ORT)"):
+    for column in (
+        "",
+        "sim",
+        "ORT",
+        "gap flagged",
+        "worst drop sim",
+        "worst drop ORT",
+        "within budget (ORT)",
+    ):
         table.add_column(column)
     table.add_row("fp32", f"{summary['fp32'][headline]:.2f}", "", "", "", "", "")
     for label in ("ptq", "qat"):
         row, qat = summary[label], summary[label][headline]
-        table.add_row(label.upper(), f"{qat['simulated']:.2f}", f"{qat['measured']:.2f}", str(qat["flagged"]),
-                      f"{row['worst_drop']['simulated']:.2f}", f"{row['worst_drop']['measured']:.2f}",
-                      "yes" if row["worst_drop"]["measured"] <= budget else "no")
+        table.add_row(
+            label.upper(),
+            f"{qat['simulated']:.2f}",
+            f"{qat['measured']:.2f}",
+            str(qat["flagged"]),
+            f"{row['worst_drop']['simulated']:.2f}",
+            f"{row['worst_drop']['measured']:.2f}",
+            "yes" if row["worst_drop"]["measured"] <= budget else "no",
+        )
     console.print(table)
 
 
@@ -121,19 +158,41 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="edgeq-qat-") as tmp:
         mrl = load_mrl_encoder(ROOT / "examples/mrl_encoder/model.pt")
         summary["mrl"] = run_model(
-            "mrl", mrl, uniform_plan(mrl, args.mrl_bits, skip=("heads",)), mrl_step(mrl),
-            args.mrl_steps, 1e-3, (["image"], ["embedding"]), "mrl-retrieval",
+            "mrl",
+            mrl,
+            uniform_plan(mrl, args.mrl_bits, skip=("heads",)),
+            mrl_step(mrl),
+            args.mrl_steps,
+            1e-3,
+            (["image"], ["embedding"]),
+            "mrl-retrieval",
             OrtRunner(ROOT / "examples/mrl_encoder/model.onnx", threads=1),
-            dict(np.load(ROOT / "calib/mrl_digits.npz")), "1nn_acc@8", Path(tmp))
+            dict(np.load(ROOT / "calib/mrl_digits.npz")),
+            "1nn_acc@8",
+            Path(tmp),
+        )
         show(console, f"MRL encoder, {args.mrl_bits}-bit weights", args.mrl_budget, summary["mrl"])
         hull = load_pointer_net(ROOT / "examples/pointer_net/hull.pt", "hull")
         summary["hull"] = run_model(
-            "hull", hull, uniform_plan(hull, args.hull_bits), hull_step(), args.hull_steps, 1e-4,
-            (["points"], ["tour", "logits"]), "pointer-hull",
+            "hull",
+            hull,
+            uniform_plan(hull, args.hull_bits),
+            hull_step(),
+            args.hull_steps,
+            1e-4,
+            (["points"], ["tour", "logits"]),
+            "pointer-hull",
             OrtRunner(ROOT / "examples/pointer_net/hull.onnx", threads=1),
-            dict(np.load(ROOT / "calib/pointer_hull.npz")), "hull_exact_acc", Path(tmp))
-        show(console, f"Pointer net (hull), {args.hull_bits}-bit Linear, LSTMs fp32", args.hull_budget,
-             summary["hull"])
+            dict(np.load(ROOT / "calib/pointer_hull.npz")),
+            "hull_exact_acc",
+            Path(tmp),
+        )
+        show(
+            console,
+            f"Pointer net (hull), {args.hull_bits}-bit Linear, LSTMs fp32",
+            args.hull_budget,
+            summary["hull"],
+        )
     console.print_json(json.dumps(summary))
 
 

@@ -10,12 +10,14 @@ from pathlib import Path
 EDGEQ = [sys.executable, "-c", "from edgeq.cli import main; main()"]
 
 
-def run_edgeq(*args: str | Path, cwd: Path, timeout: float = 120,
-              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_edgeq(
+    *args: str | Path, cwd: Path, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """`edgeq ARGS...` in a subprocess (the real entry point, signals and C-level stderr included)."""
     env = {**os.environ, "PYTHONWARNINGS": "", "COLUMNS": "200", **(env or {})}
-    return subprocess.run([*EDGEQ, *map(str, args)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [*EDGEQ, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def leftovers(out: Path) -> list[Path]:

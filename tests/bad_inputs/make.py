@@ -56,21 +56,32 @@ def tiny_mlp(root: Path, name: str = "mlp.onnx") -> Path:
     ).eval()
     path = root / name
     torch.onnx.export(
-        module, (torch.randn(2, IN_FEATURES),), str(path), input_names=[INPUT], output_names=["y"],
-        dynamic_axes={INPUT: {0: "batch"}, "y": {0: "batch"}}, opset_version=17, dynamo=False,
+        module,
+        (torch.randn(2, IN_FEATURES),),
+        str(path),
+        input_names=[INPUT],
+        output_names=["y"],
+        dynamic_axes={INPUT: {0: "batch"}, "y": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
     )
     return path
 
 
-def _mlp_graph(nodes_extra=(), opset: int = 17, domains=(),
-               sizes: tuple[int, int, int] = (IN_FEATURES, HIDDEN, OUT_FEATURES)) -> onnx.ModelProto:
+def _mlp_graph(
+    nodes_extra=(),
+    opset: int = 17,
+    domains=(),
+    sizes: tuple[int, int, int] = (IN_FEATURES, HIDDEN, OUT_FEATURES),
+) -> onnx.ModelProto:
     """The same MLP built with onnx.helper (Gemm-Relu-Gemm); `nodes_extra` appended after it."""
     rng = np.random.default_rng(0)
     features, hidden, outputs = sizes
 
     def weight(name: str, *shape: int) -> onnx.TensorProto:
         return numpy_helper.from_array(
-            (rng.standard_normal(shape) / np.sqrt(shape[-1])).astype(np.float32), name)
+            (rng.standard_normal(shape) / np.sqrt(shape[-1])).astype(np.float32), name
+        )
 
     w1, w2 = weight("w1", hidden, features), weight("w2", outputs, hidden)
     b1 = numpy_helper.from_array(np.zeros(hidden, np.float32), "b1")
@@ -83,7 +94,8 @@ def _mlp_graph(nodes_extra=(), opset: int = 17, domains=(),
     ]
     last = nodes[-1].output[0]
     graph = helper.make_graph(
-        nodes, "mlp",
+        nodes,
+        "mlp",
         [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", features])],
         [helper.make_tensor_value_info(last, TensorProto.FLOAT, ["batch", outputs])],
         [w1, b1, w2, b2],
@@ -135,8 +147,14 @@ def _external(root: Path, name: str) -> tuple[onnx.ModelProto, Path]:
     folder.mkdir()
     model = _mlp_graph()
     path = folder / "model.onnx"
-    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-              location="model.onnx.data", size_threshold=0)
+    onnx.save(
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="model.onnx.data",
+        size_threshold=0,
+    )
     return onnx.load(str(path), load_external_data=False), path
 
 
@@ -178,11 +196,15 @@ def custom_op(root: Path) -> Path:
 def control_flow_if(root: Path) -> Path:
     """The MLP whose output goes through an If: relu(z) when sum(z) > 0, else -z."""
     then_graph = helper.make_graph(
-        [helper.make_node("Relu", ["z"], ["then_y"])], "then", [],
+        [helper.make_node("Relu", ["z"], ["then_y"])],
+        "then",
+        [],
         [helper.make_tensor_value_info("then_y", TensorProto.FLOAT, None)],
     )
     else_graph = helper.make_graph(
-        [helper.make_node("Neg", ["z"], ["else_y"])], "else", [],
+        [helper.make_node("Neg", ["z"], ["else_y"])],
+        "else",
+        [],
         [helper.make_tensor_value_info("else_y", TensorProto.FLOAT, None)],
     )
     zero = helper.make_node("Constant", [], ["zero"], value=numpy_helper.from_array(np.float32(0)))
@@ -190,8 +212,9 @@ def control_flow_if(root: Path) -> Path:
         helper.make_node("ReduceSum", ["z"], ["total"], name="total", keepdims=0),
         zero,
         helper.make_node("Greater", ["total", "zero"], ["positive"], name="positive"),
-        helper.make_node("If", ["positive"], ["y"], name="branch",
-                         then_branch=then_graph, else_branch=else_graph),
+        helper.make_node(
+            "If", ["positive"], ["y"], name="branch", then_branch=then_graph, else_branch=else_graph
+        ),
     ]
     return _save(_mlp_graph(nodes), root, "control-flow-if.onnx")
 
@@ -238,7 +261,8 @@ def large_external_model(root: Path, gigabytes: float = 2.1) -> Path:
     for key, value in (("location", "table.bin"), ("offset", "0"), ("length", str(rows * HIDDEN * 4))):
         table.external_data.add(key=key, value=value)
     head = numpy_helper.from_array(
-        np.random.default_rng(0).standard_normal((HIDDEN, OUT_FEATURES)).astype(np.float32), "head")
+        np.random.default_rng(0).standard_normal((HIDDEN, OUT_FEATURES)).astype(np.float32), "head"
+    )
     graph = helper.make_graph(
         [
             helper.make_node("Gather", ["table", "ids"], ["embedded"], name="embed"),

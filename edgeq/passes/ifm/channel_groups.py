@@ -23,8 +23,20 @@ HOMOGENEOUS_UNARY = {"Relu", "LeakyRelu", "Identity", "Neg", "Abs"}
 POOLING = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool"}
 # Channel-wise but not homogeneous: only exact duplicates merge exactly through these.
 NONHOMOGENEOUS_UNARY = {
-    "Gelu", "Sigmoid", "Tanh", "Erf", "Softplus", "Softsign", "Elu", "Selu", "Celu",
-    "HardSigmoid", "HardSwish", "Mish", "Exp", "Clip",
+    "Gelu",
+    "Sigmoid",
+    "Tanh",
+    "Erf",
+    "Softplus",
+    "Softsign",
+    "Elu",
+    "Selu",
+    "Celu",
+    "HardSigmoid",
+    "HardSwish",
+    "Mish",
+    "Exp",
+    "Clip",
 }
 ELEMENTWISE_BINARY = {"Add", "Sub", "Mul", "Div"}
 REDUCTIONS = {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin"}
@@ -164,9 +176,13 @@ class _GroupBuilder:
         tensor = self.index.initializers.get(name)
         dims = list(tensor.dims) if tensor is not None else []
         position = len(dims) + axis
-        if (tensor is None or position < 0 or dims[position] != self.group.width
-                or any(d != 1 for i, d in enumerate(dims) if i != position)
-                or not self.index.is_rewritable_initializer(name)):
+        if (
+            tensor is None
+            or position < 0
+            or dims[position] != self.group.width
+            or any(d != 1 for i, d in enumerate(dims) if i != position)
+            or not self.index.is_rewritable_initializer(name)
+        ):
             self.block(f"{node_label} adds {name}, which is not a per-channel initializer")
         else:
             self.group.slots.append(Slot(name, position, "bias", node_label))
@@ -187,8 +203,9 @@ class _GroupBuilder:
     def absorb_unary(self, node: onnx.NodeProto, via: str) -> None:
         axis = self.group.tensors[via]
         stream_input, extra_inputs = node.input[0], [n for n in node.input[1:] if n]
-        used_outputs = [n for n in node.output[1:] if n and (self.index.consumers.get(n)
-                                                             or n in self.index.outputs)]
+        used_outputs = [
+            n for n in node.output[1:] if n and (self.index.consumers.get(n) or n in self.index.outputs)
+        ]
         rank = self.index.rank(stream_input)
         if via in extra_inputs or used_outputs:
             self.block(f"{node.op_type} {node.name} uses {via} in a way IFM does not model")
@@ -218,8 +235,9 @@ class _GroupBuilder:
             self.group.homogeneous = False
         self.add_tensor(node.output[0], axis)
 
-    def absorb_constant_operand(self, node: onnx.NodeProto, position: int, name: str,
-                                value: np.ndarray, axis: int) -> None:
+    def absorb_constant_operand(
+        self, node: onnx.NodeProto, position: int, name: str, value: np.ndarray, axis: int
+    ) -> None:
         channel_position = value.ndim + axis
         uniform = channel_position < 0 or value.shape[channel_position] == 1
         op = node.op_type
@@ -233,8 +251,7 @@ class _GroupBuilder:
 
     def absorb_flatten(self, node: onnx.NodeProto) -> None:
         shape = self.index.shapes.get(node.input[0])
-        if (shape is None or attribute(node, "axis", 1) != 1
-                or any(dim != 1 for dim in shape[2:])):
+        if shape is None or attribute(node, "axis", 1) != 1 or any(dim != 1 for dim in shape[2:]):
             self.block(f"Flatten {node.name} mixes channels with other axes")
             return
         self.add_tensor(node.input[0], -(len(shape) - 1))
@@ -248,13 +265,11 @@ class _GroupBuilder:
             return
         axes = {a % rank for a in axes}
         keep = attribute(node, "keepdims", 1)
-        mapping = {a: _reduced_axis(a, rank, axes, keep) for a in range(-rank, 0)
-                   if (rank + a) not in axes}
+        mapping = {a: _reduced_axis(a, rank, axes, keep) for a in range(-rank, 0) if (rank + a) not in axes}
         if via == node.input[0]:
             in_axis = self.group.tensors[via]
         else:
-            in_axis = next((a for a, out in mapping.items() if out == self.group.tensors[via]),
-                           None)
+            in_axis = next((a for a, out in mapping.items() if out == self.group.tensors[via]), None)
         if in_axis not in mapping:
             self.block(f"{node.op_type} {node.name} reduces over the channel axis")
             return
@@ -283,8 +298,9 @@ def _reduced_axis(axis: int, rank: int, reduced: set[int], keepdims: int) -> int
     return position - sum(1 for r in reduced if r < position) - new_rank
 
 
-def find_channel_groups(model_index: StreamIndex,
-                        protected: frozenset[str] = frozenset()) -> list[ChannelGroup]:
+def find_channel_groups(
+    model_index: StreamIndex, protected: frozenset[str] = frozenset()
+) -> list[ChannelGroup]:
     """One group per distinct stream that starts at a weight layer, in graph order."""
     claimed: set[str] = set()
     groups = []

@@ -22,9 +22,15 @@ from edgeq.passes.ifm.summary import (
 Progress = Callable[[str], None]
 
 
-def merge_features(model: onnx.ModelProto, *, threshold: float = 0.25, max_ratio: float = 0.2,
-                   protected: Iterable[str] = (), approximate: bool = False,
-                   progress: Progress | None = None) -> tuple[onnx.ModelProto, PruningSummary]:
+def merge_features(
+    model: onnx.ModelProto,
+    *,
+    threshold: float = 0.25,
+    max_ratio: float = 0.2,
+    protected: Iterable[str] = (),
+    approximate: bool = False,
+    progress: Progress | None = None,
+) -> tuple[onnx.ModelProto, PruningSummary]:
     """Data-free structured pruning by Iterative Feature Merging (Chen et al., ICLR 2024).
 
     `threshold` is β in the stopping rule min‖w_i−w_j‖² ≤ β·max‖w_k−w_l‖² per group; `max_ratio`
@@ -43,8 +49,11 @@ def merge_features(model: onnx.ModelProto, *, threshold: float = 0.25, max_ratio
     index = StreamIndex(original.graph)
     groups = find_channel_groups(index, frozenset(protected))
     weights = _working_weights(index, groups)
-    mergers = [GroupMerger.start(group, weights, max_ratio=max_ratio, approximate=approximate)
-               for group in groups if group.mergeable]
+    mergers = [
+        GroupMerger.start(group, weights, max_ratio=max_ratio, approximate=approximate)
+        for group in groups
+        if group.mergeable
+    ]
     report(f"IFM: {len(groups)} channel groups, {len(mergers)} mergeable")
     passes = _merge_round_robin(mergers, weights, threshold, report)
     for merger in mergers:
@@ -53,19 +62,21 @@ def merge_features(model: onnx.ModelProto, *, threshold: float = 0.25, max_ratio
     pruned = _rewrite(original, weights, changed)
     summary = _summarise(original, pruned, groups, mergers, threshold, max_ratio, approximate)
     summary.passes = passes
-    report(f"IFM: merged {summary.channels_merged} channels, "
-           f"parameters kept {100 * summary.parameters_kept:.1f}%")
+    report(
+        f"IFM: merged {summary.channels_merged} channels, "
+        f"parameters kept {100 * summary.parameters_kept:.1f}%"
+    )
     return pruned, summary
 
 
 def _working_weights(index: StreamIndex, groups: list[ChannelGroup]) -> Weights:
     names = {slot.initializer for group in groups if group.mergeable for slot in group.slots}
-    return {name: numpy_helper.to_array(index.initializers[name]).astype(np.float64)
-            for name in names}
+    return {name: numpy_helper.to_array(index.initializers[name]).astype(np.float64) for name in names}
 
 
-def _merge_round_robin(mergers: list[GroupMerger], weights: Weights, threshold: float,
-                       report: Progress) -> int:
+def _merge_round_robin(
+    mergers: list[GroupMerger], weights: Weights, threshold: float, report: Progress
+) -> int:
     """One pair per group per pass, distances recomputed each time, until nothing merges."""
     passes = 0
     while True:
@@ -76,8 +87,7 @@ def _merge_round_robin(mergers: list[GroupMerger], weights: Weights, threshold: 
         report(f"IFM pass {passes}: merged {merged} channel pair(s)")
 
 
-def _rewrite(model: onnx.ModelProto, weights: Weights,
-             changed: list[GroupMerger]) -> onnx.ModelProto:
+def _rewrite(model: onnx.ModelProto, weights: Weights, changed: list[GroupMerger]) -> onnx.ModelProto:
     """A copy of `model` with the changed initializers replaced and stale shapes re-inferred."""
     pruned = onnx.ModelProto()
     pruned.CopyFrom(model)
@@ -86,17 +96,22 @@ def _rewrite(model: onnx.ModelProto, weights: Weights,
     for tensor in pruned.graph.initializer:
         if tensor.name in names:
             dtype = numpy_helper.to_array(tensor).dtype
-            tensor.CopyFrom(numpy_helper.from_array(weights[tensor.name].astype(dtype),
-                                                    tensor.name))
+            tensor.CopyFrom(numpy_helper.from_array(weights[tensor.name].astype(dtype), tensor.name))
     kept = [value for value in pruned.graph.value_info if value.name not in stale]
     del pruned.graph.value_info[:]
     pruned.graph.value_info.extend(kept)
     return onnx.shape_inference.infer_shapes(pruned, strict_mode=True)
 
 
-def _summarise(original: onnx.ModelProto, pruned: onnx.ModelProto, groups: list[ChannelGroup],
-               mergers: list[GroupMerger], threshold: float, max_ratio: float,
-               approximate: bool) -> PruningSummary:
+def _summarise(
+    original: onnx.ModelProto,
+    pruned: onnx.ModelProto,
+    groups: list[ChannelGroup],
+    mergers: list[GroupMerger],
+    threshold: float,
+    max_ratio: float,
+    approximate: bool,
+) -> PruningSummary:
     by_group = {id(merger.group): merger for merger in mergers}
     layers = compare_layers(layer_costs(original), layer_costs(pruned))
     summary = PruningSummary(threshold, max_ratio, approximate, layers=layers)
@@ -104,10 +119,18 @@ def _summarise(original: onnx.ModelProto, pruned: onnx.ModelProto, groups: list[
         merger = by_group.get(id(group))
         merged = merger.merged if merger else 0
         reason = group.blocked_by or (None if merger else "no weight layer reads it")
-        summary.groups.append(GroupSummary(
-            group.width, group.width - merged, merged, bool(merger and merger.exact_only),
-            sorted(group.tensors), sorted({slot.initializer for slot in group.slots}), reason,
-            merger.exact_only_because if merger else None))
+        summary.groups.append(
+            GroupSummary(
+                group.width,
+                group.width - merged,
+                merged,
+                bool(merger and merger.exact_only),
+                sorted(group.tensors),
+                sorted({slot.initializer for slot in group.slots}),
+                reason,
+                merger.exact_only_because if merger else None,
+            )
+        )
     summary.parameters_before = model_parameters(original)
     summary.parameters_after = model_parameters(pruned)
     summary.flops_before = sum(layer.flops_before or 0 for layer in layers)

@@ -15,8 +15,7 @@ def _value_shape(value: onnx.ValueInfoProto) -> Shape | None:
     tensor_type = value.type.tensor_type
     if not tensor_type.HasField("shape"):
         return None
-    return tuple(dim.dim_value if dim.HasField("dim_value") else None
-                 for dim in tensor_type.shape.dim)
+    return tuple(dim.dim_value if dim.HasField("dim_value") else None for dim in tensor_type.shape.dim)
 
 
 class StreamIndex(GraphIndex):

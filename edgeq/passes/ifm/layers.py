@@ -47,8 +47,15 @@ def weight_layer(node: onnx.NodeProto, index: StreamIndex) -> WeightLayer | None
         return WeightLayer(node, weight, None, 1, 0, -1)
     if op in ("Conv", "ConvTranspose") and rank >= 3:
         out_axis = 0 if op == "Conv" else 1
-        return WeightLayer(node, weight, _optional_input(node, 2), out_axis, 1 - out_axis,
-                           -(rank - 1), attribute(node, "group", 1))
+        return WeightLayer(
+            node,
+            weight,
+            _optional_input(node, 2),
+            out_axis,
+            1 - out_axis,
+            -(rank - 1),
+            attribute(node, "group", 1),
+        )
     return None
 
 

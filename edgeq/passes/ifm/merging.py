@@ -44,11 +44,16 @@ class GroupMerger:
     merged: int = 0
 
     @classmethod
-    def start(cls, group: ChannelGroup, weights: Weights, *, max_ratio: float,
-              approximate: bool) -> GroupMerger:
+    def start(
+        cls, group: ChannelGroup, weights: Weights, *, max_ratio: float, approximate: bool
+    ) -> GroupMerger:
         limit = min(int(np.floor(max_ratio * group.width)), group.width - 1)
-        merger = cls(group, exact_only_because=exact_only_reason(group, weights, approximate),
-                     limit=limit, counts=np.ones(group.width, dtype=np.int64))
+        merger = cls(
+            group,
+            exact_only_because=exact_only_reason(group, weights, approximate),
+            limit=limit,
+            counts=np.ones(group.width, dtype=np.int64),
+        )
         if group.homogeneous:
             merger.scales = canonicalise(group, weights)
         return merger
@@ -80,8 +85,7 @@ class GroupMerger:
     def close_pair(self, weights: Weights, threshold: float) -> tuple[int, int] | None:
         """The paper's rule on incoming rows and outgoing columns (biases left out), each side
         weighted equally."""
-        keep, drop, closest, farthest = closest_pair(balanced_features(self.group, weights,
-                                                                       self.counts))
+        keep, drop, closest, farthest = closest_pair(balanced_features(self.group, weights, self.counts))
         return (keep, drop) if closest <= threshold * farthest else None
 
     def merge_pair(self, weights: Weights, keep: int, drop: int) -> None:
@@ -121,16 +125,20 @@ def exact_only_reason(group: ChannelGroup, weights: Weights, approximate: bool) 
 
 def incoming_fan_in(group: ChannelGroup, weights: Weights) -> int:
     """Length of a channel's incoming weights over all producers: the space its filter lives in."""
-    return sum(weights[slot.initializer].size // weights[slot.initializer].shape[slot.axis]
-               for slot in group.slots if slot.role == "incoming")
+    return sum(
+        weights[slot.initializer].size // weights[slot.initializer].shape[slot.axis]
+        for slot in group.slots
+        if slot.role == "incoming"
+    )
 
 
 def _channel_rows(array: np.ndarray, axis: int) -> np.ndarray:
     return np.moveaxis(array, axis, 0).reshape(array.shape[axis], -1)
 
 
-def scale_channels(group: ChannelGroup, weights: Weights, *, incoming: np.ndarray,
-                   outgoing: np.ndarray) -> None:
+def scale_channels(
+    group: ChannelGroup, weights: Weights, *, incoming: np.ndarray, outgoing: np.ndarray
+) -> None:
     """Multiply each channel's incoming slots and outgoing slots by per-channel factors."""
     for slot in group.slots:
         factors = outgoing if slot.role == "outgoing" else incoming
@@ -142,16 +150,20 @@ def scale_channels(group: ChannelGroup, weights: Weights, *, incoming: np.ndarra
 def canonicalise(group: ChannelGroup, weights: Weights) -> np.ndarray:
     """Rescale every channel to a unit incoming norm (bias included) so that positively scaled
     duplicates become identical; valid only for homogeneous streams. Returns the scales."""
-    squared = sum(np.square(_channel_rows(weights[s.initializer], s.axis)).sum(axis=1)
-                  for s in group.slots if s.role != "outgoing")
+    squared = sum(
+        np.square(_channel_rows(weights[s.initializer], s.axis)).sum(axis=1)
+        for s in group.slots
+        if s.role != "outgoing"
+    )
     norms = np.sqrt(squared)
     scales = np.where(norms > _TINY, norms, 1.0)
     scale_channels(group, weights, incoming=1.0 / scales, outgoing=scales)
     return scales
 
 
-def channel_features(group: ChannelGroup, weights: Weights, counts: np.ndarray,
-                     roles: tuple[str, ...]) -> np.ndarray:
+def channel_features(
+    group: ChannelGroup, weights: Weights, counts: np.ndarray, roles: tuple[str, ...]
+) -> np.ndarray:
     """Per channel, the chosen slots side by side; outgoing columns averaged over members."""
     parts = []
     for slot in group.slots:

@@ -95,9 +95,16 @@ def layer_costs(model: onnx.ModelProto) -> list[LayerCost]:
         if layer is None:
             continue
         dims = index.initializers[layer.weight].dims
-        costs.append(LayerCost(layer.label, node.op_type, dims[layer.out_axis] * _grouped(layer),
-                               dims[layer.in_axis], layer_parameters(layer, index),
-                               layer_flops(layer, index)))
+        costs.append(
+            LayerCost(
+                layer.label,
+                node.op_type,
+                dims[layer.out_axis] * _grouped(layer),
+                dims[layer.in_axis],
+                layer_parameters(layer, index),
+                layer_flops(layer, index),
+            )
+        )
     return costs
 
 
@@ -108,16 +115,30 @@ def _grouped(layer) -> int:
 
 def model_parameters(model: onnx.ModelProto) -> int:
     """Number of floating-point initializer elements: the model's learned parameters."""
-    floating = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
-                onnx.TensorProto.BFLOAT16}
+    floating = {
+        onnx.TensorProto.FLOAT,
+        onnx.TensorProto.FLOAT16,
+        onnx.TensorProto.DOUBLE,
+        onnx.TensorProto.BFLOAT16,
+    }
     return sum(math.prod(t.dims) for t in model.graph.initializer if t.data_type in floating)
 
 
 def compare_layers(before: list[LayerCost], after: list[LayerCost]) -> list[LayerSummary]:
     """Pair up the same layers before and after (the pass keeps every node, in order)."""
     return [
-        LayerSummary(old.node, old.op_type, old.out_channels, new.out_channels, old.in_channels,
-                     new.in_channels, old.parameters, new.parameters, old.flops, new.flops,
-                     note="" if old.flops is not None else "FLOPs unknown: dynamic spatial size")
+        LayerSummary(
+            old.node,
+            old.op_type,
+            old.out_channels,
+            new.out_channels,
+            old.in_channels,
+            new.in_channels,
+            old.parameters,
+            new.parameters,
+            old.flops,
+            new.flops,
+            note="" if old.flops is not None else "FLOPs unknown: dynamic spatial size",
+        )
         for old, new in zip(before, after, strict=True)
     ]
