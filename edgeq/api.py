@@ -19,7 +19,7 @@ from edgeq.errors import InputError
 from edgeq.frontend.onnx_load import fits_protobuf
 from edgeq.outdir import check_output_path, staged_output
 from edgeq.pipeline import CompileContext, run
-from edgeq.progress import Reporter
+from edgeq.progress import Progress
 from edgeq.recipe import Recipe, build_recipe
 from edgeq.report.html import write_html
 from edgeq.report.schema import Report, load_report
@@ -63,7 +63,7 @@ def compile(  # noqa: A001 - the verb users expect: edgeq.compile(...)
     out = Path(out)
     check_output_path(out, force)
     target = load_target(recipe.target)
-    reporter = Reporter(enabled=progress)
+    reporter = Progress(enabled=progress)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with reporter.stage("load", "load model"):
@@ -95,7 +95,7 @@ def compile(  # noqa: A001 - the verb users expect: edgeq.compile(...)
     return CompileResult(report, out / report.artifact["path"], out)
 
 
-def _record(report: Report, out: Path, runs: str | Path | None, reporter: Reporter) -> None:
+def _record(report: Report, out: Path, runs: str | Path | None, reporter: Progress) -> None:
     """Add the run to the runs store; a broken store costs the record, never the compile."""
     try:
         record_run(report.to_dict(), out, Path(runs) if runs else None)
@@ -107,7 +107,7 @@ def _record(report: Report, out: Path, runs: str | Path | None, reporter: Report
 
 def _finish_tensorrt(out: Path, target: TargetSpec) -> Report:
     """Build the engine now where TensorRT and a GPU exist; else leave the exact command to run."""
-    from edgeq.backends.tensorrt_cli import finish_engine
+    from edgeq.backends.tensorrt_finish import finish_engine
 
     ready, why = tensorrt_available()
     if ready:

@@ -18,14 +18,13 @@ import onnx
 from edgeq.backends.ort_cpu import Artifact, compile_ort_cpu
 from edgeq.data import Arrays
 from edgeq.measure.fidelity import OutputFidelity, compare_outputs
-from edgeq.measure.latency import LatencyEntry, batch_feeds, measure_interleaved, speedup
-from edgeq.measure.runner import OrtRunner
 from edgeq.measure.tasks import TaskResult
-from edgeq.progress import Reporter
+from edgeq.passes.nbits_accuracy import fastest_accuracy_level
+from edgeq.progress import Progress
 from edgeq.quant.bias_correction import apply_biases, corrected_biases
 from edgeq.quant.calibrate import calibrate_ranges
 from edgeq.quant.dynamic import lower_dynamic
-from edgeq.quant.int4 import fastest_accuracy_level, quantize_embeddings, set_accuracy_level
+from edgeq.quant.int4 import quantize_embeddings, set_accuracy_level
 from edgeq.quant.mixed import (
     LayerGroup,
     PrecisionPlan,
@@ -38,6 +37,8 @@ from edgeq.quant.mixed import (
 from edgeq.quant.plan import QuantPlan, plan_int8
 from edgeq.quant.qdq import activation_format, rewrite_qdq, weight_format
 from edgeq.recipe import Recipe
+from edgeq.runtime.session import OrtRunner
+from edgeq.runtime.timing import LatencyEntry, batch_feeds, measure_interleaved, speedup
 from edgeq.targets import TargetSpec
 
 TaskRunner = Callable[[OrtRunner, OrtRunner], TaskResult | None]
@@ -112,7 +113,7 @@ def build_candidates(
     calib: Arrays,
     evaluation: Arrays,
     run_task: TaskRunner,
-    reporter: Reporter,
+    reporter: Progress,
 ) -> tuple[list[Candidate], Analysis | None]:
     """fp32 (ORT-optimized), every INT8 mode that quantizes a node, and 4-bit plans when asked."""
     scheme = target.quantization.int8
@@ -230,7 +231,7 @@ def quantize_static(
     recipe: Recipe,
     target: TargetSpec,
     calib: Arrays,
-    reporter: Reporter,
+    reporter: Progress,
 ) -> tuple[onnx.ModelProto, QuantPlan]:
     """AdaRound and bias correction if the recipe asks, calibration, then the QDQ rewrite.
 
@@ -271,7 +272,7 @@ def measure_candidates(
     target: TargetSpec,
     evaluation: Arrays,
     run_task: TaskRunner,
-    reporter: Reporter,
+    reporter: Progress,
     fidelity_reference: Path | None = None,
 ) -> dict[int, float]:
     """Compile each candidate, then fidelity/task per candidate and one interleaved latency run.
@@ -300,7 +301,7 @@ def time_candidates(
     fp32_path: Path,
     target: TargetSpec,
     evaluation: Arrays,
-    reporter: Reporter,
+    reporter: Progress,
     rounds: int | None = None,
     stage: str = "latency",
 ) -> dict[int, float]:
@@ -342,7 +343,7 @@ def runoff(
     fp32_path: Path,
     target: TargetSpec,
     evaluation: Arrays,
-    reporter: Reporter,
+    reporter: Progress,
 ) -> dict[int, float]:
     """Time again, with twice the rounds, the INT8 candidates of one size tied for fastest.
 

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgeq.backends.tensorrt import NEEDS_TENSORRT
-from edgeq.backends.tensorrt_cli import build_engine_command
+from edgeq.backends.tensorrt_finish import build_engine_command
 from edgeq.dashboard.commands import dashboard_command, log_to_mlflow, report_command
 from edgeq.errors import EdgeqError, GateError, InputError
 from edgeq.recipe import Recipe, load_recipe

@@ -31,18 +31,18 @@ from edgeq.graph import save_model
 from edgeq.measure.fidelity import compare_outputs
 from edgeq.measure.layers import layer_damage
 from edgeq.measure.machine import describe_machine
-from edgeq.measure.runner import OrtRunner
 from edgeq.measure.tasks import TaskResult, resolve_evaluator
 from edgeq.passes.mrl import deployed_task_options, slice_embedding
 from edgeq.passes.prepare import prepare_model
 from edgeq.passes.subpixel import lower_conv_transposes, subpixel_summary
-from edgeq.progress import Reporter
+from edgeq.progress import Progress
 from edgeq.quant.equalize import equalize_cross_layer
-from edgeq.quant.given import is_quantized, recognise
 from edgeq.quant.plan import QuantPlan, ensure_node_names, plan_int8
+from edgeq.quant.prequantized import is_quantized, recognise
 from edgeq.quant.trt_rules import check_tensorrt_placement
 from edgeq.recipe import Recipe, build_recipe
 from edgeq.report.schema import Gate, Report
+from edgeq.runtime.session import OrtRunner
 from edgeq.source import SourceModel, sample_count
 from edgeq.targets import TargetSpec
 
@@ -57,7 +57,7 @@ class CompileContext:
     calib: Arrays
     evaluation: Arrays
     staging: Path
-    reporter: Reporter
+    reporter: Progress
 
 
 def run(ctx: CompileContext) -> Report:
@@ -132,7 +132,7 @@ def run_candidates(ctx: CompileContext) -> Report:
 
 
 def _prepare(
-    source: SourceModel, recipe: Recipe, target: TargetSpec, evaluation: Arrays, reporter: Reporter
+    source: SourceModel, recipe: Recipe, target: TargetSpec, evaluation: Arrays, reporter: Progress
 ) -> tuple[onnx.ModelProto, dict[str, Any] | None]:
     with reporter.stage("prepare", "prepare graph (fold BatchNorm, constants and static shapes)"):
         prepared = prepare_model(source.model, check=evaluation)
@@ -357,7 +357,7 @@ def _prune(
     original: onnx.ModelProto,
     recipe: Recipe,
     evaluation: Arrays,
-    reporter: Reporter,
+    reporter: Progress,
 ) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """Merge redundant features, then measure what pruning alone cost against the fp32 model."""
     from edgeq.passes.ifm import merge_features

@@ -6,11 +6,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from rich import progress as rich_progress
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 
-class Reporter:
+class Progress:
     """Times stages for the report and, when enabled, shows them on stderr."""
 
     def __init__(self, enabled: bool = True, console: Console | None = None) -> None:
@@ -33,8 +33,13 @@ class Reporter:
         if not self.enabled:
             yield lambda: None
             return
-        columns = (TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=self.console, transient=True) as progress:
+        columns = (
+            rich_progress.TextColumn("  {task.description}"),
+            rich_progress.BarColumn(),
+            rich_progress.MofNCompleteColumn(),
+            rich_progress.TimeElapsedColumn(),
+        )
+        with rich_progress.Progress(*columns, console=self.console, transient=True) as progress:
             task = progress.add_task(description, total=total)
             yield lambda: progress.advance(task)
 

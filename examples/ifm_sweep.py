@@ -23,9 +23,9 @@ import numpy as np
 import onnx
 
 from edgeq.measure.machine import describe_machine
-from edgeq.measure.runner import OrtRunner
 from edgeq.measure.tasks import TaskResult, resolve_evaluator
 from edgeq.passes.ifm import PruningSummary, merge_features
+from edgeq.runtime.session import OrtRunner
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,14 @@ from torch import nn
 
 from edgeq.frontend.torch_export import export_torch
 from edgeq.graph import GraphIndex, replace_initializer
-from edgeq.measure.runner import OrtRunner
-from edgeq.quant.activations import conv_patches, planned_layers
 from edgeq.quant.adaround import adaround_weights
 from edgeq.quant.calibrate import calibrate_ranges
+from edgeq.quant.layer_inputs import conv_patches, planned_layers
 from edgeq.quant.plan import QuantPlan, ensure_node_names, plan_int8
 from edgeq.quant.primitives import QuantFormat, dequantize, quantize, weight_params
 from edgeq.quant.qdq import activation_format, rewrite_qdq, weight_format
 from edgeq.recipe import Calibration
+from edgeq.runtime.session import OrtRunner
 from edgeq.targets import Int8Scheme
 
 INT4 = QuantFormat(bits=4, narrow_range=True)

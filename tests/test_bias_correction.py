@@ -9,10 +9,10 @@ from torch import nn
 
 from edgeq.frontend.torch_export import export_torch
 from edgeq.graph import GraphIndex, replace_initializer
-from edgeq.measure.runner import OrtRunner
 from edgeq.quant.bias_correction import apply_biases, corrected_biases
 from edgeq.quant.plan import ensure_node_names, plan_int8
 from edgeq.quant.primitives import QuantFormat, fake_quantize, weight_params
+from edgeq.runtime.session import OrtRunner
 from edgeq.targets import Int8Scheme
 
 INT4 = QuantFormat(bits=4, narrow_range=True)

@@ -12,8 +12,8 @@ import yaml
 
 import edgeq
 from edgeq.cli import main
-from edgeq.measure.runner import OrtRunner
 from edgeq.report.schema import SCHEMA, load_report
+from edgeq.runtime.session import OrtRunner
 from tests.conftest import FAST_TARGET
 from tests.reference_models import SmallCNN
 
@@ -247,7 +247,7 @@ def test_four_bit_compile_reports_sensitivity_and_compares_plans(reference_model
 def test_already_quantized_model_is_compiled_as_given_not_twice(reference_models, tmp_path):
     from edgeq.candidates import quantize_static
     from edgeq.passes.prepare import prepare_model
-    from edgeq.progress import Reporter
+    from edgeq.progress import Progress
     from edgeq.quant.plan import ensure_node_names, plan_int8
     from edgeq.recipe import Recipe
     from edgeq.targets import load_target
@@ -257,7 +257,7 @@ def test_already_quantized_model_is_compiled_as_given_not_twice(reference_models
     ensure_node_names(prepared)
     target = load_target(FAST_TARGET)
     plan = plan_int8(prepared, target.quantization.int8)
-    qdq, _ = quantize_static(prepared, plan, Recipe(), target, dict(np.load(data)), Reporter(False))
+    qdq, _ = quantize_static(prepared, plan, Recipe(), target, dict(np.load(data)), Progress(False))
     onnx.save(qdq, tmp_path / "given.onnx")
     result = edgeq.compile(
         tmp_path / "given.onnx",
@@ -364,7 +364,7 @@ def test_convnet_with_dynamic_height_and_width_compiles(tmp_path):
 def test_qat_check_compares_simulated_with_the_measured_artifact(tmp_path):
     from edgeq.candidates import quantize_static
     from edgeq.passes.prepare import prepare_model
-    from edgeq.progress import Reporter
+    from edgeq.progress import Progress
     from edgeq.quant.plan import ensure_node_names, plan_int8
     from edgeq.recipe import Recipe
     from edgeq.targets import load_target
@@ -374,7 +374,7 @@ def test_qat_check_compares_simulated_with_the_measured_artifact(tmp_path):
     target = load_target(FAST_TARGET)
     calib = dict(np.load("calib/mrl_digits.npz"))
     qdq, _ = quantize_static(
-        prepared, plan_int8(prepared, target.quantization.int8), Recipe(), target, calib, Reporter(False)
+        prepared, plan_int8(prepared, target.quantization.int8), Recipe(), target, calib, Progress(False)
     )
     onnx.save(qdq, tmp_path / "qat.onnx")
     result = edgeq.compile(

@@ -10,9 +10,9 @@ from torch import nn
 
 from edgeq.frontend.torch_export import export_torch
 from edgeq.graph import GraphIndex, replace_initializer
-from edgeq.measure.runner import OrtRunner
 from edgeq.quant.equalize import equalize_cross_layer
 from edgeq.quant.primitives import QuantFormat, fake_quantize, sqnr_db, weight_params
+from edgeq.runtime.session import OrtRunner
 
 INT8 = QuantFormat(bits=8, narrow_range=True)
 INT4 = QuantFormat(bits=4, narrow_range=True)

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from edgeq.frontend.torch_export import export_torch
+from edgeq.passes.nbits_accuracy import fastest_accuracy_level
 from edgeq.quant.int4 import (
     INT4_SYMMETRIC,
     UINT4_ASYMMETRIC,
-    fastest_accuracy_level,
     lower_to_blocked_dq,
     lower_to_matmul_nbits,
     matmul_nbits_weights,

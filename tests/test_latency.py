@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeq.measure.latency import LatencyStats, measure_interleaved, speedup
-from edgeq.measure.runner import OrtRunner
+from edgeq.runtime.session import OrtRunner
+from edgeq.runtime.timing import LatencyStats, measure_interleaved, speedup
 
 
 def test_a_load_spike_in_one_round_does_not_move_the_speedup() -> None:

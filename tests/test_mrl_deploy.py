@@ -8,9 +8,9 @@ import pytest
 
 import edgeq
 from edgeq.errors import InputError
-from edgeq.measure.runner import OrtRunner
 from edgeq.passes.mrl import deployed_task_options, slice_embedding
 from edgeq.passes.prepare import prepare_model
+from edgeq.runtime.session import OrtRunner
 from tests.conftest import FAST_TARGET
 
 MRL_MODEL = "examples/mrl_encoder/model.onnx"

@@ -13,7 +13,6 @@ from onnx import numpy_helper
 from torch import nn
 
 from edgeq.errors import InputError
-from edgeq.measure.runner import OrtRunner
 from edgeq.qat import (
     check_plan,
     compare_simulated_measured,
@@ -21,6 +20,7 @@ from edgeq.qat import (
     require_brevitas,
     uniform_plan,
 )
+from edgeq.runtime.session import OrtRunner
 
 needs_brevitas = pytest.mark.skipif(
     any(importlib.util.find_spec(name) is None for name in ("brevitas", "onnxoptimizer")),

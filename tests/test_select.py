@@ -10,8 +10,8 @@ from onnx import TensorProto, helper
 from edgeq.backends.ort_cpu import Artifact
 from edgeq.candidates import Candidate, _size_tied_leaders, select
 from edgeq.measure.fidelity import OutputFidelity
-from edgeq.measure.latency import LatencyEntry, LatencyStats
 from edgeq.recipe import Recipe
+from edgeq.runtime.timing import LatencyEntry, LatencyStats
 
 NOISE = {1: 0.05, 32: 0.05}
 

@@ -11,10 +11,10 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from edgeq.measure.runner import OrtRunner
 from edgeq.passes.ort_offline import ort_optimize
 from edgeq.passes.prepare import fold_linear_batchnorm, prepare_model
 from edgeq.passes.simplify import simplify_static_shapes
+from edgeq.runtime.session import OrtRunner
 
 TSP_MODEL = "examples/pointer_net/tsp.onnx"
 TSP_DATA = "calib/pointer_tsp.npz"

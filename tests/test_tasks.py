@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeq.measure.runner import OrtRunner
 from edgeq.measure.tasks import resolve_evaluator
 from edgeq.measure.tasks.binary_code import bit_agreement, evaluate_binary_code, psnr
 from edgeq.measure.tasks.pointer import (
@@ -23,6 +22,7 @@ from edgeq.measure.tasks.pointer import (
     tour_length,
 )
 from edgeq.measure.tasks.retrieval import evaluate_mrl_retrieval, leave_one_out_scores
+from edgeq.runtime.session import OrtRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 # Unit square with an interior point and a point on the bottom edge, in scrambled order.

@@ -20,13 +20,13 @@ from edgeq.errors import EdgeqError, InputError
 from edgeq.frontend.torch_export import export_torch
 from edgeq.graph import GraphIndex
 from edgeq.measure.fidelity import cosine
-from edgeq.measure.runner import OrtRunner
 from edgeq.passes.prepare import prepare_model
 from edgeq.quant.calibrate import calibrate_ranges
 from edgeq.quant.plan import ensure_node_names, plan_int8
 from edgeq.quant.qdq import activation_format, rewrite_qdq
 from edgeq.quant.trt_rules import check_tensorrt_placement
 from edgeq.recipe import Calibration
+from edgeq.runtime.session import OrtRunner
 from edgeq.targets import TargetSpec, TensorRTSettings, load_target
 
 TRT_READY, TRT_WHY = tensorrt_available()
@@ -257,7 +257,7 @@ def test_gpu_ort_providers_carry_the_builder_settings(tmp_path):
 
 @pytest.mark.skipif(TRT_READY, reason="checks the message on machines without TensorRT")
 def test_build_engine_without_tensorrt_says_why_in_one_line(tmp_path):
-    from edgeq.backends.tensorrt_cli import build_engine_command
+    from edgeq.backends.tensorrt_finish import build_engine_command
 
     with pytest.raises(EdgeqError) as raised:
         build_engine_command.main(args=[str(tmp_path)], standalone_mode=False)

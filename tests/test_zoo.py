@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgeq.measure.runner import OrtRunner
+from edgeq.runtime.session import OrtRunner
 from edgeq.zoo import (
     BitEncoder,
     PointerNet,

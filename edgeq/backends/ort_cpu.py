@@ -10,7 +10,7 @@ import onnxruntime as ort
 
 from edgeq.errors import InputError
 from edgeq.graph import model_bytes, save_model
-from edgeq.measure.runner import session_options
+from edgeq.runtime.session import session_options
 from edgeq.targets import TargetSpec
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeq.errors import InputError
-from edgeq.measure.latency import LatencyEntry, LatencyStats, batch_feeds
+from edgeq.runtime.timing import LatencyEntry, LatencyStats, batch_feeds
 
 
 @dataclass(frozen=True)

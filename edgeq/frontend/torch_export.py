@@ -88,7 +88,7 @@ def _as_tuple(value) -> tuple[torch.Tensor, ...]:
 
 def check_parity(model, inputs, reference, out_names, atol: float, min_cosine: float) -> list[Parity]:
     """Run the exported model in ONNX Runtime and compare every output with torch's."""
-    from edgeq.measure.runner import OrtRunner
+    from edgeq.runtime.session import OrtRunner
 
     runner = OrtRunner(model.SerializeToString())
     feeds = {name: t.detach().cpu().numpy() for name, t in zip(runner.input_names, inputs, strict=True)}

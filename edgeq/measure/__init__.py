@@ -1,1 +1,1 @@
-"""Measurement on compiled artifacts: runners, fidelity, latency, task evaluators, machine facts."""
+"""Measurement on compiled artifacts: fidelity, task evaluators, culprit layers, machine facts."""

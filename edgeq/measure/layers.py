@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 
 from edgeq.data import take
-from edgeq.measure.runner import OrtRunner
 from edgeq.quant.calibrate import with_outputs
 from edgeq.quant.primitives import sqnr_db
+from edgeq.runtime.session import OrtRunner
 
 
 @dataclass(frozen=True)

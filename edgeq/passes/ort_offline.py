@@ -10,7 +10,7 @@ import onnxruntime as ort
 
 from edgeq.errors import InputError
 from edgeq.graph import save_model
-from edgeq.measure.runner import session_options
+from edgeq.runtime.session import session_options
 
 
 def ort_optimize(model: onnx.ModelProto, level: str) -> onnx.ModelProto:

@@ -15,8 +15,8 @@ import onnxoptimizer
 
 from edgeq.data import Arrays
 from edgeq.graph import all_nodes
-from edgeq.measure.runner import OrtRunner
 from edgeq.passes.ort_offline import ort_optimize
+from edgeq.runtime.session import OrtRunner
 
 PASSES = [
     "eliminate_shape_gather",

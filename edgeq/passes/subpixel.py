@@ -25,8 +25,8 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgeq.graph import GraphIndex, attribute, default_opset, drop_unused_initializers
-from edgeq.measure.latency import measure_interleaved, speedup
-from edgeq.measure.runner import OrtRunner
+from edgeq.runtime.session import OrtRunner
+from edgeq.runtime.timing import measure_interleaved, speedup
 
 # A rewrite must beat the ConvTranspose by this factor at every batch size to be kept: the compile
 # reads nothing inside 3% (two sessions of one model differ that much, candidates.MIN_NOISE), and a

@@ -13,7 +13,7 @@ from torch import nn
 
 from edgeq.data import Arrays
 from edgeq.errors import InputError
-from edgeq.progress import Reporter
+from edgeq.progress import Progress
 from edgeq.qat.compare import Metric
 from edgeq.qat.export import export_qdq
 from edgeq.qat.format import QatFormat
@@ -86,7 +86,7 @@ def quantize_aware_train(
         raise InputError("give either train_step, or loader and loss_fn")
     step = train_step or loader_step(loader, loss_fn)
     fmt = QatFormat.from_target(target)
-    reporter = Reporter(enabled=progress)
+    reporter = Progress(enabled=progress)
     with reporter.stage("qat-wrap", "swap Conv2d/Linear for Brevitas quant layers"):
         quantized = quantize_layers(model, plan, fmt)
     calib = list(calib_batches)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgeq.progress import Reporter
+from edgeq.progress import Progress
 from edgeq.qat.deps import require_brevitas
 
 TrainStep = Callable[[nn.Module, int], torch.Tensor]
@@ -45,7 +45,7 @@ def calibrate_activations(model: nn.Module, batches: Iterable[Any]) -> int:
 
 
 def fine_tune(
-    model: nn.Module, train_step: TrainStep, steps: int, lr: float, reporter: Reporter
+    model: nn.Module, train_step: TrainStep, steps: int, lr: float, reporter: Progress
 ) -> list[float]:
     """Adam with cosine decay over weights and learned activation scales; returns per-step losses."""
     parameters = [p for p in model.parameters() if p.requires_grad]

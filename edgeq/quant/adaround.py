@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import torch
 
-from edgeq.quant.activations import QuantizedLayer, input_second_moments, planned_layers
+from edgeq.quant.layer_inputs import QuantizedLayer, input_second_moments, planned_layers
 from edgeq.quant.plan import QuantPlan
 from edgeq.quant.primitives import QuantFormat, quantize, weight_params
 

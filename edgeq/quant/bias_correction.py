@@ -11,7 +11,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgeq.graph import GraphIndex, attribute
-from edgeq.quant.activations import QuantizedLayer, input_means, planned_layers
+from edgeq.quant.layer_inputs import QuantizedLayer, input_means, planned_layers
 from edgeq.quant.plan import QuantPlan
 from edgeq.quant.primitives import QuantFormat, dequantize, quantize, weight_params
 

@@ -8,10 +8,10 @@ import numpy as np
 import onnx
 
 from edgeq.errors import InputError
-from edgeq.measure.runner import OrtRunner
 from edgeq.quant.observers import CalibrationDataError, make_observer
 from edgeq.quant.primitives import QuantFormat
 from edgeq.recipe import Calibration
+from edgeq.runtime.session import OrtRunner
 
 Progress = Callable[[str, int], None]  # (phase description, batches done in this phase)
 

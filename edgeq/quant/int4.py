@@ -4,18 +4,14 @@ DequantizeLinear (TensorRT), block-quantized embedding tables, and the accuracy_
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper, version_converter
 
 from edgeq.graph import GraphIndex, attribute, default_opset, drop_unused_initializers
-from edgeq.measure.runner import session_options
 from edgeq.quant.primitives import (
     QuantFormat,
     block_weight_params,
@@ -283,39 +279,6 @@ def set_accuracy_level(model: onnx.ModelProto, level: int) -> onnx.ModelProto:
     for node in nodes:
         _set_int_attribute(node, "accuracy_level", level)
     return copy
-
-
-def fastest_accuracy_level(
-    model: onnx.ModelProto,
-    feeds: Mapping[str, np.ndarray],
-    levels: Iterable[int] = (0, 1, 4),
-    *,
-    rounds: int = 15,
-    threads: int = 0,
-) -> tuple[int, dict[int, float]]:
-    """The accuracy_level with the lowest median run time on `feeds`, and every level's median (s).
-
-    Sessions are timed interleaved round by round, so machine noise hits every level alike.
-    """
-    sessions = {
-        level: ort.InferenceSession(
-            set_accuracy_level(model, level).SerializeToString(),
-            sess_options=session_options(threads),
-            providers=["CPUExecutionProvider"],
-        )
-        for level in levels
-    }
-    feeds = dict(feeds)
-    times: dict[int, list[float]] = {level: [] for level in sessions}
-    for session in sessions.values():  # warm-up: first runs pay one-off allocations
-        session.run(None, feeds)
-    for _ in range(rounds):
-        for level, session in sessions.items():
-            start = time.perf_counter()
-            session.run(None, feeds)
-            times[level].append(time.perf_counter() - start)
-    medians = {level: statistics.median(samples) for level, samples in times.items()}
-    return min(medians, key=medians.__getitem__), medians
 
 
 def _selected_layers(

@@ -10,8 +10,8 @@ from typing import Any
 
 from edgeq.errors import InputError
 from edgeq.measure.fidelity import OutputFidelity
-from edgeq.measure.latency import LatencyEntry, LatencyStats
 from edgeq.measure.tasks import TaskMetric, TaskResult
+from edgeq.runtime.timing import LatencyEntry, LatencyStats
 
 SCHEMA = "edgeq.report/1"
 

@@ -42,11 +42,11 @@ from edgeq.candidates import batch_sizes
 from edgeq.data import load_npz, split
 from edgeq.graph import model_bytes
 from edgeq.measure.fidelity import compare_outputs
-from edgeq.measure.latency import measure_interleaved, speedup
 from edgeq.measure.machine import describe_machine
-from edgeq.measure.runner import OrtRunner
 from edgeq.measure.tasks import TaskResult, resolve_evaluator
 from edgeq.recipe import Budget, load_recipe
+from edgeq.runtime.session import OrtRunner
+from edgeq.runtime.timing import measure_interleaved, speedup
 from edgeq.targets import load_target
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeq.measure.runner import OrtRunner
 from edgeq.measure.tasks.binary_code import evaluate_binary_code
+from edgeq.runtime.session import OrtRunner
 from edgeq.zoo import BinaryAE, BitEncoder, digits_split, export_onnx
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeq.measure.runner import OrtRunner
 from edgeq.measure.tasks.retrieval import evaluate_mrl_retrieval
+from edgeq.runtime.session import OrtRunner
 from edgeq.zoo import MRLEncoder, digits_split, export_onnx
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeq.measure.runner import OrtRunner
 from edgeq.measure.tasks.pointer import (
     canonical_tours,
     evaluate_convex_hull,
@@ -23,6 +22,7 @@ from edgeq.measure.tasks.pointer import (
     held_karp,
     hull_targets,
 )
+from edgeq.runtime.session import OrtRunner
 from edgeq.zoo import PointerNet, export_onnx
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,9 +21,9 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from edgeq.measure.runner import OrtRunner
 from edgeq.measure.tasks import resolve_evaluator
 from edgeq.qat import QatResult, compare_simulated_measured, quantize_aware_train, task_metric, uniform_plan
+from edgeq.runtime.session import OrtRunner
 from edgeq.zoo import NESTED_DIMS, digits_split, load_mrl_encoder, load_pointer_net
 
 ROOT = Path(__file__).resolve().parents[2]

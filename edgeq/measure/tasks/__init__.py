@@ -19,7 +19,7 @@ from edgeq.errors import InputError
 
 
 class Predictor(Protocol):
-    """Anything that maps a data set to model outputs, e.g. `edgeq.measure.runner.OrtRunner`."""
+    """Anything that maps a data set to model outputs, e.g. `edgeq.runtime.session.OrtRunner`."""
 
     def predict(self, data: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 

@@ -12,9 +12,9 @@ import numpy as np
 import onnx
 
 from edgeq.graph import GraphIndex, attribute
-from edgeq.measure.runner import OrtRunner
 from edgeq.quant.calibrate import with_outputs
 from edgeq.quant.plan import QuantPlan
+from edgeq.runtime.session import OrtRunner
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgeq.measure.runner import OrtRunner
+from edgeq.runtime.session import OrtRunner
 
 MAX_KEPT_SAMPLES = 200  # per model and batch size: enough to draw the distribution in a report
 MAX_CALLS_PER_ROUND = 500
@@ -78,7 +78,8 @@ def batch_feeds(runner: OrtRunner, data: Mapping[str, np.ndarray], batch: int) -
     return runner.feeds({name: data[name][index] for name in runner.input_names})
 
 
-def _timed_calls(call: Callable[[], object], runs: int) -> list[float]:
+def timed_calls(call: Callable[[], object], runs: int) -> list[float]:
+    """Milliseconds of each of `runs` back-to-back calls: the one timing primitive edgeq uses."""
     samples = []
     for _ in range(runs):
         start = time.perf_counter()
@@ -109,17 +110,17 @@ def measure_interleaved(
         feeds = batch_feeds(runner, data, batch)
         calls[name] = lambda runner=runner, feeds=feeds: runner.session.run(None, feeds)
     for call in calls.values():
-        _timed_calls(call, warmup)
+        timed_calls(call, warmup)
     share_ms = seconds_per_round * 1e3 / len(names)
     runs = {
-        name: int(np.clip(share_ms / max(min(_timed_calls(call, 3)), 1e-3), 3, MAX_CALLS_PER_ROUND))
+        name: int(np.clip(share_ms / max(min(timed_calls(call, 3)), 1e-3), 3, MAX_CALLS_PER_ROUND))
         for name, call in calls.items()
     }
     samples: dict[str, list[list[float]]] = {name: [] for name in names}
     for round_index in range(rounds):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
-            samples[name].append(_timed_calls(calls[name], runs[name]))
+            samples[name].append(timed_calls(calls[name], runs[name]))
         if tick:
             tick()
     return {name: LatencyStats.of(per_round) for name, per_round in samples.items()}

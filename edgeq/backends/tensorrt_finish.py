@@ -22,11 +22,11 @@ from edgeq.config import from_dict
 from edgeq.errors import GateError, InputError
 from edgeq.measure.fidelity import compare_outputs
 from edgeq.measure.machine import describe_machine
-from edgeq.measure.runner import OrtRunner
 from edgeq.pipeline import evaluate_gates, evaluate_task
 from edgeq.recipe import Recipe, build_recipe
 from edgeq.report.html import write_html
 from edgeq.report.schema import Report
+from edgeq.runtime.session import OrtRunner
 from edgeq.source import load_data
 from edgeq.targets import TargetSpec, load_target
 
