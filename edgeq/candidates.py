@@ -15,7 +15,8 @@ from pathlib import Path
 
 import onnx
 
-from edgeq.backends.ort_cpu import Artifact, compile_ort_cpu
+from edgeq.backends.artifact import Artifact
+from edgeq.backends.ort_cpu import compile_ort_cpu
 from edgeq.data import Arrays
 from edgeq.measure.fidelity import OutputFidelity, compare_outputs
 from edgeq.measure.tasks import TaskResult

@@ -14,7 +14,7 @@ from typing import Any
 import onnx
 
 from edgeq import __version__
-from edgeq.backends.ort_cpu import Artifact
+from edgeq.backends.artifact import Artifact
 from edgeq.backends.tensorrt import REFERENCE_NAME
 from edgeq.candidates import (
     Candidate,

@@ -7,7 +7,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-from edgeq.backends.ort_cpu import Artifact
+from edgeq.backends.artifact import Artifact
 from edgeq.candidates import Candidate, _size_tied_leaders, select
 from edgeq.measure.fidelity import OutputFidelity
 from edgeq.recipe import Recipe

@@ -2,37 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
 import onnxruntime as ort
 
 from edgeq.errors import InputError
-from edgeq.graph import model_bytes, save_model
+from edgeq.backends.artifact import Artifact
+from edgeq.graph import save_model
 from edgeq.runtime.session import session_options
 from edgeq.targets import TargetSpec
-
-
-@dataclass
-class Artifact:
-    """A compiled model on disk; `path` is what a runtime loads, `files` everything written."""
-
-    path: Path
-    format: str
-    files: list[Path] = field(default_factory=list)
-
-    @property
-    def bytes(self) -> int:
-        return model_bytes(self.path)
-
-    def to_dict(self, root: Path) -> dict:
-        return {
-            "path": self.path.name,
-            "bytes": self.bytes,
-            "format": self.format,
-            "files": [str(f.relative_to(root)) for f in self.files],
-        }
 
 
 def compile_ort_cpu(

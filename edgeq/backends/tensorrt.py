@@ -13,7 +13,7 @@ from typing import Any
 
 import onnx
 
-from edgeq.backends.ort_cpu import Artifact
+from edgeq.backends.artifact import Artifact
 from edgeq.backends.tensorrt_config import (
     builder_flags,
     graph_precisions,
