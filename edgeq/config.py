@@ -82,7 +82,8 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise InputError(f"{where} must be a mapping, got {_describe(value)}")
-        return dict(value)
+        key_hint, value_hint = get_args(hint) or (Any, Any)
+        return {_key(key_hint, k, where): _coerce(value_hint, v, f"{where}[{k!r}]") for k, v in value.items()}
     if dataclasses.is_dataclass(hint):
         return from_dict(hint, value, where)
     if hint is Any:
@@ -94,6 +95,16 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if not isinstance(value, hint):
         raise InputError(f"{where} must be a {hint.__name__}, got {_describe(value)}")
     return value
+
+
+def _key(hint: Any, key: Any, where: str) -> Any:
+    """A mapping key as its hinted type: JSON writes every key as a string (batch sizes are ints)."""
+    if hint is int and isinstance(key, str):
+        try:
+            return int(key)
+        except ValueError:
+            raise InputError(f"{where}: key {key!r} must be an integer") from None
+    return _coerce(hint, key, f"{where} key")
 
 
 def _describe(value: Any) -> str:

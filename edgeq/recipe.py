@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -98,6 +99,11 @@ class Gates:
     max_drop: float | None = None
     min_speedup: float | None = None
     min_cosine: float | None = None
+
+    def __post_init__(self) -> None:
+        for name, limit in vars(self).items():
+            if limit is not None and not math.isfinite(limit):
+                raise ValueError(f"gate {name} must be a finite number, got {limit!r}")
 
 
 @dataclass

@@ -1,23 +1,194 @@
-"""`report.json`, schema edgeq.report/1: typed objects a pipeline can read back and gate on."""
+"""`report.json`, schema edgeq.report/2: one typed `Report`, the object every view of a compile reads.
+
+The JSON is the dataclasses' serialisation; reading it back goes through the same type checks as a
+recipe, so a malformed or tampered report is refused naming the field. Gates are never trusted
+from the file: `edgeq.report.gates` recomputes them from the values and limits.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
+from edgeq.config import from_dict
 from edgeq.errors import InputError
 from edgeq.measure.fidelity import OutputFidelity
-from edgeq.measure.tasks import TaskMetric, TaskResult
-from edgeq.runtime.timing import LatencyEntry, LatencyStats
+from edgeq.measure.layers import LayerDamage
+from edgeq.measure.tasks import TaskResult
+from edgeq.passes.ifm.summary import PruningSummary
+from edgeq.quant.mixed import LayerGroup
+from edgeq.quant.plan import NodeDecision
+from edgeq.runtime.timing import LatencyEntry
 
-SCHEMA = "edgeq.report/1"
+SCHEMA = "edgeq.report/2"
+READABLE_SCHEMAS = ("edgeq.report/1", SCHEMA)  # /1: the same sections, before typing; read as /2
+MAX_REPORT_BYTES = 64 << 20
+
+
+@dataclass
+class ModelInfo:
+    """The model as the user gave it: its name, where it came from, and its content hash."""
+
+    name: str
+    sha256: str
+    bytes: int
+    path: str | None = None
+
+
+@dataclass
+class TargetInfo:
+    name: str
+    runtime: str
+    providers: list[str]
+
+
+@dataclass
+class ArtifactInfo:
+    """The deployable file (`path`, relative to OUT) and every file written beside it."""
+
+    path: str
+    bytes: int
+    format: str
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CandidateSummary:
+    """One lowering the compile built and measured; `problem` says why it was not eligible."""
+
+    name: str
+    speedups: dict[int, float]
+    worst_cosine: float
+    task_drop: float | None
+    size_ratio: float | None
+    within_budget: bool
+    problem: str | None = None
+
+
+@dataclass
+class Decision:
+    """Which candidate was kept and why; `engine` is set for targets whose engine is built on the device."""
+
+    chosen: str
+    reason: str
+    candidates: list[CandidateSummary] = field(default_factory=list)
+    timing_noise: dict[int, float] = field(default_factory=dict)
+    engine: str | None = None
+    finish_later: str | None = None
+
+    @property
+    def engine_pending(self) -> bool:
+        return self.finish_later is not None
+
+
+@dataclass
+class Calibration:
+    method: str
+    samples: int
+
+
+@dataclass
+class QatCheck:
+    """Simulated (torch fake-quant) vs measured (the artifact in its runtime) task metric."""
+
+    metric: str
+    simulated: float
+    measured: float
+    gap: float
+    tolerance: float
+    flagged: bool
+
+
+@dataclass
+class Quantization:
+    """What was quantized, how, and which layers add the most noise (culprits, worst first)."""
+
+    method: str
+    nodes: list[NodeDecision] = field(default_factory=list)
+    layers: list[LayerDamage] = field(default_factory=list)
+    calibration: Calibration | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    target_problems: list[str] = field(default_factory=list)
+    tensorrt_violations: list[str] | None = None
+    qat: QatCheck | None = None
+
+
+@dataclass
+class Accuracy:
+    """Fidelity of an artifact against fp32 on the evaluation data: per output, and the task metric."""
+
+    samples: int
+    outputs: list[OutputFidelity]
+    task: TaskResult | None = None
+
+
+@dataclass
+class Pruning:
+    """Iterative Feature Merging's result and what pruning alone cost against the fp32 model."""
+
+    method: str
+    summary: PruningSummary
+    accuracy: Accuracy
+
+
+@dataclass
+class PlanStep:
+    assignment: dict[str, str]
+    damage: float
+    problem: str | None
+
+
+@dataclass
+class PlanComparison:
+    """One precision plan as an artifact: uniform-int8, uniform-int4 or the planned mix."""
+
+    plan: str
+    size_ratio: float | None
+    task_drop: float | None
+    worst_cosine: float
+    speedup: float | None
+    within_budget: bool
+
+
+@dataclass
+class PrecisionPlanReport:
+    """The per-layer precisions a 4-bit compile chose (`precisions`: group name → precision)."""
+
+    layers: list[LayerGroup]
+    precisions: dict[str, str]
+    weight_bytes: float
+    steps: list[PlanStep] = field(default_factory=list)
+    comparison: list[PlanComparison] = field(default_factory=list)
+
+
+@dataclass
+class StageTime:
+    name: str
+    seconds: float
+
+
+@dataclass
+class Machine:
+    """The machine a measurement ran on: numbers are read in its context."""
+
+    cpu: str
+    arch: str
+    flags: list[str]
+    cores: int | None
+    os: str
+    python: str
+    versions: dict[str, str | None]
+    gpu: str | None = None
 
 
 @dataclass
 class Gate:
+    """One gate: `value` against `limit`; `passed` is recomputed on read, never trusted from a file."""
+
     name: str
     limit: float
     value: float | None
@@ -25,30 +196,50 @@ class Gate:
 
 
 @dataclass
+class ReportWarning:
+    """Library warnings grouped and counted instead of flooding the terminal."""
+
+    source: str
+    message: str
+    count: int
+
+
+@dataclass
 class Report:
-    """Everything one compile measured; every number was measured in that run, on the artifact."""
+    """Everything one compile measured; every number was measured in that run, on the artifact.
+
+    `latency` is empty with `latency_status` saying why when the target's runtime was not here
+    (never CPU numbers under a GPU target)."""
 
     run_id: str
     created: str
     edgeq_version: str
-    model: dict[str, Any]
-    target: dict[str, Any]
+    model: ModelInfo
+    target: TargetInfo
     recipe: dict[str, Any]
-    artifact: dict[str, Any]
+    artifact: ArtifactInfo
     size_ratio: float
-    decision: dict[str, Any]
-    accuracy_samples: int
-    outputs: list[OutputFidelity]
-    task: TaskResult | None
+    decision: Decision
+    accuracy: Accuracy
     latency: list[LatencyEntry]
-    quantization: dict[str, Any]
-    pruning: dict[str, Any] | None
-    stages: list[dict[str, Any]]
-    machine: dict[str, Any]
+    quantization: Quantization
+    stages: list[StageTime]
+    machine: Machine
+    latency_status: str | None = None
+    pruning: Pruning | None = None
+    sensitivity: list[LayerGroup] | None = None
+    precision_plan: PrecisionPlanReport | None = None
+    engine: dict[str, Any] | None = None
     gates: list[Gate] = field(default_factory=list)
-    warnings: list[dict[str, Any]] = field(default_factory=list)
-    sensitivity: list[dict[str, Any]] | None = None
-    precision_plan: dict[str, Any] | None = None
+    warnings: list[ReportWarning] = field(default_factory=list)
+
+    @property
+    def outputs(self) -> list[OutputFidelity]:
+        return self.accuracy.outputs
+
+    @property
+    def task(self) -> TaskResult | None:
+        return self.accuracy.task
 
     @property
     def worst_cosine(self) -> float | None:
@@ -62,107 +253,92 @@ class Report:
         return entry.speedup if entry else None
 
     @property
+    def slowest_speedup(self) -> float | None:
+        """The worst speedup over the measured batch sizes: what `min_speedup` gates."""
+        return min((e.speedup for e in self.latency), default=None)
+
+    @property
     def passed(self) -> bool:
         return all(g.passed for g in self.gates)
 
     def to_dict(self) -> dict[str, Any]:
-        data = {
-            "schema": SCHEMA,
-            "edgeq_version": self.edgeq_version,
-            "run_id": self.run_id,
-            "created": self.created,
-            "model": self.model,
-            "target": self.target,
-            "recipe": self.recipe,
-            "artifact": self.artifact,
-            "size_ratio": self.size_ratio,
-            "decision": self.decision,
-            "accuracy": {
-                "samples": self.accuracy_samples,
-                "outputs": [asdict(o) for o in self.outputs],
-                "task": self.task.to_dict() if self.task else None,
-            },
-            "latency": [asdict(e) | {"speedup": e.speedup} for e in self.latency],
-            "quantization": self.quantization,
-            "pruning": self.pruning,
-            "sensitivity": self.sensitivity,
-            "precision_plan": self.precision_plan,
-            "stages": self.stages,
-            "machine": self.machine,
-            "gates": [asdict(g) for g in self.gates],
-            "warnings": self.warnings,
-        }
-        return _json_safe(data)
+        return {"schema": SCHEMA} | _json_safe(_plain(self))
 
     def write(self, path: Path) -> Path:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         return path
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Report:
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-            raise InputError(
-                f"not an {SCHEMA} report (schema is {data.get('schema')!r})"
-                if isinstance(data, dict)
-                else f"not an {SCHEMA} report"
-            )
-        data = _json_restore(data)
-        try:
-            accuracy = data["accuracy"]
-            task = accuracy.get("task")
-            return cls(
-                run_id=data["run_id"],
-                created=data["created"],
-                edgeq_version=data["edgeq_version"],
-                model=data["model"],
-                target=data["target"],
-                recipe=data["recipe"],
-                artifact=data["artifact"],
-                size_ratio=data["size_ratio"],
-                decision=data["decision"],
-                accuracy_samples=accuracy["samples"],
-                outputs=[OutputFidelity(**o) for o in accuracy["outputs"]],
-                task=_task_from_dict(task) if task else None,
-                latency=[_latency_from_dict(e) for e in data["latency"]],
-                quantization=data["quantization"],
-                pruning=data.get("pruning"),
-                stages=data["stages"],
-                machine=data["machine"],
-                gates=[Gate(**g) for g in data.get("gates", [])],
-                warnings=data.get("warnings", []),
-                sensitivity=data.get("sensitivity"),
-                precision_plan=data.get("precision_plan"),
-            )
-        except (KeyError, TypeError) as exc:
-            raise InputError(f"report is missing or has a malformed field: {exc}") from None
+    def from_dict(cls, data: Any) -> Report:
+        """A typed report from its JSON form; wrong keys or types are refused naming the field."""
+        if not isinstance(data, dict) or data.get("schema") not in READABLE_SCHEMAS:
+            found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+            raise InputError(f"not an {SCHEMA} report (schema: {found!r})")
+        data = _json_restore({k: v for k, v in data.items() if k != "schema"})
+        return from_dict(cls, _without_derived(cls, data), "report")
 
 
 def load_report(path: str | Path) -> Report:
-    """Read a report.json back into typed objects (one clear error if it is not one)."""
+    """Read a report.json (or the output directory holding one) back into typed objects."""
     path = Path(path)
+    if path.is_dir():
+        path = path / "report.json"
     try:
-        data = json.loads(path.read_text())
+        if path.stat().st_size > MAX_REPORT_BYTES:
+            raise InputError(f"report {path} is over {MAX_REPORT_BYTES >> 20} MB: not an edgeq report")
+        data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InputError(f"cannot read report {path}: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"report {path} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise InputError(f"report {path} is not valid JSON: {exc}") from None
     return Report.from_dict(data)
 
 
-def _task_from_dict(data: dict[str, Any]) -> TaskResult:
-    names = {f.name for f in fields(TaskMetric)}
-    metrics = [TaskMetric(**{k: v for k, v in m.items() if k in names}) for m in data["metrics"]]
-    return TaskResult(data["task"], metrics, data["primary"], data.get("details", {}))
+def _plain(value: Any) -> Any:
+    """Dataclasses as dicts with their derived values (a latency entry's speedup, a metric's drop)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        data = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return data | {name: _plain(getattr(value, name)) for name in _DERIVED.get(type(value).__name__, ())}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
-def _latency_from_dict(data: dict[str, Any]) -> LatencyEntry:
-    return LatencyEntry(
-        data["batch"],
-        data["threads"],
-        data["rounds"],
-        LatencyStats(**data["fp32"]),
-        LatencyStats(**data["compiled"]),
-    )
+# Read-only values written for people and other tools; recomputed, never read back.
+_DERIVED = {
+    "LatencyEntry": ("speedup",),
+    "TaskMetric": ("drop",),
+    "TaskResult": ("worst_primary_drop",),
+    "LayerDamage": ("own_sqnr_db",),
+    "PruningSummary": ("channels_merged", "parameters_kept"),
+}
+
+
+def _without_derived(cls: type, data: Any) -> Any:
+    """`data` with the derived keys of `cls` and of every nested dataclass removed, for reading."""
+    if not isinstance(data, dict) or not dataclasses.is_dataclass(cls):
+        return data
+    hints = get_type_hints(cls)
+    derived = set(_DERIVED.get(cls.__name__, ()))
+    return {k: _strip(hints.get(k), v) for k, v in data.items() if k not in derived}
+
+
+def _strip(hint: Any, value: Any) -> Any:
+    for candidate in _dataclasses_in(hint):
+        if isinstance(value, list):
+            return [_without_derived(candidate, v) for v in value]
+        if isinstance(value, dict):
+            return _without_derived(candidate, value)
+    return value
+
+
+def _dataclasses_in(hint: Any) -> list[type]:
+    """Dataclass types named by a hint such as `list[X] | None`."""
+    if dataclasses.is_dataclass(hint):
+        return [hint]
+    return [c for arg in getattr(hint, "__args__", ()) for c in _dataclasses_in(arg)]
 
 
 def _json_safe(value: Any) -> Any:
