@@ -13,8 +13,6 @@ import onnx
 import yaml
 
 from edgeq.backends.tensorrt import finish_later_hint, tensorrt_available
-from edgeq.dashboard.commands import record_run
-from edgeq.dashboard.store import StoreError
 from edgeq.errors import InputError
 from edgeq.frontend.onnx_load import fits_protobuf
 from edgeq.outdir import check_output_path, staged_output
@@ -24,6 +22,7 @@ from edgeq.recipe import Recipe, build_recipe
 from edgeq.report.html import write_html
 from edgeq.report.schema import Report, load_report
 from edgeq.source import load_data, load_source
+from edgeq.store.runs import StoreError, record_run
 from edgeq.targets import TargetSpec, load_target
 
 

@@ -31,7 +31,7 @@ from edgeq.graph import save_model
 from edgeq.measure.fidelity import compare_outputs
 from edgeq.measure.layers import layer_damage
 from edgeq.measure.machine import describe_machine
-from edgeq.measure.tasks import TaskResult, resolve_evaluator
+from edgeq.measure.tasks import TaskResult, evaluate_task
 from edgeq.passes.mrl import deployed_task_options, slice_embedding
 from edgeq.passes.prepare import prepare_model
 from edgeq.passes.subpixel import lower_conv_transposes, subpixel_summary
@@ -383,17 +383,6 @@ def _prune(
         **summary.to_dict(),
         "accuracy": accuracy,
     }
-
-
-def evaluate_task(recipe: Recipe, fp32, compiled, evaluation: Arrays) -> TaskResult | None:
-    """The recipe's task metric for both models, or None when the recipe names no task."""
-    if recipe.task is None:
-        return None
-    evaluator = resolve_evaluator(recipe.task.name)
-    try:
-        return evaluator(fp32, compiled, evaluation, **recipe.task.options)
-    except TypeError as exc:
-        raise InputError(f"task {recipe.task.name!r} rejected its options: {exc}") from None
 
 
 def evaluate_gates(report: Report, recipe: Recipe) -> list[Gate]:

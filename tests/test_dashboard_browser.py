@@ -19,7 +19,7 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not in
 By = pytest.importorskip("selenium.webdriver.common.by").By
 
 from edgeq.dashboard.server import create_server  # noqa: E402
-from edgeq.dashboard.store import RunStore  # noqa: E402
+from edgeq.store.runs import RunStore  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"
 SCREENSHOT = Path(__file__).parent.parent / "docs" / "dashboard.png"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from edgeq.dashboard.server import DashboardServer, create_server, pareto_flags
-from edgeq.dashboard.store import RunStore
+from edgeq.store.runs import RunStore
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"
 RUN1 = "20261126T093015-3fa9c1"

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from edgeq.dashboard.commands import record_run
-from edgeq.dashboard.store import (
+from edgeq.store.runs import (
     RUN_ID_PATTERN,
     SCHEMA_VERSION,
     RunStore,
     StoreError,
     default_runs_path,
+    record_run,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"

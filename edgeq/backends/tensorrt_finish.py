@@ -22,7 +22,8 @@ from edgeq.config import from_dict
 from edgeq.errors import GateError, InputError
 from edgeq.measure.fidelity import compare_outputs
 from edgeq.measure.machine import describe_machine
-from edgeq.pipeline import evaluate_gates, evaluate_task
+from edgeq.measure.tasks import evaluate_task
+from edgeq.pipeline import evaluate_gates
 from edgeq.recipe import Recipe, build_recipe
 from edgeq.report.html import write_html
 from edgeq.report.schema import Report

@@ -13,17 +13,12 @@ from rich.console import Console
 from rich.table import Table
 
 from edgeq.dashboard.server import DEFAULT_HOST, DEFAULT_PORT, create_server
-from edgeq.dashboard.store import RunStore, StoreError
 from edgeq.errors import InputError
 from edgeq.report import headline as hl
+from edgeq.store.runs import RunStore, StoreError
 
 REPORT_SCHEMA = "edgeq.report/1"
 _MLFLOW_NAME = re.compile(r"[^\w\-./ ]")
-
-
-def record_run(report: dict, out_dir: Path, runs_path: Path | None = None) -> str:
-    """Add a finished compile to the runs store ($EDGEQ_RUNS by default); returns the run id."""
-    return RunStore(runs_path).record(report, Path(out_dir))
 
 
 def read_report(path: Path) -> dict:

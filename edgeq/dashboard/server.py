@@ -16,7 +16,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from edgeq.dashboard.store import RUN_ID_PATTERN, Regression, RunStore, RunSummary
 from edgeq.report import headline as hl
 from edgeq.report.charts import (
     COMPILED_COLOR,
@@ -28,6 +27,7 @@ from edgeq.report.charts import (
 )
 from edgeq.report.html import html_page, render_html
 from edgeq.report.markup import Safe, el, fmt
+from edgeq.store.runs import RUN_ID_PATTERN, Regression, RunStore, RunSummary
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765

@@ -11,11 +11,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from edgeq.errors import InputError
+
+if TYPE_CHECKING:  # the recipe is only read here, never built
+    from edgeq.recipe import Recipe
 
 
 class Predictor(Protocol):
@@ -90,3 +93,16 @@ def resolve_evaluator(spec: str) -> Evaluator:
     if not callable(function):
         raise InputError(f"task evaluator {spec!r} is not callable")
     return function
+
+
+def evaluate_task(
+    recipe: Recipe, fp32: Predictor, compiled: Predictor, evaluation: Mapping[str, np.ndarray]
+) -> TaskResult | None:
+    """The recipe's task metric for both models, or None when the recipe names no task."""
+    if recipe.task is None:
+        return None
+    evaluator = resolve_evaluator(recipe.task.name)
+    try:
+        return evaluator(fp32, compiled, evaluation, **recipe.task.options)
+    except TypeError as exc:
+        raise InputError(f"task {recipe.task.name!r} rejected its options: {exc}") from None

@@ -274,3 +274,8 @@ def _regression_reasons(
 def _new_run_id() -> str:
     """Same shape as the compile pipeline's ids: UTC timestamp and a random suffix."""
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+def record_run(report: dict, out_dir: Path, runs_path: Path | None = None) -> str:
+    """Add a finished compile to the runs store ($EDGEQ_RUNS by default); returns the run id."""
+    return RunStore(runs_path).record(report, Path(out_dir))

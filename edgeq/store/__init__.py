@@ -1,0 +1,1 @@
+"""What outlives one compile: the runs store (SQLite) every compile is recorded in."""
