@@ -97,7 +97,7 @@ def compile(  # noqa: A001 - the verb users expect: edgeq.compile(...)
 def _record(report: Report, out: Path, runs: str | Path | None, reporter: Progress) -> None:
     """Add the run to the runs store; a broken store costs the record, never the compile."""
     try:
-        record_run(report.to_dict(), out, Path(runs) if runs else None)
+        record_run(report, out, Path(runs) if runs else None)
     except StoreError as exc:
         report.warnings.append({"source": "runs store", "message": str(exc), "count": 1})
         report.write(out / "report.json")

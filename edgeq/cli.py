@@ -173,7 +173,7 @@ def compile_command(
         print_summary(result.report)
         click.echo(f"wrote {result.out_dir}/", err=True)
     if to_mlflow:
-        click.echo(f"mlflow run {log_to_mlflow(result.report.to_dict())}", err=True)
+        click.echo(f"mlflow run {log_to_mlflow(result.report)}", err=True)
     pending = result.report.decision.get("finish_later")
     if pending:
         click.echo(pending, err=True)

@@ -15,9 +15,9 @@ from rich.table import Table
 from edgeq.dashboard.server import DEFAULT_HOST, DEFAULT_PORT, create_server
 from edgeq.errors import InputError
 from edgeq.report import headline as hl
+from edgeq.report.schema import READABLE_SCHEMAS, SCHEMA, Report
 from edgeq.store.runs import RunStore, StoreError
 
-REPORT_SCHEMA = "edgeq.report/1"
 _MLFLOW_NAME = re.compile(r"[^\w\-./ ]")
 
 
@@ -32,9 +32,9 @@ def read_report(path: Path) -> dict:
         report = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path} is not a readable JSON report ({exc})") from None
-    if not isinstance(report, dict) or report.get("schema") != REPORT_SCHEMA:
+    if not isinstance(report, dict) or report.get("schema") not in READABLE_SCHEMAS:
         found = report.get("schema") if isinstance(report, dict) else type(report).__name__
-        raise InputError(f"{path} is not an {REPORT_SCHEMA} report (schema: {found!r})")
+        raise InputError(f"{path} is not an {SCHEMA} report (schema: {found!r})")
     return report
 
 
@@ -199,8 +199,9 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def log_to_mlflow(report: dict) -> str:
+def log_to_mlflow(typed: Report) -> str:
     """Log headline metrics, params and the full report to the active MLflow tracking URI."""
+    report = typed.to_dict()
     try:
         import mlflow
     except ImportError:

@@ -24,6 +24,7 @@ from edgeq.report.charts import (
 )
 from edgeq.report.headline import as_dict, as_list, as_number, text
 from edgeq.report.markup import Child, Safe, el, fmt, fmt_bytes, table
+from edgeq.report.schema import Report
 
 _STYLE = Safe((Path(__file__).with_name("report.css")).read_text(encoding="utf-8"))
 _NESTED_DIM = re.compile(r"^(?P<metric>.+)@(?P<dim>\d+)$")
@@ -53,11 +54,11 @@ def render_html(report: dict) -> str:
     return html_page(title, _header(report), *(section(report) for section in _SECTIONS))
 
 
-def write_html(report: dict, path: Path) -> Path:
+def write_html(report: Report, path: Path) -> Path:
     """Write the page next to report.json (or wherever asked) and return where it went."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(report), encoding="utf-8")
+    path.write_text(render_html(report.to_dict()), encoding="utf-8")
     return path
 
 

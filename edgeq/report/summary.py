@@ -15,17 +15,17 @@ def _fmt(value: float | None, spec: str = ".4f") -> str:
 def print_summary(report: Report, console: Console | None = None) -> None:
     """Headline, latency per batch size, fidelity per output, task metrics, worst layers, gates."""
     console = console or Console()
-    decision = report.decision.get("chosen", "?")
+    decision = report.decision.chosen
     console.print(
-        f"[bold]{report.model['name']}[/bold] → {report.target['name']}  "
-        f"artifact [cyan]{report.artifact['path']}[/cyan] ({decision}), "
-        f"size {report.artifact['bytes'] / 1024:.1f} KiB = {report.size_ratio:.2f}× fp32"
+        f"[bold]{report.model.name}[/bold] → {report.target.name}  "
+        f"artifact [cyan]{report.artifact.path}[/cyan] ({decision}), "
+        f"size {report.artifact.bytes / 1024:.1f} KiB = {report.size_ratio:.2f}× fp32"
     )
     if decision != "int8-qdq":
-        console.print(f"[yellow]{report.decision.get('reason', '')}[/yellow]")
+        console.print(f"[yellow]{report.decision.reason}[/yellow]")
 
     if not report.latency:
-        console.print("latency: not measured here (the engine is built and timed on the target)")
+        console.print(f"latency: {report.latency_status or 'not measured here'}")
     latency = Table(title="latency (ms, median of interleaved rounds)")
     for column in ("batch", "fp32 p50", "compiled p50", "compiled p90", "speedup"):
         latency.add_column(column, justify="right")
@@ -40,7 +40,7 @@ def print_summary(report: Report, console: Console | None = None) -> None:
     if report.latency:
         console.print(latency)
 
-    fidelity = Table(title=f"fidelity vs fp32 ({report.accuracy_samples} held-out samples)")
+    fidelity = Table(title=f"fidelity vs fp32 ({report.accuracy.samples} held-out samples)")
     for column in ("output", "cosine", "centered cos", "SQNR dB", "rel L2", "max abs", "agreement"):
         fidelity.add_column(column, justify="right")
     for o in report.outputs:
@@ -64,18 +64,18 @@ def print_summary(report: Report, console: Console | None = None) -> None:
             task.add_row(m.name + mark, _fmt(m.fp32, ".3f"), _fmt(m.compiled, ".3f"), _fmt(m.drop, "+.3f"))
         console.print(task)
 
-    layers = report.quantization.get("layers", [])[:5]
+    layers = report.quantization.layers[:5]
     if layers:
         culprits = Table(title="layers adding the most noise (culprits first)")
         for column in ("node", "op", "SQNR in dB", "SQNR out dB", "own SQNR dB"):
             culprits.add_column(column, justify="right")
         for layer in layers:
             culprits.add_row(
-                layer["name"],
-                layer["op_type"],
-                _fmt(layer["sqnr_in_db"], ".1f"),
-                _fmt(layer["sqnr_db"], ".1f"),
-                _fmt(layer["own_sqnr_db"], ".1f"),
+                layer.name,
+                layer.op_type,
+                _fmt(layer.sqnr_in_db, ".1f"),
+                _fmt(layer.sqnr_db, ".1f"),
+                _fmt(layer.own_sqnr_db, ".1f"),
             )
         console.print(culprits)
 
@@ -88,11 +88,11 @@ def print_summary(report: Report, console: Console | None = None) -> None:
             ranking.add_column(column, justify="right")
         for row in report.sensitivity[:10]:
             ranking.add_row(
-                row["name"],
-                row["op_type"],
-                str(row["params"]),
-                _fmt(row["sensitivity"].get("int4"), ".3f"),
-                _fmt(row["sensitivity"].get("int8"), ".3f"),
+                row.name,
+                row.op_type,
+                str(row.params),
+                _fmt(row.sensitivity.get("int4"), ".3f"),
+                _fmt(row.sensitivity.get("int8"), ".3f"),
             )
         console.print(ranking)
 
@@ -100,14 +100,14 @@ def print_summary(report: Report, console: Console | None = None) -> None:
         plan = Table(title="precision plans compared (measured)")
         for column in ("plan", "size", "slowest speedup", "task drop", "worst cosine", "in budget"):
             plan.add_column(column, justify="right")
-        for row in report.precision_plan["comparison"]:
+        for row in report.precision_plan.comparison:
             plan.add_row(
-                row["plan"],
-                _fmt(row["size_ratio"], ".3f"),
-                _fmt(row["speedup"], ".2f"),
-                _fmt(row["task_drop"], ".3f"),
-                _fmt(row["worst_cosine"], ".4f"),
-                str(row["within_budget"]),
+                row.plan,
+                _fmt(row.size_ratio, ".3f"),
+                _fmt(row.speedup, ".2f"),
+                _fmt(row.task_drop, ".3f"),
+                _fmt(row.worst_cosine, ".4f"),
+                str(row.within_budget),
             )
         console.print(plan)
 

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edgeq.report import headline as hl
+from edgeq.report.schema import Report
 
 RUN_ID_PATTERN = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,79}")
 
@@ -276,6 +277,6 @@ def _new_run_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
 
 
-def record_run(report: dict, out_dir: Path, runs_path: Path | None = None) -> str:
+def record_run(report: Report, out_dir: Path, runs_path: Path | None = None) -> str:
     """Add a finished compile to the runs store ($EDGEQ_RUNS by default); returns the run id."""
-    return RunStore(runs_path).record(report, Path(out_dir))
+    return RunStore(runs_path).record(report.to_dict(), Path(out_dir))
