@@ -68,8 +68,16 @@ def _imports(path: Path, root: Path = PACKAGE) -> set[str]:
             base = package[: len(package) - node.level + 1] if node.level else []
             module = ".".join([*base, *(node.module.split(".") if node.module else [])])
             found.add(module)
-            found |= {f"{module}.{alias.name}" for alias in node.names}
+            found |= {
+                f"{module}.{alias.name}" for alias in node.names if _is_module(f"{module}.{alias.name}", root)
+            }
     return {name for name in found if name.split(".")[0] == "edgeq"}
+
+
+def _is_module(name: str, root: Path) -> bool:
+    """Whether `from package import name` names a submodule (not a function or constant)."""
+    path = root.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
 def _unit_graph() -> dict[str, set[str]]:
@@ -117,5 +125,6 @@ def test_the_checker_sees_a_planted_upward_import(tmp_path: Path) -> None:
     root = tmp_path / "edgeq"
     module = root / "quant" / "probe.py"
     module.parent.mkdir(parents=True)
-    module.write_text("def f():\n    from ..pipeline import run\n    import edgeq.report.schema\n")
+    module.write_text("def f():\n    from .. import pipeline\n    import edgeq.report.schema\n")
+    (root / "pipeline.py").write_text("")
     assert _imports(module, root) >= {"edgeq.pipeline", "edgeq.report.schema"}
