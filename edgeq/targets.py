@@ -5,10 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
+
+import onnxruntime as ort
 
 from edgeq.config import from_dict, load_yaml
 from edgeq.errors import InputError
+
+Runtime = Literal["onnxruntime", "tensorrt"]
+"""The runtimes edgeq has a backend for (`backends.registry` keys them); a target names one."""
+RUNTIMES: tuple[str, ...] = get_args(Runtime)
+CPU_PROVIDER = "CPUExecutionProvider"
 
 
 @dataclass(frozen=True)
@@ -98,8 +105,11 @@ class TensorRTSettings:
 
 @dataclass(frozen=True)
 class TargetSpec:
+    """One deployment target. `providers`: ONNX Runtime's execution providers, in the order a
+    session tries them, ending with the CPU (which runs what the others cannot); none for TensorRT."""
+
     name: str
-    runtime: str
+    runtime: Runtime
     providers: list[str]
     description: str = ""
     isa: list[str] = field(default_factory=list)
@@ -108,6 +118,26 @@ class TargetSpec:
     latency: LatencySettings = field(default_factory=LatencySettings)
     precision: Literal["int8", "fp16"] = "int8"  # fp16: no Q/DQ, the runtime computes in half
     tensorrt: TensorRTSettings | None = None
+
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime {self.runtime!r} is not one of {', '.join(RUNTIMES)}")
+        if self.runtime == "tensorrt":
+            if self.providers:
+                raise ValueError("a tensorrt target runs its engine without ONNX Runtime: providers: []")
+            return
+        known = ort.get_all_providers()
+        unknown = [p for p in self.providers if p not in known]
+        if unknown:
+            raise ValueError(
+                f"unknown execution provider {unknown[0]!r}; ONNX Runtime knows {', '.join(known)}"
+            )
+        if len(set(self.providers)) < len(self.providers):
+            raise ValueError("providers lists an execution provider twice")
+        if not self.providers or self.providers[-1] != CPU_PROVIDER:
+            raise ValueError(
+                f"an onnxruntime target's providers must end with {CPU_PROVIDER} (it runs what others cannot)"
+            )
 
 
 def builtin_targets_dir() -> Path:
