@@ -124,19 +124,20 @@ class TargetSpec:
             raise ValueError(f"runtime {self.runtime!r} is not one of {', '.join(RUNTIMES)}")
         if self.runtime == "tensorrt":
             if self.providers:
-                raise ValueError("a tensorrt target runs its engine without ONNX Runtime: providers: []")
+                raise ValueError(
+                    "providers must be [] for a tensorrt target: its engine runs without ONNX Runtime"
+                )
             return
         known = ort.get_all_providers()
         unknown = [p for p in self.providers if p not in known]
         if unknown:
-            raise ValueError(
-                f"unknown execution provider {unknown[0]!r}; ONNX Runtime knows {', '.join(known)}"
-            )
-        if len(set(self.providers)) < len(self.providers):
-            raise ValueError("providers lists an execution provider twice")
+            raise ValueError(f"providers: ONNX Runtime has no {unknown[0]!r}; it knows {', '.join(known)}")
+        twice = [p for p in self.providers if self.providers.count(p) > 1]
+        if twice:
+            raise ValueError(f"providers lists {twice[0]} twice")
         if not self.providers or self.providers[-1] != CPU_PROVIDER:
             raise ValueError(
-                f"an onnxruntime target's providers must end with {CPU_PROVIDER} (it runs what others cannot)"
+                f"providers must end with {CPU_PROVIDER}: ONNX Runtime runs there what others cannot"
             )
 
 
