@@ -23,10 +23,11 @@ ENGINE_CACHE = "trt-engines"  # beside the artifact: where the TensorRT EP keeps
 class Backend(Protocol):
     """What the pipeline needs of a runtime.
 
-    Before compiling, `unavailable(target)`: a message means the target's providers are not all here;
-    the compile stops with it (exit 2), unless the user asked to compile anyway, and then
-    `session(path, target, providers=CPU_ONLY)` reads fidelity on the CPU and no latency is reported
-    as the target's: a session on other providers than the target's is never timed for it."""
+    The pipeline asks `unavailable(target)` before compiling. A message: stop with it (InputError,
+    exit 2), unless the user asked to compile anyway; then `compile` as usual, open every session
+    (fp32 and artifact) as `session(path, target, providers=CPU_ONLY)` for fidelity, time none of
+    them and mark every latency "not measured on target". A session on providers other than the
+    target's is for fidelity only: its timings are never reported as the target's."""
 
     runtime: Runtime
     measures_latency: bool
@@ -42,7 +43,8 @@ class Backend(Protocol):
         self, artifact: Path, target: TargetSpec, providers: Sequence[Provider] | None = None
     ) -> OrtRunner:
         """A session over `artifact` (or the fp32 model) on the target's providers, in order, for fidelity
-        and timing; `providers` instead of them for fidelity only. Never falls back silently."""
+        and timing; on `providers` instead, for fidelity only. InputError (the `unavailable` line) where
+        the target's are missing; never falls back to other providers silently."""
 
 
 class OnnxRuntimeBackend:
