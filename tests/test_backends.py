@@ -14,6 +14,7 @@ import pytest
 
 from edgeq.backends.ort_providers import TENSORRT_EP, providers_unavailable, session_providers
 from edgeq.backends.registry import BACKENDS, ENGINE_CACHE, OnnxRuntimeBackend, backend_for
+from edgeq.backends.tensorrt_config import fp32_baseline
 from edgeq.errors import InputError
 from edgeq.runtime.session import CPU_ONLY, OrtRunner
 from edgeq.targets import RUNTIMES, builtin_targets, load_target
@@ -40,8 +41,9 @@ def test_a_cpu_target_session_runs_on_exactly_its_providers(mlp, tmp_path: Path)
     assert backend.unavailable(target) is None and backend.measures_latency
     artifact = backend.compile(mlp, target, tmp_path)
     assert [f.name for f in artifact.files] == ["model.onnx", "model.ort"]
-    runner = backend.session(artifact.path, target)
-    assert runner.session.get_providers() == target.providers == ["CPUExecutionProvider"]
+    for reference in (False, True):
+        runner = backend.session(artifact.path, target, reference=reference)
+        assert runner.session.get_providers() == target.providers == ["CPUExecutionProvider"]
 
 
 @pytest.mark.skipif(GPU_HERE, reason="checks the refusal where ONNX Runtime has no GPU providers")
@@ -85,6 +87,9 @@ def test_present_providers_open_the_target_list_in_order_with_tensorrt_options(m
     assert options["trt_profile_min_shapes"] == "x:1x32" and options["trt_profile_max_shapes"] == "x:32x32"
     assert options["trt_max_workspace_size"] == 2048 << 20
     assert options["trt_engine_cache_path"] == str(tmp_path / ENGINE_CACHE)
+    baseline = session_providers(fp32_baseline(GPU_ORT), artifact.path, tmp_path)[0][1]
+    assert not baseline["trt_fp16_enable"] and not baseline["trt_int8_enable"]  # fp32 compared against
+    assert baseline == options | {"trt_fp16_enable": False, "trt_engine_cache_path": str(tmp_path)}
     if not GPU_HERE:  # told the providers are there, ONNX Runtime still cannot fall back quietly
         with pytest.raises(
             InputError, match="could not enable TensorrtExecutionProvider, CUDAExecutionProvider"

@@ -12,6 +12,7 @@ import onnxruntime as ort
 from edgeq.backends.artifact import Artifact
 from edgeq.backends.ort_cpu import compile_ort_cpu
 from edgeq.backends.ort_providers import providers_unavailable, session_providers
+from edgeq.backends.tensorrt_config import fp32_baseline
 from edgeq.errors import InputError
 from edgeq.graph import save_model
 from edgeq.runtime.session import CPU_ONLY, OrtRunner, Provider
@@ -40,11 +41,18 @@ class Backend(Protocol):
         """Write the deployable artifact for `model` into `out_dir` (needs no accelerator)."""
 
     def session(
-        self, artifact: Path, target: TargetSpec, providers: Sequence[Provider] | None = None
+        self,
+        artifact: Path,
+        target: TargetSpec,
+        providers: Sequence[Provider] | None = None,
+        *,
+        reference: bool = False,
     ) -> OrtRunner:
-        """A session over `artifact` (or the fp32 model) on the target's providers, in order, for fidelity
-        and timing; on `providers` instead, for fidelity only. InputError (the `unavailable` line) where
-        the target's are missing; never falls back to other providers silently."""
+        """A session over `artifact` on the target's providers, in order, for fidelity and timing; on
+        `providers` instead, for fidelity only. `reference`: `artifact` is the fp32 model compared
+        against, run without the reduced precision the target allows (the TensorRT EP without FP16).
+        InputError (the `unavailable` line) where the target's providers are missing; never falls
+        back to other providers silently."""
 
 
 class OnnxRuntimeBackend:
@@ -64,12 +72,18 @@ class OnnxRuntimeBackend:
         return compile_ort_cpu(model, target, out_dir)
 
     def session(
-        self, artifact: Path, target: TargetSpec, providers: Sequence[Provider] | None = None
+        self,
+        artifact: Path,
+        target: TargetSpec,
+        providers: Sequence[Provider] | None = None,
+        *,
+        reference: bool = False,
     ) -> OrtRunner:
         if providers is None:
             if why := self.unavailable(target):
                 raise InputError(why)
-            providers = session_providers(target, artifact, artifact.parent / ENGINE_CACHE)
+            declared = fp32_baseline(target) if reference else target
+            providers = session_providers(declared, artifact, artifact.parent / ENGINE_CACHE)
         return OrtRunner(artifact, threads=target.latency.threads, providers=providers)
 
 
@@ -89,7 +103,12 @@ class TensorRTBackend:
         return Artifact(path, "onnx-qdq" if quantized else "onnx", [path])
 
     def session(
-        self, artifact: Path, target: TargetSpec, providers: Sequence[Provider] | None = None
+        self,
+        artifact: Path,
+        target: TargetSpec,
+        providers: Sequence[Provider] | None = None,
+        *,
+        reference: bool = False,
     ) -> OrtRunner:
         return OrtRunner(artifact, threads=target.latency.threads, providers=providers or CPU_ONLY)
 

@@ -6,6 +6,7 @@ two cannot drift apart.
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,13 @@ class ShapeRange:
 def settings_of(target: TargetSpec) -> TensorRTSettings:
     """The target's TensorRT section, defaults when it has none (a user target may omit it)."""
     return target.tensorrt or TensorRTSettings()
+
+
+def fp32_baseline(target: TargetSpec) -> TargetSpec:
+    """The target as the fp32 model it is compared against runs: same profile and workspace, no
+    reduced precision (no FP16, no DLA), so a speedup reads against full precision."""
+    settings = dataclasses.replace(settings_of(target), fp16=False, dla_core=None)
+    return dataclasses.replace(target, precision="int8", tensorrt=settings)
 
 
 def graph_precisions(model: onnx.ModelProto) -> set[str]:
