@@ -11,11 +11,11 @@ import onnxruntime as ort
 
 from edgeq.config import from_dict, load_yaml
 from edgeq.errors import InputError
+from edgeq.runtime.session import CPU_PROVIDER
 
 Runtime = Literal["onnxruntime", "tensorrt"]
 """The runtimes edgeq has a backend for (`backends.registry` keys them); a target names one."""
 RUNTIMES: tuple[str, ...] = get_args(Runtime)
-CPU_PROVIDER = "CPUExecutionProvider"
 
 
 @dataclass(frozen=True)

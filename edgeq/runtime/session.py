@@ -15,7 +15,8 @@ from edgeq.runtime.timing import timed_calls
 Provider = str | tuple[str, dict[str, Any]]
 """An execution provider by name, or with its options: the two forms ONNX Runtime takes."""
 
-CPU_ONLY: tuple[str, ...] = ("CPUExecutionProvider",)
+CPU_PROVIDER = "CPUExecutionProvider"
+CPU_ONLY: tuple[str, ...] = (CPU_PROVIDER,)
 
 _ORT_TO_NUMPY = {
     "tensor(float)": np.float32,
@@ -45,6 +46,7 @@ def session_options(threads: int = 0, level: str = "all") -> ort.SessionOptions:
 
 
 def provider_name(provider: Provider) -> str:
+    """The provider's name, given with options or without."""
     return provider if isinstance(provider, str) else provider[0]
 
 
