@@ -16,6 +16,7 @@ from edgeq.backends.tensorrt_config import fp32_baseline
 from edgeq.errors import InputError
 from edgeq.graph import save_model
 from edgeq.runtime.session import CPU_ONLY, OrtRunner, Provider
+from edgeq.targets import RUNTIMES as RUNTIMES  # the closed set, kept importable from here
 from edgeq.targets import Runtime, TargetSpec
 
 ENGINE_CACHE = "trt-engines"  # beside the artifact: where the TensorRT EP keeps the engines it builds
