@@ -5,10 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
+
+import onnxruntime as ort
 
 from edgeq.config import from_dict, load_yaml
 from edgeq.errors import InputError
+from edgeq.runtime.session import CPU_PROVIDER
+
+Runtime = Literal["onnxruntime", "tensorrt"]
+"""The runtimes edgeq has a backend for (`backends.registry` keys them); a target names one."""
+RUNTIMES: tuple[str, ...] = get_args(Runtime)
 
 
 @dataclass(frozen=True)
@@ -98,8 +105,11 @@ class TensorRTSettings:
 
 @dataclass(frozen=True)
 class TargetSpec:
+    """One deployment target. `providers`: ONNX Runtime's execution providers, in the order a
+    session tries them, ending with the CPU (which runs what the others cannot); none for TensorRT."""
+
     name: str
-    runtime: str
+    runtime: Runtime
     providers: list[str]
     description: str = ""
     isa: list[str] = field(default_factory=list)
@@ -108,6 +118,27 @@ class TargetSpec:
     latency: LatencySettings = field(default_factory=LatencySettings)
     precision: Literal["int8", "fp16"] = "int8"  # fp16: no Q/DQ, the runtime computes in half
     tensorrt: TensorRTSettings | None = None
+
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime {self.runtime!r} is not one of {', '.join(RUNTIMES)}")
+        if self.runtime == "tensorrt":
+            if self.providers:
+                raise ValueError(
+                    "providers must be [] for a tensorrt target: its engine runs without ONNX Runtime"
+                )
+            return
+        known = ort.get_all_providers()
+        unknown = [p for p in self.providers if p not in known]
+        if unknown:
+            raise ValueError(f"providers: ONNX Runtime has no {unknown[0]!r}; it knows {', '.join(known)}")
+        twice = [p for p in self.providers if self.providers.count(p) > 1]
+        if twice:
+            raise ValueError(f"providers lists {twice[0]} twice")
+        if not self.providers or self.providers[-1] != CPU_PROVIDER:
+            raise ValueError(
+                f"providers must end with {CPU_PROVIDER}: ONNX Runtime runs there what others cannot"
+            )
 
 
 def builtin_targets_dir() -> Path:

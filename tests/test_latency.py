@@ -1,11 +1,15 @@
-"""Speedups pair the models round by round, so one loaded round cannot decide a comparison."""
+"""Speedups pair the models round by round, so one loaded round cannot decide a comparison; one
+interleaved loop times every runner, ONNX Runtime's and TensorRT's alike, each by its own clock."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
+from edgeq.backends.tensorrt_runner import measure_engines
 from edgeq.runtime.session import OrtRunner
-from edgeq.runtime.timing import LatencyStats, measure_interleaved, speedup
+from edgeq.runtime.timing import LatencyStats, Timer, measure_interleaved, speedup
 
 
 def test_a_load_spike_in_one_round_does_not_move_the_speedup() -> None:
@@ -40,3 +44,45 @@ def test_interleaved_timing_keeps_one_median_per_round(reference_models) -> None
     )
     assert all(len(s.round_p50_ms) == 4 and min(s.round_p50_ms) > 0 for s in stats.values())
     assert 0.2 < speedup(stats["a"], stats["b"]) < 5.0
+
+
+class ClockedRunner:
+    """A runner whose timer reports a fixed time per run, as a CUDA-event timer reports the GPU's."""
+
+    def __init__(self, ms: float, log: list[tuple[str, int]], name: str) -> None:
+        self.ms, self.log, self.name = ms, log, name
+        self.input_names = ["x"]
+
+    def feeds(self, data: Mapping[str, np.ndarray], start: int = 0, stop: int | None = None):
+        return {"x": data["x"][start:stop]}
+
+    def timed(self, feeds: Mapping[str, np.ndarray]) -> Timer:
+        assert len(feeds["x"]) == 8, "the loop binds one batch of the asked size"
+
+        def runs(n: int) -> list[float]:
+            self.log.append((self.name, n))
+            return [self.ms] * n
+
+        return runs
+
+
+def test_the_one_loop_shares_each_round_by_time_and_rotates_the_order() -> None:
+    log: list[tuple[str, int]] = []
+    runners = {"slow": ClockedRunner(4.0, log, "slow"), "fast": ClockedRunner(1.0, log, "fast")}
+    data = {"x": np.zeros((3, 2), np.float32)}
+    stats = measure_interleaved(runners, data, batch=8, warmup=2, rounds=3, seconds_per_round=0.04)
+    assert speedup(stats["slow"], stats["fast"]) == 4.0
+    assert all(s.round_p50_ms == [s.p50_ms] * 3 for s in stats.values())
+    warmups, probes, timed = log[:2], log[2:4], log[4:]
+    assert warmups == [("slow", 2), ("fast", 2)] and probes == [("slow", 3), ("fast", 3)]
+    assert timed == [("slow", 5), ("fast", 20), ("fast", 20), ("slow", 5), ("slow", 5), ("fast", 20)]
+
+
+def test_engine_timing_goes_through_the_shared_loop(reference_models) -> None:
+    model, _ = reference_models["mlp"]
+    runners = [OrtRunner(model, threads=1) for _ in range(2)]  # any runner with the shared surface
+    data = {"x": np.zeros((4, 32), np.float32)}
+    entry = measure_engines(*runners, data, batch=2, warmup=1, rounds=4, seconds_per_round=0.02)
+    assert entry.batch == 2 and entry.rounds == 4
+    assert len(entry.fp32.round_p50_ms) == len(entry.compiled.round_p50_ms) == 4
+    assert 0.2 < entry.speedup < 5.0

@@ -1,11 +1,18 @@
-"""`native` resolves to the shipped CPU target this machine's ISA calls for."""
+"""`native` resolves to the shipped CPU target this machine's ISA calls for; a target file names a known
+runtime and ONNX Runtime providers that end with the CPU, or is refused in one line."""
 
 from __future__ import annotations
 
 import platform
 from pathlib import Path
 
+import pytest
+import yaml
+
+from edgeq.errors import InputError
 from edgeq.targets import load_target
+from tests.bad_inputs import make
+from tests.bad_inputs.cli import assert_refused, run_edgeq
 
 
 def _cpu_flags() -> set[str]:
@@ -25,3 +32,43 @@ def test_native_target_follows_the_cpu_flags() -> None:
         assert spec.name == "cpu-x86-avx512vnni" and not spec.quantization.int8.weights.reduce_range
     else:
         assert spec.name == "cpu-x86-avx2" and spec.quantization.int8.weights.reduce_range
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"runtime": "tflite"}, ["runtime", "'tflite' is not allowed", "'onnxruntime', 'tensorrt'"]),
+        ({"runtime": "onnxrutime"}, ["'onnxrutime' is not allowed", "'onnxruntime', 'tensorrt'"]),
+        (
+            {"providers": ["CPUExecutionProvder"]},
+            ["providers: ONNX Runtime has no 'CPUExecutionProvder'", "CUDAExecutionProvider"],
+        ),
+        ({"providers": []}, ["providers must end with CPUExecutionProvider"]),
+        (
+            {"providers": ["CPUExecutionProvider", "CUDAExecutionProvider"]},
+            ["providers must end with CPUExecutionProvider"],
+        ),
+        ({"providers": ["CPUExecutionProvider"] * 2}, ["providers lists CPUExecutionProvider twice"]),
+        ({"runtime": "tensorrt"}, ["providers must be [] for a tensorrt target"]),
+    ],
+)
+def test_a_bad_runtime_or_provider_list_is_refused_in_one_line(
+    tmp_path: Path, change: dict, words: list
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(yaml.safe_load(make.FAST_TARGET) | change))
+    with pytest.raises(InputError) as refused:
+        load_target(path)
+    message = str(refused.value)
+    assert message.startswith("target bad.yaml") and "\n" not in message
+    for word in words:
+        assert word in message
+
+
+def test_the_compile_command_exits_2_on_an_unknown_runtime(reference_models, tmp_path: Path) -> None:
+    model, calib = reference_models["mlp"]
+    target = tmp_path / "bad.yaml"
+    target.write_text(make.FAST_TARGET.replace("runtime: onnxruntime", "runtime: tflite"))
+    out = tmp_path / "out"
+    result = run_edgeq("compile", model, "--calib", calib, "--target", target, "-q", "-o", out, cwd=tmp_path)
+    assert_refused(result, out, "runtime", "'tflite'", "'onnxruntime', 'tensorrt'")

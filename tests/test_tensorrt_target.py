@@ -8,12 +8,13 @@ import json
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 from onnx import helper, numpy_helper
 from torch import nn
 
-from edgeq.backends.ort_gpu import ort_gpu_available, ort_gpu_providers
+from edgeq.backends.ort_providers import TENSORRT_EP, providers_unavailable, session_providers
 from edgeq.backends.tensorrt import finish_later_hint, tensorrt_available
 from edgeq.backends.tensorrt_config import builder_flags, graph_precisions, shape_profiles
 from edgeq.errors import EdgeqError, InputError
@@ -246,13 +247,15 @@ def test_finish_later_hint_gives_build_engine_and_trtexec(tmp_path):
 def test_gpu_ort_providers_carry_the_builder_settings(tmp_path):
     target = load_target("gpu-ort")
     _, qdq, _ = _compile("mlp", target)
-    ready, why = ort_gpu_available(target)
-    assert ready or "onnxruntime-gpu" in why
-    providers = ort_gpu_providers(qdq, target, tmp_path)
+    why = providers_unavailable(target, ort.get_available_providers())
+    assert why is None or "onnxruntime-gpu" in why
+    onnx.save(qdq, str(tmp_path / "model.onnx"))
+    providers = session_providers(target, tmp_path / "model.onnx", tmp_path / "engines")
     name, options = providers[0]
-    assert name == "TensorrtExecutionProvider" and providers[1:] == target.providers[1:]
+    assert name == TENSORRT_EP and providers[1:] == target.providers[1:]
     assert options["trt_int8_enable"] and options["trt_fp16_enable"]
     assert options["trt_profile_max_shapes"] == "x:32x16"
+    assert options["trt_engine_cache_path"] == str(tmp_path / "engines")
 
 
 @pytest.mark.skipif(TRT_READY, reason="checks the message on machines without TensorRT")

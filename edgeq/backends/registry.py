@@ -2,66 +2,96 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Protocol, get_args
+from typing import Protocol
 
 import onnx
 import onnxruntime as ort
 
 from edgeq.backends.artifact import Artifact
 from edgeq.backends.ort_cpu import compile_ort_cpu
+from edgeq.backends.ort_providers import providers_unavailable, session_providers
+from edgeq.backends.tensorrt_config import fp32_baseline
 from edgeq.errors import InputError
 from edgeq.graph import save_model
-from edgeq.runtime.session import OrtRunner
-from edgeq.targets import TargetSpec
+from edgeq.runtime.session import CPU_ONLY, OrtRunner, Provider
+from edgeq.targets import RUNTIMES as RUNTIMES  # the closed set, kept importable from here
+from edgeq.targets import Runtime, TargetSpec
 
-Runtime = Literal["onnxruntime", "tensorrt"]
-RUNTIMES: tuple[str, ...] = get_args(Runtime)
+ENGINE_CACHE = "trt-engines"  # beside the artifact: where the TensorRT EP keeps the engines it builds
 
 
 class Backend(Protocol):
-    """What the pipeline needs of a runtime."""
+    """What the pipeline needs of a runtime.
 
-    runtime: str
+    The pipeline asks `unavailable(target)` before compiling. A message: stop with it (InputError,
+    exit 2), unless the user asked to compile anyway; then `compile` as usual, open every session
+    (fp32 and artifact) as `session(path, target, providers=CPU_ONLY)` for fidelity, time none of
+    them and mark every latency "not measured on target". A session on providers other than the
+    target's is for fidelity only: its timings are never reported as the target's."""
+
+    runtime: Runtime
     measures_latency: bool
     """False where latency can only be measured later, on the target itself (TensorRT engines)."""
 
     def unavailable(self, target: TargetSpec) -> str | None:
-        """Why this machine cannot run `target` as declared (a missing provider), or None."""
+        """Why this machine cannot run `target` as declared (which provider, how to get it), or None."""
 
     def compile(self, model: onnx.ModelProto, target: TargetSpec, out_dir: Path) -> Artifact:
-        """Write the deployable artifact for `model` into `out_dir`."""
+        """Write the deployable artifact for `model` into `out_dir` (needs no accelerator)."""
 
-    def session(self, artifact: Path, target: TargetSpec) -> OrtRunner:
-        """A session over `artifact` on the target's providers, in order, for fidelity and timing."""
+    def session(
+        self,
+        artifact: Path,
+        target: TargetSpec,
+        providers: Sequence[Provider] | None = None,
+        *,
+        reference: bool = False,
+    ) -> OrtRunner:
+        """A session over `artifact` on the target's providers, in order, for fidelity and timing; on
+        `providers` instead, for fidelity only. `reference`: `artifact` is the fp32 model compared
+        against, run without the reduced precision the target allows (the TensorRT EP without FP16).
+        InputError (the `unavailable` line) where the target's providers are missing; never falls
+        back to other providers silently."""
 
 
 class OnnxRuntimeBackend:
-    """ONNX Runtime with the target's execution providers."""
+    """ONNX Runtime with the target's execution providers, TensorRT's with the engine builder's settings."""
 
-    runtime = "onnxruntime"
+    runtime: Runtime = "onnxruntime"
     measures_latency = True
 
+    def __init__(self, available: Sequence[str] | None = None) -> None:
+        """`available`: the providers to take as installed (default: this ONNX Runtime's own)."""
+        self.available = tuple(ort.get_available_providers() if available is None else available)
+
     def unavailable(self, target: TargetSpec) -> str | None:
-        missing = [p for p in target.providers if p not in ort.get_available_providers()]
-        if missing:
-            return (
-                f"target {target.name} needs {', '.join(missing)}, which this ONNX Runtime "
-                f"({ort.__version__}) does not have"
-            )
-        return None
+        return providers_unavailable(target, self.available)
 
     def compile(self, model: onnx.ModelProto, target: TargetSpec, out_dir: Path) -> Artifact:
         return compile_ort_cpu(model, target, out_dir)
 
-    def session(self, artifact: Path, target: TargetSpec) -> OrtRunner:
-        return OrtRunner(artifact, threads=target.latency.threads, providers=tuple(target.providers))
+    def session(
+        self,
+        artifact: Path,
+        target: TargetSpec,
+        providers: Sequence[Provider] | None = None,
+        *,
+        reference: bool = False,
+    ) -> OrtRunner:
+        if providers is None:
+            if why := self.unavailable(target):
+                raise InputError(why)
+            declared = fp32_baseline(target) if reference else target
+            providers = session_providers(declared, artifact, artifact.parent / ENGINE_CACHE)
+        return OrtRunner(artifact, threads=target.latency.threads, providers=providers)
 
 
 class TensorRTBackend:
     """The TensorRT-ready QDQ graph; fidelity is read in ONNX Runtime CPU, the engine built on the GPU."""
 
-    runtime = "tensorrt"
+    runtime: Runtime = "tensorrt"
     measures_latency = False
 
     def unavailable(self, target: TargetSpec) -> str | None:
@@ -73,18 +103,20 @@ class TensorRTBackend:
         quantized = any(n.op_type == "QuantizeLinear" for n in model.graph.node)
         return Artifact(path, "onnx-qdq" if quantized else "onnx", [path])
 
-    def session(self, artifact: Path, target: TargetSpec) -> OrtRunner:
-        return OrtRunner(artifact, threads=target.latency.threads)
+    def session(
+        self,
+        artifact: Path,
+        target: TargetSpec,
+        providers: Sequence[Provider] | None = None,
+        *,
+        reference: bool = False,
+    ) -> OrtRunner:
+        return OrtRunner(artifact, threads=target.latency.threads, providers=providers or CPU_ONLY)
 
 
-_BACKENDS: dict[str, Backend] = {"onnxruntime": OnnxRuntimeBackend(), "tensorrt": TensorRTBackend()}
+BACKENDS: dict[Runtime, Backend] = {"onnxruntime": OnnxRuntimeBackend(), "tensorrt": TensorRTBackend()}
 
 
 def backend_for(target: TargetSpec) -> Backend:
-    """The backend of the target's runtime; an unknown runtime is the target file's mistake."""
-    backend = _BACKENDS.get(target.runtime)
-    if backend is None:
-        raise InputError(
-            f"target {target.name}: unknown runtime {target.runtime!r}; use one of {', '.join(RUNTIMES)}"
-        )
-    return backend
+    """The backend of the target's runtime (a `TargetSpec` cannot name another: it refuses one)."""
+    return BACKENDS[target.runtime]

@@ -6,6 +6,7 @@ two cannot drift apart.
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,13 @@ class ShapeRange:
 def settings_of(target: TargetSpec) -> TensorRTSettings:
     """The target's TensorRT section, defaults when it has none (a user target may omit it)."""
     return target.tensorrt or TensorRTSettings()
+
+
+def fp32_baseline(target: TargetSpec) -> TargetSpec:
+    """The target as the fp32 model it is compared against runs: same profile and workspace, no
+    reduced precision (no FP16, no DLA), so a speedup reads against full precision."""
+    settings = dataclasses.replace(settings_of(target), fp16=False, dla_core=None)
+    return dataclasses.replace(target, precision="int8", tensorrt=settings)
 
 
 def graph_precisions(model: onnx.ModelProto) -> set[str]:
@@ -86,6 +94,11 @@ def shape_profiles(model: onnx.ModelProto, target: TargetSpec) -> dict[str, Shap
     return profiles
 
 
+def profile_shapes(profiles: dict[str, ShapeRange], key: str) -> str:
+    """One end (`min`, `opt`, `max`) of every input's range, as trtexec and the TensorRT EP take it."""
+    return ",".join(f"{name}:{'x'.join(map(str, getattr(shapes, key)))}" for name, shapes in profiles.items())
+
+
 def _dim_range(name: str, axis: int, dim, settings: TensorRTSettings) -> tuple[int, int, int]:
     if dim.HasField("dim_value") and dim.dim_value > 0:
         return (dim.dim_value,) * 3
@@ -120,9 +133,7 @@ def trtexec_command(onnx_path: Path, plan_path: Path, model: onnx.ModelProto, ta
     profiles = shape_profiles(model, target)
     args = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={plan_path}"]
     args += [_TRTEXEC_FLAGS[f] for f in builder_flags(graph_precisions(model), target)]
-    for key in ("min", "opt", "max"):
-        shapes = ",".join(f"{n}:{'x'.join(map(str, getattr(r, key)))}" for n, r in profiles.items())
-        args.append(f"--{key}Shapes={shapes}")
+    args += [f"--{key}Shapes={profile_shapes(profiles, key)}" for key in ("min", "opt", "max")]
     args.append(f"--memPoolSize=workspace:{settings.workspace_mib}M")
     args.append(f"--builderOptimizationLevel={settings.optimization_level}")
     if settings.timing_cache:

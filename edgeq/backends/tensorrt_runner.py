@@ -1,4 +1,5 @@
-"""Run a TensorRT engine like `OrtRunner` does, and time it with CUDA events on its own stream.
+"""Run a TensorRT engine like `OrtRunner` does; its `timed` clocks executions with CUDA events on its
+own stream, so the one interleaved loop (`runtime.timing.measure_interleaved`) times engines too.
 
 GPU buffers, the stream and the events come from torch.cuda (a dependency of edgeq already), so no
 second CUDA binding is needed. Host clocks would time the launch, not the kernels.
@@ -6,14 +7,14 @@ second CUDA binding is needed. Host clocks would time the launch, not the kernel
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgeq.errors import InputError
-from edgeq.runtime.timing import LatencyEntry, LatencyStats, batch_feeds
+from edgeq.runtime.timing import LatencyEntry, Timer, measure_interleaved
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,8 @@ class TensorRTRunner:
                 parts[name].append(value)
         return {name: np.concatenate(values) for name, values in parts.items()}
 
-    def timed(self, feeds: Mapping[str, np.ndarray]) -> Callable[[int], list[float]]:
-        """Bind `feeds` once; the returned function times n executions in ms with CUDA events."""
+    def timed(self, feeds: Mapping[str, np.ndarray]) -> Timer:
+        """Bind `feeds` once; the returned timer clocks n executions in ms with CUDA events."""
         self._bind(feeds)
         cuda = self._torch.cuda
 
@@ -147,14 +148,13 @@ def measure_engines(
     rounds: int,
     seconds_per_round: float,
 ) -> LatencyEntry:
-    """Time two engines alternately round by round (order flipped each round), like the CPU path."""
-    timers = [fp32.timed(batch_feeds(fp32, data, batch)), compiled.timed(batch_feeds(compiled, data, batch))]
-    for timer in timers:
-        timer(warmup)
-    probe = max(min(timer(3)) for timer in timers)
-    runs = int(np.clip(seconds_per_round * 1e3 / 2 / max(probe, 1e-3), 3, 1000))
-    samples: list[list[list[float]]] = [[], []]
-    for round_index in range(rounds):
-        for which in (0, 1) if round_index % 2 == 0 else (1, 0):
-            samples[which].append(timers[which](runs))
-    return LatencyEntry(batch, 0, rounds, LatencyStats.of(samples[0]), LatencyStats.of(samples[1]))
+    """Both engines through the one interleaved timing loop, each clocked by its CUDA events."""
+    stats = measure_interleaved(
+        {"fp32": fp32, "compiled": compiled},
+        data,
+        batch=batch,
+        warmup=warmup,
+        rounds=rounds,
+        seconds_per_round=seconds_per_round,
+    )
+    return LatencyEntry(batch, 0, rounds, stats["fp32"], stats["compiled"])

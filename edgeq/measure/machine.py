@@ -7,6 +7,8 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
+import onnxruntime as ort
+
 INTERESTING_FLAGS = (
     "sse4_2",
     "avx",
@@ -25,7 +27,8 @@ PACKAGES = ("onnxruntime", "onnx", "numpy", "torch", "onnxruntime-gpu", "tensorr
 
 
 def describe_machine() -> dict:
-    """CPU model and relevant ISA flags, core count, OS, Python and runtime versions."""
+    """CPU model and relevant ISA flags, core count, OS, Python, runtime versions and the execution
+    providers this ONNX Runtime has (what any latency in the report can have run on)."""
     cpu, flags = _cpuinfo()
     versions = {}
     for package in PACKAGES:
@@ -41,6 +44,7 @@ def describe_machine() -> dict:
         "os": platform.platform(),
         "python": platform.python_version(),
         "versions": versions,
+        "onnxruntime_providers": ", ".join(ort.get_available_providers()),
     }
 
 

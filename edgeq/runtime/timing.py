@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
-
-from edgeq.runtime.session import OrtRunner
 
 MAX_KEPT_SAMPLES = 200  # per model and batch size: enough to draw the distribution in a report
 MAX_CALLS_PER_ROUND = 500
@@ -71,7 +70,24 @@ class LatencyEntry:
         return speedup(self.fp32, self.compiled)
 
 
-def batch_feeds(runner: OrtRunner, data: Mapping[str, np.ndarray], batch: int) -> dict:
+Timer = Callable[[int], list[float]]
+"""Runs a model n times on feeds bound beforehand; returns each run's milliseconds."""
+
+
+class Runner(Protocol):
+    """What the timing loop needs of a session (ONNX Runtime's or a TensorRT engine's)."""
+
+    @property
+    def input_names(self) -> list[str]: ...
+
+    def feeds(
+        self, data: Mapping[str, np.ndarray], start: int = 0, stop: int | None = None
+    ) -> dict[str, np.ndarray]: ...
+
+    def timed(self, feeds: Mapping[str, np.ndarray]) -> Timer: ...
+
+
+def batch_feeds(runner: Runner, data: Mapping[str, np.ndarray], batch: int) -> dict:
     """`batch` samples for the model's inputs, cycling through `data` if it has fewer."""
     count = len(next(iter(data[name] for name in runner.input_names)))
     index = np.arange(batch) % count
@@ -89,7 +105,7 @@ def timed_calls(call: Callable[[], object], runs: int) -> list[float]:
 
 
 def measure_interleaved(
-    runners: Mapping[str, OrtRunner],
+    runners: Mapping[str, Runner],
     data: Mapping[str, np.ndarray],
     *,
     batch: int,
@@ -103,24 +119,22 @@ def measure_interleaved(
     Each model gets an equal share of a round's time, not an equal number of calls: one slow model
     would otherwise cut fast ones to a dozen calls a round, timed mostly warming up after the switch
     between sessions (ResNet-64 INT8 read 1.69x fp32 instead of 2.36x beside ORT's 22 ms
-    ConvInteger model)."""
+    ConvInteger model). Each runner's own timer clocks it: the host clock for ONNX Runtime, CUDA
+    events for a TensorRT engine."""
     names = list(runners)
-    calls = {}
-    for name, runner in runners.items():
-        feeds = batch_feeds(runner, data, batch)
-        calls[name] = lambda runner=runner, feeds=feeds: runner.session.run(None, feeds)
-    for call in calls.values():
-        timed_calls(call, warmup)
+    timers = {name: runner.timed(batch_feeds(runner, data, batch)) for name, runner in runners.items()}
+    for timer in timers.values():
+        timer(warmup)
     share_ms = seconds_per_round * 1e3 / len(names)
     runs = {
-        name: int(np.clip(share_ms / max(min(timed_calls(call, 3)), 1e-3), 3, MAX_CALLS_PER_ROUND))
-        for name, call in calls.items()
+        name: int(np.clip(share_ms / max(min(timer(3)), 1e-3), 3, MAX_CALLS_PER_ROUND))
+        for name, timer in timers.items()
     }
     samples: dict[str, list[list[float]]] = {name: [] for name in names}
     for round_index in range(rounds):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
-            samples[name].append(timed_calls(calls[name], runs[name]))
+            samples[name].append(timers[name](runs[name]))
         if tick:
             tick()
     return {name: LatencyStats.of(per_round) for name, per_round in samples.items()}
