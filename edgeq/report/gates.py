@@ -39,7 +39,7 @@ class Gate:
 def gate_value(report: Report, name: str) -> float | None:
     """The measured value a gate reads, or None when the report does not have it."""
     if name == "max_drop":
-        return report.task.worst_primary_drop if report.task is not None else None
+        return report.task_drop
     if name == "min_speedup":
         return report.slowest_speedup
     if name == "min_cosine":

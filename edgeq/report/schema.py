@@ -242,6 +242,11 @@ class Report:
         return min(values, key=lambda v: -math.inf if math.isnan(v) else v) if values else None
 
     @property
+    def task_drop(self) -> float | None:
+        """The worst drop over the task's primary metrics (what `max_drop` gates); None without a task."""
+        return self.task.worst_primary_drop if self.task is not None else None
+
+    @property
     def headline_latency(self) -> LatencyEntry | None:
         """The entry at batch 1 (the edge case), else at the smallest measured batch."""
         entries = sorted(self.latency, key=lambda e: (e.batch != 1, e.batch))
@@ -263,7 +268,7 @@ class Report:
         return all(g.passed for g in self.gates)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": SCHEMA} | _json_safe(_plain(self))
+        return {"schema": SCHEMA} | json_safe(_plain(self))
 
     def write(self, path: Path) -> Path:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
@@ -361,16 +366,16 @@ def _options(hint: Any) -> tuple[Any, ...]:
 _NON_FINITE = ("inf", "-inf", "nan")
 
 
-def _json_safe(value: Any) -> Any:
-    """Non-finite floats become the strings "inf", "-inf", "nan" so the file is strict JSON."""
+def json_safe(value: Any) -> Any:
+    """Non-finite floats become the strings "inf", "-inf", "nan" so the file (or a view's JSON) is strict."""
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, Path):
         return str(value)
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return _json_safe(value.item())
+        return json_safe(value.item())
     return value
