@@ -236,10 +236,15 @@ class Report:
         return self.accuracy.task
 
     @property
+    def worst_output(self) -> OutputFidelity | None:
+        """The output least like fp32 by cosine; NaN (an output that went NaN) is the worst of all."""
+        measured = [o for o in self.outputs if o.cosine is not None]
+        return min(measured, key=lambda o: -math.inf if math.isnan(o.cosine) else o.cosine, default=None)
+
+    @property
     def worst_cosine(self) -> float | None:
-        """The lowest output cosine; NaN (an output that went NaN) is the worst of all."""
-        values = [o.cosine for o in self.outputs if o.cosine is not None]
-        return min(values, key=lambda v: -math.inf if math.isnan(v) else v) if values else None
+        worst = self.worst_output
+        return worst.cosine if worst else None
 
     @property
     def task_drop(self) -> float | None:
