@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from edgeq.report.schema import Report, load_report
-from edgeq.runtime.timing import LatencyStats
 from edgeq.store.runs import (
     RUN_ID_PATTERN,
     SCHEMA_VERSION,
@@ -23,31 +22,11 @@ from edgeq.store.runs import (
     default_runs_path,
     record_run,
 )
+from tests.typed_reports import rerun
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"
 MRL = FIXTURES / "v1_mrl_cpu.json"
 GATED = FIXTURES / "v1_binary_ae_gates.json"
-
-
-def slower(stats: LatencyStats, factor: float) -> LatencyStats:
-    return dataclasses.replace(
-        stats,
-        p50_ms=stats.p50_ms * factor,
-        samples_ms=[v * factor for v in stats.samples_ms],
-        round_p50_ms=[v * factor for v in stats.round_p50_ms],
-    )
-
-
-def regressed(report: Report, run_id: str = "20261202T090000-beef01") -> Report:
-    """`report` run again a day later: compiled 1.5× slower, less faithful, a larger task drop."""
-    latency = [dataclasses.replace(e, compiled=slower(e.compiled, 1.5)) for e in report.latency]
-    outputs = [dataclasses.replace(o, cosine=o.cosine - 0.01) for o in report.outputs]
-    task = dataclasses.replace(
-        report.task, metrics=[dataclasses.replace(m, compiled=m.compiled - 2.0) for m in report.task.metrics]
-    )
-    accuracy = dataclasses.replace(report.accuracy, outputs=outputs, task=task)
-    later = report.created.replace("2026-12-01", "2026-12-02")
-    return dataclasses.replace(report, run_id=run_id, created=later, latency=latency, accuracy=accuracy)
 
 
 @pytest.fixture
@@ -158,7 +137,7 @@ def test_regressions_flag_the_slower_less_faithful_run(tmp_path: Path) -> None:
     store = RunStore(tmp_path / "runs.sqlite")
     first = load_report(GATED)
     store.record(first)
-    store.record(regressed(first))
+    store.record(rerun(first, "20261202T090000-beef01", slower=1.5, cosine_lost=0.01, points_lost=2.0))
     (regression,) = store.regressions()
     assert (regression.run_id, regression.previous_run_id) == ("20261202T090000-beef01", first.run_id)
     assert [reason.split()[0] for reason in regression.reasons] == ["speedup", "worst", "task"]

@@ -6,6 +6,7 @@ are measured ones; the rest are the values a pipeline would fill in.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ from edgeq.report.schema import (
     TargetInfo,
 )
 from edgeq.runtime.session import OrtRunner
-from edgeq.runtime.timing import LatencyEntry, measure_interleaved
+from edgeq.runtime.timing import LatencyEntry, LatencyStats, measure_interleaved
 
 TRT_MLP = Path(__file__).parent / "fixtures" / "trt_mlp"
 
@@ -138,3 +139,29 @@ def full_report(latency: list[LatencyEntry] | None = None) -> Report:
     )
     report.gates = recheck_gates(report)
     return report
+
+
+def _scaled(stats: LatencyStats, factor: float) -> LatencyStats:
+    return dataclasses.replace(
+        stats,
+        p50_ms=stats.p50_ms * factor,
+        samples_ms=[v * factor for v in stats.samples_ms],
+        round_p50_ms=[v * factor for v in stats.round_p50_ms],
+    )
+
+
+def rerun(report: Report, run_id: str, slower: float, cosine_lost: float, points_lost: float) -> Report:
+    """`report` as if compiled again a day later: the compiled model `slower` times its latency,
+    `cosine_lost` off every output's cosine, `points_lost` off every task metric."""
+    latency = [dataclasses.replace(e, compiled=_scaled(e.compiled, slower)) for e in report.latency]
+    outputs = [
+        dataclasses.replace(o, cosine=o.cosine - cosine_lost) if o.cosine is not None else o
+        for o in report.outputs
+    ]
+    task = report.task and dataclasses.replace(
+        report.task,
+        metrics=[dataclasses.replace(m, compiled=m.compiled - points_lost) for m in report.task.metrics],
+    )
+    accuracy = dataclasses.replace(report.accuracy, outputs=outputs, task=task)
+    later = report.created.replace("2026-12-01", "2026-12-02")
+    return dataclasses.replace(report, run_id=run_id, created=later, latency=latency, accuracy=accuracy)
