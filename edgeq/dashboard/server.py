@@ -26,7 +26,7 @@ from edgeq.report.charts import (
     scatter_chart,
 )
 from edgeq.report.html import html_page, render_html, verdict_badge
-from edgeq.report.markup import Safe, el, fmt
+from edgeq.report.markup import Safe, el, fmt, fmt_times
 from edgeq.store.runs import RUN_ID_PATTERN, Regression, RunStore, RunSummary
 
 DEFAULT_HOST = "127.0.0.1"
@@ -236,19 +236,15 @@ def _run_row(run: RunSummary, regression: Regression | None) -> Safe:
         el("td", el("a", run.target, href="/?" + urlencode({"target": run.target}))),
         el("td", run.recipe_hash or "—"),
         el("td", run.decision or "—"),
-        el("td", _times(run.speedup_b1), class_="num"),
-        el("td", _times(run.slowest_speedup), class_="num"),
+        el("td", fmt_times(run.speedup_b1), class_="num"),
+        el("td", fmt_times(run.slowest_speedup), class_="num"),
         el("td", fmt(run.worst_cosine, 4), class_="num"),
         el("td", fmt(run.task_drop, 2), class_="num"),
-        el("td", _times(run.size_ratio), class_="num"),
+        el("td", fmt_times(run.size_ratio), class_="num"),
         el("td", verdict_badge(run.gates_verdict)),
         el("td", status),
     ]
     return el("tr", cells, class_="regressed" if regression else None)
-
-
-def _times(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}×"
 
 
 def _history_section(store: RunStore, runs: list[RunSummary]) -> Safe | None:

@@ -15,6 +15,7 @@ from rich.table import Table
 from edgeq.errors import InputError
 from edgeq.recipe import Gates
 from edgeq.report.gates import MEANING, Gate, evaluate_gates, verdict
+from edgeq.report.markup import fmt_times
 from edgeq.report.schema import Report, json_safe, load_report
 
 _GATE_HELP = "Exit 3 when the {} (as in `edgeq compile`)."
@@ -94,10 +95,10 @@ def _print_summary(report: Report, gates: list[tuple[str, Gate]]) -> None:
     table.add_column("measure")
     table.add_column("value", justify="right")
     for batch, speedup in summary["speedup"].items():
-        table.add_row(f"speedup at batch {batch}", _times(speedup))
+        table.add_row(f"speedup at batch {batch}", fmt_times(speedup))
     if report.latency_status:
         table.add_row("latency", escape(report.latency_status))
-    table.add_row("size ratio", _times(summary["size_ratio"]))
+    table.add_row("size ratio", fmt_times(summary["size_ratio"]))
     table.add_row("worst output cosine", _number(summary["worst_cosine"], 4))
     table.add_row("worst primary task drop", _number(summary["task_drop"], 2))
     table.add_row("decision", escape(summary["decision"]))
@@ -112,10 +113,6 @@ def _print_summary(report: Report, gates: list[tuple[str, Gate]]) -> None:
                 gate.name, MEANING[gate.name], _number(gate.limit, 4), _number(gate.value, 4), result, source
             )
         console.print(gate_table)
-
-
-def _times(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}×"
 
 
 def _number(value: float | None, digits: int) -> str:

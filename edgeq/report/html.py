@@ -24,7 +24,7 @@ from edgeq.report.charts import (
     line_chart,
 )
 from edgeq.report.gates import MEANING, verdict
-from edgeq.report.markup import Child, Safe, el, fmt, fmt_bytes, table
+from edgeq.report.markup import Child, Safe, el, fmt, fmt_bytes, fmt_times, table
 from edgeq.report.schema import Report
 from edgeq.runtime.timing import LatencyStats
 
@@ -100,10 +100,6 @@ def _card(label: str, value: str, note: str = "") -> Safe:
     )
 
 
-def _times(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}×"
-
-
 def _header(report: Report) -> Safe:
     subtitle = " · ".join(
         (
@@ -130,14 +126,14 @@ def _overview(report: Report) -> Safe:
     cards = [
         _card(
             "speedup vs fp32",
-            _times(headline.speedup if headline else None),
-            " · ".join(f"{_times(e.speedup)} at batch {e.batch}" for e in entries)
+            fmt_times(headline.speedup if headline else None),
+            " · ".join(f"{fmt_times(e.speedup)} at batch {e.batch}" for e in entries)
             or report.latency_status
             or "not measured",
         ),
         _card(
             "size",
-            _times(report.size_ratio),
+            fmt_times(report.size_ratio),
             f"{(1 - report.size_ratio) * 100:.0f}% smaller · {fmt_bytes(report.model.bytes)} → "
             f"{fmt_bytes(report.artifact.bytes)}",
         ),
@@ -193,7 +189,7 @@ def _latency(report: Report) -> Safe | None:
         return _section("latency", "Latency", el("p", report.latency_status, class_="sub"))
     charts = [
         latency_distribution(
-            f"batch {e.batch} · {e.threads} threads · speedup {_times(e.speedup)}",
+            f"batch {e.batch} · {e.threads} threads · speedup {fmt_times(e.speedup)}",
             [
                 _distribution("fp32", FP32_COLOR, e.fp32),
                 _distribution("compiled", COMPILED_COLOR, e.compiled),
@@ -211,7 +207,7 @@ def _latency(report: Report) -> Safe | None:
                 for stats in (e.fp32, e.compiled)
                 for value in (stats.p50_ms, stats.p90_ms, stats.p99_ms)
             ),
-            _times(e.speedup),
+            fmt_times(e.speedup),
         ]
         for e in entries
     ]
@@ -233,10 +229,10 @@ def _candidates(report: Report) -> Safe | None:
     rows = [
         [
             c.name + (" (chosen)" if c.name == report.decision.chosen else ""),
-            *(_times(c.speedups.get(batch)) for batch in batches),
+            *(fmt_times(c.speedups.get(batch)) for batch in batches),
             fmt(c.worst_cosine, 4),
             fmt(c.task_drop, 2),
-            _times(c.size_ratio),
+            fmt_times(c.size_ratio),
             "yes" if c.within_budget else "no",
             c.problem or "",
         ]
@@ -423,7 +419,7 @@ def _precision_plan(report: Report) -> Safe | None:
     if plan is None:
         return None
     comparison = [
-        [c.plan, _times(c.size_ratio), _times(c.speedup), fmt(c.task_drop, 2), fmt(c.worst_cosine, 4)]
+        [c.plan, fmt_times(c.size_ratio), fmt_times(c.speedup), fmt(c.task_drop, 2), fmt(c.worst_cosine, 4)]
         for c in plan.comparison
     ]
     layers = [
