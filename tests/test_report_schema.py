@@ -70,9 +70,12 @@ def test_v1_tensorrt_report_says_why_latency_is_missing() -> None:
     assert report.quantization.tensorrt_violations == []
 
 
-def test_v1_tensorrt_details_move_to_engine() -> None:
+def test_v1_tensorrt_details_move_to_engine_and_the_engine_is_built() -> None:
     data = raw("v1_mrl_tensorrt.json") | {"tensorrt": {"device": "NVIDIA H200", "build_seconds": 12.5}}
-    assert Report.from_dict(data).engine == {"device": "NVIDIA H200", "build_seconds": 12.5}
+    data["artifact"]["path"] = "model.plan"
+    report = Report.from_dict(data)
+    assert report.engine == {"device": "NVIDIA H200", "build_seconds": 12.5}
+    assert report.decision.engine == "built: model.plan" and not report.decision.engine_pending
 
 
 def test_typed_report_round_trips(typed: Report, tmp_path: Path) -> None:
@@ -208,8 +211,11 @@ def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
     return found
 
 
-_SMALL_V1 = raw("v1_mrl_tensorrt.json")
-_PATHS = _paths(_SMALL_V1)
+_SOURCES = {
+    "v1 tensorrt": raw("v1_mrl_tensorrt.json"),
+    "v2 int4": load_report(FIXTURES / "v1_mrl_int4.json").to_dict(),
+    "v2 pruned": load_report(FIXTURES / "v1_binary_ae_pruned.json").to_dict(),
+}
 _JUNK = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
@@ -217,10 +223,27 @@ _JUNK = st.recursive(
 )
 
 
+@st.composite
+def _tampered(draw: st.DrawFn) -> dict:
+    """One of the sources with 1-3 of its fields (anywhere, any depth) replaced by random JSON."""
+    source = _SOURCES[draw(st.sampled_from(sorted(_SOURCES)))]
+    changes = draw(st.lists(st.tuples(st.sampled_from(_paths(source)), _JUNK), min_size=1, max_size=3))
+    return _apply(copy.deepcopy(source), changes)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.sampled_from(_PATHS), _JUNK), min_size=1, max_size=3))
-def test_tampered_fields_are_refused_or_read_never_a_crash(changes: list) -> None:
-    data = copy.deepcopy(_SMALL_V1)
+@given(_tampered())
+def test_tampered_fields_are_refused_or_read_never_a_crash(data: dict) -> None:
+    try:
+        report = Report.from_dict(data)
+    except InputError as error:
+        assert str(error).startswith(("report", "not an")), error
+        return
+    assert Report.from_dict(report.to_dict()).to_dict() == report.to_dict()
+
+
+def _apply(data: dict, changes: list) -> dict:
+    """`data` with each (path, value) change made where the path still exists."""
     for path, junk in changes:
         node = data
         try:
@@ -229,9 +252,4 @@ def test_tampered_fields_are_refused_or_read_never_a_crash(changes: list) -> Non
             node[path[-1]] = junk
         except (KeyError, IndexError, TypeError):
             continue  # an earlier change replaced a parent of this path
-    try:
-        report = Report.from_dict(data)
-    except InputError as error:
-        assert str(error).startswith(("report", "not an")), error
-        return
-    assert Report.from_dict(report.to_dict()).to_dict() == report.to_dict()
+    return data

@@ -2,8 +2,9 @@
 
 /1 differed in four places: `pruning` was flat (the IFM summary's fields beside method, threshold
 and the pruned model's accuracy), `precision_plan.layers` carried each group's precision, sensitivity
-rows carried a `worst_damage`, TensorRT build details sat under `tensorrt`, and a report whose engine
-was still to be built had no `latency_status` (it is read from `decision.engine`). Anything not in the
+rows carried a `worst_damage`, TensorRT build details sat under `tensorrt` (with `decision.engine`
+still saying "pending" after the build), and a report whose engine was still to be built had no
+`latency_status` (it is read from `decision.engine`). Anything not in the
 expected shape is left as found, for the typed reader to refuse naming the field.
 """
 
@@ -18,9 +19,15 @@ _PRUNING_DERIVED = ("channels_merged", "parameters_kept", "flops_kept")
 def upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
     """`data` (a /1 report without its schema key) in /2's shape."""
     data = dict(data)
-    if "tensorrt" in data and "engine" not in data:
-        data["engine"] = data.pop("tensorrt")
     decision = data.get("decision")
+    if "tensorrt" in data and "engine" not in data:  # written by build-engine, which left decision alone
+        data["engine"] = data.pop("tensorrt")
+        artifact = data.get("artifact")
+        if isinstance(decision, dict) and isinstance(artifact, dict):
+            decision = data["decision"] = decision | {
+                "engine": f"built: {artifact.get('path')}",
+                "finish_later": None,
+            }
     if data.get("latency") == [] and isinstance(decision, dict) and isinstance(decision.get("engine"), str):
         data.setdefault("latency_status", f"not measured here: the engine is {decision['engine']}")
     if isinstance(data.get("pruning"), dict):
