@@ -6,7 +6,6 @@ EDGEQ_SCREENSHOT=1 also saves docs/dashboard.png.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import threading
@@ -20,6 +19,7 @@ By = pytest.importorskip("selenium.webdriver.common.by").By
 
 from edgeq.dashboard.server import create_server  # noqa: E402
 from edgeq.store.runs import RunStore  # noqa: E402
+from tests.test_dashboard_server import record_fixtures  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"
 SCREENSHOT = Path(__file__).parent.parent / "docs" / "dashboard.png"
@@ -34,9 +34,9 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    store = RunStore(tmp_path_factory.mktemp("runs") / "runs.sqlite")
-    for path in sorted(FIXTURES.glob("*.json")):
-        store.record(json.loads(path.read_text()))
+    folder = tmp_path_factory.mktemp("runs")
+    store = RunStore(folder / "runs.sqlite")
+    record_fixtures(store, folder)
     server = create_server(store, port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -69,13 +69,13 @@ def visible_rows(browser: webdriver.Chrome) -> int:
 def test_dashboard_renders_runs_and_charts(browser: webdriver.Chrome, base_url: str) -> None:
     browser.get(base_url + "/")
     assert browser.title == "edgeq runs"
-    assert visible_rows(browser) == 4
+    assert visible_rows(browser) == 7
     assert len(browser.find_elements(By.CSS_SELECTOR, "#runs tr.regressed")) == 1
     charts = browser.find_elements(By.CSS_SELECTOR, "svg.chart")
     assert len(charts) == 5
     assert all(chart.size["width"] > 300 and chart.size["height"] > 150 for chart in charts)
     assert len(browser.find_elements(By.CSS_SELECTOR, "#history polyline")) >= 2
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#tradeoff circle.run-point")) == 4 + 3
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#tradeoff circle.run-point")) == 6 + 6
     assert browser.find_elements(By.CSS_SELECTOR, "#tradeoff polyline.pareto-front")
     if os.environ.get("EDGEQ_SCREENSHOT") == "1":
         SCREENSHOT.parent.mkdir(exist_ok=True)
@@ -84,13 +84,13 @@ def test_dashboard_renders_runs_and_charts(browser: webdriver.Chrome, base_url: 
 
 def test_quick_filter_hides_rows(browser: webdriver.Chrome, base_url: str) -> None:
     browser.get(base_url + "/")
-    browser.find_element(By.ID, "quick-filter").send_keys("jetson")
+    browser.find_element(By.ID, "quick-filter").send_keys("tensorrt")
     assert visible_rows(browser) == 1
 
 
 def test_run_link_opens_its_report(browser: webdriver.Chrome, base_url: str) -> None:
-    browser.get(base_url + "/?model=binary_ae")
-    browser.find_element(By.CSS_SELECTOR, "#runs tbody a[href^='/runs/']").click()
-    assert browser.find_element(By.TAG_NAME, "h1").text == "binary_ae → cpu-x86-avx2"
+    browser.get(base_url + "/?model=binary_ae%2Fmodel")
+    browser.find_element(By.CSS_SELECTOR, "#runs tbody a[href^='/runs/']").click()  # newest first: gated
+    assert browser.find_element(By.TAG_NAME, "h1").text == "binary_ae/model → cpu-x86-avx2"
     assert len(browser.find_elements(By.CSS_SELECTOR, "#latency svg.chart")) == 2
     assert not browser.find_elements(By.ID, "pruning")

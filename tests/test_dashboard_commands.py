@@ -1,8 +1,7 @@
-"""`edgeq report` gates and errors, the dashboard command, and the MLflow hook."""
+"""The dashboard command, and the MLflow hook the compile calls with its typed report."""
 
 from __future__ import annotations
 
-import json
 import sys
 import types
 from pathlib import Path
@@ -10,88 +9,23 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from edgeq.dashboard.commands import dashboard_command, log_to_mlflow, report_command
+from edgeq.dashboard.commands import dashboard_command, log_to_mlflow
 from edgeq.dashboard.server import DashboardServer
 from edgeq.errors import InputError
+from edgeq.report.schema import load_report
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"
-GOOD = FIXTURES / "mrl_cpu_run1.json"
-REGRESSED = FIXTURES / "mrl_cpu_run2_regressed.json"
-
-
-def run(*args: str):
-    return CliRunner().invoke(report_command, [str(a) for a in args])
-
-
-def test_table_summary_passes() -> None:
-    result = run(GOOD)
-    assert result.exit_code == 0, result.output
-    assert "speedup at batch 1" in result.output and "mrl_encoder" in result.output
-
-
-def test_json_summary_for_ci() -> None:
-    result = run(GOOD, "--json", "--min-speedup", "1.5", "--min-cosine", "0.999")
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.output)
-    assert summary["passed"] is True and summary["task_drop"] == 0.4
-    assert [g["name"] for g in summary["gates"]] == ["max_drop", "min_speedup", "min_cosine"]
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        [GOOD, "--max-drop", "0.1"],
-        [GOOD, "--min-speedup", "5"],
-        [GOOD, "--min-cosine", "0.99999"],
-        [FIXTURES / "binary_ae_cpu_no_task.json", "--max-drop", "1"],
-        [REGRESSED],
-    ],
-)
-def test_failed_or_unmeasured_gate_exits_3(args: list) -> None:
-    result = run(*args, "--json")
-    assert result.exit_code == 3, result.output
-    assert json.loads(result.output)["passed"] is False
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        (None, "no report at"),
-        ("{not json", "not a readable JSON report"),
-        ('{"schema": "other/9"}', "is not an edgeq.report/1 report"),
-        ("[1]", "schema: 'list'"),
-    ],
-)
-def test_bad_report_file_is_one_line_and_exit_2(
-    tmp_path: Path, content: str | None, message: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from edgeq.cli import main
-
-    path = tmp_path / "report.json"
-    if content is not None:
-        path.write_text(content)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["report", str(path)])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert message in err and err.startswith("edgeq: error: ")
-    assert len(err.strip().splitlines()) == 1
-    assert "Traceback" not in err
-
-
-def test_report_accepts_the_output_directory(tmp_path: Path) -> None:
-    (tmp_path / "report.json").write_text(GOOD.read_text())
-    assert run(tmp_path).exit_code == 0
+MRL = FIXTURES / "v1_mrl_cpu.json"
 
 
 def test_dashboard_command_serves_the_given_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     served = {}
 
-    def fake_serve_forever(self) -> None:
+    def stop_at_once(self) -> None:
         served["address"] = self.server_address
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(DashboardServer, "serve_forever", fake_serve_forever)
+    monkeypatch.setattr(DashboardServer, "serve_forever", stop_at_once)
     result = CliRunner().invoke(
         dashboard_command, ["--runs", str(tmp_path / "r.sqlite"), "--port", "0", "--no-open"]
     )
@@ -104,13 +38,13 @@ def test_dashboard_command_serves_the_given_store(tmp_path: Path, monkeypatch: p
 def test_mlflow_needs_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "mlflow", None)
     with pytest.raises(InputError, match="pip install mlflow"):
-        log_to_mlflow(json.loads(GOOD.read_text()))
+        log_to_mlflow(load_report(MRL))
 
 
 def test_mlflow_gets_metrics_params_and_report(monkeypatch: pytest.MonkeyPatch) -> None:
     logged: dict = {}
 
-    class FakeRun:
+    class RecordingRun:
         info = types.SimpleNamespace(run_id="mlflow-123")
 
         def __enter__(self):
@@ -119,23 +53,26 @@ def test_mlflow_gets_metrics_params_and_report(monkeypatch: pytest.MonkeyPatch) 
         def __exit__(self, *exc: object) -> None:
             return None
 
-    fake = types.ModuleType("mlflow")
-    fake.start_run = lambda run_name=None: logged.setdefault("run", run_name) and FakeRun()
-    fake.log_params = lambda params: logged.setdefault("params", params)
-    fake.log_metrics = lambda metrics: logged.setdefault("metrics", metrics)
-    fake.log_dict = lambda data, path: logged.setdefault("artifact", path)
-    monkeypatch.setitem(sys.modules, "mlflow", fake)
-    assert log_to_mlflow(json.loads(GOOD.read_text())) == "mlflow-123"
-    assert logged["run"] == "20261126T093015-3fa9c1"
-    assert logged["params"]["target"] == "cpu-x86-avx2"
-    assert logged["metrics"]["task.1nn_acc_at_8.compiled"] == 62.0
-    assert logged["metrics"]["speedup_batch_32"] > 1
-    assert logged["artifact"] == "edgeq/report.json"
-
-
-def test_the_edgeq_command_exits_3_on_a_failed_gate() -> None:
-    from edgeq.cli import main
-
-    with pytest.raises(SystemExit) as exit_info:
-        main(["report", str(GOOD), "--min-speedup", "100"])
-    assert exit_info.value.code == 3
+    recorder = types.ModuleType("mlflow")
+    recorder.start_run = lambda run_name=None: logged.setdefault("run", run_name) and RecordingRun()
+    recorder.log_params = lambda params: logged.setdefault("params", params)
+    recorder.log_metrics = lambda metrics: logged.setdefault("metrics", metrics)
+    recorder.log_dict = lambda data, path: logged.setdefault("artifact", (path, data))
+    monkeypatch.setitem(sys.modules, "mlflow", recorder)
+    report = load_report(MRL)
+    assert log_to_mlflow(report) == "mlflow-123"
+    assert logged["run"] == report.run_id
+    assert logged["params"] == {
+        "model": "mrl_encoder/model",
+        "target": "cpu-x86-avx2",
+        "decision": report.decision.chosen,
+        "edgeq_run_id": report.run_id,
+    }
+    metrics = logged["metrics"]
+    first = report.task.metrics[0]
+    name = first.name.replace("@", "_at_")
+    assert metrics[f"task.{name}.compiled"] == first.compiled and metrics[f"task.{name}.fp32"] == first.fp32
+    assert metrics["speedup_batch_32"] == report.speedup(32)
+    assert metrics["slowest_speedup"] == report.slowest_speedup
+    assert metrics["speedup_b1"] == report.speedup(1)
+    assert logged["artifact"] == ("edgeq/report.json", report.to_dict())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import inspect
 import json
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,17 +13,28 @@ from pathlib import Path
 import pytest
 
 from edgeq.dashboard.server import DashboardServer, create_server, pareto_flags
+from edgeq.report.schema import load_report
 from edgeq.store.runs import RunStore
+from tests.typed_reports import rerun
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"
-RUN1 = "20261126T093015-3fa9c1"
+RUN1 = load_report(FIXTURES / "v1_mrl_cpu.json").run_id
+SLOWER = load_report(FIXTURES / "v1_mrl_int4.json").run_id
+GATED = load_report(FIXTURES / "v1_binary_ae_gates.json")
+FASTER = rerun(load_report(FIXTURES / "v1_tsp_cpu.json"), "20261202T080000-fa57e1", 0.1, 0.01, 0.0)
+
+
+def record_fixtures(store: RunStore, folder: Path) -> None:
+    """The real reports, plus a tsp run ten times faster and less faithful: a second Pareto point."""
+    for path in sorted(FIXTURES.glob("*.json")):
+        store.record(load_report(path), folder / path.stem)
+    store.record(FASTER)
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[DashboardServer]:
     store = RunStore(tmp_path / "runs.sqlite")
-    for path in sorted(FIXTURES.glob("*.json")):
-        store.record(json.loads(path.read_text()), tmp_path / path.stem)
+    record_fixtures(store, tmp_path)
     running = create_server(store, port=0)
     thread = threading.Thread(target=running.serve_forever, daemon=True)
     thread.start()
@@ -50,26 +62,36 @@ def test_dashboard_page_lists_runs_and_charts(server: DashboardServer) -> None:
     status, headers, page = fetch(server, "/")
     assert status == 200 and headers["Content-Type"].startswith("text/html")
     assert "script-src 'sha256-" in headers["Content-Security-Policy"]
-    assert page.count("<tr") == 1 + 4
-    assert 'id="regressions"' in page and "20261128T070102-ab12cd" in page
-    assert page.count("<svg") == 3 + 2
+    assert page.count("<tr") == 1 + 7
+    assert 'id="regressions"' in page and f"{SLOWER}</a> vs" in page and "speedup 4.28× → 3.21×" in page
+    assert page.count("<svg") == 3 + 2  # latency history of the 3 timed model/targets, 2 trade-offs
     assert 'class="run-point front"' in page and "pareto-front" in page
 
 
+def test_runs_table_shows_decision_slowest_speedup_and_the_gates_verdict(server: DashboardServer) -> None:
+    _, _, page = fetch(server, "/")
+    row = next(r for r in page.split("<tr")[1:] if GATED.run_id in r)
+    assert f"<td>{GATED.decision.chosen}</td>" in row
+    assert f"{GATED.slowest_speedup:.2f}×" in row
+    assert '<span class="badge pass">pass</span>' in row
+    ungated = next(r for r in page.split("<tr")[1:] if RUN1 in r)
+    assert "no gates" in ungated
+
+
 def test_dashboard_filters_by_query(server: DashboardServer) -> None:
-    _, _, page = fetch(server, "/?model=binary_ae")
-    assert page.count("<tr") == 1 + 1
+    _, _, page = fetch(server, "/?model=binary_ae%2Fmodel")
+    assert page.count("<tr") == 1 + 2
     _, _, page = fetch(server, "/?target=%3Cscript%3E")
     assert page.count("<tr") == 1
     assert "<script>" not in page.replace("<script>const box", "")
 
 
 def test_api_runs_is_json_and_filterable(server: DashboardServer) -> None:
-    status, headers, body = fetch(server, "/api/runs?target=jetson-orin-trt")
+    status, headers, body = fetch(server, "/api/runs?target=gpu-tensorrt")
     assert status == 200 and headers["Content-Type"] == "application/json"
     (run,) = json.loads(body)
-    assert run["model"] == "mrl_encoder" and run["speedup_b1"] > 2
-    assert len(json.loads(fetch(server, "/api/runs")[2])) == 4
+    assert run["model"] == "mrl_encoder/model" and run["speedup_b1"] is None and run["speedups"] == {}
+    assert len(json.loads(fetch(server, "/api/runs")[2])) == 7
 
 
 def test_stored_report_is_served_from_file_or_rendered(server: DashboardServer) -> None:
@@ -80,6 +102,18 @@ def test_stored_report_is_served_from_file_or_rendered(server: DashboardServer) 
     html_path.parent.mkdir(parents=True)
     html_path.write_text("<p>the compile's own page</p>")
     assert fetch(server, f"/runs/{RUN1}/report.html")[2] == "<p>the compile's own page</p>"
+
+
+def test_a_stored_report_that_no_longer_reads_is_one_line_not_a_crash(server: DashboardServer) -> None:
+    with sqlite3.connect(server.store.path) as connection:
+        connection.execute(
+            'UPDATE runs SET report_json = replace(report_json, \'"passed": true\', \'"passed": "yes"\')'
+            " WHERE run_id = ?",
+            (GATED.run_id,),
+        )
+    status, _, body = fetch(server, f"/runs/{GATED.run_id}/report.html")
+    assert status == 422 and "report.gates[0].passed must be a bool" in body
+    assert fetch(server, "/")[0] == 200
 
 
 @pytest.mark.parametrize(

@@ -1,1 +1,1 @@
-"""Runs store, dashboard web page and the `report`/`dashboard` commands."""
+"""The runs dashboard (a local web page over the runs store), its command and the MLflow hook."""

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from edgeq.report import headline as hl
+from edgeq.errors import InputError
 from edgeq.report.charts import (
     COMPILED_COLOR,
     FP32_COLOR,
@@ -25,8 +25,8 @@ from edgeq.report.charts import (
     line_chart,
     scatter_chart,
 )
-from edgeq.report.html import html_page, render_html
-from edgeq.report.markup import Safe, el, fmt
+from edgeq.report.html import html_page, render_html, verdict_badge
+from edgeq.report.markup import Safe, el, fmt, fmt_times
 from edgeq.store.runs import RUN_ID_PATTERN, Regression, RunStore, RunSummary
 
 DEFAULT_HOST = "127.0.0.1"
@@ -79,7 +79,8 @@ class _DashboardHandler(BaseHTTPRequestHandler):
             runs = [run.to_dict() for run in self.server.store.list_runs(**query)]
             self._send(HTTPStatus.OK, json.dumps(runs).encode(), "application/json")
         elif match and (page := _stored_report(self.server.store, match)) is not None:
-            self._send(HTTPStatus.OK, page, "text/html; charset=utf-8", _REPORT_POLICY)
+            status = HTTPStatus.OK if page.startswith(b"<!DOCTYPE") else HTTPStatus.UNPROCESSABLE_ENTITY
+            self._send(status, page, "text/html; charset=utf-8", _REPORT_POLICY)
         else:
             self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
 
@@ -105,13 +106,17 @@ def _match_report(path: str) -> str | None:
 
 
 def _stored_report(store: RunStore, run_id: str) -> bytes | None:
-    """The run's report.html as written by the compile, or rendered again from the stored JSON."""
+    """The run's report.html as written by the compile, or rendered again from the stored report
+    (a stored report that no longer reads as one: the reason, as text)."""
     summary = store.summary(run_id)
     if summary is None:
         return None
     if summary.html_path and Path(summary.html_path).is_file():
         return Path(summary.html_path).read_bytes()
-    return render_html(store.get(run_id) or {}).encode()
+    try:
+        return render_html(store.get(run_id)).encode()
+    except InputError as error:
+        return f"stored report of run {run_id} cannot be read: {error}\n".encode()
 
 
 def render_dashboard(
@@ -202,10 +207,13 @@ def _runs_section(
         "model",
         "target",
         "recipe",
+        "decision",
         "speedup b1",
+        "slowest speedup",
         "worst cosine",
         "task drop",
         "size ratio",
+        "gates",
         "status",
     ]
     rows = [_run_row(run, flagged.get(run.run_id)) for run in reversed(runs)]
@@ -227,10 +235,13 @@ def _run_row(run: RunSummary, regression: Regression | None) -> Safe:
         el("td", el("a", run.model, href="/?" + urlencode({"model": run.model}))),
         el("td", el("a", run.target, href="/?" + urlencode({"target": run.target}))),
         el("td", run.recipe_hash or "—"),
-        el("td", "—" if run.speedup_b1 is None else f"{run.speedup_b1:.2f}×", class_="num"),
+        el("td", run.decision or "—"),
+        el("td", fmt_times(run.speedup_b1), class_="num"),
+        el("td", fmt_times(run.slowest_speedup), class_="num"),
         el("td", fmt(run.worst_cosine, 4), class_="num"),
         el("td", fmt(run.task_drop, 2), class_="num"),
-        el("td", "—" if run.size_ratio is None else f"{run.size_ratio:.2f}×", class_="num"),
+        el("td", fmt_times(run.size_ratio), class_="num"),
+        el("td", verdict_badge(run.gates_verdict)),
         el("td", status),
     ]
     return el("tr", cells, class_="regressed" if regression else None)
@@ -241,10 +252,14 @@ def _history_section(store: RunStore, runs: list[RunSummary]) -> Safe | None:
     pairs = list(dict.fromkeys((run.model, run.target) for run in runs))
     charts = []
     for model, target in pairs:
-        reports = store.history(model, target)
-        labels = [hl.text(r.get("created"))[5:16].replace("T", " ") for r in reports]
+        try:
+            reports = store.history(model, target)
+        except InputError:
+            continue  # a stored report that no longer reads; its run is still listed
+        labels = [r.created[5:16].replace("T", " ") for r in reports]
+        headlines = [r.headline_latency for r in reports]
         series = [
-            Series(f"{side} p50", [hl.p50_at_batch_one(r, side) for r in reports], color)
+            Series(f"{side} p50", [getattr(e, side).p50_ms if e else None for e in headlines], color)
             for side, color in (("fp32", FP32_COLOR), ("compiled", COMPILED_COLOR))
         ]
         if any(v is not None for s in series for v in s.values):

@@ -1,1 +1,2 @@
-"""Reports are the product: the JSON schema, its terminal summary and its HTML page."""
+"""Reports are the product: the typed report and its JSON schema, the one gate evaluator, and its
+views (terminal summary, HTML page, `edgeq report`)."""

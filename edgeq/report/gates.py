@@ -1,21 +1,45 @@
-"""The one gate evaluator: `edgeq compile` and `edgeq report` mean the same thing by each gate.
+"""The one gate evaluator: `edgeq compile`, `edgeq report` and `edgeq build-engine` mean the same thing.
 
 - `max_drop`: the worst drop of the task's primary metrics (needs a task evaluator) must be <= limit;
 - `min_speedup`: the *slowest* speedup over the target's batch sizes must be >= limit;
 - `min_cosine`: the worst output cosine against fp32 must be >= limit.
-A value that was not measured (no task, latency not measured on the target) fails its gate.
+A value that was not measured (no task, latency not measured on the target) fails its gate, and so
+does a NaN. A report read from a file keeps only its gates' names and limits: values and verdicts
+are recomputed here, never trusted from the file.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from edgeq.errors import InputError
 from edgeq.recipe import Gates
-from edgeq.report.schema import Gate, Report
+
+if TYPE_CHECKING:  # the report holds gates; this module only reads a report's values
+    from edgeq.report.schema import Report
+
+MEANING = {
+    "max_drop": "worst primary task drop <= limit",
+    "min_speedup": "slowest speedup over the batch sizes >= limit",
+    "min_cosine": "worst output cosine vs fp32 >= limit",
+}
+
+
+@dataclass
+class Gate:
+    """One gate: `value` against `limit`; `passed` is recomputed on read, never trusted from a file."""
+
+    name: str
+    limit: float
+    value: float | None
+    passed: bool
 
 
 def gate_value(report: Report, name: str) -> float | None:
     """The measured value a gate reads, or None when the report does not have it."""
     if name == "max_drop":
-        return report.task.worst_primary_drop if report.task is not None else None
+        return report.task_drop
     if name == "min_speedup":
         return report.slowest_speedup
     if name == "min_cosine":
@@ -23,13 +47,41 @@ def gate_value(report: Report, name: str) -> float | None:
     raise ValueError(f"unknown gate {name!r}")
 
 
+def check(name: str, limit: float, value: float | None) -> Gate:
+    """`value` against `limit` under gate `name`'s rule; None and NaN fail."""
+    holds = value is not None and (value <= limit if name == "max_drop" else value >= limit)
+    return Gate(name, limit, value, holds)
+
+
 def evaluate_gates(report: Report, limits: Gates) -> list[Gate]:
     """Each set limit checked against the report's own values."""
-    gates = []
-    for name, limit in vars(limits).items():
-        if limit is None:
-            continue
-        value = gate_value(report, name)
-        holds = value is not None and (value <= limit if name == "max_drop" else value >= limit)
-        gates.append(Gate(name, limit, value, holds))
-    return gates
+    return [
+        check(name, limit, gate_value(report, name))
+        for name, limit in vars(limits).items()
+        if limit is not None
+    ]
+
+
+def recheck_gates(report: Report) -> list[Gate]:
+    """The report's gates evaluated again from their limits; refuses unknown, repeated or odd limits."""
+    names = [gate.name for gate in report.gates]
+    for index, name in enumerate(names):
+        if name not in MEANING:
+            raise InputError(
+                f"report.gates[{index}].name: unknown gate {name!r}; known: {', '.join(MEANING)}"
+            )
+        if name in names[:index]:
+            raise InputError(f"report.gates[{index}].name: gate {name!r} appears twice")
+    try:
+        limits = Gates(**{gate.name: gate.limit for gate in report.gates})
+    except ValueError as exc:
+        raise InputError(f"report.gates: {exc}") from None
+    return evaluate_gates(report, limits)
+
+
+def verdict(gates: list[Gate]) -> str | None:
+    """One line for a run's gates, the same in the terminal, the HTML page and the dashboard."""
+    if not gates:
+        return None
+    failed = [gate.name for gate in gates if not gate.passed]
+    return f"FAIL: {', '.join(failed)}" if failed else "pass"

@@ -1,17 +1,18 @@
-"""report.json as one self-contained HTML page: inline CSS and SVG, no script, nothing fetched.
+"""The typed report as one self-contained HTML page: inline CSS and SVG, no script, nothing fetched.
 
 Every string taken from the report goes through `markup.el`, which escapes it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from edgeq.report import headline as hl
+from edgeq.measure.fidelity import OutputFidelity
+from edgeq.measure.tasks import TaskMetric, TaskResult
 from edgeq.report.charts import (
     COMPILED_COLOR,
     FP32_COLOR,
@@ -22,9 +23,10 @@ from edgeq.report.charts import (
     latency_distribution,
     line_chart,
 )
-from edgeq.report.headline import as_dict, as_list, as_number, text
-from edgeq.report.markup import Child, Safe, el, fmt, fmt_bytes, table
+from edgeq.report.gates import MEANING, verdict
+from edgeq.report.markup import Child, Safe, el, fmt, fmt_bytes, fmt_times, table
 from edgeq.report.schema import Report
+from edgeq.runtime.timing import LatencyStats
 
 _STYLE = Safe((Path(__file__).with_name("report.css")).read_text(encoding="utf-8"))
 _NESTED_DIM = re.compile(r"^(?P<metric>.+)@(?P<dim>\d+)$")
@@ -47,10 +49,9 @@ def html_page(title: str, *body: Child, script: Safe | None = None) -> str:
     )
 
 
-def render_html(report: dict) -> str:
+def render_html(report: Report) -> str:
     """The run's report page: headline first, then each measured section that is present."""
-    report = as_dict(report)
-    title = f"edgeq report · {hl.model_name(report)} on {hl.target_name(report)}"
+    title = f"edgeq report · {report.model.name} on {report.target.name}"
     return html_page(title, _header(report), *(section(report) for section in _SECTIONS))
 
 
@@ -58,8 +59,15 @@ def write_html(report: Report, path: Path) -> Path:
     """Write the page next to report.json (or wherever asked) and return where it went."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(report.to_dict()), encoding="utf-8")
+    path.write_text(render_html(report), encoding="utf-8")
     return path
+
+
+def verdict_badge(text: str | None) -> Safe:
+    """A gates verdict (`edgeq.report.gates.verdict`) as the badge the report and the dashboard show."""
+    if text is None:
+        return el("span", "no gates", class_="sub")
+    return el("span", text, class_="badge pass" if text == "pass" else "badge fail")
 
 
 def _section(anchor: str, title: str, *content: Child) -> Safe:
@@ -92,238 +100,234 @@ def _card(label: str, value: str, note: str = "") -> Safe:
     )
 
 
-def _times(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}×"
-
-
-def _header(report: dict) -> Safe:
-    model, target = as_dict(report.get("model")), as_dict(report.get("target"))
+def _header(report: Report) -> Safe:
     subtitle = " · ".join(
-        part
-        for part in (
-            f"run {text(report.get('run_id'))}" if report.get("run_id") else "",
-            text(report.get("created")),
-            f"runtime {text(target.get('runtime'))}" if target.get("runtime") else "",
-            f"edgeq {text(report.get('edgeq_version'))}" if report.get("edgeq_version") else "",
+        (
+            f"run {report.run_id}",
+            report.created,
+            f"runtime {report.target.runtime}",
+            f"edgeq {report.edgeq_version}",
         )
-        if part
     )
     return el(
         "header",
-        el("h1", f"{hl.model_name(report)} → {hl.target_name(report)}"),
+        el("h1", f"{report.model.name} → {report.target.name}"),
         el("p", subtitle, class_="sub"),
-        el("p", f"{text(model.get('path'))}  sha256 {text(model.get('sha256'), '—')}", class_="sub"),
+        el("p", f"{report.model.path or ''}  sha256 {report.model.sha256}", class_="sub"),
         class_="page",
     )
 
 
-def _overview(report: dict) -> Safe:
-    speedups = [
-        f"{_times(as_number(row.get('speedup')))} at batch {fmt(row.get('batch'))}"
-        for row in hl.latency_rows(report)
-    ]
-    ratio = hl.size_ratio(report)
-    worst = hl.worst_output(report)
-    task = hl.task_metrics(report)
-    decision = as_dict(report.get("decision"))
+def _overview(report: Report) -> Safe:
+    entries = sorted(report.latency, key=lambda e: e.batch)
+    headline = report.headline_latency
+    worst = report.worst_output
+    decision = report.decision
     cards = [
-        _card("speedup vs fp32", _times(hl.headline_speedup(report)), " · ".join(speedups)),
+        _card(
+            "speedup vs fp32",
+            fmt_times(headline.speedup if headline else None),
+            " · ".join(f"{fmt_times(e.speedup)} at batch {e.batch}" for e in entries)
+            or report.latency_status
+            or "not measured",
+        ),
         _card(
             "size",
-            _times(ratio),
-            ""
-            if ratio is None
-            else f"{(1 - ratio) * 100:.0f}% smaller"
-            f" · {fmt_bytes(as_dict(report.get('model')).get('bytes'))} → "
-            f"{fmt_bytes(as_dict(report.get('artifact')).get('bytes'))}",
+            fmt_times(report.size_ratio),
+            f"{(1 - report.size_ratio) * 100:.0f}% smaller · {fmt_bytes(report.model.bytes)} → "
+            f"{fmt_bytes(report.artifact.bytes)}",
         ),
         _card(
             "worst fidelity",
-            fmt(hl.worst_cosine(report), 4),
-            f"cosine of output {text(worst.get('name'))}" if worst else "not measured",
+            fmt(report.worst_cosine, 4),
+            f"cosine of output {worst.name}" if worst else "not measured",
         ),
         _card(
             "task drop",
-            fmt(hl.task_drop(report), 2),
-            f"worst primary metric, {text(task.get('task'))}" if task else "no task metric",
+            fmt(report.task_drop, 2),
+            f"worst primary metric, {report.task.task}" if report.task else "no task metric",
         ),
-        _card("decision", text(decision.get("chosen"), "—"), text(decision.get("reason"))),
+        _card("decision", decision.chosen, decision.reason),
     ]
-    return _section("overview", "Overview", el("div", cards, class_="cards"), _gates(report))
+    pending = (
+        el("details", el("summary", f"engine: {decision.engine}"), el("pre", decision.finish_later))
+        if decision.engine_pending
+        else None
+    )
+    return _section("overview", "Overview", el("div", cards, class_="cards"), pending, _gates(report))
 
 
-def _gates(report: dict) -> Safe | None:
-    gates = [gate for gate in as_list(report.get("gates")) if isinstance(gate, dict)]
-    if not gates:
+def _gates(report: Report) -> Safe | None:
+    if not report.gates:
         return None
     rows = [
         [
-            text(g.get("name")),
-            fmt(g.get("limit"), 4),
-            fmt(g.get("value"), 4),
-            el("span", "pass", class_="badge pass")
-            if g.get("passed")
-            else el("span", "FAIL", class_="badge fail"),
+            g.name,
+            MEANING[g.name],
+            fmt(g.limit, 4),
+            fmt(g.value, 4) if g.value is not None else "not measured",
+            verdict_badge("pass" if g.passed else "FAIL"),
         ]
-        for g in gates
+        for g in report.gates
     ]
-    return el("div", el("h3", "Gates"), table(["gate", "limit", "value", "result"], rows))
-
-
-def _distribution(name: str, color: str, side: object) -> Distribution:
-    side = as_dict(side)
-    samples = [v for v in (as_number(s) for s in as_list(side.get("samples_ms"))) if v is not None]
-    return Distribution(
-        name,
-        color,
-        samples,
-        as_number(side.get("p50_ms")),
-        as_number(side.get("p90_ms")),
-        as_number(side.get("p99_ms")),
+    return el(
+        "div",
+        el("h3", "Gates ", verdict_badge(verdict(report.gates))),
+        table(["gate", "means", "limit", "value", "result"], rows),
     )
 
 
-def _latency(report: dict) -> Safe | None:
-    rows = hl.latency_rows(report)
-    if not rows:
-        return None
+def _distribution(name: str, color: str, stats: LatencyStats) -> Distribution:
+    return Distribution(name, color, stats.samples_ms, stats.p50_ms, stats.p90_ms, stats.p99_ms)
+
+
+def _latency(report: Report) -> Safe | None:
+    entries = sorted(report.latency, key=lambda e: e.batch)
+    if not entries:
+        if report.latency_status is None:
+            return None
+        return _section("latency", "Latency", el("p", report.latency_status, class_="sub"))
     charts = [
         latency_distribution(
-            f"batch {fmt(row.get('batch'))} · {fmt(row.get('threads'))} threads · "
-            f"speedup {_times(as_number(row.get('speedup')))}",
+            f"batch {e.batch} · {e.threads} threads · speedup {fmt_times(e.speedup)}",
             [
-                _distribution("fp32", FP32_COLOR, row.get("fp32")),
-                _distribution("compiled", COMPILED_COLOR, row.get("compiled")),
+                _distribution("fp32", FP32_COLOR, e.fp32),
+                _distribution("compiled", COMPILED_COLOR, e.compiled),
             ],
         )
-        for row in rows
+        for e in entries
     ]
-    table_rows = []
-    for row in rows:
-        fp32, compiled = as_dict(row.get("fp32")), as_dict(row.get("compiled"))
-        table_rows.append(
-            [
-                fmt(row.get("batch")),
-                fmt(row.get("threads")),
-                fmt(row.get("rounds")),
-                *(
-                    fmt(side.get(key), 3)
-                    for side in (fp32, compiled)
-                    for key in ("p50_ms", "p90_ms", "p99_ms")
-                ),
-                _times(as_number(row.get("speedup"))),
-            ]
-        )
-    headers = [
-        "batch",
-        "threads",
-        "rounds",
-        "fp32 p50 ms",
-        "fp32 p90 ms",
-        "fp32 p99 ms",
-        "compiled p50 ms",
-        "compiled p90 ms",
-        "compiled p99 ms",
-        "speedup",
+    rows = [
+        [
+            fmt(e.batch),
+            fmt(e.threads),
+            fmt(e.rounds),
+            *(
+                fmt(value, 3)
+                for stats in (e.fp32, e.compiled)
+                for value in (stats.p50_ms, stats.p90_ms, stats.p99_ms)
+            ),
+            fmt_times(e.speedup),
+        ]
+        for e in entries
     ]
+    headers = ["batch", "threads", "rounds"]
+    headers += [f"{side} {p} ms" for side in ("fp32", "compiled") for p in ("p50", "p90", "p99")]
     return _section(
         "latency",
         "Latency (measured on the artifact, fp32 interleaved)",
         el("div", charts, class_="charts"),
-        table(headers, table_rows),
+        table([*headers, "speedup"], rows),
     )
 
 
-def _size(report: dict) -> Safe | None:
-    model, artifact = as_dict(report.get("model")), as_dict(report.get("artifact"))
-    before, after = as_number(model.get("bytes")), as_number(artifact.get("bytes"))
-    bars = [
-        Bar(label, value / 2**20, fmt_bytes(value), color)
-        for label, value, color in (
-            ("fp32 model", before, FP32_COLOR),
-            ("compiled artifact", after, COMPILED_COLOR),
-        )
-        if value is not None
-    ]
-    if not bars:
+def _candidates(report: Report) -> Safe | None:
+    candidates = report.decision.candidates
+    if not candidates:
         return None
+    batches = sorted({batch for c in candidates for batch in c.speedups})
+    rows = [
+        [
+            c.name + (" (chosen)" if c.name == report.decision.chosen else ""),
+            *(fmt_times(c.speedups.get(batch)) for batch in batches),
+            fmt(c.worst_cosine, 4),
+            fmt(c.task_drop, 2),
+            fmt_times(c.size_ratio),
+            "yes" if c.within_budget else "no",
+            c.problem or "",
+        ]
+        for c in candidates
+    ]
+    headers = ["candidate", *(f"speedup b{batch}" for batch in batches)]
+    headers += ["worst cosine", "task drop", "size", "within budget", "problem"]
+    noise = " · ".join(f"batch {b}: ±{v * 100:.1f}%" for b, v in sorted(report.decision.timing_noise.items()))
+    return _section(
+        "candidates",
+        "Candidates compared",
+        el("p", f"timing noise {noise}", class_="sub") if noise else None,
+        table(headers, rows),
+    )
+
+
+def _size(report: Report) -> Safe:
+    bars = [
+        Bar("fp32 model", report.model.bytes / 2**20, fmt_bytes(report.model.bytes), FP32_COLOR),
+        Bar(
+            "compiled artifact",
+            report.artifact.bytes / 2**20,
+            fmt_bytes(report.artifact.bytes),
+            COMPILED_COLOR,
+        ),
+    ]
     details = _key_values(
         [
-            ("format", text(artifact.get("format"))),
-            ("artifact", text(artifact.get("path"))),
-            ("files", ", ".join(text(f) for f in as_list(artifact.get("files")))),
+            ("format", report.artifact.format),
+            ("artifact", report.artifact.path),
+            ("files", ", ".join(report.artifact.files)),
         ]
     )
     return _section("size", "Size", bar_chart("model size", bars, "MiB, lower is better"), details)
 
 
-def _accuracy(report: dict) -> Safe | None:
-    accuracy = as_dict(report.get("accuracy"))
-    outputs = [out for out in as_list(accuracy.get("outputs")) if isinstance(out, dict)]
-    task = hl.task_metrics(report)
-    if not outputs and not task:
-        return None
-    output_rows = [
+def _output_table(outputs: list[OutputFidelity]) -> Safe:
+    rows = [
         [
-            text(o.get("name")),
-            fmt(o.get("cosine"), 4),
-            fmt(o.get("rel_l2"), 4),
-            fmt(o.get("sqnr_db"), 1),
-            fmt(o.get("max_abs"), 4),
-            fmt(o.get("agreement"), 4),
+            o.name,
+            fmt(o.cosine, 4),
+            fmt(o.rel_l2, 4),
+            fmt(o.sqnr_db, 1),
+            fmt(o.max_abs, 4),
+            fmt(o.agreement, 4),
         ]
         for o in outputs
     ]
+    return table(["output", "cosine", "rel L2", "SQNR dB", "max |Δ|", "agreement"], rows)
+
+
+def _accuracy(report: Report) -> Safe:
     return _section(
         "accuracy",
         "Fidelity and task quality",
-        el("p", f"{fmt(accuracy.get('samples'))} samples compared, fp32 vs compiled.", class_="sub"),
-        table(["output", "cosine", "rel L2", "SQNR dB", "max |Δ|", "agreement"], output_rows)
-        if outputs
-        else None,
-        _task(task) if task else el("p", "No task metric was measured for this model.", class_="sub"),
+        el("p", f"{report.accuracy.samples} samples compared, fp32 vs compiled.", class_="sub"),
+        _output_table(report.outputs) if report.outputs else None,
+        _task(report.task)
+        if report.task
+        else el("p", "No task metric was measured for this model.", class_="sub"),
     )
 
 
-def _task(task: dict) -> Safe:
-    primary = {text(name) for name in as_list(task.get("primary"))}
-    metrics = [m for m in as_list(task.get("metrics")) if isinstance(m, dict)]
+def _task(task: TaskResult) -> Safe:
     rows = [
         [
-            text(m.get("name")) + (" ★" if text(m.get("name")) in primary else ""),
-            fmt(m.get("fp32"), 2),
-            fmt(m.get("compiled"), 2),
-            fmt(m.get("drop"), 2),
-            text(m.get("unit")),
-            "higher" if m.get("higher_is_better", True) else "lower",
+            m.name + (" ★" if m.name in task.primary else ""),
+            fmt(m.fp32, 2),
+            fmt(m.compiled, 2),
+            fmt(m.drop, 2),
+            m.unit,
+            "higher" if m.higher_is_better else "lower",
         ]
-        for m in metrics
+        for m in task.metrics
     ]
-    details = as_dict(task.get("details"))
     return el(
         "div",
-        el(
-            "h3",
-            f"Task: {text(task.get('task'), 'unnamed')} · worst primary drop "
-            f"{fmt(task.get('worst_primary_drop'), 2)} (★ primary)",
-        ),
+        el("h3", f"Task: {task.task} · worst primary drop {fmt(task.worst_primary_drop, 2)} (★ primary)"),
         table(["metric", "fp32", "compiled", "drop", "unit", "better"], rows),
-        el("div", _nested_dim_charts(metrics), class_="charts"),
+        el("div", _nested_dim_charts(task.metrics), class_="charts"),
         el(
             "details",
             el("summary", "task details"),
-            el("pre", json.dumps(details, indent=2, default=str)),
+            el("pre", json.dumps(task.details, indent=2, default=str)),
         )
-        if details
+        if task.details
         else None,
     )
 
 
-def _nested_dim_charts(metrics: list[dict]) -> list[Safe]:
+def _nested_dim_charts(metrics: list[TaskMetric]) -> list[Safe]:
     """For MRL metrics named `<metric>@<dim>`: quality vs nested embedding dim, fp32 vs compiled."""
-    by_metric: dict[str, list[tuple[int, dict]]] = {}
+    by_metric: dict[str, list[tuple[int, TaskMetric]]] = {}
     for metric in metrics:
-        match = _NESTED_DIM.match(text(metric.get("name")))
+        match = _NESTED_DIM.match(metric.name)
         if match:
             by_metric.setdefault(match["metric"], []).append((int(match["dim"]), metric))
     charts = []
@@ -331,10 +335,10 @@ def _nested_dim_charts(metrics: list[dict]) -> list[Safe]:
         if len(points) < 2:
             continue
         points.sort(key=lambda point: point[0])
-        unit = text(points[0][1].get("unit"))
+        unit = points[0][1].unit
         series = [
-            Series(side, [as_number(m.get(side)) for _, m in points], color)
-            for side, color in (("fp32", FP32_COLOR), ("compiled", COMPILED_COLOR))
+            Series("fp32", [m.fp32 for _, m in points], FP32_COLOR),
+            Series("compiled", [m.compiled for _, m in points], COMPILED_COLOR),
         ]
         charts.append(
             line_chart(
@@ -348,168 +352,185 @@ def _nested_dim_charts(metrics: list[dict]) -> list[Safe]:
     return charts
 
 
-def _quantization(report: dict) -> Safe | None:
-    quant = as_dict(report.get("quantization"))
-    if not quant:
-        return None
-    calibration = as_dict(quant.get("calibration"))
-    nodes = [n for n in as_list(quant.get("nodes")) if isinstance(n, dict)]
-    counts = Counter(text(n.get("precision"), "?") for n in nodes)
-    kept = [n for n in nodes if text(n.get("reason"))]
-    layers = [layer for layer in as_list(quant.get("layers")) if isinstance(layer, dict)]
+def _quantization(report: Report) -> Safe:
+    quant = report.quantization
+    calibration = quant.calibration
+    kept = [n for n in quant.nodes if n.reason]
+    qat = quant.qat
     return _section(
         "quantization",
         "Quantization",
         _key_values(
             [
-                ("method", text(quant.get("method"))),
-                ("calibration", " · ".join(f"{k} {_compact(v)}" for k, v in calibration.items())),
-                ("nodes by precision", " · ".join(f"{p}: {c}" for p, c in counts.most_common())),
+                ("method", quant.method),
+                (
+                    "calibration",
+                    f"{calibration.method} · {calibration.samples} samples" if calibration else None,
+                ),
+                ("nodes by precision", " · ".join(f"{p}: {c}" for p, c in quant.counts.items())),
+                ("target problems", "; ".join(quant.target_problems)),
+                ("TensorRT placement", "; ".join(quant.tensorrt_violations or [])),
+                (
+                    "QAT check",
+                    f"{qat.metric}: simulated {fmt(qat.simulated, 2)}, measured {fmt(qat.measured, 2)}, "
+                    f"gap {fmt(qat.gap, 2)} (tolerance {fmt(qat.tolerance, 2)})"
+                    + (" FLAGGED" if qat.flagged else "")
+                    if qat
+                    else None,
+                ),
             ]
         ),
-        el("h3", "Per-layer SQNR, worst first (culprits)") if layers else None,
-        _culprit_table(layers) if layers else None,
+        el("h3", "Per-layer SQNR, worst first (culprits)") if quant.layers else None,
+        table(
+            ["layer", "op", "tensor", "precision", "SQNR in dB", "SQNR dB", "own SQNR dB"],
+            [
+                [
+                    x.name,
+                    x.op_type,
+                    x.tensor,
+                    x.precision,
+                    fmt(x.sqnr_in_db, 1),
+                    fmt(x.sqnr_db, 1),
+                    fmt(x.own_sqnr_db, 1),
+                ]
+                for x in quant.layers
+            ],
+        )
+        if quant.layers
+        else None,
         el("h3", "Nodes with a precision decision") if kept else None,
         table(["node", "op", "precision", "reason"], _node_rows(kept)) if kept else None,
         el(
             "details",
-            el("summary", f"all {len(nodes)} nodes"),
-            table(["node", "op", "precision", "reason"], _node_rows(nodes)),
+            el("summary", f"all {len(quant.nodes)} nodes"),
+            table(["node", "op", "precision", "reason"], _node_rows(quant.nodes)),
         )
-        if nodes
+        if quant.nodes
         else None,
     )
 
 
-_LAYER_COLUMNS = (
-    ("name", "layer"),
-    ("op_type", "op"),
-    ("tensor", "tensor"),
-    ("sqnr_in_db", "SQNR in dB"),
-    ("sqnr_db", "SQNR dB"),
-    ("own_sqnr_db", "own SQNR dB"),
-    ("sqnr_drop_db", "SQNR drop dB"),
-    ("precision", "precision"),
-)
+def _node_rows(nodes: list) -> list[list[Child]]:
+    return [[n.name, n.op_type, n.precision, n.reason] for n in nodes]
 
 
-def _culprit_table(layers: list[dict]) -> Safe:
-    """Per-layer noise, in the report's order (worst first); only columns some layer reports."""
-    columns = [(key, title) for key, title in _LAYER_COLUMNS if any(key in x for x in layers)]
-    rows = [
-        [fmt(x.get(key), 1) if key.endswith("_db") else text(x.get(key)) for key, _ in columns]
-        for x in layers
-    ]
-    return table([title for _, title in columns], rows)
-
-
-def _node_rows(nodes: list[dict]) -> list[list[Child]]:
-    return [
-        [
-            text(n.get("name")),
-            text(n.get("op_type")),
-            text(n.get("precision")),
-            text(n.get("reason")),
-        ]
-        for n in nodes
-    ]
-
-
-def _precision_plan(report: dict) -> Safe | None:
-    plan = as_dict(report.get("precision_plan"))
-    if not plan:
+def _precision_plan(report: Report) -> Safe | None:
+    plan = report.precision_plan
+    if plan is None:
         return None
-    comparison = [c for c in as_list(plan.get("comparison")) if isinstance(c, dict)]
-    layers = [layer for layer in as_list(plan.get("layers")) if isinstance(layer, dict)]
+    comparison = [
+        [c.plan, fmt_times(c.size_ratio), fmt_times(c.speedup), fmt(c.task_drop, 2), fmt(c.worst_cosine, 4)]
+        for c in plan.comparison
+    ]
+    layers = [
+        [
+            g.name,
+            g.op_type,
+            fmt(g.params),
+            plan.precisions.get(g.name, "—"),
+            *(fmt(g.sensitivity.get(p), 3) for p in ("int4", "int8")),
+        ]
+        for g in plan.layers
+    ]
     return _section(
         "precision-plan",
         "Precision plan",
-        table(
-            ["plan", "size ratio", "speedup", "task drop"],
-            [
-                [
-                    text(c.get("plan")),
-                    _times(as_number(c.get("size_ratio"))),
-                    _times(as_number(c.get("speedup"))),
-                    fmt(c.get("task_drop"), 2),
-                ]
-                for c in comparison
-            ],
-        )
+        el("p", f"weights {fmt_bytes(plan.weight_bytes)} as planned", class_="sub"),
+        table(["plan", "size ratio", "slowest speedup", "task drop", "worst cosine"], comparison)
         if comparison
         else None,
-        table(
-            ["layer", "precision"],
-            [[text(x.get("name")), text(x.get("precision"))] for x in layers],
-        )
+        table(["layer", "op", "params", "precision", "int4 damage", "int8 damage"], layers)
         if layers
         else None,
     )
 
 
-def _pruning(report: dict) -> Safe | None:
-    pruning = as_dict(report.get("pruning"))
-    if not pruning:
-        return None
-    totals = [
-        [
-            label,
-            fmt(pruning.get(f"{key}_before")),
-            fmt(pruning.get(f"{key}_after")),
-            _ratio(pruning.get(f"{key}_after"), pruning.get(f"{key}_before")),
-        ]
-        for label, key in (("parameters", "params"), ("FLOPs", "flops"))
+def _sensitivity(report: Report) -> Safe | None:
+    if not report.sensitivity or report.precision_plan is not None:
+        return None  # a precision plan lists the same groups with their damage
+    rows = [
+        [g.name, g.op_type, fmt(g.params), *(fmt(g.sensitivity.get(p), 3) for p in ("int4", "int8"))]
+        for g in report.sensitivity
     ]
-    layers = [layer for layer in as_list(pruning.get("layers")) if isinstance(layer, dict)]
-    before, after = as_dict(pruning.get("task_before")), as_dict(pruning.get("task_after"))
+    return _section(
+        "sensitivity",
+        "Per-layer sensitivity (one layer quantized at a time)",
+        table(["layer", "op", "params", "int4 damage", "int8 damage"], rows),
+    )
+
+
+def _pruning(report: Report) -> Safe | None:
+    pruning = report.pruning
+    if pruning is None:
+        return None
+    summary = pruning.summary
+    totals = [
+        [label, fmt(before), fmt(after), f"{after / before * 100:.1f}%" if before else "—"]
+        for label, before, after in (
+            ("parameters", summary.parameters_before, summary.parameters_after),
+            ("FLOPs", summary.flops_before, summary.flops_after),
+        )
+    ]
+    layers = [
+        [
+            x.node,
+            x.op_type,
+            fmt(x.channels_before),
+            fmt(x.channels_after),
+            fmt(x.parameters_before),
+            fmt(x.parameters_after),
+            x.note,
+        ]
+        for x in summary.layers
+        if x.channels_after != x.channels_before or x.note
+    ]
+    task = pruning.accuracy.task
     return _section(
         "pruning",
         "Pruning",
-        _key_values([("method", text(pruning.get("method"))), ("threshold", pruning.get("threshold"))]),
+        _key_values(
+            [
+                ("method", pruning.method),
+                ("threshold", summary.threshold),
+                ("max ratio", summary.max_ratio),
+                ("passes", summary.passes),
+                ("channels merged", summary.channels_merged),
+                ("FLOPs not counted for", ", ".join(summary.flops_unknown_layers)),
+            ]
+        ),
         table(["", "before", "after", "kept"], totals),
         table(
-            ["layer", "op", "channels before", "channels after", "params before", "params after"],
-            [
-                [
-                    text(x.get("name")),
-                    text(x.get("op_type")),
-                    fmt(x.get("channels_before")),
-                    fmt(x.get("channels_after")),
-                    fmt(x.get("params_before")),
-                    fmt(x.get("params_after")),
-                ]
-                for x in layers
-            ],
+            ["layer", "op", "channels before", "channels after", "params before", "params after", "note"],
+            layers,
         )
         if layers
-        else None,
+        else el("p", "No layer lost channels.", class_="sub"),
+        el("h3", "Pruned model vs fp32 (before quantization)"),
+        _output_table(pruning.accuracy.outputs) if pruning.accuracy.outputs else None,
         table(
-            ["task metric", "before pruning", "after pruning"],
-            [
-                [text(name), fmt(before.get(name), 2), fmt(after.get(name), 2)]
-                for name in dict.fromkeys([*before, *after])
-            ],
+            ["task metric", "fp32", "pruned", "drop"],
+            [[m.name, fmt(m.fp32, 2), fmt(m.compiled, 2), fmt(m.drop, 2)] for m in task.metrics],
         )
-        if before or after
+        if task
         else None,
     )
 
 
-def _ratio(after: object, before: object) -> str:
-    a, b = as_number(after), as_number(before)
-    return f"{a / b * 100:.1f}%" if a is not None and b else "—"
-
-
-def _stages(report: dict) -> Safe | None:
-    stages = [s for s in as_list(report.get("stages")) if isinstance(s, dict)]
-    bars = [
-        Bar(text(s.get("name")), seconds, f"{seconds:.2f} s", FP32_COLOR)
-        for s in stages
-        if (seconds := as_number(s.get("seconds"))) is not None
-    ]
-    if not bars:
+def _engine(report: Report) -> Safe | None:
+    if not report.engine:
         return None
-    total = sum(bar.value for bar in bars)
+    return _section(
+        "engine",
+        "TensorRT engine",
+        _key_values([(str(key), value) for key, value in report.engine.items()]),
+    )
+
+
+def _stages(report: Report) -> Safe | None:
+    if not report.stages:
+        return None
+    bars = [Bar(s.name, s.seconds, f"{s.seconds:.2f} s", FP32_COLOR) for s in report.stages]
+    total = sum(s.seconds for s in report.stages)
     return _section(
         "stages",
         f"Stages ({total:.1f} s in all)",
@@ -517,40 +538,32 @@ def _stages(report: dict) -> Safe | None:
     )
 
 
-def _machine(report: dict) -> Safe | None:
-    machine = as_dict(report.get("machine"))
-    if not machine:
-        return None
-    versions = as_dict(machine.get("versions"))
-    flags = ", ".join(text(f) for f in as_list(machine.get("flags")))
-    others = [(text(k), v) for k, v in machine.items() if k not in ("flags", "versions")]
+def _machine(report: Report) -> Safe:
+    machine = report.machine
+    pairs = [(f.name, getattr(machine, f.name)) for f in dataclasses.fields(machine)]
     return _section(
         "machine",
         "Machine",
-        _key_values([*others, ("ISA flags", flags)]),
-        table(["package", "version"], [[text(k), text(v)] for k, v in versions.items()])
-        if versions
+        _key_values([(name, value) for name, value in pairs if name not in ("flags", "versions")]),
+        _key_values([("ISA flags", ", ".join(machine.flags))]),
+        table(["package", "version"], [[k, v or "—"] for k, v in machine.versions.items()])
+        if machine.versions
         else None,
     )
 
 
-def _warnings(report: dict) -> Safe | None:
-    warnings = [w for w in as_list(report.get("warnings")) if isinstance(w, dict)]
-    if not warnings:
+def _warnings(report: Report) -> Safe | None:
+    if not report.warnings:
         return None
     return _section(
         "warnings",
-        f"Warnings ({len(warnings)})",
-        table(
-            ["source", "message", "count"],
-            [[text(w.get("source")), text(w.get("message")), fmt(w.get("count"))] for w in warnings],
-        ),
+        f"Warnings ({len(report.warnings)})",
+        table(["source", "message", "count"], [[w.source, w.message, fmt(w.count)] for w in report.warnings]),
     )
 
 
-def _recipe(report: dict) -> Safe | None:
-    recipe = report.get("recipe")
-    if not recipe:
+def _recipe(report: Report) -> Safe | None:
+    if not report.recipe:
         return None
     return _section(
         "recipe",
@@ -558,19 +571,22 @@ def _recipe(report: dict) -> Safe | None:
         el(
             "details",
             el("summary", "show recipe"),
-            el("pre", json.dumps(recipe, indent=2, sort_keys=True, default=str)),
+            el("pre", json.dumps(report.recipe, indent=2, sort_keys=True, default=str)),
         ),
     )
 
 
-_SECTIONS: tuple[Callable[[dict], Safe | None], ...] = (
+_SECTIONS: tuple[Callable[[Report], Safe | None], ...] = (
     _overview,
     _latency,
+    _candidates,
     _size,
     _accuracy,
     _quantization,
     _precision_plan,
+    _sensitivity,
     _pruning,
+    _engine,
     _stages,
     _machine,
     _warnings,

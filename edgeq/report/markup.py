@@ -51,6 +51,11 @@ def fmt(value: object, digits: int = 3, suffix: str = "") -> str:
     return f"{value:.{digits}f}{suffix}"
 
 
+def fmt_times(value: float | None) -> str:
+    """A ratio to fp32 (speedup, size) as people read it: 1.83×; '—' when it was not measured."""
+    return "—" if value is None else f"{value:.2f}×"
+
+
 def fmt_bytes(value: object) -> str:
     """Bytes as KiB/MiB, which is how people compare model sizes."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 from edgeq.config import from_dict
 from edgeq.errors import InputError
@@ -22,10 +23,13 @@ from edgeq.measure.tasks import TaskResult
 from edgeq.passes.ifm.summary import PruningSummary
 from edgeq.quant.mixed import LayerGroup
 from edgeq.quant.plan import NodeDecision
+from edgeq.report.checks import check_shape, check_values
+from edgeq.report.gates import Gate, recheck_gates
+from edgeq.report.upgrade import upgrade_v1
 from edgeq.runtime.timing import LatencyEntry
 
 SCHEMA = "edgeq.report/2"
-READABLE_SCHEMAS = ("edgeq.report/1", SCHEMA)  # /1: the same sections, before typing; read as /2
+READABLE_SCHEMAS = ("edgeq.report/1", SCHEMA)  # /1: the same sections before typing, upgraded on read
 MAX_REPORT_BYTES = 64 << 20
 
 
@@ -186,16 +190,6 @@ class Machine:
 
 
 @dataclass
-class Gate:
-    """One gate: `value` against `limit`; `passed` is recomputed on read, never trusted from a file."""
-
-    name: str
-    limit: float
-    value: float | None
-    passed: bool
-
-
-@dataclass
 class ReportWarning:
     """Library warnings grouped and counted instead of flooding the terminal."""
 
@@ -242,9 +236,26 @@ class Report:
         return self.accuracy.task
 
     @property
+    def worst_output(self) -> OutputFidelity | None:
+        """The output least like fp32 by cosine; NaN (an output that went NaN) is the worst of all."""
+        measured = [o for o in self.outputs if o.cosine is not None]
+        return min(measured, key=lambda o: -math.inf if math.isnan(o.cosine) else o.cosine, default=None)
+
+    @property
     def worst_cosine(self) -> float | None:
-        values = [o.cosine for o in self.outputs if o.cosine is not None]
-        return min(values) if values else None
+        worst = self.worst_output
+        return worst.cosine if worst else None
+
+    @property
+    def task_drop(self) -> float | None:
+        """The worst drop over the task's primary metrics (what `max_drop` gates); None without a task."""
+        return self.task.worst_primary_drop if self.task is not None else None
+
+    @property
+    def headline_latency(self) -> LatencyEntry | None:
+        """The entry at batch 1 (the edge case), else at the smallest measured batch."""
+        entries = sorted(self.latency, key=lambda e: (e.batch != 1, e.batch))
+        return entries[0] if entries else None
 
     def speedup(self, batch: int | None = None) -> float | None:
         """Median-latency speedup at `batch` (the smallest measured batch when None)."""
@@ -262,7 +273,7 @@ class Report:
         return all(g.passed for g in self.gates)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": SCHEMA} | _json_safe(_plain(self))
+        return {"schema": SCHEMA} | json_safe(_plain(self))
 
     def write(self, path: Path) -> Path:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
@@ -270,12 +281,22 @@ class Report:
 
     @classmethod
     def from_dict(cls, data: Any) -> Report:
-        """A typed report from its JSON form; wrong keys or types are refused naming the field."""
+        """A typed report from its JSON form (/1 upgraded); wrong keys, types or impossible values
+        are refused naming the field, and the gates are evaluated again from their limits."""
         if not isinstance(data, dict) or data.get("schema") not in READABLE_SCHEMAS:
             found = data.get("schema") if isinstance(data, dict) else type(data).__name__
             raise InputError(f"not an {SCHEMA} report (schema: {found!r})")
-        data = _json_restore({k: v for k, v in data.items() if k != "schema"})
-        return from_dict(cls, _without_derived(cls, data), "report")
+        check_shape(data, "report")
+        body = {k: v for k, v in data.items() if k != "schema"}
+        if data["schema"] != SCHEMA:
+            body = upgrade_v1(body)
+        try:
+            report = from_dict(cls, _for_reading(cls, body), "report")
+        except (OverflowError, RecursionError) as exc:
+            raise InputError(f"report has a value out of range: {exc}") from None
+        check_values(report)
+        report.gates = recheck_gates(report)
+        return report
 
 
 def load_report(path: str | Path) -> Report:
@@ -289,8 +310,8 @@ def load_report(path: str | Path) -> Report:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InputError(f"cannot read report {path}: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise InputError(f"report {path} is not valid JSON: {exc}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: also 5000-digit ints
+        raise InputError(f"report {path} is not valid JSON: {str(exc).splitlines()[0][:200]}") from None
     return Report.from_dict(data)
 
 
@@ -316,51 +337,50 @@ _DERIVED = {
 }
 
 
-def _without_derived(cls: type, data: Any) -> Any:
-    """`data` with the derived keys of `cls` and of every nested dataclass removed, for reading."""
-    if not isinstance(data, dict) or not dataclasses.is_dataclass(cls):
+def _for_reading(cls: type, data: Any) -> Any:
+    """`data` as `cls` reads it: derived keys dropped, "inf"/"nan" strings back to floats where a
+    float is expected (a name that happens to be "nan" stays a string)."""
+    if not isinstance(data, dict):
         return data
     hints = get_type_hints(cls)
     derived = set(_DERIVED.get(cls.__name__, ()))
-    return {k: _strip(hints.get(k), v) for k, v in data.items() if k not in derived}
+    return {k: _restore(hints.get(k), v) for k, v in data.items() if k not in derived}
 
 
-def _strip(hint: Any, value: Any) -> Any:
-    for candidate in _dataclasses_in(hint):
-        if isinstance(value, list):
-            return [_without_derived(candidate, v) for v in value]
-        if isinstance(value, dict):
-            return _without_derived(candidate, value)
+def _restore(hint: Any, value: Any) -> Any:
+    if value in _NON_FINITE and float in _options(hint):
+        return float(value)
+    origin = getattr(hint, "__origin__", None)
+    if isinstance(value, list) and origin in (list, tuple) and hint.__args__:
+        return [_restore(hint.__args__[0], v) for v in value]
+    if isinstance(value, dict) and origin is dict and hint.__args__:
+        return {k: _restore(hint.__args__[1], v) for k, v in value.items()}
+    for candidate in _options(hint):
+        if dataclasses.is_dataclass(candidate):
+            return _for_reading(candidate, value)
+        if getattr(candidate, "__origin__", None) in (list, dict) and candidate is not hint:
+            return _restore(candidate, value)
     return value
 
 
-def _dataclasses_in(hint: Any) -> list[type]:
-    """Dataclass types named by a hint such as `list[X] | None`."""
-    if dataclasses.is_dataclass(hint):
-        return [hint]
-    return [c for arg in getattr(hint, "__args__", ()) for c in _dataclasses_in(arg)]
+def _options(hint: Any) -> tuple[Any, ...]:
+    """The alternatives of `X | None` (and `hint` itself when it is not a union)."""
+    return get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
 
 
-def _json_safe(value: Any) -> Any:
-    """Non-finite floats become the strings "inf", "-inf", "nan" so the file is strict JSON."""
+_NON_FINITE = ("inf", "-inf", "nan")
+
+
+def json_safe(value: Any) -> Any:
+    """Non-finite floats become the strings "inf", "-inf", "nan" so the file (or a view's JSON) is strict."""
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, Path):
         return str(value)
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return _json_safe(value.item())
-    return value
-
-
-def _json_restore(value: Any) -> Any:
-    if value in ("inf", "-inf", "nan"):
-        return float(value)
-    if isinstance(value, dict):
-        return {k: _json_restore(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_restore(v) for v in value]
+        return json_safe(value.item())
     return value

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from edgeq.report.gates import MEANING, verdict
 from edgeq.report.schema import Report
 
 
@@ -17,15 +19,15 @@ def print_summary(report: Report, console: Console | None = None) -> None:
     console = console or Console()
     decision = report.decision.chosen
     console.print(
-        f"[bold]{report.model.name}[/bold] → {report.target.name}  "
-        f"artifact [cyan]{report.artifact.path}[/cyan] ({decision}), "
+        f"[bold]{escape(report.model.name)}[/bold] → {escape(report.target.name)}  "
+        f"artifact [cyan]{escape(report.artifact.path)}[/cyan] ({escape(decision)}), "
         f"size {report.artifact.bytes / 1024:.1f} KiB = {report.size_ratio:.2f}× fp32"
     )
     if decision != "int8-qdq":
-        console.print(f"[yellow]{report.decision.reason}[/yellow]")
+        console.print(f"[yellow]{escape(report.decision.reason)}[/yellow]")
 
     if not report.latency:
-        console.print(f"latency: {report.latency_status or 'not measured here'}")
+        console.print(f"latency: {escape(report.latency_status or 'not measured here')}")
     latency = Table(title="latency (ms, median of interleaved rounds)")
     for column in ("batch", "fp32 p50", "compiled p50", "compiled p90", "speedup"):
         latency.add_column(column, justify="right")
@@ -45,7 +47,7 @@ def print_summary(report: Report, console: Console | None = None) -> None:
         fidelity.add_column(column, justify="right")
     for o in report.outputs:
         fidelity.add_row(
-            o.name,
+            escape(o.name),
             _fmt(o.cosine, ".5f"),
             _fmt(o.centered_cosine, ".4f"),
             _fmt(o.sqnr_db, ".1f"),
@@ -56,12 +58,14 @@ def print_summary(report: Report, console: Console | None = None) -> None:
     console.print(fidelity)
 
     if report.task is not None:
-        task = Table(title=f"task: {report.task.task}")
+        task = Table(title=f"task: {escape(report.task.task)}")
         for column in ("metric", "fp32", "compiled", "drop"):
             task.add_column(column, justify="right")
         for m in report.task.metrics:
             mark = " *" if m.name in report.task.primary else ""
-            task.add_row(m.name + mark, _fmt(m.fp32, ".3f"), _fmt(m.compiled, ".3f"), _fmt(m.drop, "+.3f"))
+            task.add_row(
+                escape(m.name) + mark, _fmt(m.fp32, ".3f"), _fmt(m.compiled, ".3f"), _fmt(m.drop, "+.3f")
+            )
         console.print(task)
 
     layers = report.quantization.layers[:5]
@@ -71,8 +75,8 @@ def print_summary(report: Report, console: Console | None = None) -> None:
             culprits.add_column(column, justify="right")
         for layer in layers:
             culprits.add_row(
-                layer.name,
-                layer.op_type,
+                escape(layer.name),
+                escape(layer.op_type),
                 _fmt(layer.sqnr_in_db, ".1f"),
                 _fmt(layer.sqnr_db, ".1f"),
                 _fmt(layer.own_sqnr_db, ".1f"),
@@ -88,8 +92,8 @@ def print_summary(report: Report, console: Console | None = None) -> None:
             ranking.add_column(column, justify="right")
         for row in report.sensitivity[:10]:
             ranking.add_row(
-                row.name,
-                row.op_type,
+                escape(row.name),
+                escape(row.op_type),
                 str(row.params),
                 _fmt(row.sensitivity.get("int4"), ".3f"),
                 _fmt(row.sensitivity.get("int8"), ".3f"),
@@ -102,7 +106,7 @@ def print_summary(report: Report, console: Console | None = None) -> None:
             plan.add_column(column, justify="right")
         for row in report.precision_plan.comparison:
             plan.add_row(
-                row.plan,
+                escape(row.plan),
                 _fmt(row.size_ratio, ".3f"),
                 _fmt(row.speedup, ".2f"),
                 _fmt(row.task_drop, ".3f"),
@@ -111,6 +115,10 @@ def print_summary(report: Report, console: Console | None = None) -> None:
             )
         console.print(plan)
 
+    if report.gates:
+        colour = "green" if report.passed else "red"
+        console.print(f"gates: [{colour}]{escape(verdict(report.gates))}[/{colour}]")
     for gate in report.gates:
         status = "[green]pass[/green]" if gate.passed else "[red]FAIL[/red]"
-        console.print(f"gate {gate.name}: {_fmt(gate.value)} vs limit {gate.limit} → {status}")
+        value = "not measured" if gate.value is None else _fmt(gate.value)
+        console.print(f"  {gate.name} ({MEANING[gate.name]}): {value} vs limit {gate.limit} → {status}")

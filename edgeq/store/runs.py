@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
-import secrets
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
-from edgeq.report import headline as hl
+from edgeq.errors import InputError
+from edgeq.report.gates import verdict
 from edgeq.report.schema import Report
 
 RUN_ID_PATTERN = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,79}")
@@ -43,12 +43,36 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX runs_model_target_created ON runs (model, target, created);
     CREATE INDEX runs_recipe ON runs (recipe_hash);
     """,
+    """
+    ALTER TABLE runs ADD COLUMN decision TEXT;
+    ALTER TABLE runs ADD COLUMN speedups TEXT;
+    ALTER TABLE runs ADD COLUMN slowest_speedup REAL;
+    ALTER TABLE runs ADD COLUMN gates_passed INTEGER;
+    ALTER TABLE runs ADD COLUMN gates_verdict TEXT;
+    ALTER TABLE runs ADD COLUMN report_path TEXT;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
-_COLUMNS = (
-    "run_id, created, model, model_sha256, target, recipe_hash, speedup_b1, worst_cosine, "
-    "task_drop, size_ratio, html_path"
+_FIELDS = (
+    "run_id",
+    "created",
+    "model",
+    "model_sha256",
+    "target",
+    "recipe_hash",
+    "decision",
+    "speedups",
+    "speedup_b1",
+    "slowest_speedup",
+    "worst_cosine",
+    "task_drop",
+    "size_ratio",
+    "gates_passed",
+    "gates_verdict",
+    "html_path",
+    "report_path",
 )
+_COLUMNS = ", ".join(_FIELDS)
 
 
 class StoreError(Exception):
@@ -57,7 +81,10 @@ class StoreError(Exception):
 
 @dataclass(frozen=True)
 class RunSummary:
-    """The indexed columns of one recorded run: what tables, charts and regressions need."""
+    """The indexed columns of one recorded run: what tables, charts and regressions need.
+
+    `speedup_b1` is the speedup at batch 1 (else the smallest batch), what regressions compare;
+    `gates_verdict` is `edgeq.report.gates.verdict` of the run's gates (None: no gates)."""
 
     run_id: str
     created: str
@@ -65,11 +92,60 @@ class RunSummary:
     model_sha256: str | None
     target: str
     recipe_hash: str | None
+    decision: str | None
+    speedups: dict[int, float]
     speedup_b1: float | None
+    slowest_speedup: float | None
     worst_cosine: float | None
     task_drop: float | None
     size_ratio: float | None
+    gates_passed: bool | None
+    gates_verdict: str | None
     html_path: str | None
+    report_path: str | None
+
+    @classmethod
+    def of(cls, report: Report, report_dir: Path | None) -> RunSummary:
+        """The columns of `report`, whose files (report.json, report.html) are in `report_dir`."""
+        headline = report.headline_latency
+        folder = Path(report_dir).resolve() if report_dir else None
+        return cls(
+            run_id=report.run_id,
+            created=report.created,
+            model=report.model.name,
+            model_sha256=report.model.sha256,
+            target=report.target.name,
+            recipe_hash=recipe_hash(report.recipe),
+            decision=report.decision.chosen,
+            speedups={e.batch: e.speedup for e in sorted(report.latency, key=lambda e: e.batch)},
+            speedup_b1=headline.speedup if headline else None,
+            slowest_speedup=report.slowest_speedup,
+            worst_cosine=_finite_or_none(report.worst_cosine),
+            task_drop=_finite_or_none(report.task_drop),
+            size_ratio=report.size_ratio,
+            gates_passed=report.passed if report.gates else None,
+            gates_verdict=verdict(report.gates),
+            html_path=str(folder / "report.html") if folder else None,
+            report_path=str(folder / "report.json") if folder else None,
+        )
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> RunSummary:
+        values = dict(row)
+        speedups = json.loads(values["speedups"]) if values["speedups"] else {}
+        passed = values["gates_passed"]
+        return cls(
+            **values
+            | {
+                "speedups": {int(batch): value for batch, value in speedups.items()},
+                "gates_passed": None if passed is None else bool(passed),
+            }
+        )
+
+    def row(self) -> tuple:
+        """The values in `_FIELDS` order, as SQLite stores them."""
+        values = asdict(self) | {"speedups": json.dumps(self.speedups)}
+        return tuple(values[name] for name in _FIELDS)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -149,6 +225,8 @@ class RunStore:
             for script in _MIGRATIONS[version:]:
                 for statement in filter(str.strip, script.split(";")):
                     connection.execute(statement)
+            if 0 < version < 2:
+                _fill_summary_columns(connection)
             connection.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
@@ -159,34 +237,18 @@ class RunStore:
             row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         return int(row["value"])
 
-    def record(self, report: dict, report_dir: Path | None = None) -> str:
+    def record(self, report: Report, report_dir: Path | None = None) -> str:
         """Store `report` (replacing a run with the same id) and return its run id."""
-        run_id = hl.text(report.get("run_id")) or _new_run_id()
-        if not RUN_ID_PATTERN.fullmatch(run_id):
-            raise ValueError(f"run_id {run_id!r} must match {RUN_ID_PATTERN.pattern}")
-        created = hl.text(report.get("created")) or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        html_path = str(Path(report_dir).resolve() / "report.html") if report_dir else None
-        row = (
-            run_id,
-            created,
-            hl.model_name(report),
-            hl.as_dict(report.get("model")).get("sha256"),
-            hl.target_name(report),
-            recipe_hash(report.get("recipe")),
-            hl.headline_speedup(report),
-            hl.worst_cosine(report),
-            hl.task_drop(report),
-            hl.size_ratio(report),
-            html_path,
-            json.dumps(report, default=str),
-        )
+        if not RUN_ID_PATTERN.fullmatch(report.run_id):
+            raise ValueError(f"run_id {report.run_id!r} must match {RUN_ID_PATTERN.pattern}")
+        summary = RunSummary.of(report, report_dir)
         with self._write() as connection:
             connection.execute(
                 f"INSERT OR REPLACE INTO runs ({_COLUMNS}, report_json) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
+                f"VALUES ({', '.join('?' * (len(_FIELDS) + 1))})",
+                (*summary.row(), json.dumps(report.to_dict())),
             )
-        return run_id
+        return report.run_id
 
     def list_runs(
         self, model: str | None = None, target: str | None = None, recipe: str | None = None
@@ -202,27 +264,27 @@ class RunStore:
             rows = connection.execute(
                 f"SELECT {_COLUMNS} FROM runs {where} ORDER BY created, run_id", values
             ).fetchall()
-        return [RunSummary(**dict(row)) for row in rows]
+        return [RunSummary.from_row(row) for row in rows]
 
-    def get(self, run_id: str) -> dict | None:
-        """The full stored report of one run, or None when no such run was recorded."""
+    def get(self, run_id: str) -> Report | None:
+        """The full stored report of one run (read and checked like a file), or None when not recorded."""
         with self._connect() as connection:
             row = connection.execute("SELECT report_json FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        return json.loads(row["report_json"]) if row else None
+        return _read(row) if row else None
 
     def summary(self, run_id: str) -> RunSummary | None:
         with self._connect() as connection:
             row = connection.execute(f"SELECT {_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        return RunSummary(**dict(row)) if row else None
+        return RunSummary.from_row(row) if row else None
 
-    def history(self, model: str, target: str) -> list[dict]:
+    def history(self, model: str, target: str) -> list[Report]:
         """Full reports of one model on one target, oldest first: the data behind trend charts."""
         with self._connect() as connection:
             rows = connection.execute(
                 "SELECT report_json FROM runs WHERE model = ? AND target = ? ORDER BY created, run_id",
                 (model, target),
             ).fetchall()
-        return [json.loads(row["report_json"]) for row in rows]
+        return [_read(row) for row in rows]
 
     def regressions(
         self, threshold: float = 0.1, cosine_tolerance: float = 0.002, drop_tolerance: float = 0.5
@@ -272,11 +334,35 @@ def _regression_reasons(
     return reasons
 
 
-def _new_run_id() -> str:
-    """Same shape as the compile pipeline's ids: UTC timestamp and a random suffix."""
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+def _fill_summary_columns(connection: sqlite3.Connection) -> None:
+    """Columns added in schema version 2, computed from each stored report that can still be read."""
+    rows = connection.execute("SELECT run_id, html_path, report_json FROM runs").fetchall()
+    for row in rows:
+        try:
+            report = _read(row)
+        except InputError:
+            continue  # left NULL: the run is still listed with the columns it had
+        folder = Path(row["html_path"]).parent if row["html_path"] else None
+        summary = RunSummary.of(report, folder)
+        connection.execute(
+            f"UPDATE runs SET ({_COLUMNS}) = ({', '.join('?' * len(_FIELDS))}) WHERE run_id = ?",
+            (*summary.row(), row["run_id"]),
+        )
+
+
+def _read(row: sqlite3.Row) -> Report:
+    try:
+        data = json.loads(row["report_json"])
+    except ValueError as exc:
+        raise InputError(f"stored report is not valid JSON: {exc}") from None
+    return Report.from_dict(data)
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    """SQLite stores NaN as NULL anyway; saying so here keeps the summary equal to what is read back."""
+    return None if value is None or math.isnan(value) else value
 
 
 def record_run(report: Report, out_dir: Path, runs_path: Path | None = None) -> str:
     """Add a finished compile to the runs store ($EDGEQ_RUNS by default); returns the run id."""
-    return RunStore(runs_path).record(report.to_dict(), Path(out_dir))
+    return RunStore(runs_path).record(report, Path(out_dir))
