@@ -357,7 +357,8 @@ def compile_with_noisy_task(corpus: Corpus, tmp_path: Path, *extra: str):
         out,
         *extra,
     ]
-    return run_edgeq(*args, cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)}), out
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    return run_edgeq(*args, cwd=tmp_path, env={"PYTHONPATH": path}), out
 
 
 def test_library_warnings_go_to_the_report_not_stderr(corpus: Corpus, tmp_path: Path) -> None:
