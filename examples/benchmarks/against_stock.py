@@ -399,7 +399,7 @@ def edgeq_compile(case: Case, out: Path) -> tuple[Path, str]:
     """edgeq's own pipeline (it measures its candidates itself); returns artifact and its choice."""
     kwargs = {"target": TARGET["name"], **case.edgeq_kwargs}
     result = edgeq.compile(str(case.model), out=out, runs=False, force=True, **kwargs)
-    return result.artifact, result.report.decision["chosen"]
+    return result.artifact, result.report.decision.chosen
 
 
 class NotApplicable(Exception):
