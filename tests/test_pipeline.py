@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,43 +19,26 @@ from edgeq.recipe import build_recipe
 from edgeq.report.schema import load_report
 from edgeq.stages.intake import intake
 from edgeq.stages.state import CompileState
-from tests.bad_inputs import make
 from tests.bad_inputs.cli import assert_refused, leftovers, run_edgeq
+from tests.conftest import Corpus
 
 
-@dataclass(frozen=True)
-class Inputs:
-    root: Path
-    model: Path
-    calib: Path
-    target: Path
+def compile_args(corpus: Corpus, out: Path, *extra: str | Path) -> list[str | Path]:
+    return ["compile", corpus.model, "--calib", corpus.calib, "-q", "-o", out, *extra]
 
 
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> Inputs:
-    root = tmp_path_factory.mktemp("pipeline")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch's exporter deprecation notices
-        model = make.tiny_mlp(root)
-    return Inputs(root, model, make.write_npz(root, "calib.npz", make.good_calib()), make.fast_target(root))
-
-
-def compile_args(inputs: Inputs, out: Path, *extra: str | Path) -> list[str | Path]:
-    return ["compile", inputs.model, "--calib", inputs.calib, "-q", "-o", out, *extra]
-
-
-def test_gpu_target_without_its_providers_is_refused_in_one_line(inputs: Inputs, tmp_path: Path) -> None:
+def test_gpu_target_without_its_providers_is_refused_in_one_line(corpus: Corpus, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = run_edgeq(*compile_args(inputs, out, "--target", "gpu-ort"), cwd=tmp_path)
+    result = run_edgeq(*compile_args(corpus, out, "--target", "gpu-ort"), cwd=tmp_path)
     assert_refused(result, out, "gpu-ort", "CUDAExecutionProvider", "TensorrtExecutionProvider")
     assert "--allow-unmeasured" in result.stderr
 
 
 def test_allow_unmeasured_writes_no_latency_and_the_speed_gate_fails_in_compile_and_report(
-    inputs: Inputs, tmp_path: Path
+    corpus: Corpus, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    args = compile_args(inputs, out, "--target", "gpu-ort", "--allow-unmeasured", "--min-speedup", "1")
+    args = compile_args(corpus, out, "--target", "gpu-ort", "--allow-unmeasured", "--min-speedup", "1")
     compiled = run_edgeq(*args, cwd=tmp_path)
     assert compiled.returncode == 3, compiled.stderr
     assert "min_speedup (not measured vs 1.0)" in compiled.stderr
@@ -79,58 +61,58 @@ def test_allow_unmeasured_writes_no_latency_and_the_speed_gate_fails_in_compile_
     ],
 )
 def test_tensorrt_refuses_what_it_cannot_do_before_any_work(
-    inputs: Inputs, tmp_path: Path, flag: tuple[str, ...], words: tuple[str, ...]
+    corpus: Corpus, tmp_path: Path, flag: tuple[str, ...], words: tuple[str, ...]
 ) -> None:
     out = tmp_path / "out"
-    result = run_edgeq(*compile_args(inputs, out, "--target", "gpu-tensorrt", *flag), cwd=tmp_path)
+    result = run_edgeq(*compile_args(corpus, out, "--target", "gpu-tensorrt", *flag), cwd=tmp_path)
     assert_refused(result, out, *words)
 
 
-def _state(inputs: Inputs, out: Path, **overrides) -> CompileState:
-    recipe = build_recipe(**{"calib": str(inputs.calib), "target": str(inputs.target), **overrides})
-    return intake(str(inputs.model), recipe, out, Progress(enabled=False), runs=False)
+def _state(corpus: Corpus, out: Path, **overrides) -> CompileState:
+    recipe = build_recipe(**{"calib": str(corpus.calib), "target": str(corpus.target), **overrides})
+    return intake(str(corpus.model), recipe, out, Progress(enabled=False), runs=False)
 
 
-def test_refusals_come_from_the_checks_not_from_a_stage_at_work(inputs: Inputs, tmp_path: Path) -> None:
-    state = _state(inputs, tmp_path / "out", target="gpu-tensorrt", bits=4)
+def test_refusals_come_from_the_checks_not_from_a_stage_at_work(corpus: Corpus, tmp_path: Path) -> None:
+    state = _state(corpus, tmp_path / "out", target="gpu-tensorrt", bits=4)
     with pytest.raises(InputError, match="bits 4: target gpu-tensorrt"):
         pipeline.check(pipeline.stages_for(state), state)
-    state = _state(inputs, tmp_path / "out", gates={"max_drop": 1.0})
+    state = _state(corpus, tmp_path / "out", gates={"max_drop": 1.0})
     with pytest.raises(InputError, match="max_drop needs a task"):
         pipeline.check(pipeline.stages_for(state), state)
     assert state.progress.stages == [{"name": "load", "seconds": state.progress.stages[0]["seconds"]}]
 
 
-def test_max_drop_without_a_task_is_refused_before_any_work(inputs: Inputs, tmp_path: Path) -> None:
+def test_max_drop_without_a_task_is_refused_before_any_work(corpus: Corpus, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = run_edgeq(*compile_args(inputs, out, "--target", inputs.target, "--max-drop", "1"), cwd=tmp_path)
+    result = run_edgeq(*compile_args(corpus, out, "--target", corpus.target, "--max-drop", "1"), cwd=tmp_path)
     assert_refused(result, out, "max_drop", "--task")
 
 
-def test_prequantized_model_refuses_pruning(inputs: Inputs, tmp_path: Path) -> None:
+def test_prequantized_model_refuses_pruning(corpus: Corpus, tmp_path: Path) -> None:
     from edgeq.passes.prepare import prepare_model
     from edgeq.quant.plan import ensure_node_names, plan_int8
     from edgeq.recipe import Recipe
     from edgeq.stages.quantize import quantize_static
     from edgeq.targets import load_target
 
-    prepared = prepare_model(onnx.load(inputs.model))
+    prepared = prepare_model(onnx.load(corpus.model))
     ensure_node_names(prepared)
-    target = load_target(str(inputs.target))
+    target = load_target(str(corpus.target))
     plan = plan_int8(prepared, target.quantization.int8)
-    calib = dict(np.load(inputs.calib))
+    calib = dict(np.load(corpus.calib))
     qdq, _ = quantize_static(prepared, plan, Recipe(), target, calib, Progress(False))
     onnx.save(qdq, tmp_path / "given.onnx")
     out = tmp_path / "out"
-    args = ["compile", tmp_path / "given.onnx", "--calib", inputs.calib, "--target", inputs.target]
+    args = ["compile", tmp_path / "given.onnx", "--calib", corpus.calib, "--target", corpus.target]
     result = run_edgeq(*args, "--prune", "ifm", "-q", "-o", out, cwd=tmp_path)
     assert_refused(result, out, "prune", "arrived quantized")
 
 
-def test_report_is_written_once_inside_staging_and_the_html_agrees(inputs: Inputs, tmp_path: Path) -> None:
+def test_report_is_written_once_inside_staging_and_the_html_agrees(corpus: Corpus, tmp_path: Path) -> None:
     out, runs = tmp_path / "out", tmp_path / "runs.sqlite"
     result = edgeq.compile(
-        inputs.model, out=out, target=str(inputs.target), calib=str(inputs.calib), runs=runs
+        corpus.model, out=out, target=str(corpus.target), calib=str(corpus.calib), runs=runs
     )
     written = [(out / name).stat().st_mtime_ns for name in ("report.json", "report.html", "recipe.yaml")]
     assert written == sorted(written), "report.json is not rewritten after report.html and recipe.yaml"
@@ -143,12 +125,12 @@ def test_report_is_written_once_inside_staging_and_the_html_agrees(inputs: Input
     assert not leftovers(out)[1:], "no staging directory left behind"
 
 
-def test_a_broken_runs_store_is_a_warning_in_the_report(inputs: Inputs, tmp_path: Path) -> None:
+def test_a_broken_runs_store_is_a_warning_in_the_report(corpus: Corpus, tmp_path: Path) -> None:
     store = tmp_path / "not-a-store"
     store.mkdir()  # a directory: sqlite cannot open it
     out = tmp_path / "out"
     result = edgeq.compile(
-        inputs.model, out=out, target=str(inputs.target), calib=str(inputs.calib), runs=store
+        corpus.model, out=out, target=str(corpus.target), calib=str(corpus.calib), runs=store
     )
     (warning,) = [w for w in load_report(out).warnings if w.source == "runs store"]
     assert warning.count == 1 and result.report.warnings[-1] == warning
@@ -173,10 +155,10 @@ class Recording:
         return state
 
 
-def test_every_check_runs_before_any_stage_runs(inputs: Inputs, tmp_path: Path) -> None:
+def test_every_check_runs_before_any_stage_runs(corpus: Corpus, tmp_path: Path) -> None:
     log: list[str] = []
     stages = [Recording("a", log), Recording("b", log)]
-    state = _state(inputs, tmp_path / "out")
+    state = _state(corpus, tmp_path / "out")
     pipeline.check(stages, state)
     pipeline.run_stages(stages, state)
     assert log == ["check a", "check b", "run a", "run b"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -20,3 +21,8 @@ class Stage(Protocol):
     def run(self, state: CompileState) -> CompileState:
         """Do the work, returning the state with what this stage adds."""
         ...
+
+
+def first_refusal(options: Iterable[tuple[str, bool, str]]) -> str | None:
+    """`"<option>: <why>"` for the first (option, asked for, why not) the recipe asks for, or None."""
+    return next((f"{option}: {why}" for option, asked, why in options if asked), None)

@@ -10,7 +10,7 @@ from edgeq.quant.int4 import quantize_embeddings
 from edgeq.quant.plan import QuantPlan, plan_int8
 from edgeq.quant.prequantized import is_quantized, recognise
 from edgeq.quant.trt_rules import check_tensorrt_placement
-from edgeq.stages.base import Stage
+from edgeq.stages.base import Stage, first_refusal
 from edgeq.stages.candidate import Candidate
 from edgeq.stages.lower4 import mixed_candidates
 from edgeq.stages.prepare import GIVEN
@@ -77,14 +77,16 @@ class LowerGiven(Stage):
 
     def check(self, state: CompileState) -> str | None:
         recipe, methods = state.recipe, state.recipe.methods
-        asked = [
-            ("bits 4", recipe.bits == 4),
-            ("analyze", recipe.analyze),
-            (f"mode {recipe.mode}", recipe.mode != "auto"),
-            ("methods.bias_correction", methods.bias_correction),
-            ("methods.adaround", methods.adaround),
-        ]
-        return next((f"{option}: {GIVEN}, not quantized again" for option, wanted in asked if wanted), None)
+        again = f"{GIVEN}, not quantized again"
+        return first_refusal(
+            [
+                ("bits 4", recipe.bits == 4, again),
+                ("analyze", recipe.analyze, again),
+                (f"mode {recipe.mode}", recipe.mode != "auto", again),
+                ("methods.bias_correction", methods.bias_correction, again),
+                ("methods.adaround", methods.adaround, again),
+            ]
+        )
 
     def run(self, state: CompileState) -> CompileState:
         decisions, state.target_problems = recognise(state.prepared, state.target.quantization.int8)
@@ -99,31 +101,24 @@ class LowerTensorRT(Stage):
     name = "lower-tensorrt"
 
     def check(self, state: CompileState) -> str | None:
-        recipe, target = state.recipe, state.target
+        recipe, target, methods = state.recipe, state.target, state.recipe.methods
         on = f"target {target.name} (TensorRT)"
-        fp16 = target.precision == "fp16"
-        refused = [
-            ("bits 4", recipe.bits == 4, "takes static INT8 QDQ or FP16 only"),
-            ("mode dynamic", recipe.mode == "dynamic", "takes static INT8 QDQ only"),
-            (
-                "analyze",
-                recipe.analyze,
-                "builds one engine: per-layer sensitivity is measured for CPU targets",
-            ),
-            ("methods.adaround", fp16 and recipe.methods.adaround, "is FP16: nothing is quantized"),
-            (
-                "methods.bias_correction",
-                fp16 and recipe.methods.bias_correction,
-                "is FP16: nothing is quantized",
-            ),
-            (
-                "an already-quantized model",
-                is_quantized(state.source.model),
-                "takes an fp32 model to quantize",
-            ),
-        ]
-        why = next((f"{option}: {on} {reason}" for option, wanted, reason in refused if wanted), None)
-        return why or _given_only(state)
+        fp16 = f"{on} is FP16: nothing is quantized"
+        refusal = first_refusal(
+            [
+                ("bits 4", recipe.bits == 4, f"{on} takes static INT8 QDQ or FP16 only"),
+                ("mode dynamic", recipe.mode == "dynamic", f"{on} takes static INT8 QDQ only"),
+                ("analyze", recipe.analyze, f"{on} builds one engine: layer sensitivity is for CPU targets"),
+                ("methods.adaround", target.precision == "fp16" and methods.adaround, fp16),
+                ("methods.bias_correction", target.precision == "fp16" and methods.bias_correction, fp16),
+                (
+                    "an already-quantized model",
+                    is_quantized(state.source.model),
+                    f"{on} quantizes fp32 models",
+                ),
+            ]
+        )
+        return refusal or _given_only(state)
 
     def run(self, state: CompileState) -> CompileState:
         prepared, recipe, target = state.prepared, state.recipe, state.target

@@ -8,7 +8,7 @@ from edgeq.passes.prepare import prepare_model
 from edgeq.passes.subpixel import lower_conv_transposes, subpixel_summary
 from edgeq.quant.equalize import equalize_cross_layer
 from edgeq.quant.plan import ensure_node_names
-from edgeq.stages.base import Stage
+from edgeq.stages.base import Stage, first_refusal
 from edgeq.stages.state import CompileState
 
 GIVEN = "the model arrived quantized and is compiled as given"
@@ -39,12 +39,13 @@ class PrepareGiven(Stage):
 
     def check(self, state: CompileState) -> str | None:
         recipe = state.recipe
-        asked = [
-            ("prune", recipe.prune is not None, "prune the fp32 model before quantizing it"),
-            ("mrl", recipe.mrl is not None, "cut the fp32 embedding before quantizing it"),
-            ("methods.equalize", recipe.methods.equalize, "equalize the fp32 model before quantizing it"),
-        ]
-        return next((f"{option}: {GIVEN}; {fix}" for option, wanted, fix in asked if wanted), None)
+        return first_refusal(
+            [
+                ("prune", recipe.prune is not None, f"{GIVEN}; prune the fp32 model before quantizing it"),
+                ("mrl", recipe.mrl is not None, f"{GIVEN}; cut the fp32 embedding before quantizing it"),
+                ("methods.equalize", recipe.methods.equalize, f"{GIVEN}; equalize the fp32 model first"),
+            ]
+        )
 
     def run(self, state: CompileState) -> CompileState:
         with state.progress.stage("prepare", "prepare the given quantized graph"):
