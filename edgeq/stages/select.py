@@ -39,7 +39,8 @@ class KeepGiven(Stage):
         (state.chosen,) = state.candidates
         reason = "the model arrived quantized: compiled as given, not quantized twice"
         if not state.recipe.reference:
-            reason += "; no fp32 reference given, so fidelity and speed are measured against itself"
+            measured = "fidelity and speed are" if state.measures_latency else "fidelity is"
+            reason += f"; no fp32 reference given, so {measured} measured against itself"
         slow = [f"batch {e.batch}: {e.speedup:.2f}x" for e in state.chosen.latency if e.speedup < 1.0]
         if slow:
             reason += f"; slower than the reference at {', '.join(slow)} (its Q/DQ placement is not ours)"
