@@ -5,7 +5,7 @@
     already-quantized model:          prepare-given, lower-given, compile, measure, select-given, keep,
                                       report, record, write
     TensorRT target:                  prepare, prune, mrl, lower-tensorrt, compile, measure (fidelity
-                                      only), select-engine, layers, keep, engine-inputs, report,
+                                      only), select-engine, layers, engine-inputs, keep, report,
                                       record, write, build-engine
 
 A stage that cannot honour a recipe option refuses it in `check` (one line, exit 2), before the
@@ -72,8 +72,8 @@ TENSORRT: tuple[Stage, ...] = (
     Measure(),
     KeepForEngine(),
     Culprits(),
-    Keep(),
     EngineInputs(),
+    Keep(),
     *FINISH,
     BuildEngine(),
 )

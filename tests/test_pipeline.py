@@ -68,6 +68,23 @@ def test_tensorrt_refuses_what_it_cannot_do_before_any_work(
     assert_refused(result, out, *words)
 
 
+def test_tensorrt_compile_leaves_the_engine_inputs_and_one_pending_report(
+    corpus: Corpus, tmp_path: Path
+) -> None:
+    from edgeq.backends.tensorrt import tensorrt_available
+
+    if tensorrt_available()[0]:
+        pytest.skip("TensorRT is here: the compile builds the engine")
+    out = tmp_path / "out"
+    result = run_edgeq(*compile_args(corpus, out, "--target", "gpu-tensorrt"), cwd=tmp_path)
+    assert result.returncode == 2 and f"edgeq build-engine {out}/" in result.stderr
+    report = load_report(out)
+    assert report.decision.engine_pending and report.decision.chosen == "int8-qdq"
+    assert report.latency == [] and report.latency_status.startswith("not measured on target")
+    assert sorted(report.artifact.files) == ["model.onnx", "reference.fp32.onnx"]
+    assert report.quantization.tensorrt_violations == [] and report.worst_cosine > 0.99
+
+
 def _state(corpus: Corpus, out: Path, **overrides) -> CompileState:
     recipe = build_recipe(**{"calib": str(corpus.calib), "target": str(corpus.target), **overrides})
     return intake(str(corpus.model), recipe, out, Progress(enabled=False), runs=False)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import onnx
 
-from edgeq.backends.artifact import Artifact
 from edgeq.backends.tensorrt import REFERENCE_NAME, finish_later_hint, tensorrt_available
 from edgeq.graph import save_model
 from edgeq.stages.base import Stage
@@ -12,16 +11,16 @@ from edgeq.stages.state import CompileState
 
 
 class EngineInputs(Stage):
-    """The fp32 baseline (`reference.fp32.onnx`, the deployed MRL cut when there is one) kept beside the
-    QDQ graph; without TensorRT here, the engine is marked pending with the commands to build it."""
+    """The fp32 baseline (`reference.fp32.onnx`, the deployed MRL cut when there is one) made part of
+    the artifact, beside the QDQ graph; without TensorRT here, the engine is marked pending with the
+    commands to build it."""
 
     name = "engine-inputs"
 
     def run(self, state: CompileState) -> CompileState:
         fp32 = onnx.load(str(state.deployed)) if state.deployed else state.source.model
-        reference = save_model(fp32, state.staging / REFERENCE_NAME)
-        artifact = state.artifact
-        state.artifact = Artifact(artifact.path, artifact.format, [*artifact.files, reference])
+        artifact = state.chosen.artifact
+        artifact.files.append(save_model(fp32, artifact.path.parent / REFERENCE_NAME))
         ready, why = tensorrt_available()
         state.engine = "pending" if ready else f"pending: {why}"
         if not ready:
