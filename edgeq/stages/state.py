@@ -33,13 +33,14 @@ class CompileState:
     out: Path
     """The final output directory: what messages and the runs store name (work goes to `staging`)."""
     progress: Progress
+    requested: Recipe
+    """The recipe as given (written to recipe.yaml); `recipe` is what the stages compile with (the
+    MRL stage limits the task to the deployed dims)."""
     unmeasured: str | None = None
     """Why the target's runtime is not on this machine (its latency cannot be measured here), or None."""
     runs: Path | None | bool = None
     """The runs store: a path, None for the default, False to record nothing."""
     caught: list[warnings.WarningMessage] = field(default_factory=list)
-    requested: Recipe | None = None
-    """The recipe as given (written to recipe.yaml); `recipe` is what the stages compile with."""
     staging: Path | None = None
     prepared: onnx.ModelProto | None = None
     pruning: Pruning | None = None

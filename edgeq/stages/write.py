@@ -15,6 +15,6 @@ class Write(Stage):
     def run(self, state: CompileState) -> CompileState:
         state.report.write(state.staging / "report.json")
         write_html(state.report, state.staging / "report.html")
-        recipe = state.requested or state.recipe
-        (state.staging / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+        recipe = yaml.safe_dump(state.requested.to_dict(), sort_keys=False)
+        (state.staging / "recipe.yaml").write_text(recipe)
         return state
