@@ -12,7 +12,7 @@ from edgeq.measure.fidelity import OutputFidelity
 from edgeq.recipe import Recipe
 from edgeq.runtime.timing import LatencyEntry, LatencyStats
 from edgeq.stages.candidate import Candidate
-from edgeq.stages.selection import select, size_tied_leaders
+from edgeq.stages.selection import select, select_unmeasured, size_tied_leaders
 
 NOISE = {1: 0.05, 32: 0.05}
 
@@ -58,3 +58,21 @@ def test_a_much_smaller_artifact_wins_a_speed_tie_and_needs_no_run_off(tmp_path:
     chosen, _ = select([fp32, big, small], Recipe(), NOISE)
     assert chosen is small
     assert size_tied_leaders([fp32, big, small], Recipe(), NOISE) == [small]
+
+
+def test_without_latency_the_smallest_within_budget_wins_and_equal_sizes_go_to_the_most_faithful(
+    tmp_path: Path,
+) -> None:
+    fp32 = _candidate(tmp_path, "fp32", 1.0, 4000)
+    static = _candidate(tmp_path, "int8-static", 1.0, 1000)
+    dynamic = _candidate(tmp_path, "int8-dynamic", 1.0, 1010)
+    lossy = _candidate(tmp_path, "int4-uniform", 1.0, 500)
+    for candidate in (fp32, static, dynamic, lossy):
+        candidate.latency = []
+    dynamic.outputs = [OutputFidelity("y", 0.9995, 0.01, 40.0, 0.01, None)]
+    lossy.outputs = [OutputFidelity("y", 0.9, 0.3, 10.0, 0.3, None)]
+    chosen, reason = select_unmeasured([fp32, static, dynamic, lossy], Recipe())
+    assert chosen is dynamic, "int4 misses the budget; static and dynamic are one size: the more faithful"
+    assert reason.startswith("latency not measured on the target: the smallest candidate within")
+    chosen, reason = select_unmeasured([fp32, lossy], Recipe())
+    assert chosen is fp32 and "int4-uniform: output cosine" in reason

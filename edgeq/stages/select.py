@@ -25,7 +25,7 @@ class SelectFastest(Stage):
         if state.measures_latency:
             state.chosen, state.reason = select(state.candidates, state.recipe, state.noise)
         else:
-            state.chosen, state.reason = select_unmeasured(state.candidates, state.recipe, state.unmeasured)
+            state.chosen, state.reason = select_unmeasured(state.candidates, state.recipe)
         _summarise(state)
         return state
 

@@ -58,18 +58,18 @@ def select(candidates: list[Candidate], recipe: Recipe, noise: dict[int, float])
     )
 
 
-def select_unmeasured(candidates: list[Candidate], recipe: Recipe, why: str) -> tuple[Candidate, str]:
+def select_unmeasured(candidates: list[Candidate], recipe: Recipe) -> tuple[Candidate, str]:
     """Without latency: the smallest quantized candidate within budget (sizes within SIZE_TIE: the
     most faithful of them); none within budget: fp32, or the most faithful one without fallback."""
     quantized = [c for c in candidates if c.name != "fp32"]
     fp32 = next(c for c in candidates if c.name == "fp32")
     within = [c for c in quantized if c.budget_problem(recipe) is None]
-    unmeasured = f"latency not measured on the target ({why})"
+    unmeasured = "latency not measured on the target"
     if within:
         best = max(_smallest(within), key=_faithfulness)
         return best, (
-            f"{unmeasured}: the smallest candidate within the accuracy budget, the most faithful of "
-            f"sizes within {SIZE_TIE:.0%}"
+            f"{unmeasured}: the smallest candidate within the accuracy budget (size first; of sizes "
+            f"within {SIZE_TIE:.0%}, the most faithful)"
         )
     if not quantized:
         return fp32, f"{unmeasured}; nothing on this graph can be quantized for the target"
