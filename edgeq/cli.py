@@ -83,6 +83,12 @@ def cli() -> None:
 @click.option("--min-speedup", type=float, help="Gate: slowest speedup over the batch sizes.")
 @click.option("--min-cosine", type=float, help="Gate: worst output cosine vs fp32.")
 @click.option("--no-fallback", is_flag=True, help="Keep INT8 even when it measures slower than fp32.")
+@click.option(
+    "--allow-unmeasured",
+    is_flag=True,
+    help="Compile for a target whose runtime is not on this machine: fidelity is measured in "
+    "ONNX Runtime CPU, latency is not measured.",
+)
 @click.option("--force", is_flag=True, help="Replace an existing edgeq output directory.")
 @click.option(
     "--mlflow", "to_mlflow", is_flag=True, help="Also log the report to the active MLflow run store."
@@ -112,14 +118,16 @@ def compile_command(
     min_speedup,
     min_cosine,
     no_fallback,
+    allow_unmeasured,
     force,
     to_mlflow,
     quiet,
 ) -> None:
     """Compile MODEL (an .onnx file) for a target and measure it against fp32.
 
-    Writes OUT/model.onnx (+ model.ort), OUT/report.json and OUT/recipe.yaml. Exit codes: 0 ok,
-    2 bad input, 3 a gate failed (the report is still written).
+    Writes OUT/model.onnx (+ model.ort), OUT/report.json, OUT/report.html and OUT/recipe.yaml. Exit
+    codes: 0 ok, 2 bad input or an option the target cannot honour (refused before any work), 3 a
+    gate failed (the report is still written).
     """
     from edgeq.api import compile as compile_model
     from edgeq.report.summary import print_summary
@@ -168,22 +176,27 @@ def compile_command(
         exclude=list(exclude) or None,
         gates=gates or None,
         fallback_fp32=False if no_fallback else None,
+        allow_unmeasured=True if allow_unmeasured else None,
     )
     if not quiet:
         print_summary(result.report)
         click.echo(f"wrote {result.out_dir}/", err=True)
     if to_mlflow:
         click.echo(f"mlflow run {log_to_mlflow(result.report)}", err=True)
-    pending = result.report.decision.get("finish_later")
-    if pending:
-        click.echo(pending, err=True)
+    decision = result.report.decision
+    if decision.engine_pending:
+        click.echo(decision.finish_later, err=True)
         raise InputError(
             f"{NEEDS_TENSORRT}; wrote the TensorRT-ready QDQ model and report to {result.out_dir}"
         )
     failed = [g for g in result.report.gates if not g.passed]
     if failed:
-        names = ", ".join(f"{g.name} ({g.value:.4g} vs {g.limit})" for g in failed)
+        names = ", ".join(f"{g.name} ({_measured(g.value)} vs {g.limit})" for g in failed)
         raise GateError(f"gate failed: {names}; report written to {result.out_dir}")
+
+
+def _measured(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.4g}"
 
 
 @cli.command("targets")

@@ -137,6 +137,9 @@ class Recipe:
     budget: Budget = field(default_factory=Budget)
     gates: Gates = field(default_factory=Gates)
     fallback_fp32: bool = True
+    allow_unmeasured: bool = False
+    """Compile for a target whose runtime is not on this machine: fidelity is measured in ONNX Runtime
+    CPU, latency is not measured (never CPU numbers under another target)."""
 
     def __post_init__(self) -> None:
         if self.block_size < 16 or self.block_size & (self.block_size - 1):

@@ -50,23 +50,20 @@ def main() -> None:
             report = edgeq.compile(model, out=out, recipe=recipe, bits=bits, force=True, runs=False).report
             speed = " / ".join(f"{e.speedup:.2f}×" for e in report.latency)
             print(
-                f"| {name} | {bits} | {report.decision['chosen']} | {speed} | {report.size_ratio:.2f}× | "
+                f"| {name} | {bits} | {report.decision.chosen} | {speed} | {report.size_ratio:.2f}× | "
                 f"{_metrics(report)} |",
                 flush=True,
             )
             if report.precision_plan:
-                plans[name] = report.precision_plan["comparison"]
+                plans[name] = report.precision_plan.comparison
     print("\n4-bit compiles: the precision plans compared, each measured as an artifact\n")
     print("| model | plan | size | slowest speedup | worst primary drop | within budget |")
     print("|---|---|---|---|---|---|")
     for name, rows in plans.items():
         for row in rows:
-            drop = "—" if row["task_drop"] is None else f"{row['task_drop']:.2f}"
-            within = "yes" if row["within_budget"] else "no"
-            print(
-                f"| {name} | {row['plan']} | {row['size_ratio']:.2f}× | {row['speedup']:.2f}× | "
-                f"{drop} | {within} |"
-            )
+            drop = "—" if row.task_drop is None else f"{row.task_drop:.2f}"
+            within = "yes" if row.within_budget else "no"
+            print(f"| {name} | {row.plan} | {row.size_ratio:.2f}× | {row.speedup:.2f}× | {drop} | {within} |")
 
 
 if __name__ == "__main__":

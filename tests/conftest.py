@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,3 +27,25 @@ def reference_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tupl
 
     folder = tmp_path_factory.mktemp("reference")
     return {name: build_reference(name, folder) for name in REFERENCE_MODELS}
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """The good inputs CLI cases start from: a tiny MLP, its calibration file, a fast target."""
+
+    root: Path
+    model: Path
+    calib: Path
+    target: Path
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
+    from tests.bad_inputs import make
+
+    root = tmp_path_factory.mktemp("corpus")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's exporter deprecation notices
+        model = make.tiny_mlp(root)
+    calib = make.write_npz(root, "calib.npz", make.good_calib())
+    return Corpus(root, model, calib, make.fast_target(root))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,26 +21,7 @@ from onnx import numpy_helper
 
 from tests.bad_inputs import make
 from tests.bad_inputs.cli import assert_refused, leftovers, run_edgeq
-
-
-@dataclass(frozen=True)
-class Corpus:
-    """The good inputs every case starts from: a tiny MLP, its calibration file, a fast target."""
-
-    root: Path
-    model: Path
-    calib: Path
-    target: Path
-
-
-@pytest.fixture(scope="session")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
-    root = tmp_path_factory.mktemp("corpus")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch's exporter deprecation notices
-        model = make.tiny_mlp(root)
-    calib = make.write_npz(root, "calib.npz", make.good_calib())
-    return Corpus(root, model, calib, make.fast_target(root))
+from tests.conftest import Corpus
 
 
 def compile_args(
@@ -357,7 +337,8 @@ def compile_with_noisy_task(corpus: Corpus, tmp_path: Path, *extra: str):
         out,
         *extra,
     ]
-    return run_edgeq(*args, cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)}), out
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    return run_edgeq(*args, cwd=tmp_path, env={"PYTHONPATH": path}), out
 
 
 def test_library_warnings_go_to_the_report_not_stderr(corpus: Corpus, tmp_path: Path) -> None:

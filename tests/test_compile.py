@@ -173,14 +173,14 @@ def test_separate_eval_file_is_used_for_held_out_metrics(reference_models, tmp_p
     result = edgeq.compile(
         model, out=tmp_path / "out", target=FAST_TARGET, calib=str(data), eval=str(held_out)
     )
-    assert result.report.accuracy_samples == 17
+    assert result.report.accuracy.samples == 17
 
 
 def test_auto_mode_measures_every_candidate_and_never_returns_a_slower_model(reference_models, tmp_path):
     model, data = reference_models["encoder"]
     result = edgeq.compile(model, out=tmp_path / "out", target=FAST_TARGET, calib=str(data))
     decision = result.report.decision
-    names = [c["name"] for c in decision["candidates"]]
+    names = [c.name for c in decision.candidates]
     assert names == [
         "fp32",
         "int8-static",
@@ -188,12 +188,12 @@ def test_auto_mode_measures_every_candidate_and_never_returns_a_slower_model(ref
         "int8-dynamic",
         "int8-dynamic-per-tensor",
     ]
-    chosen = next(c for c in decision["candidates"] if c["name"] == decision["chosen"])
-    if decision["chosen"] != "fp32":
-        noise = decision["timing_noise"]
-        assert chosen["within_budget"]
-        assert all(chosen["speedups"][b] >= 1.0 - noise[b] for b in chosen["speedups"]), "never slower"
-    assert [e.speedup for e in result.report.latency] == list(chosen["speedups"].values())
+    chosen = next(c for c in decision.candidates if c.name == decision.chosen)
+    if decision.chosen != "fp32":
+        noise = decision.timing_noise
+        assert chosen.within_budget
+        assert all(chosen.speedups[b] >= 1.0 - noise[b] for b in chosen.speedups), "never slower"
+    assert [e.speedup for e in result.report.latency] == list(chosen.speedups.values())
 
 
 def test_pointer_decision_head_stays_fp32_and_lstm_goes_dynamic(tmp_path):
@@ -226,7 +226,7 @@ def test_recipe_switches_on_equalization_bias_correction_and_adaround(reference_
         methods=methods,
     )
     assert result.report.recipe["methods"] == methods
-    assert {"equalize", "quantize-static"} <= {s["name"] for s in result.report.stages}
+    assert {"equalize", "quantize-static"} <= {s.name for s in result.report.stages}
     assert result.report.worst_cosine > 0.99
 
 
@@ -236,20 +236,20 @@ def test_four_bit_compile_reports_sensitivity_and_compares_plans(reference_model
         model, out=tmp_path / "out", target=FAST_TARGET, calib=str(data), bits=4, budget={"min_cosine": 0.95}
     )
     report = result.report
-    assert {row["name"] for row in report.sensitivity} == {"/0/Gemm", "/2/Gemm", "/4/Gemm"}
-    assert all(set(row["sensitivity"]) == {"int4", "int8"} for row in report.sensitivity)
-    plans = {row["plan"] for row in report.precision_plan["comparison"]}
+    assert {row.name for row in report.sensitivity} == {"/0/Gemm", "/2/Gemm", "/4/Gemm"}
+    assert all(set(row.sensitivity) == {"int4", "int8"} for row in report.sensitivity)
+    plans = {row.plan for row in report.precision_plan.comparison}
     assert plans == {"uniform-int8", "uniform-int4", "planned"}
-    assert {layer["precision"] for layer in report.precision_plan["layers"]} <= {"int4", "int8", "fp32"}
-    assert any(c["name"].startswith("int4") for c in report.decision["candidates"])
+    assert set(report.precision_plan.precisions.values()) <= {"int4", "int8", "fp32"}
+    assert any(c.name.startswith("int4") for c in report.decision.candidates)
 
 
 def test_already_quantized_model_is_compiled_as_given_not_twice(reference_models, tmp_path):
-    from edgeq.candidates import quantize_static
     from edgeq.passes.prepare import prepare_model
     from edgeq.progress import Progress
     from edgeq.quant.plan import ensure_node_names, plan_int8
     from edgeq.recipe import Recipe
+    from edgeq.stages.quantize import quantize_static
     from edgeq.targets import load_target
 
     model, data = reference_models["mlp"]
@@ -267,8 +267,8 @@ def test_already_quantized_model_is_compiled_as_given_not_twice(reference_models
         reference=str(model),
     )
     report = result.report
-    assert report.decision["chosen"] == "given-qdq"
-    assert report.quantization["counts"]["int8"] == 3 and report.quantization["target_problems"] == []
+    assert report.decision.chosen == "given-qdq"
+    assert report.quantization.counts["int8"] == 3 and report.quantization.target_problems == []
     given_q = sum(n.op_type == "QuantizeLinear" for n in qdq.graph.node)
     assert sum(n.op_type == "QuantizeLinear" for n in onnx.load(result.artifact).graph.node) <= given_q
     assert 0.99 < report.worst_cosine < 1.0, "measured against the fp32 reference, not itself"
@@ -298,9 +298,9 @@ def test_pruning_and_int8_compose_in_one_compile(tmp_path):
         fallback_fp32=False,
     )
     pruning = result.report.pruning
-    assert pruning["parameters_after"] <= pruning["parameters_before"] - 16 * 16
-    assert pruning["accuracy"]["outputs"][0]["cosine"] > 0.99999, "merging duplicates is exact"
-    assert result.report.decision["chosen"].startswith("int8-static") and result.report.worst_cosine > 0.99
+    assert pruning.summary.parameters_after <= pruning.summary.parameters_before - 16 * 16
+    assert pruning.accuracy.outputs[0].cosine > 0.99999, "merging duplicates is exact"
+    assert result.report.decision.chosen.startswith("int8-static") and result.report.worst_cosine > 0.99
 
 
 def test_embedding_tables_are_stored_in_int8_and_gathered_row_by_row(tmp_path):
@@ -362,11 +362,11 @@ def test_convnet_with_dynamic_height_and_width_compiles(tmp_path):
 
 
 def test_qat_check_compares_simulated_with_the_measured_artifact(tmp_path):
-    from edgeq.candidates import quantize_static
     from edgeq.passes.prepare import prepare_model
     from edgeq.progress import Progress
     from edgeq.quant.plan import ensure_node_names, plan_int8
     from edgeq.recipe import Recipe
+    from edgeq.stages.quantize import quantize_static
     from edgeq.targets import load_target
 
     prepared = prepare_model(onnx.load("examples/mrl_encoder/model.onnx"))
@@ -386,9 +386,9 @@ def test_qat_check_compares_simulated_with_the_measured_artifact(tmp_path):
         task={"name": "mrl-retrieval", "options": {"dims": [8, 128]}},
         qat={"metric": "1nn_acc@8", "simulated": 90.0, "tolerance": 0.5},
     )
-    check = result.report.quantization["qat"]
-    assert check["measured"] == result.report.task.metric("1nn_acc@8").compiled
-    assert check["gap"] == pytest.approx(check["measured"] - 90.0) and check["flagged"]
+    check = result.report.quantization.qat
+    assert check.measured == result.report.task.metric("1nn_acc@8").compiled
+    assert check.gap == pytest.approx(check.measured - 90.0) and check.flagged
 
 
 def test_mlflow_flag_without_mlflow_is_refused_before_any_work(reference_models, tmp_path, capsys):

@@ -8,10 +8,11 @@ import onnx
 from onnx import TensorProto, helper
 
 from edgeq.backends.artifact import Artifact
-from edgeq.candidates import Candidate, _size_tied_leaders, select
 from edgeq.measure.fidelity import OutputFidelity
 from edgeq.recipe import Recipe
 from edgeq.runtime.timing import LatencyEntry, LatencyStats
+from edgeq.stages.candidate import Candidate
+from edgeq.stages.selection import select, select_unmeasured, size_tied_leaders
 
 NOISE = {1: 0.05, 32: 0.05}
 
@@ -47,7 +48,7 @@ def test_equal_sizes_tied_on_speed_go_to_the_faster_and_to_a_run_off(tmp_path: P
     recipe = Recipe()
     chosen, _ = select([fp32, static, dynamic], recipe, NOISE)
     assert chosen is dynamic, "sizes within 5% are equal: the faster wins, not the smaller"
-    assert _size_tied_leaders([fp32, static, dynamic], recipe, NOISE) == [static, dynamic]
+    assert size_tied_leaders([fp32, static, dynamic], recipe, NOISE) == [static, dynamic]
 
 
 def test_a_much_smaller_artifact_wins_a_speed_tie_and_needs_no_run_off(tmp_path: Path) -> None:
@@ -56,4 +57,22 @@ def test_a_much_smaller_artifact_wins_a_speed_tie_and_needs_no_run_off(tmp_path:
     small = _candidate(tmp_path, "int4-planned", 2.00, 1000)
     chosen, _ = select([fp32, big, small], Recipe(), NOISE)
     assert chosen is small
-    assert _size_tied_leaders([fp32, big, small], Recipe(), NOISE) == [small]
+    assert size_tied_leaders([fp32, big, small], Recipe(), NOISE) == [small]
+
+
+def test_without_latency_the_smallest_within_budget_wins_and_equal_sizes_go_to_the_most_faithful(
+    tmp_path: Path,
+) -> None:
+    fp32 = _candidate(tmp_path, "fp32", 1.0, 4000)
+    static = _candidate(tmp_path, "int8-static", 1.0, 1000)
+    dynamic = _candidate(tmp_path, "int8-dynamic", 1.0, 1010)
+    lossy = _candidate(tmp_path, "int4-uniform", 1.0, 500)
+    for candidate in (fp32, static, dynamic, lossy):
+        candidate.latency = []
+    dynamic.outputs = [OutputFidelity("y", 0.9995, 0.01, 40.0, 0.01, None)]
+    lossy.outputs = [OutputFidelity("y", 0.9, 0.3, 10.0, 0.3, None)]
+    chosen, reason = select_unmeasured([fp32, static, dynamic, lossy], Recipe())
+    assert chosen is dynamic, "int4 misses the budget; static and dynamic are one size: the more faithful"
+    assert reason.startswith("latency not measured on the target: the smallest candidate within")
+    chosen, reason = select_unmeasured([fp32, lossy], Recipe())
+    assert chosen is fp32 and "int4-uniform: output cosine" in reason

@@ -38,7 +38,6 @@ from rich.table import Table
 from torch import nn
 
 import edgeq
-from edgeq.candidates import batch_sizes
 from edgeq.data import load_npz, split
 from edgeq.graph import model_bytes
 from edgeq.measure.fidelity import compare_outputs
@@ -47,6 +46,7 @@ from edgeq.measure.tasks import TaskResult, resolve_evaluator
 from edgeq.recipe import Budget, load_recipe
 from edgeq.runtime.session import OrtRunner
 from edgeq.runtime.timing import measure_interleaved, speedup
+from edgeq.stages.timing import batch_sizes
 from edgeq.targets import load_target
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -399,7 +399,7 @@ def edgeq_compile(case: Case, out: Path) -> tuple[Path, str]:
     """edgeq's own pipeline (it measures its candidates itself); returns artifact and its choice."""
     kwargs = {"target": TARGET["name"], **case.edgeq_kwargs}
     result = edgeq.compile(str(case.model), out=out, runs=False, force=True, **kwargs)
-    return result.artifact, result.report.decision["chosen"]
+    return result.artifact, result.report.decision.chosen
 
 
 class NotApplicable(Exception):

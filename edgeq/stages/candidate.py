@@ -1,0 +1,75 @@
+"""A lowering candidate and what it measured; the per-layer analysis a 4-bit compile adds."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import onnx
+
+from edgeq.backends.artifact import Artifact
+from edgeq.measure.fidelity import OutputFidelity
+from edgeq.measure.tasks import TaskResult
+from edgeq.quant.mixed import LayerGroup, PrecisionPlan
+from edgeq.quant.plan import QuantPlan
+from edgeq.recipe import Recipe
+from edgeq.report.schema import CandidateSummary
+from edgeq.runtime.session import OrtRunner
+from edgeq.runtime.timing import LatencyEntry
+
+
+@dataclass
+class Candidate:
+    """One way to lower the model, with what it measured."""
+
+    name: str
+    model: onnx.ModelProto
+    plan: QuantPlan | None = None
+    artifact: Artifact | None = None
+    runner: OrtRunner | None = None
+    outputs: list[OutputFidelity] = field(default_factory=list)
+    task: TaskResult | None = None
+    latency: list[LatencyEntry] = field(default_factory=list)
+
+    @property
+    def worst_cosine(self) -> float:
+        values = [o.cosine for o in self.outputs if o.cosine is not None]
+        values += [o.agreement for o in self.outputs if o.agreement is not None and o.cosine is None]
+        return min(values, default=1.0)
+
+    @property
+    def mean_speedup(self) -> float:
+        """Geometric mean over the measured batch sizes."""
+        return math.exp(sum(math.log(e.speedup) for e in self.latency) / len(self.latency))
+
+    def budget_problem(self, recipe: Recipe) -> str | None:
+        """Why this candidate misses the accuracy budget, or None (task metric first, else cosine)."""
+        budget = recipe.budget
+        if self.task is not None:
+            drop = self.task.worst_primary_drop
+            return None if drop <= budget.max_drop else f"task drop {drop:.3g} > {budget.max_drop}"
+        cos = self.worst_cosine
+        return None if cos >= budget.min_cosine else f"output cosine {cos:.5f} < {budget.min_cosine}"
+
+    def summary(self, recipe: Recipe, source_bytes: int, problem: str | None = None) -> CandidateSummary:
+        return CandidateSummary(
+            name=self.name,
+            speedups={e.batch: e.speedup for e in self.latency},
+            worst_cosine=self.worst_cosine,
+            task_drop=self.task.worst_primary_drop if self.task else None,
+            size_ratio=self.artifact.bytes / source_bytes if self.artifact else None,
+            within_budget=self.budget_problem(recipe) is None,
+            problem=problem,
+        )
+
+
+@dataclass
+class Analysis:
+    """Per-layer sensitivity and, for 4-bit compiles, the chosen precision plan."""
+
+    groups: list[LayerGroup]
+    plan: PrecisionPlan | None = None
+
+    def ranking(self) -> list[LayerGroup]:
+        """Groups by their worst single-layer damage, most damaging first (the culprit table)."""
+        return sorted(self.groups, key=lambda g: max(g.sensitivity.values(), default=0.0), reverse=True)

@@ -1,0 +1,25 @@
+"""The culprit table: the quantized layers ranked by the noise each adds on its own."""
+
+from __future__ import annotations
+
+from edgeq.measure.layers import layer_damage
+from edgeq.stages.base import Stage
+from edgeq.stages.state import CompileState
+
+
+class Culprits(Stage):
+    """Layer damage of the chosen candidate, or of the most faithful quantized one when fp32 wins."""
+
+    name = "layers"
+
+    def run(self, state: CompileState) -> CompileState:
+        chosen = state.chosen
+        quantized = [c for c in state.candidates if c.plan is not None]
+        explained = chosen if chosen.plan else max(quantized, key=lambda c: c.worst_cosine, default=chosen)
+        state.explained = explained
+        if explained.plan is not None:
+            plan = explained.plan
+            with state.progress.stage("layers", "rank layers by the noise they add"):
+                nodes = {n: "int8" for n in plan.quantized} | {n: "int8-dynamic" for n in plan.dynamic}
+                state.layers = layer_damage(state.prepared, explained.model, nodes, state.evaluation)
+        return state

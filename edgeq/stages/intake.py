@@ -1,0 +1,55 @@
+"""Intake: the model (ONNX file, ModelProto or torch module), its data and the target, as a state."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from edgeq.backends.registry import backend_for
+from edgeq.errors import InputError
+from edgeq.frontend.onnx_load import fits_protobuf
+from edgeq.progress import Progress
+from edgeq.recipe import Recipe
+from edgeq.source import load_data, load_source
+from edgeq.stages.state import CompileState
+from edgeq.targets import load_target
+
+
+def intake(
+    model: Any,
+    recipe: Recipe,
+    out: Path,
+    progress: Progress,
+    *,
+    example_inputs: Any = None,
+    input_names: list[str] | None = None,
+    output_names: list[str] | None = None,
+    runs: str | Path | None | bool = None,
+    caught: list[warnings.WarningMessage] | None = None,
+) -> CompileState:
+    """Read and check every input (bad ones are refused in one line) and what this machine lacks."""
+    target = load_target(recipe.target)
+    backend = backend_for(target)
+    with progress.stage("load", "load model"):
+        source = load_source(model, example_inputs, input_names, output_names)
+    if not fits_protobuf(source.model):
+        raise InputError(
+            f"{source.name} is over protobuf's 2 GB limit: edgeq loads "
+            "and checks such models, but compiling them is not supported yet"
+        )
+    calib, evaluation = load_data(recipe, source.model)
+    return CompileState(
+        source=source,
+        recipe=recipe,
+        target=target,
+        backend=backend,
+        calib=calib,
+        evaluation=evaluation,
+        out=out,
+        progress=progress,
+        unmeasured=backend.unavailable(target),
+        runs=runs,
+        caught=caught if caught is not None else [],
+        requested=recipe,
+    )

@@ -1,0 +1,94 @@
+"""4-bit candidates: per-layer sensitivity, then uniform-4-bit and the planned mix under the budget."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import onnx
+
+from edgeq.data import Arrays
+from edgeq.measure.fidelity import compare_outputs
+from edgeq.measure.tasks import TaskResult
+from edgeq.passes.nbits_accuracy import fastest_accuracy_level
+from edgeq.quant.int4 import quantize_embeddings, set_accuracy_level
+from edgeq.quant.mixed import (
+    PrecisionPlan,
+    build_mixed,
+    layer_groups,
+    measure_sensitivity,
+    plan_precision,
+    smallest,
+)
+from edgeq.quant.plan import plan_int8
+from edgeq.runtime.session import OrtRunner
+from edgeq.runtime.timing import batch_feeds
+from edgeq.stages.candidate import Analysis, Candidate
+from edgeq.stages.quantize import calibrate
+from edgeq.stages.state import CompileState
+from edgeq.stages.timing import batch_sizes
+from edgeq.targets import TargetSpec
+
+TaskRunner = Callable[[OrtRunner, OrtRunner], TaskResult | None]
+
+
+def mixed_candidates(state: CompileState, run_task: TaskRunner) -> tuple[list[Candidate], Analysis]:
+    """Sensitivity of every weighted layer group; with `bits: 4` also the 4-bit candidates."""
+    prepared, recipe, target, progress = state.prepared, state.recipe, state.target, state.progress
+    scheme = target.quantization.int8
+    static = plan_int8(prepared, scheme, recipe.exclude, mode="static")
+    with progress.stage("calibrate", f"calibrate activation ranges ({recipe.calibration.method})"):
+        ranges = calibrate(prepared, static, recipe, target, state.calib, progress, every=True)
+    groups = layer_groups(prepared, static)
+    fp32 = OrtRunner(prepared.SerializeToString())
+    reference = fp32.predict(state.evaluation)
+
+    def build(assignment: dict[str, str]) -> onnx.ModelProto:
+        return build_mixed(
+            prepared, PrecisionPlan(groups, assignment), scheme, ranges, recipe.exclude, recipe.block_size
+        )[0]
+
+    def judge(model: onnx.ModelProto) -> tuple[str | None, float]:
+        probe = Candidate("probe", model)
+        runner = OrtRunner(model.SerializeToString())
+        probe.outputs = compare_outputs(reference, runner.predict(state.evaluation))
+        probe.task = run_task(fp32, runner)
+        damage = probe.task.worst_primary_drop if probe.task else 100 * (1 - probe.worst_cosine)
+        return probe.budget_problem(recipe), damage
+
+    steps = sum(len(g.options) - 1 for g in groups)
+    with (
+        progress.stage("sensitivity", "measure per-layer sensitivity"),
+        progress.bar("layers x precisions", steps) as tick,
+    ):
+        measure_sensitivity(groups, build, judge, tick)
+    analysis = Analysis(groups)
+    if recipe.bits != 4:
+        return [], analysis
+    with progress.stage("plan", "choose per-layer precision under the budget"):
+        analysis.plan = plan_precision(groups, build, judge)
+    uniform = PrecisionPlan(groups, smallest(groups))
+    candidates = []
+    for name, plan in (("int4-uniform", uniform), ("int4-planned", analysis.plan)):
+        if name == "int4-planned" and plan.assignment == uniform.assignment:
+            continue
+        model, int8_plan = build_mixed(prepared, plan, scheme, ranges, recipe.exclude, recipe.block_size)
+        model = quantize_embeddings(model, bits=4, block_size=recipe.block_size)
+        candidates.append(Candidate(name, _fastest_4bit_compute(model, state.evaluation, target), int8_plan))
+    return candidates, analysis
+
+
+def _fastest_4bit_compute(model: onnx.ModelProto, evaluation: Arrays, target: TargetSpec) -> onnx.ModelProto:
+    """MatMulNBits' accuracy_level (fp32 or int8 compute) with the best worst case over the
+    target's batch sizes, as measured here: int8 compute wins at batch 1 and can lose at 32."""
+    if not any(n.op_type == "MatMulNBits" for n in model.graph.node):
+        return model
+    runner = OrtRunner(model.SerializeToString())
+    levels = (1, 4)
+    worst = dict.fromkeys(levels, 0.0)
+    for batch in batch_sizes(runner, target.latency.batch_sizes):
+        _, medians = fastest_accuracy_level(
+            model, batch_feeds(runner, evaluation, batch), levels=levels, threads=target.latency.threads
+        )
+        best = min(medians.values())
+        worst = {level: max(worst[level], medians[level] / best) for level in levels}
+    return set_accuracy_level(model, min(worst, key=worst.__getitem__))

@@ -1,0 +1,47 @@
+"""Measure every candidate's artifact: fidelity and task metric, then one interleaved latency run."""
+
+from __future__ import annotations
+
+from edgeq.measure.fidelity import compare_outputs
+from edgeq.measure.tasks import evaluate_task
+from edgeq.stages.base import Stage
+from edgeq.stages.selection import size_tied_leaders
+from edgeq.stages.session import open_session
+from edgeq.stages.state import CompileState
+from edgeq.stages.timing import time_candidates
+
+
+class Measure(Stage):
+    """Fidelity against fp32 (the deployed MRL cut when there is one); latency against the fp32 model
+    being replaced where the target runtime is here; `runoff`: time size-tied leaders again, longer."""
+
+    name = "measure"
+
+    def __init__(self, runoff: bool = False) -> None:
+        self.runoff = runoff
+
+    def run(self, state: CompileState) -> CompileState:
+        fp32 = open_session(state, state.reference)
+        judge_against = open_session(state, state.deployed) if state.deployed else fp32
+        reference = judge_against.predict(state.evaluation)
+        for candidate in state.candidates:
+            with state.progress.stage(f"fidelity-{candidate.name}", f"measure {candidate.name} fidelity"):
+                candidate.outputs = compare_outputs(reference, candidate.runner.predict(state.evaluation))
+                candidate.task = evaluate_task(
+                    state.recipe, judge_against, candidate.runner, state.evaluation
+                )
+        if not state.measures_latency:
+            return state
+        state.noise = time_candidates(state, state.candidates)
+        if self.runoff:
+            self._runoff(state)
+        return state
+
+    def _runoff(self, state: CompileState) -> None:
+        """Static and dynamic INT8 of a transformer differ by less than these machines' noise and by < 1%
+        in bytes, so the first run cannot tell them apart; a second run between only them, with twice
+        the rounds, can. Its noise is the one to select with."""
+        leaders = size_tied_leaders(state.candidates, state.recipe, state.noise)
+        if len(leaders) >= 2:
+            rounds = 2 * state.target.latency.rounds
+            state.noise = time_candidates(state, leaders, rounds, stage="runoff")

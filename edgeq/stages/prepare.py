@@ -1,0 +1,74 @@
+"""Prepare the graph: fold BatchNorm, constants and static shapes; equalize; sub-pixel ConvTranspose."""
+
+from __future__ import annotations
+
+import onnx
+
+from edgeq.passes.prepare import prepare_model
+from edgeq.passes.subpixel import lower_conv_transposes, subpixel_summary
+from edgeq.quant.equalize import equalize_cross_layer
+from edgeq.quant.plan import ensure_node_names
+from edgeq.stages.base import Stage, first_refusal
+from edgeq.stages.state import CompileState
+
+GIVEN = "the model arrived quantized and is compiled as given"
+
+
+class Prepare(Stage):
+    """The fp32 graph made ready to quantize (checked on the evaluation data), equalized if asked."""
+
+    name = "prepare"
+
+    def run(self, state: CompileState) -> CompileState:
+        progress = state.progress
+        with progress.stage("prepare", "prepare graph (fold BatchNorm, constants and static shapes)"):
+            state.prepared = prepare_model(state.source.model, check=state.evaluation)
+            ensure_node_names(state.prepared)
+        if state.recipe.methods.equalize:
+            with progress.stage("equalize", "equalize cross-layer weight ranges"):
+                prepared, summary = equalize_cross_layer(state.prepared)
+                progress.note(f"{len(summary['pairs'])} layer pairs equalized")
+                state.prepared = onnx.shape_inference.infer_shapes(prepared)
+        return state
+
+
+class PrepareGiven(Stage):
+    """An already-quantized graph, prepared without changing what its Q/DQ mean."""
+
+    name = "prepare-given"
+
+    def check(self, state: CompileState) -> str | None:
+        recipe = state.recipe
+        return first_refusal(
+            [
+                ("prune", recipe.prune is not None, f"{GIVEN}; prune the fp32 model before quantizing it"),
+                ("mrl", recipe.mrl is not None, f"{GIVEN}; cut the fp32 embedding before quantizing it"),
+                ("methods.equalize", recipe.methods.equalize, f"{GIVEN}; equalize the fp32 model first"),
+            ]
+        )
+
+    def run(self, state: CompileState) -> CompileState:
+        with state.progress.stage("prepare", "prepare the given quantized graph"):
+            state.prepared = prepare_model(state.source.model)
+            ensure_node_names(state.prepared)
+        return state
+
+
+class Subpixel(Stage):
+    """ConvTranspose timed against its sub-pixel Conv form, the faster kept (ONNX Runtime targets).
+
+    Runs after pruning: IFM prunes ConvTranspose channels, which a Conv feeding DepthToSpace would not allow.
+    """
+
+    name = "subpixel"
+
+    def run(self, state: CompileState) -> CompileState:
+        if not any(n.op_type == "ConvTranspose" for n in state.prepared.graph.node):
+            return state
+        latency = state.target.latency
+        with state.progress.stage("subpixel", "time ConvTranspose against its sub-pixel Conv form"):
+            state.prepared, decisions = lower_conv_transposes(
+                state.prepared, latency.batch_sizes, latency.threads
+            )
+            state.progress.note(subpixel_summary(decisions))
+        return state

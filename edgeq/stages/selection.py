@@ -1,0 +1,134 @@
+"""Choosing among measured candidates: the fastest within budget, ties to the smaller artifact.
+
+On a CPU, "quantized" does not mean "faster" (shared/BASELINES.md): static QDQ, dynamic int8 and
+plain fp32 win on different models, so every candidate is measured and the best one within the
+accuracy budget is kept — never one slower than fp32. Without latency (the target's runtime is not
+on this machine) the rule is size first within the budget.
+"""
+
+from __future__ import annotations
+
+from edgeq.recipe import Recipe
+from edgeq.stages.candidate import Candidate
+
+MIN_NOISE = 0.03  # a ratio closer to 1 than this is never read as a difference
+# Artifacts within 5% of each other in bytes are the same size: among speed ties the faster of them
+# wins (INT8 static vs dynamic differ by < 1%; INT8 vs fp32 by 4x, where the smaller one should win).
+SIZE_TIE = 0.05
+
+
+def select(candidates: list[Candidate], recipe: Recipe, noise: dict[int, float]) -> tuple[Candidate, str]:
+    """Among candidates within budget and not measurably slower than fp32, the fastest — ties within
+    the measured noise go to the smaller artifact, the faster of equal sizes (4-bit compiles: simply
+    the smallest)."""
+    quantized = [c for c in candidates if c.name != "fp32"]
+    fp32 = next(c for c in candidates if c.name == "fp32")
+    within = [c for c in quantized if c.budget_problem(recipe) is None]
+    eligible = _eligible(candidates, recipe, noise)
+    if eligible and recipe.bits == 4:
+        best = min(eligible, key=lambda c: (c.artifact.bytes, -c.mean_speedup))
+        return (
+            best,
+            f"smallest candidate within the accuracy budget, not slower than fp32 ({best.mean_speedup:.2f}x)",
+        )
+    if eligible:
+        tied = _speed_ties(eligible, max(c.mean_speedup for c in [fp32, *eligible]), noise)
+        if tied:
+            best = max(_smallest(tied), key=lambda c: c.mean_speedup)
+            return best, (
+                f"fastest within the accuracy budget, or within timing noise of it and smaller "
+                f"({best.mean_speedup:.2f}x fp32; noise ±{1 - _margin(noise):.0%})"
+            )
+        eligible_text = ", ".join(f"{c.name} {c.mean_speedup:.2f}x" for c in eligible)
+        faster = f"the fp32 artifact measured faster ({fp32.mean_speedup:.2f}x) than {eligible_text}"
+        if recipe.fallback_fp32:
+            return fp32, faster
+        best = max(eligible, key=lambda c: c.mean_speedup)
+        return best, f"fp32 fallback disabled; kept the fastest INT8 ({faster})"
+    if not quantized:
+        return fp32, "nothing on this graph can be quantized for the target"
+    problems = "; ".join(f"{c.name}: {problem(c, recipe, noise)}" for c in quantized)
+    if recipe.fallback_fp32:
+        return fp32, f"no INT8 candidate is both within budget and not slower than fp32 ({problems})"
+    pool = within or quantized
+    best = max(pool, key=(lambda c: c.mean_speedup) if within else _faithfulness)
+    return (
+        best,
+        f"fp32 fallback disabled; kept the {'fastest' if within else 'most faithful'} INT8 ({problems})",
+    )
+
+
+def select_unmeasured(candidates: list[Candidate], recipe: Recipe) -> tuple[Candidate, str]:
+    """Without latency: the smallest quantized candidate within budget (sizes within SIZE_TIE: the
+    most faithful of them); none within budget: fp32, or the most faithful one without fallback."""
+    quantized = [c for c in candidates if c.name != "fp32"]
+    fp32 = next(c for c in candidates if c.name == "fp32")
+    within = [c for c in quantized if c.budget_problem(recipe) is None]
+    unmeasured = "latency not measured on the target"
+    if within:
+        best = max(_smallest(within), key=_faithfulness)
+        return best, (
+            f"{unmeasured}: the smallest candidate within the accuracy budget (size first; of sizes "
+            f"within {SIZE_TIE:.0%}, the most faithful)"
+        )
+    if not quantized:
+        return fp32, f"{unmeasured}; nothing on this graph can be quantized for the target"
+    problems = "; ".join(f"{c.name}: {c.budget_problem(recipe)}" for c in quantized)
+    if recipe.fallback_fp32:
+        return fp32, f"{unmeasured}; no quantized candidate is within the accuracy budget ({problems})"
+    best = max(quantized, key=_faithfulness)
+    return best, f"{unmeasured}; fp32 fallback disabled; kept the most faithful ({problems})"
+
+
+def size_tied_leaders(
+    candidates: list[Candidate], recipe: Recipe, noise: dict[int, float]
+) -> list[Candidate]:
+    """Eligible INT8 candidates within the noise of the fastest and within SIZE_TIE of the smallest:
+    the ones a second, longer timing run (the run-off) must tell apart."""
+    eligible = _eligible(candidates, recipe, noise)
+    if recipe.bits == 4 or len(eligible) < 2:
+        return []
+    return _smallest(_speed_ties(eligible, max(c.mean_speedup for c in eligible), noise))
+
+
+def problem(candidate: Candidate, recipe: Recipe, noise: dict[int, float]) -> str | None:
+    """Why a quantized candidate is not eligible: its budget miss, or the batches it is slower at."""
+    budget = candidate.budget_problem(recipe)
+    if budget:
+        return budget
+    slow = [
+        f"batch {e.batch}: {e.speedup:.2f}x" for e in candidate.latency if e.speedup < 1.0 - noise[e.batch]
+    ]
+    return "slower than fp32 at " + ", ".join(slow) if slow else None
+
+
+def _eligible(candidates: list[Candidate], recipe: Recipe, noise: dict[int, float]) -> list[Candidate]:
+    """INT8 candidates within the accuracy budget and not measurably slower than fp32."""
+    within = [c for c in candidates if c.name != "fp32" and c.budget_problem(recipe) is None]
+    return [c for c in within if not _slower(c, noise)]
+
+
+def _margin(noise: dict[int, float]) -> float:
+    """The fraction of the fastest speed that still counts as a tie: one minus the worst batch's noise.
+
+    The worst, not the mean: the pointer net's batch-1 A/A noise reads 10-12% where batch 32 reads
+    3%, and a mean margin let one noisy run pick a larger, less faithful INT8 variant."""
+    return 1.0 - max(noise.values())
+
+
+def _speed_ties(pool: list[Candidate], fastest: float, noise: dict[int, float]) -> list[Candidate]:
+    return [c for c in pool if c.mean_speedup >= fastest * _margin(noise)]
+
+
+def _smallest(pool: list[Candidate]) -> list[Candidate]:
+    """The smallest artifacts of `pool`, sizes within SIZE_TIE counting as equal."""
+    smallest = min(c.artifact.bytes for c in pool)
+    return [c for c in pool if c.artifact.bytes <= smallest * (1 + SIZE_TIE)]
+
+
+def _slower(candidate: Candidate, noise: dict[int, float]) -> bool:
+    return any(e.speedup < 1.0 - noise[e.batch] for e in candidate.latency)
+
+
+def _faithfulness(candidate: Candidate) -> float:
+    return -candidate.task.worst_primary_drop if candidate.task else candidate.worst_cosine

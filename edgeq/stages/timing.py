@@ -1,0 +1,55 @@
+"""One interleaved latency run of the fp32 model, its A/A twin and the compiled candidates."""
+
+from __future__ import annotations
+
+from edgeq.runtime.session import OrtRunner
+from edgeq.runtime.timing import LatencyEntry, measure_interleaved, speedup
+from edgeq.stages.candidate import Candidate
+from edgeq.stages.selection import MIN_NOISE
+from edgeq.stages.session import open_session
+from edgeq.stages.state import CompileState
+
+REFERENCE_AGAIN = " reference (second session)"  # the A/A timing: no candidate has this name
+
+
+def batch_sizes(runner: OrtRunner, wanted: list[int]) -> list[int]:
+    """The target's batch sizes, or the model's own batch if its batch axis is fixed."""
+    first = next(iter(runner.inputs.values()))
+    fixed = first.shape[0] if first.shape and isinstance(first.shape[0], int) else None
+    return [fixed] if fixed else wanted
+
+
+def time_candidates(
+    state: CompileState, candidates: list[Candidate], rounds: int | None = None, stage: str = "latency"
+) -> dict[int, float]:
+    """Time fp32, a second session of it and `candidates` interleaved; sets each candidate's latency.
+
+    Returns the timing noise per batch size: how far the second fp32 session strays from 1.0x in the
+    same run (never below MIN_NOISE), the margin no speed difference is read inside."""
+    settings, threads = state.target.latency, state.target.latency.threads
+    rounds = rounds or settings.rounds
+    fp32 = open_session(state, state.reference)
+    batches = batch_sizes(fp32, settings.batch_sizes)
+    runners = {"reference": fp32, REFERENCE_AGAIN: open_session(state, state.reference)}
+    runners |= {c.name: c.runner for c in candidates}
+    noise = {}
+    with (
+        state.progress.stage(stage, f"time fp32 and {', '.join(c.name for c in candidates)}, interleaved"),
+        state.progress.bar("latency rounds", rounds * len(batches)) as tick,
+    ):
+        for batch in batches:
+            stats = measure_interleaved(
+                runners,
+                state.evaluation,
+                batch=batch,
+                warmup=settings.warmup,
+                rounds=rounds,
+                seconds_per_round=settings.seconds_per_round,
+                tick=tick,
+            )
+            for candidate in candidates:
+                entry = LatencyEntry(batch, threads, rounds, stats["reference"], stats[candidate.name])
+                candidate.latency = [e for e in candidate.latency if e.batch != batch] + [entry]
+            twin = speedup(stats["reference"], stats[REFERENCE_AGAIN])
+            noise[batch] = max(MIN_NOISE, abs(1.0 - twin))
+    return noise
