@@ -6,6 +6,7 @@ import importlib.util
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -13,11 +14,13 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from edgeq.backends.tensorrt import NEEDS_TENSORRT
-from edgeq.backends.tensorrt_finish import build_engine_command
-from edgeq.dashboard.commands import dashboard_command, log_to_mlflow, report_command
+from edgeq.backends.tensorrt import NEEDS_TENSORRT, tensorrt_available
+from edgeq.dashboard.commands import dashboard_command, log_to_mlflow
 from edgeq.errors import EdgeqError, GateError, InputError
 from edgeq.recipe import Recipe, load_recipe
+from edgeq.report.command import report_command
+from edgeq.report.gates import verdict
+from edgeq.store.runs import StoreError, record_run
 from edgeq.targets import NATIVE, builtin_targets, load_target, native_target_name
 
 
@@ -221,9 +224,33 @@ def targets_command() -> None:
         Console().print(f"{NATIVE}: {exc}")
 
 
+@click.command("build-engine")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--eval",
+    "eval_path",
+    type=click.Path(dir_okay=False),
+    help="Held-out .npz (default: the compile's evaluation data).",
+)
+def build_engine_command(out_dir: Path, eval_path: str | None) -> None:
+    """Build OUT/model.plan with TensorRT, measure it on this GPU and update OUT/report.json."""
+    from edgeq.stages.engine_finish import finish_engine  # TensorRT, torch: loaded when asked for
+
+    ready, why = tensorrt_available()
+    if not ready:
+        raise InputError(f"{NEEDS_TENSORRT}: {why}")
+    report = finish_engine(out_dir, eval_path)
+    click.echo(f"wrote {out_dir / 'model.plan'} and updated {out_dir / 'report.json'}", err=True)
+    try:
+        record_run(report, out_dir)  # the run's row now shows the engine's numbers
+    except StoreError as exc:
+        click.echo(f"runs store not updated: {exc}", err=True)
+    if not report.passed:
+        raise GateError(f"gates on the engine: {verdict(report.gates)}; report updated in {out_dir}")
+
+
 cli.add_command(report_command)
 cli.add_command(dashboard_command)
-cli.add_command(build_engine_command)
 
 
 def _terminate(signum, frame) -> None:

@@ -20,9 +20,6 @@ from collections.abc import Sequence
 from edgeq.errors import InputError
 from edgeq.outdir import staged_output
 from edgeq.quant.prequantized import is_quantized
-from edgeq.recipe import Recipe
-from edgeq.report import gates as report_gates
-from edgeq.report.schema import Gate, Report
 from edgeq.stages.base import Stage
 from edgeq.stages.compile import CompileCandidates
 from edgeq.stages.culprits import Culprits
@@ -109,8 +106,3 @@ def run_stages(stages: Sequence[Stage], state: CompileState) -> CompileState:
     for stage in stages:
         state = stage.run(state)
     return state
-
-
-def evaluate_gates(report: Report, recipe: Recipe) -> list[Gate]:
-    """Kept only for `edgeq.backends.tensorrt_finish`, until it imports `edgeq.report.gates` itself."""
-    return report_gates.evaluate_gates(report, recipe.gates)

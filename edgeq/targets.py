@@ -158,7 +158,7 @@ def native_target_name() -> str:
     """The shipped CPU target for the machine this runs on, read from its ISA flags.
 
     VNNI (or AMX) makes full 8-bit weights safe; plain AVX2 needs 7-bit ones (reduce_range)."""
-    from edgeq.measure.machine import describe_machine
+    from edgeq.runtime.machine import describe_machine
 
     machine = describe_machine()
     flags = set(machine["flags"])

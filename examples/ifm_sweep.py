@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edgeq.measure.machine import describe_machine
 from edgeq.measure.tasks import TaskResult, resolve_evaluator
 from edgeq.passes.ifm import PruningSummary, merge_features
+from edgeq.runtime.machine import describe_machine
 from edgeq.runtime.session import OrtRunner
 
 

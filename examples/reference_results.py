@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 import edgeq
-from edgeq.measure.machine import describe_machine
+from edgeq.runtime.machine import describe_machine
 
 RECIPES = {
     "MRL encoder (digits)": "examples/mrl_encoder/recipe.yaml",

@@ -16,10 +16,10 @@ import pytest
 
 from edgeq.backends.artifact import Artifact
 from edgeq.backends.tensorrt import tensorrt_available
-from edgeq.backends.tensorrt_finish import EngineMeasurements, finish_engine, rewrite_report
 from edgeq.measure.fidelity import compare_outputs
 from edgeq.report.schema import Report, load_report
 from edgeq.runtime.session import OrtRunner
+from edgeq.stages.engine_finish import EngineMeasurements, finish_engine, rewrite_report
 from tests.typed_reports import TRT_MLP, measured_latency
 
 TRT_READY, TRT_WHY = tensorrt_available()

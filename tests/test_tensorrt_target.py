@@ -260,7 +260,7 @@ def test_gpu_ort_providers_carry_the_builder_settings(tmp_path):
 
 @pytest.mark.skipif(TRT_READY, reason="checks the message on machines without TensorRT")
 def test_build_engine_without_tensorrt_says_why_in_one_line(tmp_path):
-    from edgeq.backends.tensorrt_finish import build_engine_command
+    from edgeq.cli import build_engine_command
 
     with pytest.raises(EdgeqError) as raised:
         build_engine_command.main(args=[str(tmp_path)], standalone_mode=False)

@@ -11,11 +11,9 @@ import click
 
 from edgeq.dashboard.server import DEFAULT_HOST, DEFAULT_PORT, create_server
 from edgeq.errors import InputError
-from edgeq.report.command import report_command, report_summary
+from edgeq.report.command import report_summary
 from edgeq.report.schema import Report
 from edgeq.store.runs import RunStore, StoreError
-
-__all__ = ["dashboard_command", "log_to_mlflow", "report_command"]  # report_command: edgeq.cli's import
 
 _MLFLOW_NAME = re.compile(r"[^\w\-./ ]")
 

@@ -7,6 +7,7 @@ import onnx
 from edgeq.backends.tensorrt import REFERENCE_NAME, finish_later_hint, tensorrt_available
 from edgeq.graph import save_model
 from edgeq.stages.base import Stage
+from edgeq.stages.engine_finish import finish_engine
 from edgeq.stages.state import CompileState
 
 
@@ -37,8 +38,6 @@ class BuildEngine(Stage):
     def run(self, state: CompileState) -> CompileState:
         if state.finish_later is not None:
             return state
-        from edgeq.backends.tensorrt_finish import finish_engine
-
         with state.progress.stage("build-engine", "build the TensorRT engine and time it on this GPU"):
             state.report = finish_engine(state.staging)
         return state

@@ -21,8 +21,8 @@ class Measure(Stage):
         self.runoff = runoff
 
     def run(self, state: CompileState) -> CompileState:
-        fp32 = open_session(state, state.reference)
-        judge_against = open_session(state, state.deployed) if state.deployed else fp32
+        fp32 = open_session(state, state.reference, reference=True)
+        judge_against = open_session(state, state.deployed, reference=True) if state.deployed else fp32
         reference = judge_against.predict(state.evaluation)
         for candidate in state.candidates:
             with state.progress.stage(f"fidelity-{candidate.name}", f"measure {candidate.name} fidelity"):

@@ -9,7 +9,6 @@ from datetime import datetime, timezone
 
 from edgeq import __version__
 from edgeq.errors import InputError
-from edgeq.measure.machine import describe_machine
 from edgeq.report.gates import evaluate_gates
 from edgeq.report.schema import (
     Accuracy,
@@ -29,6 +28,7 @@ from edgeq.report.schema import (
     StageTime,
     TargetInfo,
 )
+from edgeq.runtime.machine import describe_machine
 from edgeq.source import sample_count
 from edgeq.stages.base import Stage
 from edgeq.stages.candidate import Analysis

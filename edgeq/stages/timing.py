@@ -28,9 +28,9 @@ def time_candidates(
     same run (never below MIN_NOISE), the margin no speed difference is read inside."""
     settings, threads = state.target.latency, state.target.latency.threads
     rounds = rounds or settings.rounds
-    fp32 = open_session(state, state.reference)
+    fp32 = open_session(state, state.reference, reference=True)
     batches = batch_sizes(fp32, settings.batch_sizes)
-    runners = {"reference": fp32, REFERENCE_AGAIN: open_session(state, state.reference)}
+    runners = {"reference": fp32, REFERENCE_AGAIN: open_session(state, state.reference, reference=True)}
     runners |= {c.name: c.runner for c in candidates}
     noise = {}
     with (

@@ -41,9 +41,9 @@ import edgeq
 from edgeq.data import load_npz, split
 from edgeq.graph import model_bytes
 from edgeq.measure.fidelity import compare_outputs
-from edgeq.measure.machine import describe_machine
 from edgeq.measure.tasks import TaskResult, resolve_evaluator
 from edgeq.recipe import Budget, load_recipe
+from edgeq.runtime.machine import describe_machine
 from edgeq.runtime.session import OrtRunner
 from edgeq.runtime.timing import measure_interleaved, speedup
 from edgeq.stages.timing import batch_sizes

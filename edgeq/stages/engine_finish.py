@@ -1,4 +1,4 @@
-"""`edgeq build-engine OUT/`: finish a TensorRT compile on a GPU machine and measure it there.
+"""Finish a TensorRT compile on a GPU machine (`edgeq build-engine OUT/`) and measure it there.
 
 A compile on a machine without TensorRT leaves OUT/model.onnx (the TensorRT-ready QDQ graph), the
 fp32 reference and a report measured in ONNX Runtime CPU; this command builds the engine and
@@ -15,25 +15,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
 import onnx
 
 from edgeq.backends.artifact import Artifact
-from edgeq.backends.tensorrt import NEEDS_TENSORRT, REFERENCE_NAME, build_engine, tensorrt_available
+from edgeq.backends.tensorrt import REFERENCE_NAME, build_engine
 from edgeq.backends.tensorrt_config import settings_of
 from edgeq.config import from_dict
-from edgeq.errors import GateError, InputError
+from edgeq.errors import InputError
 from edgeq.measure.fidelity import OutputFidelity, compare_outputs
-from edgeq.measure.machine import describe_machine
 from edgeq.measure.tasks import TaskResult, evaluate_task
 from edgeq.recipe import Recipe, build_recipe
-from edgeq.report.gates import recheck_gates, verdict
+from edgeq.report.gates import recheck_gates
 from edgeq.report.html import write_html
 from edgeq.report.schema import Accuracy, ArtifactInfo, Machine, Report, load_report
+from edgeq.runtime.machine import describe_machine
 from edgeq.runtime.session import OrtRunner
 from edgeq.runtime.timing import LatencyEntry
 from edgeq.source import load_data
-from edgeq.store.runs import StoreError, record_run
 from edgeq.targets import TargetSpec, load_target
 
 
@@ -49,29 +47,6 @@ class EngineMeasurements:
     task: TaskResult | None
     latency: list[LatencyEntry]
     details: dict[str, Any]
-
-
-@click.command("build-engine")
-@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--eval",
-    "eval_path",
-    type=click.Path(dir_okay=False),
-    help="Held-out .npz (default: the compile's evaluation data).",
-)
-def build_engine_command(out_dir: Path, eval_path: str | None) -> None:
-    """Build OUT/model.plan with TensorRT, measure it on this GPU and update OUT/report.json."""
-    ready, why = tensorrt_available()
-    if not ready:
-        raise InputError(f"{NEEDS_TENSORRT}: {why}")
-    report = finish_engine(out_dir, eval_path)
-    click.echo(f"wrote {out_dir / 'model.plan'} and updated {out_dir / 'report.json'}", err=True)
-    try:
-        record_run(report, out_dir)  # the run's row now shows the engine's numbers
-    except StoreError as exc:
-        click.echo(f"runs store not updated: {exc}", err=True)
-    if not report.passed:
-        raise GateError(f"gates on the engine: {verdict(report.gates)}; report updated in {out_dir}")
 
 
 def finish_engine(out_dir: Path, eval_path: str | None = None) -> Report:
