@@ -161,16 +161,15 @@ def native_target_name() -> str:
     from edgeq.runtime.machine import describe_machine
 
     machine = describe_machine()
-    flags = set(machine["flags"])
-    if machine["arch"] in ("aarch64", "arm64"):
+    flags = set(machine.flags)
+    if machine.arch in ("aarch64", "arm64"):
         return "cpu-arm64"
     if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
         return "cpu-x86-avx512vnni"
     if "avx2" in flags:
         return "cpu-x86-avx2"
     raise InputError(
-        f"no shipped target matches this CPU ({machine['cpu']}, {machine['arch']}): "
-        "name one or pass a YAML file"
+        f"no shipped target matches this CPU ({machine.cpu}, {machine.arch}): name one or pass a YAML file"
     )
 
 

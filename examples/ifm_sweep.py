@@ -114,10 +114,7 @@ def sweep(case: Case, settings: list[tuple[float, float]], args: argparse.Namesp
 
 def machine_line() -> str:
     machine = describe_machine()
-    return (
-        f"machine: {machine['cpu']}, {machine['cores']} cores, "
-        f"onnxruntime {machine['versions'].get('onnxruntime')}"
-    )
+    return f"machine: {machine.cpu}, {machine.cores} cores, onnxruntime {machine.versions.get('onnxruntime')}"
 
 
 def report(rows: list[str], args: argparse.Namespace) -> str:

@@ -37,8 +37,8 @@ def main() -> None:
     args = parser.parse_args()
     machine = describe_machine()
     print(
-        f"machine: {machine['cpu']}, {machine['cores']} cores, flags {' '.join(machine['flags'])}, "
-        f"onnxruntime {machine['versions'].get('onnxruntime')}\n"
+        f"machine: {machine.cpu}, {machine.cores} cores, flags {' '.join(machine.flags)}, "
+        f"onnxruntime {machine.versions.get('onnxruntime')}\n"
     )
     print("| model | bits | chosen | speedup b1 / b32 | size | primary metrics (fp32 → compiled, worst 3) |")
     print("|---|---|---|---|---|---|")

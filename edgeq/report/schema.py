@@ -26,6 +26,7 @@ from edgeq.quant.plan import NodeDecision
 from edgeq.report.checks import check_shape, check_values
 from edgeq.report.gates import Gate, recheck_gates
 from edgeq.report.upgrade import upgrade_v1
+from edgeq.runtime.machine import Machine
 from edgeq.runtime.timing import LatencyEntry
 
 SCHEMA = "edgeq.report/2"
@@ -173,20 +174,6 @@ class PrecisionPlanReport:
 class StageTime:
     name: str
     seconds: float
-
-
-@dataclass
-class Machine:
-    """The machine a measurement ran on: numbers are read in its context."""
-
-    cpu: str
-    arch: str
-    flags: list[str]
-    cores: int | None
-    os: str
-    python: str
-    versions: dict[str, str | None]
-    gpu: str | None = None
 
 
 @dataclass

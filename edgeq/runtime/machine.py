@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
@@ -26,7 +27,22 @@ INTERESTING_FLAGS = (
 PACKAGES = ("onnxruntime", "onnx", "numpy", "torch", "onnxruntime-gpu", "tensorrt")
 
 
-def describe_machine() -> dict:
+@dataclass
+class Machine:
+    """The machine a measurement ran on: numbers are read in its context."""
+
+    cpu: str
+    arch: str
+    flags: list[str]
+    cores: int | None
+    os: str
+    python: str
+    versions: dict[str, str | None]
+    providers: list[str] = field(default_factory=list)  # ONNX Runtime's, on this machine
+    gpu: str | None = None
+
+
+def describe_machine() -> Machine:
     """CPU model and relevant ISA flags, core count, OS, Python, runtime versions and the execution
     providers this ONNX Runtime has (what any latency in the report can have run on)."""
     cpu, flags = _cpuinfo()
@@ -36,16 +52,16 @@ def describe_machine() -> dict:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             continue
-    return {
-        "cpu": cpu or platform.processor() or platform.machine(),
-        "arch": platform.machine(),
-        "flags": [f for f in INTERESTING_FLAGS if f in flags],
-        "cores": os.cpu_count(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "versions": versions,
-        "onnxruntime_providers": ", ".join(ort.get_available_providers()),
-    }
+    return Machine(
+        cpu=cpu or platform.processor() or platform.machine(),
+        arch=platform.machine(),
+        flags=[f for f in INTERESTING_FLAGS if f in flags],
+        cores=os.cpu_count(),
+        os=platform.platform(),
+        python=platform.python_version(),
+        versions=versions,
+        providers=ort.get_available_providers(),
+    )
 
 
 def _cpuinfo() -> tuple[str, set[str]]:

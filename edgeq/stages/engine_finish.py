@@ -27,7 +27,7 @@ from edgeq.measure.tasks import TaskResult, evaluate_task
 from edgeq.recipe import Recipe, build_recipe
 from edgeq.report.gates import recheck_gates
 from edgeq.report.html import write_html
-from edgeq.report.schema import Accuracy, ArtifactInfo, Machine, Report, load_report
+from edgeq.report.schema import Accuracy, ArtifactInfo, Report, load_report
 from edgeq.runtime.machine import describe_machine
 from edgeq.runtime.session import OrtRunner
 from edgeq.runtime.timing import LatencyEntry
@@ -107,7 +107,7 @@ def rewrite_report(out_dir: Path, report: Report, measured: EngineMeasurements) 
         accuracy=Accuracy(report.accuracy.samples, measured.outputs, measured.task),
         latency=measured.latency,
         latency_status=None,
-        machine=Machine(**describe_machine() | {"gpu": measured.details.get("device")}),
+        machine=dataclasses.replace(describe_machine(), gpu=measured.details.get("device")),
         engine=engine,
     )
     finished.gates = recheck_gates(finished)

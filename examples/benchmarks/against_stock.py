@@ -682,7 +682,7 @@ def machine_header(command: str) -> str:
             "",
             f"- command: `{command}`",
             f"- date: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}",
-            f"- machine: {machine['cpu']}, {machine['cores']} cores, flags: {' '.join(machine['flags'])}",
+            f"- machine: {machine.cpu}, {machine.cores} cores, flags: {' '.join(machine.flags)}",
             f"- onnxruntime {ort.__version__}, onnx {onnx.__version__}, torch {torch.__version__}, "
             f"nncf {installed_version('nncf')}; intra-op threads {THREADS}; edgeq target {TARGET['name']}",
             "- verdict: edgeq's artifact against the fastest stock tool (geometric mean over the batch "
