@@ -135,6 +135,17 @@ class GraphEditor:
             new.shape = new.shape or old.shape
             self._values[name] = new
 
+    def interpose(self, value: ir.Value, node: ir.Node, renamed: str) -> None:
+        """Put `node` (which reads `value`) after `value`'s producer; its output takes over the name
+        and every reader of `value`, which is renamed `renamed`."""
+        name = value.name
+        self.reroute(value, node.outputs[0], keep=[node])
+        value.name = renamed
+        output = node.outputs[0]
+        output.name, output.type, output.shape = name, value.type, value.shape
+        self._values |= {name: output, renamed: value}
+        self.insert_after(value, [node])
+
     def remove(self, node: ir.Node) -> None:
         """Remove `node`, which nothing may read any more."""
         self.graph.remove(node, safe=True)
@@ -154,6 +165,12 @@ class GraphEditor:
         return ir.to_proto(self.model)
 
 
+def attr(node: ir.Node, name: str, default: Any = None) -> Any:
+    """An onnx-ir node attribute's Python value, or `default` when absent."""
+    found = node.attributes.get(name)
+    return default if found is None else found.value
+
+
 def drop_unused_initializers(graph: ir.Graph) -> None:
     """Remove initializers no node (nor subgraph, nor graph output) reads."""
     for name, value in list(graph.initializers.items()):
@@ -163,6 +180,8 @@ def drop_unused_initializers(graph: ir.Graph) -> None:
 
 def with_initializers(model: onnx.ModelProto, values: Mapping[str, np.ndarray]) -> onnx.ModelProto:
     """A copy of `model` whose named initializers hold `values` (added when absent)."""
+    if not values:
+        return onnx.ModelProto.FromString(model.SerializeToString())
     editor = GraphEditor(model)
     for name, array in values.items():
         editor.set_initializer(name, array)

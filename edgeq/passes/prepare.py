@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 
 from edgeq.data import Arrays
-from edgeq.graph import GraphIndex, attribute, replace_initializer
+from edgeq.graph.edit import GraphEditor, attr
 from edgeq.passes.ort_offline import ort_optimize
 from edgeq.passes.simplify import simplify_static_shapes
 
@@ -29,34 +29,38 @@ def fold_linear_batchnorm(model: onnx.ModelProto) -> onnx.ModelProto:
 
     ORT folds Conv+BatchNorm itself; BatchNorm1d after a Linear it leaves alone.
     """
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    graph = model.graph
-    index = GraphIndex(graph)
-    for bn in [n for n in graph.node if n.op_type == "BatchNormalization" and len(n.output) == 1]:
-        gemm = index.producer.get(bn.input[0])
-        if gemm is None or gemm.op_type != "Gemm" or attribute(gemm, "transA", 0):
+    editor = GraphEditor(model)
+    for bn in [n for n in editor.graph if n.op_type == "BatchNormalization" and len(n.outputs) == 1]:
+        gemm = bn.inputs[0].producer()
+        if gemm is None or gemm.op_type != "Gemm" or attr(gemm, "transA", 0):
             continue
-        if len(index.consumers[gemm.output[0]]) != 1 or gemm.output[0] in index.outputs:
+        if len(gemm.outputs[0].uses()) != 1 or gemm.outputs[0].is_graph_output():
             continue
-        stats = [index.constant(name) for name in bn.input[1:5]]
-        weight = index.constant(gemm.input[1])
+        stats = [editor.constant(value) for value in bn.inputs[1:5]]
+        weight = editor.constant(gemm.inputs[1])
         if any(s is None for s in stats) or weight is None or weight.ndim != 2:
             continue
         gamma, beta, mean, var = (s.astype(np.float64) for s in stats)
-        factor = gamma / np.sqrt(var + attribute(bn, "epsilon", 1e-5))
-        trans_b = attribute(gemm, "transB", 0)
-        w = weight.astype(np.float64) * attribute(gemm, "alpha", 1.0)
+        factor = gamma / np.sqrt(var + attr(bn, "epsilon", 1e-5))
+        trans_b = attr(gemm, "transB", 0)
+        w = weight.astype(np.float64) * attr(gemm, "alpha", 1.0)
         w = w * factor[:, None] if trans_b else w * factor[None, :]
-        bias = index.constant(gemm.input[2]) if len(gemm.input) > 2 and gemm.input[2] else None
-        bias = 0.0 if bias is None else np.broadcast_to(bias, factor.shape) * attribute(gemm, "beta", 1.0)
-        weight_name, bias_name = gemm.output[0] + "_bnfold_weight", gemm.output[0] + "_bnfold_bias"
-        replace_initializer(graph, weight_name, w.astype(np.float32))
-        replace_initializer(graph, bias_name, ((bias - mean) * factor + beta).astype(np.float32))
-        activation = gemm.input[0]
-        del gemm.input[:]
-        gemm.input.extend([activation, weight_name, bias_name])
-        del gemm.attribute[:]
-        gemm.attribute.append(onnx.helper.make_attribute("transB", trans_b))
-        gemm.output[0] = bn.output[0]
-        graph.node.remove(bn)
-    return model
+        bias = editor.constant(gemm.inputs[2]) if len(gemm.inputs) > 2 else None
+        bias = 0.0 if bias is None else np.broadcast_to(bias, factor.shape) * attr(gemm, "beta", 1.0)
+        name = gemm.outputs[0].name
+        folded = editor.node(
+            "Gemm",
+            [
+                gemm.inputs[0],
+                editor.set_initializer(name + "_bnfold_weight", w.astype(np.float32)),
+                editor.set_initializer(
+                    name + "_bnfold_bias", ((bias - mean) * factor + beta).astype(np.float32)
+                ),
+            ],
+            [bn.outputs[0].name],
+            name=gemm.name,
+            attributes={"transB": trans_b},
+        )
+        editor.replace(bn, [], [folded.outputs[0]])
+        editor.substitute(gemm, [folded])
+    return editor.finish()

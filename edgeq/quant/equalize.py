@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from edgeq.graph import GraphIndex, attribute, replace_initializer
+from edgeq.graph import GraphIndex, attribute
+from edgeq.graph.edit import with_initializers
 
 POSITIVE_HOMOGENEOUS = frozenset({"Relu", "LeakyRelu"})
 MAX_ITERATIONS = 20
@@ -55,8 +56,7 @@ def equalize_cross_layer(
     Returns the rescaled model and a summary: the pairs, and per pair the spread (max/min) of
     layer 1's output-channel and layer 2's input-channel weight ranges before and after.
     """
-    equalized = onnx.ModelProto.FromString(model.SerializeToString())
-    index = GraphIndex(equalized.graph)
+    index = GraphIndex(model.graph)
     pairs = find_pairs(index)
     values = {
         name: index.constant(name).astype(np.float64)
@@ -67,8 +67,7 @@ def equalize_cross_layer(
     }
     before = [_spreads(pair, values) for pair in pairs]
     done = _iterate(pairs, values, iterations)
-    for name, value in values.items():
-        replace_initializer(equalized.graph, name, value.astype(np.float32))
+    equalized = with_initializers(model, {name: value.astype(np.float32) for name, value in values.items()})
     summary = {
         "iterations": done,
         "pairs": [
