@@ -43,8 +43,6 @@ class GraphEditor:
     def initializer(self, name: str, array: np.ndarray, dtype: ir.DataType | None = None) -> ir.Value:
         """Add initializer `name` holding `array` (stored as `dtype`, e.g. INT4, when given)."""
         value = ir.Value(name=name, const_value=ir.Tensor(np.asarray(array), dtype=dtype, name=name))
-        value.type = ir.TensorType(value.const_value.dtype)
-        value.shape = value.const_value.shape
         self.graph.register_initializer(value)
         self._values[name] = value
         return value
@@ -55,8 +53,9 @@ class GraphEditor:
         if existing is None:
             return self.initializer(name, array)
         existing.const_value = ir.Tensor(np.asarray(array), name=name)
-        existing.type = ir.TensorType(existing.const_value.dtype)
-        existing.shape = existing.const_value.shape
+        if existing.is_graph_input():
+            existing.type = ir.TensorType(existing.const_value.dtype)
+            existing.shape = existing.const_value.shape
         return existing
 
     def node(
@@ -162,7 +161,7 @@ class GraphEditor:
     def finish(self) -> onnx.ModelProto:
         """The edited model as a ModelProto, without initializers nothing reads any more."""
         drop_unused_initializers(self.graph)
-        return ir.to_proto(self.model)
+        return _to_proto(self.model)
 
 
 def attr(node: ir.Node, name: str, default: Any = None) -> Any:
@@ -185,4 +184,12 @@ def with_initializers(model: onnx.ModelProto, values: Mapping[str, np.ndarray]) 
     editor = GraphEditor(model)
     for name, array in values.items():
         editor.set_initializer(name, array)
-    return ir.to_proto(editor.model)
+    return _to_proto(editor.model)
+
+
+def _to_proto(model: ir.Model) -> onnx.ModelProto:
+    """Serialize without a value_info per initializer (onnx-ir writes one; the tensor has it all)."""
+    for value in model.graph.initializers.values():
+        if not value.is_graph_input():
+            value.type, value.shape = None, None
+    return ir.to_proto(model)

@@ -14,10 +14,18 @@ DEFAULT_DOMAINS = frozenset({"", "ai.onnx"})
 LINEAR_OPS = frozenset({"MatMul", "Gemm"})
 CONV_OPS = frozenset({"Conv", "ConvTranspose"})
 WEIGHTED_OPS = LINEAR_OPS | CONV_OPS  # a constant weight at input 1
+BIAS_INPUT_OPS = CONV_OPS | {"Gemm"}  # and an optional bias at input 2
 LAYER_OPS = LINEAR_OPS | {"Conv"}  # weighted layers whose weight rows or columns are output channels
 RECURRENT_OPS = frozenset({"LSTM"})
 DYNAMIC_INT8_OPS = LINEAR_OPS | RECURRENT_OPS  # ONNX Runtime has dynamic-int8 kernels for these
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+# Integer ops of ONNX Runtime's quantized forms other than Q/DQ.
+INTEGER_OPS = frozenset(
+    {"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
+)
+# Data movement whose output keeps its input's quantization scale; averaging pools need their own.
+SHARED_SCALE_OPS = frozenset({"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"})
+OWN_SCALE_OPS = frozenset({"GlobalAveragePool", "AveragePool"})
 
 # Channel-wise ops with f(c·x) = c·f(x) for c > 0: scaled duplicate features stay duplicates.
 POSITIVE_HOMOGENEOUS = frozenset({"Relu", "LeakyRelu"})
@@ -42,7 +50,9 @@ NONHOMOGENEOUS_UNARY = frozenset(
     }
 )
 POOLING = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool"})
-ELEMENTWISE_BINARY = frozenset({"Add", "Sub", "Mul", "Div"})
+ADDITIVE = frozenset({"Add", "Sub"})
+MULTIPLICATIVE = frozenset({"Mul", "Div"})
+ELEMENTWISE_BINARY = ADDITIVE | MULTIPLICATIVE
 REDUCTIONS = frozenset({"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin"})
 # Ops whose result is a choice (argmax, top-k, a threshold): small errors flip it.
 DECISION_OPS = frozenset(
@@ -87,11 +97,17 @@ class WeightedLayer:
     bias: str | None
     out_axis: int  # weight axis of output channels (non-negative)
     in_axis: int  # weight axis of input channels (per group for a grouped Conv)
+    rank: int  # of the weight
     groups: int = 1
 
     @property
     def op_type(self) -> str:
         return self.node.op_type
+
+    @property
+    def stream_axis(self) -> int:
+        """Channel axis of the data input and the output, counted from the end."""
+        return -1 if self.op_type in LINEAR_OPS else -(self.rank - 1)
 
     @property
     def label(self) -> str:
@@ -107,12 +123,13 @@ def weighted_layer(node: onnx.NodeProto, rank: int) -> WeightedLayer | None:
         return None
     if op == "Gemm" and rank == 2 and not attribute(node, "transA", 0):
         out = output_axis(op, attribute(node, "transB", 0))
-        return WeightedLayer(node, weight, optional_input(node, 2), out, 1 - out)
+        return WeightedLayer(node, weight, optional_input(node, 2), out, 1 - out, rank)
     if op == "MatMul" and rank == 2:
-        return WeightedLayer(node, weight, None, 1, 0)
+        return WeightedLayer(node, weight, None, 1, 0, rank)
     if op in CONV_OPS and rank >= 3:
         out = output_axis(op)
-        return WeightedLayer(node, weight, optional_input(node, 2), out, 1 - out, attribute(node, "group", 1))
+        bias = optional_input(node, 2)
+        return WeightedLayer(node, weight, bias, out, 1 - out, rank, attribute(node, "group", 1))
     return None
 
 

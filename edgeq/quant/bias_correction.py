@@ -11,6 +11,7 @@ import onnx
 
 from edgeq.graph import GraphIndex, attribute
 from edgeq.graph.edit import GraphEditor
+from edgeq.graph.ops import BIAS_INPUT_OPS
 from edgeq.quant.layer_inputs import QuantizedLayer, input_means, planned_layers
 from edgeq.quant.plan import QuantPlan
 from edgeq.quant.primitives import QuantFormat, dequantize, quantize, weight_params
@@ -60,7 +61,7 @@ def apply_biases(model: onnx.ModelProto, biases: Mapping[str, np.ndarray]) -> on
     editor = GraphEditor(model)
     for node in [n for n in editor.graph if n.name in biases]:
         bias = editor.initializer(f"{node.name}_corrected_bias", biases[node.name])
-        if node.op_type in ("Conv", "Gemm"):
+        if node.op_type in BIAS_INPUT_OPS:
             if len(node.inputs) < 3:
                 node.resize_inputs(3)
             node.replace_input_with(2, bias)
