@@ -148,7 +148,8 @@ class GraphEditor:
     def remove(self, node: ir.Node) -> None:
         """Remove `node`, which nothing may read any more."""
         self.graph.remove(node, safe=True)
-        self.nodes.pop(node.name, None)
+        if self.nodes.get(node.name) is node:
+            del self.nodes[node.name]
 
     def bypass(self, node: ir.Node, replacement: ir.Value) -> None:
         """Remove a one-output node; its readers read `replacement` instead."""

@@ -164,16 +164,20 @@ def _int8_rows_gather(editor: GraphEditor, node: ir.Node, table: np.ndarray, ops
     rows = editor.node(
         "Gather", [editor.initializer(base, q), ids], [base + "_rows"], name=node.name + "_int8_rows"
     )
-    cast = editor.node("Cast", rows.outputs, [base + "_rows_float"], attributes={"to": ir.DataType.FLOAT})
+    to_float = {"to": ir.DataType.FLOAT}
+    cast = editor.node(
+        "Cast", rows.outputs, [base + "_rows_float"], name=f"{node.name}_int8_cast", attributes=to_float
+    )
     scales = editor.initializer(base + "_scale", scale.astype(np.float32))
-    row_scale = editor.node("Gather", [scales, ids], [base + "_row_scale"])
+    row_scale = editor.node("Gather", [scales, ids], [base + "_row_scale"], name=f"{node.name}_int8_scales")
     if opset >= 13:
         last_axis = editor.initializer(base + "_last_axis", np.array([-1], np.int64))
-        unsqueeze = editor.node("Unsqueeze", [*row_scale.outputs, last_axis], [base + "_row_scale_1"])
+        inputs, attributes = [*row_scale.outputs, last_axis], {}
     else:
-        unsqueeze = editor.node(
-            "Unsqueeze", row_scale.outputs, [base + "_row_scale_1"], attributes={"axes": [-1]}
-        )
+        inputs, attributes = row_scale.outputs, {"axes": [-1]}
+    unsqueeze = editor.node(
+        "Unsqueeze", inputs, [base + "_row_scale_1"], name=f"{node.name}_int8_unsq", attributes=attributes
+    )
     mul = editor.node("Mul", [*cast.outputs, *unsqueeze.outputs], [node.outputs[0].name], name=node.name)
     editor.replace(node, [rows, cast, row_scale, unsqueeze, mul])
 
@@ -211,19 +215,21 @@ def set_accuracy_level(model: onnx.ModelProto, level: int) -> onnx.ModelProto:
 def _selected_layers(
     model: onnx.ModelProto, index: GraphIndex, nodes: Iterable[str] | None
 ) -> list[LinearLayer]:
-    """Eligible MatMul/Gemm layers, restricted to `nodes` when given (ineligible names raise)."""
+    """Eligible MatMul/Gemm layers in graph order (so a weight several read is packed under the
+    first reader's name, whatever order `nodes` has), restricted to `nodes` when given (ineligible
+    names raise)."""
     eligible = {
         node.name: layer for node in model.graph.node if (layer := linear_layer(node, index)) is not None
     }
     if nodes is None:
         return list(eligible.values())
-    wanted = list(nodes)
-    missing = [name for name in wanted if name not in eligible]
+    wanted = set(nodes)
+    missing = sorted(name for name in wanted if name not in eligible)
     if missing:
         raise ValueError(
             f"nodes {missing} are not MatMul/Gemm with a constant fp32 2-D weight (Gemm: transA=0)"
         )
-    return [eligible[name] for name in wanted]
+    return [layer for name, layer in eligible.items() if name in wanted]
 
 
 def linear_layer(node: onnx.NodeProto, index: GraphIndex) -> LinearLayer | None:
