@@ -7,8 +7,8 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 
-from edgeq.errors import InputError
 from edgeq.backends.artifact import Artifact
+from edgeq.errors import InputError
 from edgeq.graph import save_model
 from edgeq.runtime.session import session_options
 from edgeq.targets import TargetSpec

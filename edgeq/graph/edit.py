@@ -188,6 +188,19 @@ def with_initializers(model: onnx.ModelProto, values: Mapping[str, np.ndarray]) 
     return _to_proto(editor.model)
 
 
+def with_outputs(model: onnx.ModelProto, tensors: Sequence[str]) -> onnx.ModelProto:
+    """A copy of the model that also returns the given intermediate tensors.
+
+    The extra outputs are declared untyped, so ONNX Runtime does not hold them to the static dims
+    an export may have recorded (calibration runs other batch sizes); no node changes."""
+    exposed = onnx.ModelProto.FromString(model.SerializeToString())
+    present = {o.name for o in exposed.graph.output}
+    for name in tensors:
+        if name not in present:
+            exposed.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    return exposed
+
+
 def _to_proto(model: ir.Model) -> onnx.ModelProto:
     """Serialize without a value_info per initializer (onnx-ir writes one; the tensor has it all)."""
     for value in model.graph.initializers.values():

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 
 from edgeq.graph import GraphIndex, attribute
-from edgeq.quant.calibrate import with_outputs
+from edgeq.graph.edit import with_outputs
 from edgeq.quant.plan import QuantPlan
 from edgeq.runtime.session import OrtRunner
 
