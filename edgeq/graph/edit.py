@@ -22,7 +22,7 @@ class GraphEditor:
         self.model = ir.from_proto(model)
         self.graph = self.model.graph
         self.nodes = {node.name: node for node in self.graph if node.name}
-        self._front: set[ir.Node] = set()  # nodes put first by insert_first, in order
+        self._last_first: ir.Node | None = None  # the last node put first by insert_first
         self._values: dict[str, ir.Value] = {}
         for value in [*self.graph.inputs, *self.graph.initializers.values()]:
             self._values[value.name] = value
@@ -72,7 +72,7 @@ class GraphEditor:
         values = [ir.Value(name=out) for out in outputs] or None
         if isinstance(attributes, Mapping):
             attributes = ir.convenience.convert_attributes(attributes)
-        node = ir.Node(domain, op_type, inputs, attributes, outputs=values, num_outputs=None, name=name)
+        node = ir.Node(domain, op_type, inputs, attributes, outputs=values, name=name)
         for out in node.outputs:
             if out.name:
                 self._values[out.name] = out
@@ -90,14 +90,17 @@ class GraphEditor:
 
     def insert_first(self, nodes: Sequence[ir.Node]) -> None:
         """Put `nodes` before every other node of the graph (after earlier `insert_first` calls)."""
-        first = next((n for n in self.graph if n not in self._front), None)
-        if first is None:
-            self.graph.extend(nodes)
+        nodes = list(nodes)
+        if self._last_first is not None and self._last_first.graph is self.graph:
+            self.graph.insert_after(self._last_first, nodes)
+        elif len(self.graph):
+            self.graph.insert_before(self.graph.node(0), nodes)
         else:
-            self.graph.insert_before(first, nodes)
-        self._front.update(nodes)
+            self.graph.extend(nodes)
+        self._last_first = nodes[-1] if nodes else self._last_first
 
     def insert_before(self, node: ir.Node, nodes: Sequence[ir.Node]) -> None:
+        """Put `nodes` right before `node` (e.g. what computes one of its new inputs)."""
         self.graph.insert_before(node, nodes)
 
     def replace(self, node: ir.Node, nodes: Sequence[ir.Node], outputs: Sequence[ir.Value] = ()) -> None:
@@ -134,6 +137,12 @@ class GraphEditor:
             new.shape = new.shape or old.shape
             self._values[name] = new
 
+    def rewire(self, node: ir.Node, old: ir.Value, new: ir.Value) -> None:
+        """`node` reads `new` wherever it read `old` (other readers, graph outputs: unchanged)."""
+        for i, value in enumerate(node.inputs):
+            if value is old:
+                node.replace_input_with(i, new)
+
     def interpose(self, value: ir.Value, node: ir.Node, renamed: str) -> None:
         """Put `node` (which reads `value`) after `value`'s producer; its output takes over the name
         and every reader of `value`, which is renamed `renamed`."""
@@ -157,6 +166,7 @@ class GraphEditor:
         self.remove(node)
 
     def ensure_opset(self, domain: str, version: int) -> None:
+        """Import `domain` (at `version`) unless the model already does."""
         self.model.opset_imports.setdefault(domain, version)
 
     def finish(self) -> onnx.ModelProto:

@@ -131,7 +131,7 @@ def rewrite_qdq(
             if consumer is relu:
                 editor.bypass(relu, dequantized)
             elif rewire_all or consumer.name in quantized:
-                _replace_input(consumer, tensor, dequantized)
+                editor.rewire(consumer, tensor, dequantized)
     _quantize_weights(writer, plan, params, weight_format(scheme), weight_overrides or {})
     return editor.finish()
 
@@ -165,9 +165,3 @@ def _quantize_weights(
         if scale.size not in (1, bias.size):
             continue
         node.replace_input_with(position, writer.quantize_bias(node_name, bias, scale))
-
-
-def _replace_input(node: ir.Node, old: ir.Value, new: ir.Value) -> None:
-    for i, value in enumerate(node.inputs):
-        if value is old:
-            node.replace_input_with(i, new)
