@@ -24,7 +24,7 @@ from edgeq.quant.primitives import (
     weight_params,
 )
 
-BLOCKED_DQ_OPSET = 21
+INT4_DQ_OPSET = 21  # DequantizeLinear reads INT4 from opset 21
 INT4_SYMMETRIC = QuantFormat(bits=4, signed=True, symmetric=True)
 UINT4_ASYMMETRIC = QuantFormat(bits=4, signed=False, symmetric=False)
 UINT4_DEFAULT_ZERO_POINT = 8
@@ -97,7 +97,7 @@ def lower_conv_to_int4(model: onnx.ModelProto, nodes: Iterable[str]) -> onnx.Mod
     No CPU kernel computes a convolution in 4 bits, so this is a size form: the runtime
     dequantizes the weights and convolves in float.
     """
-    editor = GraphEditor(_at_least_opset(model, BLOCKED_DQ_OPSET))
+    editor = GraphEditor(_at_least_opset(model, INT4_DQ_OPSET))
     wanted = set(nodes)
     for node in [n for n in editor.graph if n.name in wanted and n.op_type in CONV_OPS]:
         weight = editor.constant(node.inputs[1])
@@ -107,7 +107,10 @@ def lower_conv_to_int4(model: onnx.ModelProto, nodes: Iterable[str]) -> onnx.Mod
         scale, zero = weight_params(weight, INT4_SYMMETRIC, axis=axis)
         q = quantize(weight, scale, zero, INT4_SYMMETRIC, axis=axis)
         base = f"{node.inputs[1].name}_{node.name}_int4"
-        inputs = [editor.initializer(base, q, ir.DataType.INT4), editor.initializer(base + "_scale", scale)]
+        inputs = [
+            editor.initializer(base, q, ir.DataType.INT4),
+            editor.initializer(base + "_scale", scale.astype(np.float32)),
+        ]
         output = base + "_dequantized"
         dq = editor.node(
             "DequantizeLinear", inputs, [output], name=output + "_node", attributes={"axis": axis}
