@@ -19,7 +19,7 @@ import onnx
 import onnx_ir as ir
 
 from edgeq.graph import GraphIndex, attribute
-from edgeq.graph.edit import GraphEditor
+from edgeq.graph.edit import GraphEditor, attr
 from edgeq.graph.ops import LINEAR_OPS, MS_DOMAIN
 from edgeq.quant.primitives import QuantFormat, quantize, weight_params
 
@@ -100,8 +100,8 @@ class _Lowering:
         fp32 pass over the activations (6-layer BERT-mini: 30 of 36 bias Adds otherwise stay)."""
         editor = self.editor
         gemm = node.op_type == "Gemm"
-        trans_b = _int(node, "transB", 0) if gemm else 0
-        alpha, beta = (_float(node, "alpha"), _float(node, "beta")) if gemm else (1.0, 1.0)
+        trans_b = attr(node, "transB", 0) if gemm else 0
+        alpha, beta = (attr(node, "alpha", 1.0), attr(node, "beta", 1.0)) if gemm else (1.0, 1.0)
         weight_input = node.inputs[1]
         key = (weight_input.name, trans_b, alpha)
         if key not in self.shared:
@@ -183,11 +183,3 @@ def _bias_add(editor: GraphEditor, output: ir.Value, columns: int) -> tuple[ir.N
     if bias is None or bias.dtype != np.float32 or bias.shape != (columns,):  # [1, N] would broadcast
         return None, None
     return add, other
-
-
-def _int(node: ir.Node, name: str, default: int) -> int:
-    return node.attributes.get_int(name, default)
-
-
-def _float(node: ir.Node, name: str) -> float:
-    return node.attributes.get_float(name, 1.0)
