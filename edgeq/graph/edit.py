@@ -214,6 +214,6 @@ def with_outputs(model: onnx.ModelProto, tensors: Sequence[str]) -> onnx.ModelPr
 def _to_proto(model: ir.Model) -> onnx.ModelProto:
     """Serialize without a value_info per initializer (onnx-ir writes one; the tensor has it all)."""
     for value in model.graph.initializers.values():
-        if not value.is_graph_input():
+        if not (value.is_graph_input() or value.is_graph_output()):
             value.type, value.shape = None, None
     return ir.to_proto(model)
