@@ -14,7 +14,7 @@ from onnx import version_converter
 
 from edgeq.graph import GraphIndex, attribute, default_opset
 from edgeq.graph.edit import GraphEditor
-from edgeq.graph.ops import CONV_OPS, DEFAULT_DOMAINS, LINEAR_OPS, MS_DOMAIN, output_axis
+from edgeq.graph.ops import CONV_OPS, LINEAR_OPS, MS_DOMAIN, optional_input, output_axis, weighted_layer
 from edgeq.quant.primitives import (
     QuantFormat,
     block_weight_params,
@@ -33,7 +33,8 @@ UINT4_DEFAULT_ZERO_POINT = 8
 
 @dataclass(frozen=True)
 class LinearLayer:
-    """A MatMul/Gemm computing A @ weight (+ bias) with a constant weight [K, N] (K = reduced)."""
+    """A MatMul/Gemm weighted layer in folded form: A @ weight (+ bias), weight [K, N] (K = reduced)
+    with Gemm's transB and alpha applied, bias times beta (or a computed bias's name)."""
 
     node: onnx.NodeProto
     weight: np.ndarray
@@ -237,19 +238,15 @@ def _selected_layers(
 
 def linear_layer(node: onnx.NodeProto, index: GraphIndex) -> LinearLayer | None:
     """The node as A @ W [K, N] (+ bias), with Gemm's alpha/beta/transB folded; None if not one."""
-    if node.op_type not in LINEAR_OPS or node.domain not in DEFAULT_DOMAINS:
-        return None
-    weight = index.constant(node.input[1])
-    if weight is None or weight.dtype != np.float32 or weight.ndim != 2:
+    weight = index.constant(node.input[1]) if node.op_type in LINEAR_OPS else None
+    if weight is None or weight.dtype != np.float32 or weighted_layer(node, weight.ndim) is None:
         return None
     if node.op_type == "MatMul":
         return LinearLayer(node, weight, None)
-    if attribute(node, "transA", 0):
-        return None
     weight = weight.T if attribute(node, "transB", 0) else weight
     weight = np.float32(attribute(node, "alpha", 1.0)) * weight
     beta = np.float32(attribute(node, "beta", 1.0))
-    bias_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
+    bias_name = optional_input(node, 2)
     if bias_name is None:
         return LinearLayer(node, weight, None)
     bias = index.constant(bias_name)
