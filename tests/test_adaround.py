@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from edgeq.frontend.torch_export import export_torch
-from edgeq.graph import GraphIndex, replace_initializer
+from edgeq.graph import GraphIndex
+from edgeq.graph.edit import with_initializers
 from edgeq.quant.adaround import adaround_weights
 from edgeq.quant.calibrate import calibrate_ranges
 from edgeq.quant.layer_inputs import conv_patches, planned_layers
@@ -39,12 +40,11 @@ def _plan(model: onnx.ModelProto) -> tuple[onnx.ModelProto, QuantPlan]:
 
 def _with_weights(model: onnx.ModelProto, plan: QuantPlan, integers: dict[str, np.ndarray]):
     """The model with each planned weight replaced by the dequantized given integers."""
-    quantized = onnx.ModelProto.FromString(model.SerializeToString())
+    values = {}
     for layer in planned_layers(model, plan):
         scale, zero = weight_params(layer.weight, INT4, layer.axis)
-        value = dequantize(integers[layer.weight_name], scale, zero, axis=layer.axis)
-        replace_initializer(quantized.graph, layer.weight_name, value)
-    return quantized
+        values[layer.weight_name] = dequantize(integers[layer.weight_name], scale, zero, axis=layer.axis)
+    return with_initializers(model, values)
 
 
 def _nearest(model: onnx.ModelProto, plan: QuantPlan) -> dict[str, np.ndarray]:

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from edgeq.frontend.torch_export import export_torch
-from edgeq.graph import GraphIndex, replace_initializer
+from edgeq.graph import GraphIndex
+from edgeq.graph.edit import with_initializers
 from edgeq.quant.bias_correction import apply_biases, corrected_biases
 from edgeq.quant.plan import ensure_node_names, plan_int8
 from edgeq.quant.primitives import QuantFormat, fake_quantize, weight_params
@@ -36,9 +37,7 @@ def _with_quantized_weight(model: onnx.ModelProto, plan) -> onnx.ModelProto:
     node = next(n for n in model.graph.node if n.name == spec.node)
     weight = GraphIndex(model.graph).constant(node.input[1])
     scale, zero = weight_params(weight, INT4, spec.axis)
-    quantized = onnx.ModelProto.FromString(model.SerializeToString())
-    replace_initializer(quantized.graph, node.input[1], fake_quantize(weight, scale, zero, INT4, spec.axis))
-    return quantized
+    return with_initializers(model, {node.input[1]: fake_quantize(weight, scale, zero, INT4, spec.axis)})
 
 
 def _mean_error(

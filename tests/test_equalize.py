@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 from edgeq.frontend.torch_export import export_torch
-from edgeq.graph import GraphIndex, replace_initializer
+from edgeq.graph import GraphIndex
+from edgeq.graph.edit import with_initializers
+from edgeq.graph.ops import LAYER_OPS
 from edgeq.quant.equalize import equalize_cross_layer
 from edgeq.quant.primitives import QuantFormat, fake_quantize, sqnr_db, weight_params
 from edgeq.runtime.session import OrtRunner
@@ -75,16 +77,16 @@ def _predict(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
 
 def _weights_quantized(model: onnx.ModelProto, fmt: QuantFormat, per_channel: bool):
     """Every layer weight fake-quantized (per tensor, or per output channel)."""
-    quantized = onnx.ModelProto.FromString(model.SerializeToString())
-    index = GraphIndex(quantized.graph)
-    for node in quantized.graph.node:
-        if node.op_type not in ("Conv", "Gemm", "MatMul"):
+    index = GraphIndex(model.graph)
+    values = {}
+    for node in model.graph.node:
+        if node.op_type not in LAYER_OPS:
             continue
         weight = index.constant(node.input[1])
         axis = (0 if node.op_type != "MatMul" else 1) if per_channel else None
         scale, zero = weight_params(weight, fmt, axis)
-        replace_initializer(quantized.graph, node.input[1], fake_quantize(weight, scale, zero, fmt, axis))
-    return quantized
+        values[node.input[1]] = fake_quantize(weight, scale, zero, fmt, axis)
+    return with_initializers(model, values)
 
 
 def test_equalized_model_computes_the_same_function(case) -> None:

@@ -14,7 +14,6 @@ from edgeq.passes.nbits_accuracy import fastest_accuracy_level
 from edgeq.quant.int4 import (
     INT4_SYMMETRIC,
     UINT4_ASYMMETRIC,
-    lower_to_blocked_dq,
     lower_to_matmul_nbits,
     matmul_nbits_weights,
     pack_uint4,
@@ -134,33 +133,6 @@ def test_only_named_nodes_are_lowered(two_linear) -> None:
     lowered = lower_to_matmul_nbits(model, nodes=["/second/MatMul"])
     assert [n.op_type for n in lowered.graph.node].count("MatMulNBits") == 1
     assert _run(lowered, x).shape == (4, 7, 24)
-
-
-def test_blocked_dequantize_linear_runs_in_ort_at_opset_21(two_linear) -> None:
-    model, x = two_linear
-    lowered = lower_to_blocked_dq(model, block_size=32)
-    onnx.checker.check_model(lowered)
-    assert lowered.opset_import[0].version == 21
-    dq = [n for n in lowered.graph.node if n.op_type == "DequantizeLinear"]
-    int4 = {t.name for t in lowered.graph.initializer if t.data_type == onnx.TensorProto.INT4}
-    assert len(dq) == 2 and {n.input[0] for n in dq} == int4
-    expected = _reference(model, x, INT4_SYMMETRIC, 32)
-    np.testing.assert_allclose(_run(lowered, x, "1"), expected, rtol=1e-4, atol=1e-5)
-    int8_compute = np.abs(_run(lowered, x) - expected).max() / np.abs(expected).max()
-    assert 0 < int8_compute < 0.02  # ORT fused DQ+MatMul into MatMulNBits, accuracy_level 4
-
-
-def test_blocked_dequantize_on_gemm_blocks_along_k_of_the_transposed_weight() -> None:
-    torch.manual_seed(2)
-    layer = nn.Linear(64, 16)
-    x = torch.randn(3, 64)
-    lowered = lower_to_blocked_dq(_export(layer, x), block_size=16)
-    w = layer.weight.detach().numpy()  # [N, K]: blocks along axis 1
-    scale, zero = block_weight_params(w, INT4_SYMMETRIC, 1, 16)
-    q = quantize_blocked(w, scale, zero, INT4_SYMMETRIC, 1, 16)
-    dq = dequantize_blocked(q, scale, zero, 1, 16)
-    expected = x.numpy() @ dq.T + layer.bias.detach().numpy()
-    np.testing.assert_allclose(_run(lowered, x.numpy(), "1"), expected, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize(("bits", "max_ratio", "min_sqnr"), [(8, 0.3, 35.0), (4, 0.2, 14.0)])

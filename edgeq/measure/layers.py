@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 
 from edgeq.data import take
-from edgeq.quant.calibrate import with_outputs
+from edgeq.graph.edit import with_outputs
 from edgeq.quant.primitives import sqnr_db
 from edgeq.runtime.session import OrtRunner
 

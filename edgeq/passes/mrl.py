@@ -11,15 +11,17 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 
 from edgeq.errors import InputError
-from edgeq.graph import GraphIndex, attribute, drop_unused_initializers, replace_initializer
+from edgeq.graph import GraphIndex, attribute
+from edgeq.graph.edit import GraphEditor
+from edgeq.graph.ops import LINEAR_OPS
 
 
 def slice_embedding(model: onnx.ModelProto, output: str, dim: int) -> onnx.ModelProto:
     """The model whose `output` has only its first `dim` features, made by slicing its projection."""
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    graph, index = model.graph, GraphIndex(model.graph)
+    index = GraphIndex(model.graph)
     if output not in index.outputs:
         raise InputError(f"mrl.output {output!r} is not a graph output (outputs: {sorted(index.outputs)})")
     node = index.producer.get(output)
@@ -28,7 +30,7 @@ def slice_embedding(model: onnx.ModelProto, output: str, dim: int) -> onnx.Model
         bias_name = next((i for i in node.input if index.is_constant(i)), None)
         bias = (node, bias_name) if bias_name else None
         node = index.producer.get(next(i for i in node.input if i != bias_name)) if bias else None
-    if node is None or node.op_type not in ("Gemm", "MatMul") or index.constant(node.input[1]) is None:
+    if node is None or node.op_type not in LINEAR_OPS or index.constant(node.input[1]) is None:
         raise InputError(f"mrl.output {output!r} is not written by a Gemm/MatMul with constant weights")
     weight = index.constant(node.input[1])
     columns_first = node.op_type == "Gemm" and attribute(node, "transB", 0)
@@ -36,24 +38,26 @@ def slice_embedding(model: onnx.ModelProto, output: str, dim: int) -> onnx.Model
     if not 0 < dim <= width:
         raise InputError(f"mrl.dim must be in 1..{width} (the embedding width), got {dim}")
     sliced = weight[:dim] if columns_first else weight[..., :dim]
-    _rewire_constant(graph, node, 1, sliced)
+    editor = GraphEditor(model)
+    layer = editor.nodes[node.name]
+    _rewire_constant(editor, layer, 1, sliced)
     if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2]:
-        _rewire_constant(graph, node, 2, np.broadcast_to(index.constant(node.input[2]), (width,))[:dim])
+        _rewire_constant(editor, layer, 2, np.broadcast_to(index.constant(node.input[2]), (width,))[:dim])
     if bias is not None:
         add, name = bias
         value = np.broadcast_to(index.constant(name), (width,))[:dim]
-        _rewire_constant(graph, add, list(add.input).index(name), value)
-    for value_info in [*graph.output, *graph.value_info]:
-        if value_info.name in (output, *node.output):
-            value_info.type.tensor_type.shape.dim[-1].dim_value = dim
-    drop_unused_initializers(graph)
-    return model
+        _rewire_constant(editor, editor.nodes[add.name], list(add.input).index(name), value)
+    for value in {editor.value(output), *layer.outputs}:
+        if value.shape is not None and len(value.shape):
+            value.shape = ir.Shape([*value.shape[:-1], dim])
+    return editor.finish()
 
 
-def _rewire_constant(graph: onnx.GraphProto, node: onnx.NodeProto, position: int, value: np.ndarray) -> None:
-    name = f"{node.input[position]}_mrl{value.shape[-1] if value.ndim else ''}"
-    replace_initializer(graph, name, np.ascontiguousarray(value, dtype=np.float32))
-    node.input[position] = name
+def _rewire_constant(editor: GraphEditor, node: ir.Node, position: int, value: np.ndarray) -> None:
+    name = f"{node.inputs[position].name}_mrl{value.shape[-1] if value.ndim else ''}"
+    node.replace_input_with(
+        position, editor.set_initializer(name, np.ascontiguousarray(value, dtype=np.float32))
+    )
 
 
 def deployed_task_options(options: dict[str, Any], dim: int) -> dict[str, Any]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import onnx_ir as ir
+from onnxscript.rewriter import RULE_NAME_TAG, pattern
 
 from edgeq.data import Arrays
-from edgeq.graph import GraphIndex, attribute, replace_initializer
+from edgeq.graph.edit import GraphEditor, attr
 from edgeq.passes.ort_offline import ort_optimize
 from edgeq.passes.simplify import simplify_static_shapes
 
@@ -29,34 +31,50 @@ def fold_linear_batchnorm(model: onnx.ModelProto) -> onnx.ModelProto:
 
     ORT folds Conv+BatchNorm itself; BatchNorm1d after a Linear it leaves alone.
     """
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    graph = model.graph
-    index = GraphIndex(graph)
-    for bn in [n for n in graph.node if n.op_type == "BatchNormalization" and len(n.output) == 1]:
-        gemm = index.producer.get(bn.input[0])
-        if gemm is None or gemm.op_type != "Gemm" or attribute(gemm, "transA", 0):
-            continue
-        if len(index.consumers[gemm.output[0]]) != 1 or gemm.output[0] in index.outputs:
-            continue
-        stats = [index.constant(name) for name in bn.input[1:5]]
-        weight = index.constant(gemm.input[1])
-        if any(s is None for s in stats) or weight is None or weight.ndim != 2:
-            continue
-        gamma, beta, mean, var = (s.astype(np.float64) for s in stats)
-        factor = gamma / np.sqrt(var + attribute(bn, "epsilon", 1e-5))
-        trans_b = attribute(gemm, "transB", 0)
-        w = weight.astype(np.float64) * attribute(gemm, "alpha", 1.0)
-        w = w * factor[:, None] if trans_b else w * factor[None, :]
-        bias = index.constant(gemm.input[2]) if len(gemm.input) > 2 and gemm.input[2] else None
-        bias = 0.0 if bias is None else np.broadcast_to(bias, factor.shape) * attribute(gemm, "beta", 1.0)
-        weight_name, bias_name = gemm.output[0] + "_bnfold_weight", gemm.output[0] + "_bnfold_bias"
-        replace_initializer(graph, weight_name, w.astype(np.float32))
-        replace_initializer(graph, bias_name, ((bias - mean) * factor + beta).astype(np.float32))
-        activation = gemm.input[0]
-        del gemm.input[:]
-        gemm.input.extend([activation, weight_name, bias_name])
-        del gemm.attribute[:]
-        gemm.attribute.append(onnx.helper.make_attribute("transB", trans_b))
-        gemm.output[0] = bn.output[0]
-        graph.node.remove(bn)
-    return model
+    editor = GraphEditor(model)
+    GEMM_BATCHNORM.apply_to_model(editor.model)
+    for node in editor.graph:  # the rewriter tags what it wrote; the artifact needs no provenance
+        node.metadata_props.pop(RULE_NAME_TAG, None)
+    return editor.finish()
+
+
+def _gemm_batchnorm(op, x, weight, gamma, beta, mean, var):
+    gemm = op.Gemm(x, weight, _allow_other_inputs=True, _outputs=["gemm"])
+    return op.BatchNormalization(gemm, gamma, beta, mean, var)
+
+
+def _foldable(context, x, weight, gamma, beta, mean, var, gemm, **_) -> bool:
+    """Inference BatchNormalization (one output), constant statistics and 2-D weight, A not
+    transposed; the matcher checks that only the BatchNormalization reads the Gemm."""
+    bn = next(iter(gemm.uses()))[0]
+    constants = [ir.convenience.get_const_tensor(v) for v in (weight, gamma, beta, mean, var)]
+    return (
+        len(bn.outputs) == 1
+        and not attr(gemm.producer(), "transA", 0)
+        and all(c is not None for c in constants)
+        and constants[0].shape.rank() == 2
+    )
+
+
+def _folded_gemm(op, x, weight, gamma, beta, mean, var, gemm, **_):
+    node, bn = gemm.producer(), next(iter(gemm.uses()))[0]
+    value = lambda v: ir.convenience.get_const_tensor(v).numpy()  # noqa: E731
+    gamma, beta, mean, var = (value(v).astype(np.float64) for v in (gamma, beta, mean, var))
+    factor = gamma / np.sqrt(var + attr(bn, "epsilon", 1e-5))
+    trans_b = attr(node, "transB", 0)
+    w = value(weight).astype(np.float64) * attr(node, "alpha", 1.0)
+    w = w * factor[:, None] if trans_b else w * factor[None, :]
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    bias = None if bias is None else ir.convenience.get_const_tensor(bias)
+    bias = 0.0 if bias is None else np.broadcast_to(bias.numpy(), factor.shape) * attr(node, "beta", 1.0)
+    name = gemm.name
+    folded = [
+        op.initializer(ir.tensor(w.astype(np.float32), name=name + "_bnfold_weight")),
+        op.initializer(
+            ir.tensor(((bias - mean) * factor + beta).astype(np.float32), name=name + "_bnfold_bias")
+        ),
+    ]
+    return op.Gemm(x, *folded, transB=trans_b, _name=node.name)
+
+
+GEMM_BATCHNORM = pattern.RewriteRule(_gemm_batchnorm, _folded_gemm, _foldable, name="GemmBatchNormalization")

@@ -22,9 +22,11 @@ from collections.abc import Collection
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 from onnx import helper, numpy_helper
 
-from edgeq.graph import GraphIndex, attribute, default_opset, drop_unused_initializers
+from edgeq.graph import GraphIndex, attribute, default_opset
+from edgeq.graph.edit import GraphEditor, attr
 from edgeq.runtime.session import OrtRunner
 from edgeq.runtime.timing import measure_interleaved, speedup
 
@@ -99,37 +101,25 @@ def ineligible_reason(model: onnx.ModelProto, node: onnx.NodeProto, index: Graph
 
 def subpixel_rewrite(model: onnx.ModelProto, names: Collection[str]) -> onnx.ModelProto:
     """A copy of `model` with the named ConvTransposes replaced by their exact sub-pixel form."""
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    graph = model.graph
-    index = GraphIndex(graph)
+    editor = GraphEditor(model)
     for name in names:
-        position = next(i for i, n in enumerate(graph.node) if n.name == name)
-        nodes, initializers = subpixel_nodes(graph.node[position], index)
-        del graph.node[position]
-        for offset, new in enumerate(nodes):
-            graph.node.insert(position + offset, new)
-        graph.initializer.extend(initializers)
-    drop_unused_initializers(graph)
-    return onnx.shape_inference.infer_shapes(model, strict_mode=False)
+        _rewrite(editor, editor.nodes[name])
+    return onnx.shape_inference.infer_shapes(editor.finish(), strict_mode=False)
 
 
-def subpixel_nodes(
-    node: onnx.NodeProto, index: GraphIndex
-) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
-    """Conv, DepthToSpace (stride > 1) and Slice (where phases overshoot) that compute `node`'s output."""
-    weight = index.constant(node.input[1])
-    bias = index.constant(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-    stride = attribute(node, "strides", [1])[0]
+def _rewrite(editor: GraphEditor, node: ir.Node) -> None:
+    """Conv, DepthToSpace (stride > 1) and Slice (where phases overshoot) in place of `node`."""
+    weight = editor.constant(node.inputs[1])
+    bias = editor.constant(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] is not None else None
+    stride = attr(node, "strides", [1])[0]
     kernel = list(weight.shape[2:])
-    pads = attribute(node, "pads", [0, 0, 0, 0])
-    extra = attribute(node, "output_padding", [0, 0])
+    pads = attr(node, "pads", [0, 0, 0, 0])
+    extra = attr(node, "output_padding", [0, 0])
     axes = [_axis_plan(kernel[i], stride, pads[i], pads[i + 2], extra[i]) for i in range(2)]
     name = node.name + "_subpixel"
-    initializers = [numpy_helper.from_array(_phase_weight(weight, stride, axes), name + ".weight")]
-    conv_inputs = [name + ".weight"]
+    conv_inputs = [editor.initializer(name + ".weight", _phase_weight(weight, stride, axes))]
     if bias is not None:
-        initializers.append(numpy_helper.from_array(np.tile(bias, stride * stride), name + ".bias"))
-        conv_inputs.append(name + ".bias")
+        conv_inputs.append(editor.initializer(name + ".bias", np.tile(bias, stride * stride)))
     conv = {
         "kernel_shape": [axis["size"] for axis in axes],
         "pads": [axes[0]["begin"], axes[1]["begin"], axes[0]["end"], axes[1]["end"]],
@@ -140,18 +130,18 @@ def subpixel_nodes(
     crops = [axis["crop"] for axis in axes]
     if any(crops):
         ends = np.array([-c if c else INT64_MAX for c in crops], dtype=np.int64)
-        initializers += [
-            numpy_helper.from_array(np.zeros(2, np.int64), name + ".starts"),
-            numpy_helper.from_array(ends, name + ".ends"),
-            numpy_helper.from_array(np.array([2, 3], np.int64), name + ".axes"),
+        bounds = [
+            editor.initializer(name + ".starts", np.zeros(2, np.int64)),
+            editor.initializer(name + ".ends", ends),
+            editor.initializer(name + ".axes", np.array([2, 3], np.int64)),
         ]
-        steps.append(("Slice", name + "_crop", [name + ".starts", name + ".ends", name + ".axes"], {}))
-    nodes, previous = [], node.input[0]
+        steps.append(("Slice", name + "_crop", bounds, {}))
+    nodes, previous = [], node.inputs[0]
     for op, step_name, inputs, attributes in steps:
-        output = node.output[0] if step_name == steps[-1][1] else step_name + "_output"
-        nodes.append(helper.make_node(op, [previous, *inputs], [output], name=step_name, **attributes))
-        previous = output
-    return nodes, initializers
+        output = node.outputs[0].name if step_name == steps[-1][1] else step_name + "_output"
+        nodes.append(editor.node(op, [previous, *inputs], [output], name=step_name, attributes=attributes))
+        previous = nodes[-1].outputs[0]
+    editor.replace(node, nodes)
 
 
 def _axis_plan(kernel: int, stride: int, pad_begin: int, pad_end: int, extra: int) -> dict:
@@ -200,9 +190,8 @@ def _time_rewrite(
     threads: int,
 ) -> dict:
     """Time the node alone against its rewrite, interleaved, at each batch size; keep it if faster at all."""
-    original = _single_op_model([node], _constants(node, index), node, opset)
-    nodes, initializers = subpixel_nodes(node, index)
-    rewritten = _single_op_model(nodes, initializers, node, opset)
+    original = _single_op_model(node, _constants(node, index), opset)
+    rewritten = subpixel_rewrite(original, [node.name])
     runners = {
         "conv_transpose": OrtRunner(original.SerializeToString(), threads=threads),
         "subpixel": OrtRunner(rewritten.SerializeToString(), threads=threads),
@@ -220,11 +209,11 @@ def _time_rewrite(
 
 
 def _single_op_model(
-    nodes: list[onnx.NodeProto], initializers: list[onnx.TensorProto], node: onnx.NodeProto, opset: int
+    node: onnx.NodeProto, initializers: list[onnx.TensorProto], opset: int
 ) -> onnx.ModelProto:
-    """A model of just `nodes`, reading `node`'s activation input and writing its output."""
+    """A model of just `node`, reading its activation input and writing its output."""
     graph = helper.make_graph(
-        nodes,
+        [node],
         "single_op",
         [helper.make_tensor_value_info(node.input[0], onnx.TensorProto.FLOAT, None)],
         [helper.make_tensor_value_info(node.output[0], onnx.TensorProto.FLOAT, None)],

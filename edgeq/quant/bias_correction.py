@@ -8,9 +8,10 @@ from collections.abc import Mapping
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
 
 from edgeq.graph import GraphIndex, attribute
+from edgeq.graph.edit import GraphEditor
+from edgeq.graph.ops import BIAS_INPUT_OPS
 from edgeq.quant.layer_inputs import QuantizedLayer, input_means, planned_layers
 from edgeq.quant.plan import QuantPlan
 from edgeq.quant.primitives import QuantFormat, dequantize, quantize, weight_params
@@ -51,23 +52,27 @@ def corrected_biases(
 def apply_biases(model: onnx.ModelProto, biases: Mapping[str, np.ndarray]) -> onnx.ModelProto:
     """A copy with the given biases: Conv/Gemm bias input set (added if absent); a MatMul's goes
     into its sole following Add with a constant [N] operand, or into a new Add after it."""
-    updated = onnx.ModelProto.FromString(model.SerializeToString())
-    graph = updated.graph
-    index = GraphIndex(graph)
-    for node in list(graph.node):
-        if node.name not in biases:
-            continue
-        name = f"{node.name}_corrected_bias"
-        graph.initializer.append(numpy_helper.from_array(biases[node.name], name))
-        if node.op_type in ("Conv", "Gemm"):
-            _set_bias_input(node, name)
-            continue
-        add = _bias_add(node, index)
-        if add is not None:
-            add.input[_constant_position(add, index)] = name
-        else:
-            _insert_bias_add(graph, node, name)
-    return updated
+    index = GraphIndex(model.graph)
+    adds = {
+        node.name: (add.name, _constant_position(add, index))
+        for node in model.graph.node
+        if node.name in biases and node.op_type == "MatMul" and (add := _bias_add(node, index)) is not None
+    }
+    editor = GraphEditor(model)
+    for node in [n for n in editor.graph if n.name in biases]:
+        bias = editor.initializer(f"{node.name}_corrected_bias", biases[node.name])
+        if node.op_type in BIAS_INPUT_OPS:
+            if len(node.inputs) < 3:
+                node.resize_inputs(3)
+            node.replace_input_with(2, bias)
+        elif node.name in adds:
+            add, position = adds[node.name]
+            editor.nodes[add].replace_input_with(position, bias)
+        else:  # a new Add after the MatMul takes over its output's name and readers
+            output = node.outputs[0]
+            add = editor.node("Add", [output, bias], name=f"{node.name}_bias")
+            editor.interpose(output, add, f"{output.name}_before_bias")
+    return editor.finish()
 
 
 def _weight_error(layer: QuantizedLayer, fmt: QuantFormat, q: np.ndarray | None) -> np.ndarray:
@@ -127,18 +132,3 @@ def _bias_add(node: onnx.NodeProto, index: GraphIndex) -> onnx.NodeProto | None:
 def _constant_position(add: onnx.NodeProto, index: GraphIndex) -> int | None:
     constants = [i for i, name in enumerate(add.input) if index.is_constant(name)]
     return constants[0] if len(constants) == 1 else None
-
-
-def _set_bias_input(node: onnx.NodeProto, name: str) -> None:
-    if len(node.input) > 2:
-        node.input[2] = name
-    else:
-        node.input.append(name)
-
-
-def _insert_bias_add(graph: onnx.GraphProto, node: onnx.NodeProto, bias: str) -> None:
-    """Route the MatMul through a new Add so its consumers see the corrected output name."""
-    output = node.output[0]
-    node.output[0] = f"{output}_before_bias"
-    add = helper.make_node("Add", [node.output[0], bias], [output], name=f"{node.name}_bias")
-    graph.node.insert(list(graph.node).index(node) + 1, add)

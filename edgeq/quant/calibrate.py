@@ -8,22 +8,13 @@ import numpy as np
 import onnx
 
 from edgeq.errors import InputError
+from edgeq.graph.edit import with_outputs
 from edgeq.quant.observers import CalibrationDataError, make_observer
 from edgeq.quant.primitives import QuantFormat
 from edgeq.recipe import Calibration
 from edgeq.runtime.session import OrtRunner
 
 Progress = Callable[[str, int], None]  # (phase description, batches done in this phase)
-
-
-def with_outputs(model: onnx.ModelProto, tensors: Sequence[str]) -> onnx.ModelProto:
-    """A copy of the model that also returns the given intermediate tensors."""
-    exposed = onnx.ModelProto.FromString(model.SerializeToString())
-    present = {o.name for o in exposed.graph.output}
-    for name in tensors:
-        if name not in present:
-            exposed.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    return exposed
 
 
 def calibrate_ranges(

@@ -7,6 +7,7 @@ s_i and multiplying input channel i of layer 2 by s_i leaves the fp32 function u
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -14,36 +15,18 @@ from typing import Any
 import numpy as np
 import onnx
 
-from edgeq.graph import GraphIndex, attribute, replace_initializer
+from edgeq.graph import GraphIndex
+from edgeq.graph.edit import with_initializers
+from edgeq.graph.ops import LAYER_OPS, POSITIVE_HOMOGENEOUS, WeightedLayer, weighted_layer
 
-POSITIVE_HOMOGENEOUS = frozenset({"Relu", "LeakyRelu"})
 MAX_ITERATIONS = 20
 TOLERANCE = 1e-4  # stop once no channel scale moves by more than this (relative)
 
 
 @dataclass
-class Layer:
-    """A Conv/Gemm/MatMul with a constant weight; `bias_name` may belong to a following Add."""
-
-    node: onnx.NodeProto
-    weight_name: str
-    bias_name: str | None
-
-    @property
-    def out_axis(self) -> int:
-        if self.node.op_type == "Gemm":
-            return 0 if attribute(self.node, "transB", 0) else 1
-        return 0 if self.node.op_type == "Conv" else 1
-
-    @property
-    def groups(self) -> int:
-        return attribute(self.node, "group", 1) if self.node.op_type == "Conv" else 1
-
-
-@dataclass
 class Pair:
-    first: Layer
-    second: Layer
+    first: WeightedLayer
+    second: WeightedLayer
     activation: str | None
 
 
@@ -55,20 +38,18 @@ def equalize_cross_layer(
     Returns the rescaled model and a summary: the pairs, and per pair the spread (max/min) of
     layer 1's output-channel and layer 2's input-channel weight ranges before and after.
     """
-    equalized = onnx.ModelProto.FromString(model.SerializeToString())
-    index = GraphIndex(equalized.graph)
+    index = GraphIndex(model.graph)
     pairs = find_pairs(index)
     values = {
         name: index.constant(name).astype(np.float64)
         for pair in pairs
         for layer in (pair.first, pair.second)
-        for name in (layer.weight_name, layer.bias_name)
+        for name in (layer.weight, layer.bias)
         if name is not None
     }
     before = [_spreads(pair, values) for pair in pairs]
     done = _iterate(pairs, values, iterations)
-    for name, value in values.items():
-        replace_initializer(equalized.graph, name, value.astype(np.float32))
+    equalized = with_initializers(model, {name: value.astype(np.float32) for name, value in values.items()})
     summary = {
         "iterations": done,
         "pairs": [
@@ -117,21 +98,18 @@ def find_pairs(index: GraphIndex) -> list[Pair]:
     return pairs
 
 
-def _layer(node: onnx.NodeProto, index: GraphIndex, uses: Counter, as_first: bool) -> Layer | None:
+def _layer(node: onnx.NodeProto, index: GraphIndex, uses: Counter, as_first: bool) -> WeightedLayer | None:
     """The node as an equalisable layer, or None (non-constant/shared weight, transA, bias...)."""
-    if node.op_type not in ("Conv", "Gemm", "MatMul") or len(node.input) < 2:
+    if node.op_type not in LAYER_OPS or len(node.input) < 2:
         return None
     weight = index.constant(node.input[1])
     if weight is None or weight.dtype != np.float32 or uses[node.input[1]] != 1:
         return None
-    if node.op_type == "MatMul" and weight.ndim != 2:
-        return None
-    if node.op_type == "Gemm" and attribute(node, "transA", 0):
-        return None
+    layer = weighted_layer(node, weight.ndim)
     bias_name = _bias_name(node, index) if as_first else None
-    if as_first and bias_name == "":
+    if layer is None or (as_first and bias_name == ""):
         return None  # a bias that is not a private constant vector cannot be rescaled
-    return Layer(node, node.input[1], bias_name)
+    return dataclasses.replace(layer, bias=bias_name)
 
 
 def _bias_name(node: onnx.NodeProto, index: GraphIndex) -> str | None:
@@ -150,10 +128,10 @@ def _bias_name(node: onnx.NodeProto, index: GraphIndex) -> str | None:
     return name if usable and len(index.consumers[name]) == 1 else ""
 
 
-def _layer_output(layer: Layer, index: GraphIndex) -> str:
+def _layer_output(layer: WeightedLayer, index: GraphIndex) -> str:
     """What follows layer 1: its output, or its bias Add's output for a MatMul with one."""
     output = layer.node.output[0]
-    if layer.node.op_type == "MatMul" and layer.bias_name:
+    if layer.node.op_type == "MatMul" and layer.bias:
         return _sole_consumer(output, index).output[0]
     return output
 
@@ -165,9 +143,9 @@ def _sole_consumer(tensor: str, index: GraphIndex) -> onnx.NodeProto | None:
     return consumers[0]
 
 
-def _channels_match(first: Layer, second: Layer, index: GraphIndex) -> bool:
-    out_channels = index.constant(first.weight_name).shape[first.out_axis]
-    weight = index.constant(second.weight_name)
+def _channels_match(first: WeightedLayer, second: WeightedLayer, index: GraphIndex) -> bool:
+    out_channels = index.constant(first.weight).shape[first.out_axis]
+    weight = index.constant(second.weight)
     if second.node.op_type == "Conv":
         return weight.shape[1] * second.groups == out_channels
     return weight.shape[1 - second.out_axis] == out_channels
@@ -175,25 +153,25 @@ def _channels_match(first: Layer, second: Layer, index: GraphIndex) -> bool:
 
 def _equalize_pair(pair: Pair, values: dict[str, np.ndarray]) -> float:
     """Apply s_i = sqrt(r1_i · r2_i) / r2_i to one pair; returns the largest |s_i − 1|."""
-    r1 = output_ranges(pair.first, values[pair.first.weight_name])
-    r2 = input_ranges(pair.second, values[pair.second.weight_name])
+    r1 = output_ranges(pair.first, values[pair.first.weight])
+    r2 = input_ranges(pair.second, values[pair.second.weight])
     usable = (r1 > 0) & (r2 > 0)
     scale = np.where(usable, np.sqrt(r1 * r2) / np.where(usable, r2, 1.0), 1.0)
     first, second = pair.first, pair.second
-    values[first.weight_name] = _scaled_along(values[first.weight_name], 1 / scale, first.out_axis)
-    if first.bias_name:
-        values[first.bias_name] = values[first.bias_name] / scale
-    values[second.weight_name] = _scaled_inputs(second, values[second.weight_name], scale)
+    values[first.weight] = _scaled_along(values[first.weight], 1 / scale, first.out_axis)
+    if first.bias:
+        values[first.bias] = values[first.bias] / scale
+    values[second.weight] = _scaled_inputs(second, values[second.weight], scale)
     return float(np.max(np.abs(scale - 1.0), initial=0.0))
 
 
-def output_ranges(layer: Layer, weight: np.ndarray) -> np.ndarray:
+def output_ranges(layer: WeightedLayer, weight: np.ndarray) -> np.ndarray:
     """max |w| of each output channel."""
     moved = np.moveaxis(np.abs(weight), layer.out_axis, 0)
     return moved.reshape(moved.shape[0], -1).max(axis=1)
 
 
-def input_ranges(layer: Layer, weight: np.ndarray) -> np.ndarray:
+def input_ranges(layer: WeightedLayer, weight: np.ndarray) -> np.ndarray:
     """max |w| of each input channel (a grouped Conv's channel spans its group's outputs)."""
     magnitude = np.abs(weight)
     if layer.node.op_type != "Conv":
@@ -208,7 +186,7 @@ def _scaled_along(weight: np.ndarray, factors: np.ndarray, axis: int) -> np.ndar
     return weight * factors.reshape(shape)
 
 
-def _scaled_inputs(layer: Layer, weight: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def _scaled_inputs(layer: WeightedLayer, weight: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Multiply each input channel's weights by its scale."""
     if layer.node.op_type != "Conv":
         return _scaled_along(weight, scale, 1 - layer.out_axis)
@@ -219,8 +197,8 @@ def _scaled_inputs(layer: Layer, weight: np.ndarray, scale: np.ndarray) -> np.nd
 
 def _spreads(pair: Pair, values: dict[str, np.ndarray]) -> dict[str, float]:
     """max/min of layer 1's output-channel ranges and of layer 2's input-channel ranges."""
-    r1 = output_ranges(pair.first, values[pair.first.weight_name])
-    r2 = input_ranges(pair.second, values[pair.second.weight_name])
+    r1 = output_ranges(pair.first, values[pair.first.weight])
+    r2 = input_ranges(pair.second, values[pair.second.weight])
     return {"first": _spread(r1), "second": _spread(r2)}
 
 

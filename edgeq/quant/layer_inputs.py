@@ -12,7 +12,8 @@ import numpy as np
 import onnx
 
 from edgeq.graph import GraphIndex, attribute
-from edgeq.quant.calibrate import with_outputs
+from edgeq.graph.edit import with_outputs
+from edgeq.graph.ops import LAYER_OPS, WeightedLayer, weighted_layer
 from edgeq.quant.plan import QuantPlan
 from edgeq.runtime.session import OrtRunner
 
@@ -21,10 +22,17 @@ from edgeq.runtime.session import OrtRunner
 class QuantizedLayer:
     """A planned Conv/Gemm/MatMul whose constant weight is quantized per `axis` (plan's layout)."""
 
-    node: onnx.NodeProto
-    weight_name: str
+    layer: WeightedLayer
     weight: np.ndarray
     axis: int | None
+
+    @property
+    def node(self) -> onnx.NodeProto:
+        return self.layer.node
+
+    @property
+    def weight_name(self) -> str:
+        return self.layer.weight
 
     @property
     def op_type(self) -> str:
@@ -38,17 +46,13 @@ class QuantizedLayer:
         """An array shaped like the weight, as [out, in] rows that multiply layer input columns."""
         if self.op_type == "Conv":
             return array.reshape(array.shape[0], -1)
-        if self.op_type == "Gemm" and attribute(self.node, "transB", 0):
-            return array
-        return array.T  # MatMul / Gemm weight [K, N]
+        return array if self.layer.out_axis == 0 else array.T  # MatMul / Gemm weight [K, N]
 
     def from_matrix(self, matrix: np.ndarray) -> np.ndarray:
         """Inverse of `as_matrix`: [out, in] rows back to the weight's own layout."""
         if self.op_type == "Conv":
             return matrix.reshape(self.weight.shape)
-        if self.op_type == "Gemm" and attribute(self.node, "transB", 0):
-            return matrix
-        return matrix.T
+        return matrix if self.layer.out_axis == 0 else matrix.T
 
     def input_matrix(self, x: np.ndarray) -> np.ndarray:
         """Layer input as rows [samples, in] that `as_matrix(weight)` multiplies (Conv: im2col)."""
@@ -74,22 +78,17 @@ def planned_layers(model: onnx.ModelProto, plan: QuantPlan, *, im2col: bool = Tr
         node = nodes[spec.node]
         name = node.input[spec.input_index]
         weight = index.constant(name)
-        if weight is None or weight.dtype != np.float32 or not _supported(node, weight, im2col):
+        if weight is None or weight.dtype != np.float32 or node.op_type not in LAYER_OPS:
+            continue
+        layer = weighted_layer(node, weight.ndim)
+        if layer is None or (im2col and node.op_type == "Conv" and not _im2col_supported(node, weight)):
             continue
         axis = None if spec.axis is None or weight.ndim < 2 else spec.axis % weight.ndim
-        layers.append(QuantizedLayer(node, name, weight, axis))
+        layers.append(QuantizedLayer(layer, weight, axis))
     return layers
 
 
-def _supported(node: onnx.NodeProto, weight: np.ndarray, im2col: bool) -> bool:
-    if node.op_type == "MatMul":
-        return weight.ndim == 2
-    if node.op_type == "Gemm":
-        return weight.ndim == 2 and not attribute(node, "transA", 0)
-    if node.op_type != "Conv" or weight.ndim < 3:
-        return False
-    if not im2col:
-        return True
+def _im2col_supported(node: onnx.NodeProto, weight: np.ndarray) -> bool:
     auto_pad = attribute(node, "auto_pad", b"NOTSET")
     auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
     return weight.ndim <= 4 and attribute(node, "group", 1) == 1 and auto_pad in ("NOTSET", "VALID")

@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 
 from edgeq.graph import GraphIndex
+from edgeq.graph.ops import CONV_OPS, LINEAR_OPS, WEIGHTED_OPS
 from edgeq.quant.dynamic import lower_dynamic
 from edgeq.quant.int4 import linear_layer, lower_conv_to_int4, lower_to_matmul_nbits
 from edgeq.quant.plan import QuantPlan, plan_int8
@@ -77,11 +78,11 @@ def layer_groups(model: onnx.ModelProto, static_plan: QuantPlan) -> list[LayerGr
     for node in model.graph.node:
         weight = node.input[1] if len(node.input) > 1 else ""
         value = index.constant(weight) if weight else None
-        if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul") or value is None:
+        if node.op_type not in WEIGHTED_OPS or value is None:
             continue
         options = []
         if node.name not in blocked:
-            if node.op_type in ("Conv", "ConvTranspose") or linear_layer(node, index) is not None:
+            if node.op_type in CONV_OPS or linear_layer(node, index) is not None:
                 options.append("int4")
             if node.name in int8_ok:
                 options.append("int8")
@@ -117,11 +118,9 @@ def build_mixed(
     linear = [
         n
         for n in int4
-        if n in by_name
-        and by_name[n].op_type in ("Gemm", "MatMul")
-        and linear_layer(by_name[n], index) is not None
+        if n in by_name and by_name[n].op_type in LINEAR_OPS and linear_layer(by_name[n], index) is not None
     ]
-    convs = [n for n in int4 if n in by_name and by_name[n].op_type in ("Conv", "ConvTranspose")]
+    convs = [n for n in int4 if n in by_name and by_name[n].op_type in CONV_OPS]
     if linear:
         model = lower_to_matmul_nbits(model, linear, block_size=block_size)
     if convs:
@@ -158,7 +157,7 @@ def smallest_with_kernels(groups: list[LayerGroup]) -> dict[str, str]:
 
 
 def _has_kernel(group: LayerGroup, precision: str) -> bool:
-    return precision != "int4" or group.op_type in ("Gemm", "MatMul")
+    return precision != "int4" or group.op_type in LINEAR_OPS
 
 
 def plan_precision(

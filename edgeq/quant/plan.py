@@ -9,38 +9,24 @@ from typing import Literal
 import onnx
 
 from edgeq.graph import GraphIndex, attribute
+from edgeq.graph.ops import (
+    BIAS_INPUT_OPS,
+    DECISION_OPS,
+    DYNAMIC_INT8_OPS,
+    ELEMENTWISE_OPS,
+    LAYER_OPS,
+    LINEAR_OPS,
+    OWN_SCALE_OPS,
+    RECURRENT_OPS,
+    SHARED_SCALE_OPS,
+    WEIGHTED_OPS,
+    output_axis,
+)
 from edgeq.quant.dynamic import lowerable
 from edgeq.targets import Int8Scheme
 
-COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Add"})
-SHARED_SCALE_OPS = frozenset({"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"})
-OWN_SCALE_OPS = frozenset({"GlobalAveragePool", "AveragePool"})
-DECISION_OPS = frozenset(
-    {"ArgMax", "ArgMin", "TopK", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Sign"}
-)
-ELEMENTWISE_OPS = frozenset(
-    {
-        "Add",
-        "Sub",
-        "Mul",
-        "Div",
-        "Neg",
-        "Tanh",
-        "Sigmoid",
-        "Relu",
-        "Where",
-        "Softmax",
-        "LogSoftmax",
-        "Squeeze",
-        "Unsqueeze",
-        "Reshape",
-        "Transpose",
-        "Identity",
-        "Cast",
-    }
-)
 FLOAT = onnx.TensorProto.FLOAT
-WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM"})
+PLANNED_OPS = WEIGHTED_OPS | RECURRENT_OPS  # layers a precision plan decides one by one
 PLAN_REASON = "not int8 in the precision plan"
 DECISION_REASON = "feeds a decision (argmax, top-k or threshold): int8 error would flip it"
 
@@ -176,7 +162,7 @@ def _decide(node, index, types, scheme, exclude, protected, quantized_outputs) -
         return NodeDecision(node.name, op, "int8")
     if op == "Gemm" and attribute(node, "transA", 0):
         return fp32("transposed A input is not supported")
-    if op in ("Conv", "ConvTranspose", "Gemm") and not index.is_constant(node.input[1]):
+    if op in BIAS_INPUT_OPS and not index.is_constant(node.input[1]):
         return fp32("weights are not constant")
     if op == "MatMul" and not index.is_constant(node.input[1]) and not scheme.activation_matmul:
         return fp32("activation x activation MatMul (attention) kept fp32 on this target")
@@ -185,7 +171,7 @@ def _decide(node, index, types, scheme, exclude, protected, quantized_outputs) -
 
 def _outside_plan(node: onnx.NodeProto, index: GraphIndex, include: set[str]) -> bool:
     """A weighted layer not in the plan's int8 set, or a residual Add none of whose inputs is."""
-    if node.op_type in WEIGHTED_OPS:
+    if node.op_type in PLANNED_OPS:
         return node.name not in include
     if node.op_type == "Add":
         producers = (index.producer.get(name) for name in node.input)
@@ -195,7 +181,7 @@ def _outside_plan(node: onnx.NodeProto, index: GraphIndex, include: set[str]) ->
 
 def _decide_dynamic(node, index, types, scheme, exclude, protected, quantized_outputs) -> NodeDecision:
     op = node.op_type
-    if op not in ("MatMul", "Gemm", "LSTM"):
+    if op not in DYNAMIC_INT8_OPS:
         return NodeDecision(node.name, op, "fp32", "dynamic mode quantizes MatMul/Gemm/LSTM weights only")
     if op not in scheme.ops and op not in scheme.dynamic_ops:
         return NodeDecision(node.name, op, "fp32", "op type not quantized on this target")
@@ -235,16 +221,16 @@ def _place_qdq(plan: QuantPlan, model, index: GraphIndex, scheme: Int8Scheme, ty
                 continue
             if not index.is_constant(tensor):
                 add(tensor)
-            elif node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") and position == 1:
+            elif node.op_type in WEIGHTED_OPS and position == 1:
                 axis = weight_axis(node, scheme, plan.per_tensor_matmul)
                 plan.weights.append(WeightSpec(name, 1, axis))
-            elif node.op_type in ("Conv", "ConvTranspose", "Gemm") and position == 2 and scheme.quantize_bias:
+            elif node.op_type in BIAS_INPUT_OPS and position == 2 and scheme.quantize_bias:
                 plan.biases.append((name, 2))
         output = node.output[0]
         if not scheme.output_qdq or index.is_pinned(output) or output not in types:
             continue
         read_by_int8 = any(c.name in quantized for c in index.consumers.get(output, []))
-        if node.op_type in ("MatMul", "Gemm") and not read_by_int8:
+        if node.op_type in LINEAR_OPS and not read_by_int8:
             # only fp32 ops read it (a bias Add, LayerNorm): without an output Q, ORT runs
             # DQ -> MatMul as MatMulIntegerToFloat instead of QLinearMatMul -> DQ (a requantize)
             continue
@@ -264,15 +250,9 @@ def weight_axis(node: onnx.NodeProto, scheme: Int8Scheme, per_tensor_matmul: boo
     None (one scale per tensor) where the target has no per-channel weights, or for MatMul/Gemm
     when asked: ORT's integer MatMul kernels run a per-column scale as an extra pass over the
     output (measured 4-layer MLP, batch 1: 3.4x instead of 4.9x fp32 speed)."""
-    if not scheme.weights.per_channel or (per_tensor_matmul and node.op_type in ("MatMul", "Gemm")):
+    if not scheme.weights.per_channel or (per_tensor_matmul and node.op_type in LINEAR_OPS):
         return None
-    if node.op_type == "Conv":
-        return 0
-    if node.op_type == "ConvTranspose":
-        return 1  # weight [C_in, C_out / group, k...]
-    if node.op_type == "Gemm":
-        return 0 if attribute(node, "transB", 0) else 1
-    return -1
+    return output_axis(node.op_type, attribute(node, "transB", 0))
 
 
 def _foldable_relu(
@@ -312,7 +292,7 @@ def _decision_heads(index: GraphIndex) -> set[str]:
         if tensor in seen or node is None:
             continue
         seen.add(tensor)
-        if node.op_type in ("MatMul", "Gemm", "Conv"):
+        if node.op_type in LAYER_OPS:
             heads.add(node.name)
         elif node.op_type in ELEMENTWISE_OPS:
             stack.extend(t for t in node.input if t and not index.is_constant(t))

@@ -7,11 +7,9 @@ import numpy as np
 import onnx
 
 from edgeq.graph import GraphIndex
+from edgeq.graph.ops import QDQ_OPS, WEIGHTED_OPS
 from edgeq.quant.plan import NodeDecision, weight_axis
 from edgeq.targets import Int8Scheme
-
-QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
-WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 def is_quantized(model: onnx.ModelProto) -> bool:
@@ -27,7 +25,9 @@ def recognise(model: onnx.ModelProto, scheme: Int8Scheme) -> tuple[list[NodeDeci
         if node.op_type in QDQ_OPS:
             continue
         weight_dq = (
-            _dequantize_of(index, node.input[1]) if node.op_type in WEIGHTED and len(node.input) > 1 else None
+            _dequantize_of(index, node.input[1])
+            if node.op_type in WEIGHTED_OPS and len(node.input) > 1
+            else None
         )
         if weight_dq is None:
             decisions.append(NodeDecision(node.name, node.op_type, "fp32", "no Q/DQ in the given model"))

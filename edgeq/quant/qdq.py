@@ -6,9 +6,9 @@ from collections.abc import Mapping
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+import onnx_ir as ir
 
-from edgeq.graph import GraphIndex, drop_unused_initializers
+from edgeq.graph.edit import GraphEditor
 from edgeq.quant.plan import QuantPlan
 from edgeq.quant.primitives import QuantFormat, quantize, scale_zero_point, weight_params
 from edgeq.targets import Int8Scheme
@@ -31,66 +31,37 @@ def weight_format(scheme: Int8Scheme) -> QuantFormat:
 
 
 class QdqWriter:
-    """Accumulates Q/DQ nodes and quantized initializers for one graph."""
+    """Adds Q/DQ nodes and quantized initializers to one graph through the graph editor."""
 
     def __init__(self, model: onnx.ModelProto) -> None:
-        self.model = onnx.ModelProto.FromString(model.SerializeToString())
-        self.graph = self.model.graph
-        self.index = GraphIndex(self.graph)
-        self.nodes_by_name = {n.name: n for n in self.graph.node}
-        self.new_nodes: dict[str, list[onnx.NodeProto]] = {}  # after the producer of a tensor; "" first
+        self.editor = GraphEditor(model)
+        self.sources: dict[ir.Value, str] = {}  # a DQ output -> the activation it dequantizes
 
-    def constant(self, name: str, value: np.ndarray) -> str:
-        self.graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def add_node(self, node: onnx.NodeProto, after: str = "") -> None:
-        """Queue a node to go right after the producer of tensor `after` (graph start if none)."""
-        key = after if after in self.index.producer else ""
-        self.new_nodes.setdefault(key, []).append(node)
-
-    def dequantize_node(self, source: str, scale: str, zero: str, output: str, axis=None, after=""):
-        attrs = {} if axis is None else {"axis": axis}
-        self.add_node(
-            helper.make_node(
-                "DequantizeLinear", [source, scale, zero], [output], name=output + "_node", **attrs
-            ),
-            after,
+    def dequantize(
+        self, source: ir.Value, scale: ir.Value, zero: ir.Value, output: str, axis=None
+    ) -> ir.Node:
+        attributes = {} if axis is None else {"axis": axis}
+        return self.editor.node(
+            "DequantizeLinear", [source, scale, zero], [output], name=output + "_node", attributes=attributes
         )
 
-    def finish(self) -> onnx.ModelProto:
-        """Splice the queued nodes in, keeping the original topological order."""
-        ordered = list(self.new_nodes.get("", []))
-        for node in self.graph.node:
-            ordered.append(node)
-            for output in node.output:
-                ordered.extend(self.new_nodes.get(output, []))
-        copies = [onnx.NodeProto.FromString(n.SerializeToString()) for n in ordered]
-        del self.graph.node[:]
-        self.graph.node.extend(copies)
-        drop_unused_initializers(self.graph)
-        return self.model
-
-    def quantize_activation(self, tensor: str, params: Params) -> str:
-        """Insert T -> QuantizeLinear -> DequantizeLinear; returns the dequantized tensor's name."""
-        scale = self.constant(f"{tensor}_scale", params[0].astype(np.float32).reshape(()))
-        zero = self.constant(f"{tensor}_zero_point", params[1].reshape(()))
-        self.add_node(
-            helper.make_node(
-                "QuantizeLinear",
-                [tensor, scale, zero],
-                [f"{tensor}_quantized"],
-                name=f"{tensor}_QuantizeLinear",
-            ),
-            tensor,
+    def quantize_activation(self, tensor: ir.Value, params: Params) -> ir.Value:
+        """Insert T -> QuantizeLinear -> DequantizeLinear after T's producer; returns the DQ output."""
+        editor, name = self.editor, tensor.name
+        scale = editor.initializer(f"{name}_scale", params[0].astype(np.float32).reshape(()))
+        zero = editor.initializer(f"{name}_zero_point", params[1].reshape(()))
+        q = editor.node(
+            "QuantizeLinear", [tensor, scale, zero], [f"{name}_quantized"], name=f"{name}_QuantizeLinear"
         )
-        self.dequantize_node(f"{tensor}_quantized", scale, zero, f"{tensor}_dequantized", after=tensor)
-        return f"{tensor}_dequantized"
+        dq = self.dequantize(q.outputs[0], scale, zero, f"{name}_dequantized")
+        editor.insert_after(tensor, [q, dq])
+        self.sources[dq.outputs[0]] = name
+        return dq.outputs[0]
 
     def quantize_weight(
         self, name: str, value: np.ndarray, fmt: QuantFormat, axis, q: np.ndarray | None = None
-    ) -> tuple[str, np.ndarray]:
-        """Replace a float weight by its int8 values + DQ; returns the DQ output and the scales.
+    ) -> tuple[ir.Value, np.ndarray]:
+        """A float weight's int8 values + DQ (placed first); returns the DQ output and the scales.
 
         `q` (e.g. AdaRound's) replaces round-to-nearest; it must use `weight_params` scales."""
         scale, zero = weight_params(value, fmt, axis)
@@ -99,24 +70,25 @@ class QdqWriter:
         elif q.shape != value.shape or q.dtype != fmt.numpy_dtype:
             raise ValueError(f"integer weights for {name!r} must be {fmt.numpy_dtype} {value.shape}")
         base = f"{name}_{axis}" if axis is not None else name
-        scale_name = self.constant(f"{base}_scale", scale.astype(np.float32))
-        zero_name = self.constant(f"{base}_zero_point", zero)
-        self.constant(f"{base}_quantized", q)
-        self.dequantize_node(f"{base}_quantized", scale_name, zero_name, f"{base}_dequantized", axis)
-        return f"{base}_dequantized", scale
+        return self._dequantized_constant(base, q, scale.astype(np.float32), zero, axis), scale
 
-    def quantize_bias(self, name: str, value: np.ndarray, scale: np.ndarray) -> str:
+    def quantize_bias(self, name: str, value: np.ndarray, scale: np.ndarray) -> ir.Value:
         """Int32 bias with scale = input scale x weight scale, as integer kernels accumulate it.
 
         `name` is the consuming node's: a bias shared by two nodes gets one int32 copy per scale.
         """
         scale = np.broadcast_to(scale, value.shape).astype(np.float32)
         q = np.clip(np.rint(value / scale), -(2**31), 2**31 - 1).astype(np.int32)
-        scale_name = self.constant(f"{name}_bias_scale", scale)
-        zero_name = self.constant(f"{name}_bias_zero_point", np.zeros(value.shape, np.int32))
-        self.constant(f"{name}_bias_quantized", q)
-        self.dequantize_node(f"{name}_bias_quantized", scale_name, zero_name, f"{name}_bias_dequantized", 0)
-        return f"{name}_bias_dequantized"
+        return self._dequantized_constant(f"{name}_bias", q, scale, np.zeros(value.shape, np.int32), 0)
+
+    def _dequantized_constant(self, base: str, q: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis):
+        editor = self.editor
+        scale_value = editor.initializer(f"{base}_scale", scale)
+        zero_value = editor.initializer(f"{base}_zero_point", zero)
+        q_value = editor.initializer(f"{base}_quantized", q)
+        dq = self.dequantize(q_value, scale_value, zero_value, f"{base}_dequantized", axis)
+        editor.insert_first([dq])
+        return dq.outputs[0]
 
 
 def activation_params(
@@ -145,60 +117,51 @@ def rewrite_qdq(
 
     `weight_overrides` maps weight initializer names to learned integer weights (AdaRound)."""
     writer = QdqWriter(model)
-    index, graph = writer.index, writer.graph
+    editor = writer.editor
     params = activation_params(plan, ranges, activation_format(scheme))
     quantized = plan.quantized
-    for tensor in plan.activations:
-        dequantized = writer.quantize_activation(tensor, params[tensor])
-        producer = index.producer.get(tensor)
-        rewire_all = producer is not None and producer.name in quantized and tensor not in index.outputs
-        consumers = list(index.consumers.get(tensor, []))
-        relu = consumers[0] if tensor in plan.folded_relu else None
-        for consumer in consumers:
+    for name in plan.activations:
+        tensor = editor.value(name)
+        consumers = [node for node, _ in tensor.uses() if node.graph is editor.graph]  # not subgraphs
+        dequantized = writer.quantize_activation(tensor, params[name])
+        producer = tensor.producer()
+        rewire_all = producer is not None and producer.name in quantized and not tensor.is_graph_output()
+        relu = consumers[0] if name in plan.folded_relu else None
+        for consumer in dict.fromkeys(consumers):
             if consumer is relu:
-                _bypass(graph, relu, dequantized)
+                editor.bypass(relu, dequantized)
             elif rewire_all or consumer.name in quantized:
-                _replace_input(consumer, tensor, dequantized)
+                editor.rewire(consumer, tensor, dequantized)
     _quantize_weights(writer, plan, params, weight_format(scheme), weight_overrides or {})
-    return writer.finish()
+    return editor.finish()
 
 
 def _quantize_weights(
     writer: QdqWriter, plan: QuantPlan, params, fmt: QuantFormat, overrides: Mapping
 ) -> None:
+    editor = writer.editor
     weight_scales: dict[str, np.ndarray] = {}
-    done: dict[tuple[str, int | None], tuple[str, np.ndarray]] = {}  # tied weights quantized once
+    done: dict[tuple[str, int | None], tuple[ir.Value, np.ndarray]] = {}  # tied weights quantized once
     for spec in plan.weights:
-        node = writer.nodes_by_name[spec.node]
-        name = node.input[spec.input_index]
-        value = writer.index.constant(name)
+        node = editor.nodes[spec.node]
+        weight = node.inputs[spec.input_index]
+        value = editor.constant(weight)
         if value is None or value.dtype != np.float32:
             continue
         axis = None if spec.axis is None or value.ndim < 2 else spec.axis % value.ndim
-        if (name, axis) not in done:
-            done[(name, axis)] = writer.quantize_weight(name, value, fmt, axis, overrides.get(name))
-        node.input[spec.input_index], weight_scales[spec.node] = done[(name, axis)]
+        if (weight.name, axis) not in done:
+            done[(weight.name, axis)] = writer.quantize_weight(
+                weight.name, value, fmt, axis, overrides.get(weight.name)
+            )
+        dequantized, weight_scales[spec.node] = done[(weight.name, axis)]
+        node.replace_input_with(spec.input_index, dequantized)
     for node_name, position in plan.biases:
-        node = writer.nodes_by_name[node_name]
-        bias = writer.index.constant(node.input[position])
-        activation = node.input[0].removesuffix("_dequantized")
+        node = editor.nodes[node_name]
+        bias = editor.constant(node.inputs[position])
+        activation = writer.sources.get(node.inputs[0])
         if bias is None or bias.ndim != 1 or node_name not in weight_scales or activation not in params:
             continue
         scale = params[activation][0] * weight_scales[node_name].reshape(-1)
         if scale.size not in (1, bias.size):
             continue
-        node.input[position] = writer.quantize_bias(node_name, bias, scale)
-
-
-def _replace_input(node: onnx.NodeProto, old: str, new: str) -> None:
-    for i, name in enumerate(node.input):
-        if name == old:
-            node.input[i] = new
-
-
-def _bypass(graph: onnx.GraphProto, relu: onnx.NodeProto, replacement: str) -> None:
-    """Remove a ReLU whose work the following uint8 Q clamp already does."""
-    output = relu.output[0]
-    for node in graph.node:
-        _replace_input(node, output, replacement)
-    graph.node.remove(relu)
+        node.replace_input_with(position, writer.quantize_bias(node_name, bias, scale))

@@ -10,8 +10,16 @@ import numpy as np
 import onnx
 
 from edgeq.graph import GraphIndex, attribute
+from edgeq.graph.ops import (
+    DEFAULT_DOMAINS,
+    INTEGER_OPS,
+    LAYER_OPS,
+    LINEAR_OPS,
+    QDQ_OPS,
+    WEIGHTED_OPS,
+    output_axis,
+)
 
-WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 # Ops TensorRT runs on INT8 inputs (weighted layers, residual Add, pooling, data movement).
 QUANTIZED_CONSUMERS = WEIGHTED_OPS | {
     "Add",
@@ -28,17 +36,6 @@ QUANTIZED_CONSUMERS = WEIGHTED_OPS | {
 }
 INT8_TYPES = frozenset({onnx.TensorProto.INT8})
 INT4_TYPES = frozenset({onnx.TensorProto.INT4, onnx.TensorProto.UINT4})
-QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
-# Integer ops of ONNX Runtime's other quantized forms; TensorRT's parser reads Q/DQ only.
-INTEGER_OPS = frozenset(
-    {
-        "QLinearConv",
-        "QLinearMatMul",
-        "ConvInteger",
-        "MatMulInteger",
-        "DynamicQuantizeLinear",
-    }
-)
 
 
 def check_tensorrt_placement(model: onnx.ModelProto) -> list[str]:
@@ -46,14 +43,14 @@ def check_tensorrt_placement(model: onnx.ModelProto) -> list[str]:
     index = GraphIndex(model.graph)
     violations: list[str] = []
     for node in model.graph.node:
-        if node.op_type in INTEGER_OPS or node.domain not in ("", "ai.onnx"):
+        if node.op_type in INTEGER_OPS or node.domain not in DEFAULT_DOMAINS:
             violations.append(
                 f"{node.op_type} {node.name!r}: TensorRT's parser has no importer for it; "
                 "quantize in Q/DQ form (static mode) for TensorRT"
             )
         if node.op_type in QDQ_OPS:
             violations += _check_qdq_node(node, index)
-        if node.op_type in ("Conv", "Gemm", "MatMul"):
+        if node.op_type in LAYER_OPS:
             violations += _check_weighted(node, index)
         if node.op_type == "Add":
             violations += _check_residual_add(node, index)
@@ -147,12 +144,10 @@ def _check_weight_axis(node, dq, position, index, where) -> list[str]:
 
 
 def _output_channel_axis(node: onnx.NodeProto, position: int, ndim: int) -> int:
-    """Conv [O, I, ...]: 0; Gemm B: 0 when transB else 1; MatMul B [.., K, N]: the last axis."""
-    if node.op_type == "Conv":
-        return 0
-    if node.op_type == "Gemm":
-        return 0 if attribute(node, "transB", 0) else 1
-    return ndim - 1 if position == 1 else ndim - 2
+    """`ops.output_axis` for the weight at input 1; a MatMul's A at input 0 [.., M, K]: its rows."""
+    if node.op_type == "MatMul" and position == 0:
+        return ndim - 2
+    return output_axis(node.op_type, attribute(node, "transB", 0)) % ndim
 
 
 def _check_residual_add(node: onnx.NodeProto, index: GraphIndex) -> list[str]:
@@ -223,7 +218,7 @@ def _is_activation(node: onnx.NodeProto, index: GraphIndex) -> bool:
 
 
 def _weight_slot(consumer: onnx.NodeProto, tensor: str) -> bool:
-    return consumer.op_type in ("MatMul", "Gemm") and list(consumer.input[1:2]) == [tensor]
+    return consumer.op_type in LINEAR_OPS and list(consumer.input[1:2]) == [tensor]
 
 
 def _int4(dq: onnx.NodeProto, index: GraphIndex) -> bool:

@@ -15,31 +15,18 @@ import numpy as np
 import onnx
 
 from edgeq.graph import attribute
+from edgeq.graph.ops import (
+    ADDITIVE,
+    ELEMENTWISE_BINARY,
+    HOMOGENEOUS_UNARY,
+    MULTIPLICATIVE,
+    NONHOMOGENEOUS_UNARY,
+    POOLING,
+    REDUCTIONS,
+    WeightedLayer,
+)
 from edgeq.passes.ifm.graph_index import StreamIndex
-from edgeq.passes.ifm.layers import WeightLayer, weight_layer
-
-# Channel-wise ops with f(c·x) = c·f(x) for c > 0: scaled duplicate features stay duplicates.
-HOMOGENEOUS_UNARY = {"Relu", "LeakyRelu", "Identity", "Neg", "Abs"}
-POOLING = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool"}
-# Channel-wise but not homogeneous: only exact duplicates merge exactly through these.
-NONHOMOGENEOUS_UNARY = {
-    "Gelu",
-    "Sigmoid",
-    "Tanh",
-    "Erf",
-    "Softplus",
-    "Softsign",
-    "Elu",
-    "Selu",
-    "Celu",
-    "HardSigmoid",
-    "HardSwish",
-    "Mish",
-    "Exp",
-    "Clip",
-}
-ELEMENTWISE_BINARY = {"Add", "Sub", "Mul", "Div"}
-REDUCTIONS = {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin"}
+from edgeq.passes.ifm.layers import weight_layer
 
 SlotRole = Literal["incoming", "bias", "outgoing"]
 
@@ -140,7 +127,7 @@ class _GroupBuilder:
         elif self.first_visit(node, "pass"):
             self.absorb(node, name)
 
-    def check_weight(self, layer: WeightLayer, name: str, axis: int) -> bool:
+    def check_weight(self, layer: WeightedLayer, name: str, axis: int) -> bool:
         """Whether the layer's weight can be resized along `axis` for this group."""
         dims = self.index.initializers[layer.weight].dims
         problem = None
@@ -158,14 +145,14 @@ class _GroupBuilder:
             self.block(problem)
         return problem is None
 
-    def add_producer(self, layer: WeightLayer, name: str) -> None:
+    def add_producer(self, layer: WeightedLayer, name: str) -> None:
         if not self.check_weight(layer, name, layer.out_axis):
             return
         self.group.slots.append(Slot(layer.weight, layer.out_axis, "incoming", layer.label))
         if layer.bias is not None:
             self.add_per_channel_constant(layer.bias, -1, layer.label)
 
-    def add_consumer(self, layer: WeightLayer, name: str) -> None:
+    def add_consumer(self, layer: WeightedLayer, name: str) -> None:
         if list(layer.node.input).index(name) != 0 or name in layer.node.input[1:]:
             self.block(f"{layer.label} reads {name} as a weight or bias")
         elif self.check_weight(layer, name, layer.in_axis):
@@ -231,7 +218,7 @@ class _GroupBuilder:
                 self.add_tensor(name, axis)
             else:
                 self.absorb_constant_operand(node, position, name, value, axis)
-        if streams == 2 and node.op_type in ("Mul", "Div"):
+        if streams == 2 and node.op_type in MULTIPLICATIVE:
             self.group.homogeneous = False
         self.add_tensor(node.output[0], axis)
 
@@ -244,7 +231,7 @@ class _GroupBuilder:
         if uniform:
             scales_stream = op == "Mul" or (op == "Div" and position == 1)
             self.group.homogeneous &= scales_stream
-        elif op in ("Add", "Sub"):
+        elif op in ADDITIVE:
             self.add_per_channel_constant(name, axis, node.name or node.output[0])
         else:
             self.block(f"{op} {node.name} scales channels by a per-channel constant")

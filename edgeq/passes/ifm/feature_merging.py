@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from edgeq.graph.edit import GraphEditor
 from edgeq.passes.ifm.channel_groups import ChannelGroup, find_channel_groups
 from edgeq.passes.ifm.graph_index import StreamIndex
 from edgeq.passes.ifm.merging import GroupMerger, Weights
@@ -89,18 +90,15 @@ def _merge_round_robin(
 
 def _rewrite(model: onnx.ModelProto, weights: Weights, changed: list[GroupMerger]) -> onnx.ModelProto:
     """A copy of `model` with the changed initializers replaced and stale shapes re-inferred."""
-    pruned = onnx.ModelProto()
-    pruned.CopyFrom(model)
-    names = {slot.initializer for merger in changed for slot in merger.group.slots}
-    stale = {tensor for merger in changed for tensor in merger.group.tensors}
-    for tensor in pruned.graph.initializer:
-        if tensor.name in names:
-            dtype = numpy_helper.to_array(tensor).dtype
-            tensor.CopyFrom(numpy_helper.from_array(weights[tensor.name].astype(dtype), tensor.name))
-    kept = [value for value in pruned.graph.value_info if value.name not in stale]
-    del pruned.graph.value_info[:]
-    pruned.graph.value_info.extend(kept)
-    return onnx.shape_inference.infer_shapes(pruned, strict_mode=True)
+    editor = GraphEditor(model)
+    for name in {slot.initializer for merger in changed for slot in merger.group.slots}:
+        dtype = editor.constant(name).dtype
+        editor.set_initializer(name, weights[name].astype(dtype))
+    for tensor in {tensor for merger in changed for tensor in merger.group.tensors}:
+        value = editor.value(tensor)
+        if value is not None and not value.is_graph_output():
+            value.type, value.shape = None, None
+    return onnx.shape_inference.infer_shapes(editor.finish(), strict_mode=True)
 
 
 def _summarise(

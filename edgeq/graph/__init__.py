@@ -1,4 +1,7 @@
-"""Small read/write helpers over an ONNX graph: who produces and consumes a tensor, and its weights."""
+"""Read helpers over an ONNX graph (who produces and reads a tensor, its weights) and model files.
+
+Rewriting goes through `edgeq.graph.edit`; op-type sets and the weighted-layer view live in
+`edgeq.graph.ops`."""
 
 from __future__ import annotations
 
@@ -97,26 +100,6 @@ def save_model(model: onnx.ModelProto, path: Path) -> Path:
         size_threshold=1024,
     )
     return path
-
-
-def replace_initializer(graph: onnx.GraphProto, name: str, value: np.ndarray) -> None:
-    """Overwrite (or add) initializer `name` with `value`."""
-    tensor = numpy_helper.from_array(value, name)
-    for i, existing in enumerate(graph.initializer):
-        if existing.name == name:
-            graph.initializer[i].CopyFrom(tensor)
-            return
-    graph.initializer.append(tensor)
-
-
-def drop_unused_initializers(graph: onnx.GraphProto) -> None:
-    """Remove initializers no node (nor subgraph, nor graph output) reads any more."""
-    used = {name for node in graph.node for name in node.input}
-    used |= subgraph_references(graph) | {o.name for o in graph.output}
-    kept = [t for t in graph.initializer if t.name in used]
-    if len(kept) != len(graph.initializer):
-        del graph.initializer[:]
-        graph.initializer.extend(kept)
 
 
 def model_bytes(path: Path) -> int:
