@@ -7,7 +7,6 @@ from pathlib import Path
 import onnx
 
 from edgeq.backends.artifact import Artifact
-from edgeq.errors import InputError
 from edgeq.graph import save_model
 from edgeq.runtime.session import write_optimized
 from edgeq.targets import TargetSpec

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from edgeq.graph.ops import LINEAR_OPS
 from edgeq.measure.tasks import evaluate_task
 from edgeq.quant.dynamic import lower_dynamic
 from edgeq.quant.int4 import quantize_embeddings
@@ -67,7 +68,7 @@ class LowerCandidates(Stage):
 
 def _int8_matmuls(plan: QuantPlan) -> bool:
     """Whether any MatMul/Gemm runs int8: the only ops whose weight granularity is a candidate."""
-    return any(d.op_type in ("MatMul", "Gemm") and d.precision != "fp32" for d in plan.decisions)
+    return any(d.op_type in LINEAR_OPS and d.precision != "fp32" for d in plan.decisions)
 
 
 class LowerGiven(Stage):
