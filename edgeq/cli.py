@@ -224,7 +224,7 @@ def targets_command() -> None:
         Console().print(f"{NATIVE}: {exc}")
 
 
-@click.command("build-engine")
+@cli.command("build-engine")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--eval",

@@ -73,7 +73,7 @@ def layer_groups(model: onnx.ModelProto, static_plan: QuantPlan) -> list[LayerGr
     4-bit form exists (MatMulNBits for MatMul/Gemm, int4 weights for Conv/ConvTranspose)."""
     index = GraphIndex(model.graph)
     int8_ok = static_plan.quantized
-    blocked = {d.name for d in static_plan.decisions if d.precision == "fp32" and _kept_for_safety(d.reason)}
+    blocked = {d.name for d in static_plan.decisions if d.pinned}
     groups: dict[str, LayerGroup] = {}
     for node in model.graph.node:
         weight = node.input[1] if len(node.input) > 1 else ""
@@ -92,10 +92,6 @@ def layer_groups(model: onnx.ModelProto, static_plan: QuantPlan) -> list[LayerGr
         group.nodes.append(node.name)
         group.options = [o for o in group.options if o in options + ["fp32"]]
     return list(groups.values())
-
-
-def _kept_for_safety(reason: str) -> bool:
-    return "decision" in reason or "excluded" in reason
 
 
 def build_mixed(

@@ -39,6 +39,7 @@ class NodeDecision:
     op_type: str
     precision: str  # "int8", "int8-dynamic" or "fp32"
     reason: str = ""
+    pinned: bool = False  # fp32 by a rule no precision plan overrides: excluded, or feeds a decision
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -136,13 +137,13 @@ def plan_int8(
 
 def _decide(node, index, types, scheme, exclude, protected, quantized_outputs) -> NodeDecision:
     op = node.op_type
-    fp32 = lambda reason: NodeDecision(node.name, op, "fp32", reason)  # noqa: E731
+    fp32 = lambda reason, pinned=False: NodeDecision(node.name, op, "fp32", reason, pinned)  # noqa: E731
     if op not in scheme.ops and op not in scheme.dynamic_ops:
         return fp32("op type not quantized on this target")
     if node.name in exclude or op in exclude:
-        return fp32("excluded by the recipe")
+        return fp32("excluded by the recipe", pinned=True)
     if node.name in protected:
-        return fp32(DECISION_REASON)
+        return fp32(DECISION_REASON, pinned=True)
     if op in scheme.dynamic_ops:
         return _dynamic_or_reason(node, index)
     data_inputs = [name for name in node.input if name and not index.is_constant(name)]
@@ -186,9 +187,9 @@ def _decide_dynamic(node, index, types, scheme, exclude, protected, quantized_ou
     if op not in scheme.ops and op not in scheme.dynamic_ops:
         return NodeDecision(node.name, op, "fp32", "op type not quantized on this target")
     if node.name in exclude or op in exclude:
-        return NodeDecision(node.name, op, "fp32", "excluded by the recipe")
+        return NodeDecision(node.name, op, "fp32", "excluded by the recipe", pinned=True)
     if node.name in protected:
-        return NodeDecision(node.name, op, "fp32", DECISION_REASON)
+        return NodeDecision(node.name, op, "fp32", DECISION_REASON, pinned=True)
     return _dynamic_or_reason(node, index)
 
 
