@@ -6,23 +6,14 @@ import tempfile
 from pathlib import Path
 
 import onnx
-import onnxruntime as ort
 
-from edgeq.errors import InputError
 from edgeq.graph import save_model
-from edgeq.runtime.session import session_options
+from edgeq.runtime.session import write_optimized
 
 
 def ort_optimize(model: onnx.ModelProto, level: str) -> onnx.ModelProto:
     """The model as ONNX Runtime's offline optimizer rewrites it at `level` (basic/extended)."""
     with tempfile.TemporaryDirectory(prefix="edgeq-opt-") as tmp:
         source, target = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
-        save_model(model, source)
-        options = session_options(level=level)
-        options.optimized_model_filepath = str(target)
-        try:
-            ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT raises its own exception types for unsupported models
-            message = str(exc).splitlines()[0]
-            raise InputError(f"ONNX Runtime cannot load the model: {message}") from None
+        write_optimized(save_model(model, source), target, level)
         return onnx.load(str(target))
