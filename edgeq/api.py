@@ -11,6 +11,8 @@ from typing import Any
 import onnx
 
 from edgeq import pipeline
+from edgeq.config import from_dict
+from edgeq.errors import InputError
 from edgeq.outdir import check_output_path
 from edgeq.progress import Progress
 from edgeq.recipe import Recipe, build_recipe
@@ -50,9 +52,10 @@ def compile(  # noqa: A001 - the verb users expect: edgeq.compile(...)
     allow_unmeasured=True...). Every compile is recorded in the runs store (`runs`: a path, None for
     $EDGEQ_RUNS or the user data dir, False to skip).
     """
-    recipe = build_recipe(recipe, **overrides)
-    out = Path(out)
-    check_output_path(out, force)
+    out, runs = _output_and_store(out, runs)
+    recipe = build_recipe(_base_recipe(recipe), **overrides)
+    inputs = [p for p in (model, recipe.calib, recipe.eval, recipe.reference) if isinstance(p, str | Path)]
+    check_output_path(out, force, inputs)
     shown = Progress(enabled=progress)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -67,7 +70,7 @@ def compile(  # noqa: A001 - the verb users expect: edgeq.compile(...)
             runs=runs,
             caught=caught,
         )
-        state = pipeline.run(state, force)
+        state = pipeline.run(state, force, inputs)
     if os.environ.get("EDGEQ_DEBUG"):
         for caught_warning in caught:
             warnings.showwarning(
@@ -77,3 +80,30 @@ def compile(  # noqa: A001 - the verb users expect: edgeq.compile(...)
                 caught_warning.lineno,
             )
     return CompileResult(state.report, out / state.report.artifact.path, out)
+
+
+def _output_and_store(out: Any, runs: Any) -> tuple[Path, Path | None | bool]:
+    """`out` as a path and `runs` as a store path, None (the default store) or False (none)."""
+    if not isinstance(out, str | os.PathLike) or not str(out):
+        raise InputError(f"out= must be an output directory path, got {type(out).__name__} {out!r:.40}")
+    if runs is True or runs is None or runs is False:
+        return Path(out), None if runs is True else runs
+    if not isinstance(runs, str | os.PathLike) or not str(runs):
+        raise InputError(f"runs= must be a runs-store file path, None or False, got {type(runs).__name__}")
+    if Path(runs).is_dir():
+        raise InputError(
+            f"runs= {runs} is a directory; give the runs-store file, e.g. {Path(runs) / 'runs.sqlite'}"
+        )
+    return Path(out), Path(runs)
+
+
+def _base_recipe(recipe: Any) -> Recipe | None:
+    """A Recipe, None, or a mapping of recipe fields (checked like a recipe file)."""
+    if recipe is None or isinstance(recipe, Recipe):
+        return recipe
+    if isinstance(recipe, dict):
+        return from_dict(Recipe, recipe, "recipe=")
+    raise InputError(
+        f"recipe= must be an edgeq.Recipe, a dict of recipe fields or None, got {type(recipe).__name__}; "
+        "read a file with edgeq.load_recipe(path)"
+    )

@@ -16,11 +16,11 @@ from rich.table import Table
 
 from edgeq.backends.tensorrt import NEEDS_TENSORRT, tensorrt_available
 from edgeq.dashboard.commands import dashboard_command, log_to_mlflow
-from edgeq.errors import EdgeqError, GateError, InputError
+from edgeq.errors import EdgeqError, GateError, InputError, Interrupted, terminal_safe
 from edgeq.recipe import Recipe, load_recipe
 from edgeq.report.command import report_command
 from edgeq.report.gates import verdict
-from edgeq.store.runs import StoreError, record_run
+from edgeq.store.runs import record_or_explain
 from edgeq.targets import NATIVE, builtin_targets, load_target, native_target_name
 
 
@@ -181,11 +181,14 @@ def compile_command(
         fallback_fp32=False if no_fallback else None,
         allow_unmeasured=True if allow_unmeasured else None,
     )
-    if not quiet:
-        print_summary(result.report)
-        click.echo(f"wrote {result.out_dir}/", err=True)
-    if to_mlflow:
-        click.echo(f"mlflow run {log_to_mlflow(result.report)}", err=True)
+    try:
+        if not quiet:
+            _print_safely(print_summary, result.report)
+            click.echo(terminal_safe(f"wrote {result.out_dir}/"), err=True)
+        if to_mlflow:
+            click.echo(f"mlflow run {log_to_mlflow(result.report)}", err=True)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted after the compile finished; {result.out_dir} is complete") from None
     decision = result.report.decision
     if decision.engine_pending:
         click.echo(decision.finish_later, err=True)
@@ -196,6 +199,14 @@ def compile_command(
     if failed:
         names = ", ".join(f"{g.name} ({_measured(g.value)} vs {g.limit})" for g in failed)
         raise GateError(f"gate failed: {names}; report written to {result.out_dir}")
+
+
+def _print_safely(show, *args: Any) -> None:
+    """Run a rich printer into a buffer and write it with user-supplied control characters escaped."""
+    console = Console()
+    with console.capture() as captured:
+        show(*args, console=console)
+    sys.stdout.write(terminal_safe(captured.get(), keep_style=True))
 
 
 def _measured(value: float | None) -> str:
@@ -241,16 +252,20 @@ def build_engine_command(out_dir: Path, eval_path: str | None) -> None:
         raise InputError(f"{NEEDS_TENSORRT}: {why}")
     report = finish_engine(out_dir, eval_path)
     click.echo(f"wrote {out_dir / 'model.plan'} and updated {out_dir / 'report.json'}", err=True)
-    try:
-        record_run(report, out_dir)  # the run's row now shows the engine's numbers
-    except StoreError as exc:
-        click.echo(f"runs store not updated: {exc}", err=True)
+    if (why := record_or_explain(report, out_dir)) is not None:  # the row shows the engine's numbers
+        click.echo(terminal_safe(why), err=True)
     if not report.passed:
         raise GateError(f"gates on the engine: {verdict(report.gates)}; report updated in {out_dir}")
 
 
 cli.add_command(report_command)
 cli.add_command(dashboard_command)
+
+
+INTERRUPTED = (
+    "interrupted before the output was put in place; no new output and no staging files were left "
+    "(an existing output directory is unchanged)"
+)
 
 
 def _terminate(signum, frame) -> None:
@@ -269,12 +284,15 @@ def main(argv: list[str] | None = None) -> None:
         code = cli.main(args=args, prog_name="edgeq", standalone_mode=False)
         if isinstance(code, int) and code:  # ctx.exit(n) returns n when click is not standalone
             sys.exit(code)
-    except click.exceptions.Abort:
-        click.echo("edgeq: interrupted; no output was left behind", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo(f"edgeq: {INTERRUPTED}", err=True)
         sys.exit(130)
+    except Interrupted as exc:
+        click.echo(f"edgeq: {terminal_safe(str(exc))}", err=True)
+        sys.exit(exc.exit_code)
     except click.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx else "edgeq"
-        click.echo(f"edgeq: error: {exc.format_message()} (see '{command} --help')", err=True)
+        click.echo(f"edgeq: error: {terminal_safe(exc.format_message())} (see '{command} --help')", err=True)
         sys.exit(2)
     except click.ClickException as exc:
         exc.show()
@@ -282,14 +300,11 @@ def main(argv: list[str] | None = None) -> None:
     except EdgeqError as exc:
         if debug:
             raise
-        click.echo(f"edgeq: error: {exc}", err=True)
+        click.echo(f"edgeq: error: {terminal_safe(str(exc))}", err=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("edgeq: interrupted; no output was left behind", err=True)
-        sys.exit(130)
     except Exception as exc:  # the last line of defence: one line, never a traceback
         if debug:
             raise
-        first = str(exc).splitlines()[0] if str(exc) else ""
+        first = terminal_safe(str(exc).splitlines()[0] if str(exc) else "")
         click.echo(f"edgeq: internal error: {type(exc).__name__}: {first} (rerun with --debug)", err=True)
         sys.exit(1)

@@ -15,10 +15,11 @@ into place only after the report was written there once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from edgeq.errors import InputError
-from edgeq.outdir import staged_output
+from edgeq.outdir import OutputAppeared, staged_output
 from edgeq.quant.prequantized import is_quantized
 from edgeq.stages.base import Stage
 from edgeq.stages.compile import CompileCandidates
@@ -85,14 +86,21 @@ def stages_for(state: CompileState) -> tuple[Stage, ...]:
     return CANDIDATES
 
 
-def run(state: CompileState, force: bool = False) -> CompileState:
-    """Check every stage, then run them all in a staging directory renamed to `state.out` at the end."""
+def run(state: CompileState, force: bool = False, inputs: Iterable[str | Path] = ()) -> CompileState:
+    """Check every stage, then run them all in a staging directory renamed to `state.out` at the end.
+
+    `inputs` are the files the compile reads: `--force` refuses to replace an output holding one."""
     stages = stages_for(state)
     check(stages, state)
-    with staged_output(state.out, force) as staging:
-        state.staging = staging
-        state.work.mkdir()
-        return run_stages(stages, state)
+    try:
+        with staged_output(state.out, force, inputs) as staging:
+            state.staging = staging
+            state.work.mkdir()
+            return run_stages(stages, state)
+    except OutputAppeared as moved:
+        state.out = moved.kept  # the run's record names where its files really are
+        Record().run(state)
+        raise
 
 
 def check(stages: Sequence[Stage], state: CompileState) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
+
+from rich.markup import escape
 
 from edgeq.report.schema import ReportWarning
 from edgeq.stages.base import Stage
 from edgeq.stages.state import CompileState
-from edgeq.store.runs import StoreError, record_run
+from edgeq.store.runs import record_or_explain
 
 
 class Record(Stage):
@@ -20,9 +21,8 @@ class Record(Stage):
     def run(self, state: CompileState) -> CompileState:
         if state.runs is False:
             return state
-        try:
-            record_run(state.report, state.out, Path(state.runs) if state.runs else None)
-        except (StoreError, sqlite3.Error, OSError) as exc:
-            state.report.warnings.append(ReportWarning("runs store", str(exc), 1))
-            state.progress.note(f"runs store not updated: {exc}")
+        why = record_or_explain(state.report, state.out, Path(state.runs) if state.runs else None)
+        if why is not None:
+            state.report.warnings.append(ReportWarning("runs store", why, 1))
+            state.progress.note(escape(why))
         return state

@@ -366,3 +366,13 @@ def _finite_or_none(value: float | None) -> float | None:
 def record_run(report: Report, out_dir: Path, runs_path: Path | None = None) -> str:
     """Add a finished compile to the runs store ($EDGEQ_RUNS by default); returns the run id."""
     return RunStore(runs_path).record(report, Path(out_dir))
+
+
+def record_or_explain(report: Report, out_dir: Path, runs_path: Path | None = None) -> str | None:
+    """Record the run; any store problem (not a database, a directory, no permission, a lock held too
+    long) comes back as one line for a warning, never as an error: the compile itself is done."""
+    try:
+        record_run(report, out_dir, runs_path)
+    except Exception as exc:  # noqa: BLE001 - sqlite3, OS and store errors alike cost the record only
+        return f"runs store not updated: {str(exc) or type(exc).__name__}"
+    return None
