@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from pathlib import Path
@@ -14,15 +15,52 @@ from edgeq.errors import InputError
 
 T = TypeVar("T")
 
+LIMITS = {  # resource caps: each overridable by its environment variable, checked before any work
+    "EDGEQ_MAX_YAML_BYTES": 1 << 20,  # a recipe or target file
+    "EDGEQ_MAX_YAML_NODES": 100_000,  # values in it once aliases are expanded (a "billion laughs" file)
+    "EDGEQ_MAX_YAML_DEPTH": 64,  # nesting of mappings and lists
+    "EDGEQ_MAX_DATA_BYTES": 8 << 30,  # a calibration or evaluation .npz, decompressed
+    "EDGEQ_MAX_THREADS": 1024,  # a target's latency threads
+    "EDGEQ_MAX_BLOCK_SIZE": 1 << 16,  # 4-bit block size
+}
+
+
+def limit(name: str) -> int:
+    """The cap `name` of `LIMITS`, or the positive integer its environment variable sets instead."""
+    given = os.environ.get(name)
+    if given is None:
+        return LIMITS[name]
+    try:
+        value = int(given)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise InputError(f"${name} must be a positive integer, got {given!r}")
+    return value
+
+
+def over_limit(name: str, what: str, value: int) -> InputError:
+    """The one-line refusal of a capped value, naming the cap and how to raise it."""
+    return InputError(f"{what} is {value:,}, over the cap of {limit(name):,}; set ${name} to allow more")
+
 
 def load_yaml(path: Path, what: str) -> dict[str, Any]:
-    """A YAML mapping read with the safe loader (no executable tags), or one clear error."""
+    """A YAML mapping read with the safe loader (no executable tags), or one clear error.
+
+    Size, nesting and alias expansion are capped (`LIMITS`): a small file must not expand to gigabytes."""
     try:
-        text = path.read_text()
+        size = path.stat().st_size
+        if size > limit("EDGEQ_MAX_YAML_BYTES"):
+            raise over_limit("EDGEQ_MAX_YAML_BYTES", f"{what} {path} size in bytes", size)
+        text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{what} {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise InputError(f"{what} {path} nests too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
@@ -32,7 +70,28 @@ def load_yaml(path: Path, what: str) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise InputError(f"{what} {path} must be a mapping of keys to values")
+    check_expanded_size(data, f"{what} {path}")
     return data
+
+
+def check_expanded_size(data: Any, what: str) -> None:
+    """Refuse data whose aliases expand past the node cap or that nests past the depth cap; the walk
+    stops at the cap, so checking a hostile file is itself bounded."""
+    max_nodes, max_depth = limit("EDGEQ_MAX_YAML_NODES"), limit("EDGEQ_MAX_YAML_DEPTH")
+    count, stack = 1, [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if not isinstance(value, dict | list | tuple):
+            continue
+        if depth > max_depth:
+            raise over_limit("EDGEQ_MAX_YAML_DEPTH", f"{what}: the nesting depth", depth)
+        children = list(value.values()) if isinstance(value, dict) else value
+        count += len(children)
+        if count > max_nodes:
+            raise over_limit(
+                "EDGEQ_MAX_YAML_NODES", f"{what}: the number of values (aliases expanded)", count
+            )
+        stack.extend((child, depth + 1) for child in children)
 
 
 def from_dict(cls: type[T], data: Any, where: str) -> T:

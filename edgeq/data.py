@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeq.config import limit, over_limit
 from edgeq.errors import InputError
 
 Arrays = dict[str, np.ndarray]
@@ -37,6 +39,7 @@ def load_npz(path: str | Path, what: str = "calibration file") -> Arrays:
         raise InputError(f"{what} {path} is {kind}: {how}")
     arrays = {}
     try:
+        _check_inflated_size(path, f"{what} {path}")
         with np.load(path, allow_pickle=False) as archive:
             for name in archive.files:
                 arrays[name] = _member(archive, name, f"{what} {path}")
@@ -47,6 +50,34 @@ def load_npz(path: str | Path, what: str = "calibration file") -> Arrays:
     if not arrays:
         raise InputError(f"{what} {path} holds no arrays: {how}")
     return arrays
+
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _check_inflated_size(path: Path, where: str) -> None:
+    """Refuse, from the zip directory and the .npy headers alone, an archive that inflates past the cap
+    (a few MB of zeros can claim gigabytes): nothing is decompressed beyond each header."""
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist():
+            total += max(member.file_size, _declared_bytes(archive, member))
+    if total > limit("EDGEQ_MAX_DATA_BYTES"):
+        raise over_limit("EDGEQ_MAX_DATA_BYTES", f"{where}: its size in bytes once decompressed", total)
+
+
+def _declared_bytes(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> int:
+    """The bytes a .npy member's header says its array holds (0 when it is not a readable .npy)."""
+    try:
+        with archive.open(member) as handle:
+            version = np.lib.format.read_magic(handle)
+            read = _HEADER_READERS.get(version)
+            if read is None:
+                return 0  # a newer header: the zip directory's size above still bounds what is read
+            shape, _, dtype = read(handle)
+    except Exception:  # noqa: BLE001 - not an array header: np.load below says what is wrong
+        return 0
+    return math.prod(shape) * dtype.itemsize
 
 
 def _member(archive, name: str, where: str) -> np.ndarray:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from edgeq.config import from_dict, load_yaml
+from edgeq.config import from_dict, limit, load_yaml, over_limit
 from edgeq.errors import InputError
 
 CalibrationMethod = Literal["minmax", "percentile", "mse", "entropy"]
@@ -92,6 +92,13 @@ class QatCheck:
     tolerance: float = 0.5
 
 
+def _refuse_non_finite(section: str, values: dict[str, float | None]) -> None:
+    """NaN compares false with everything: a NaN limit would pass or fail whatever was measured."""
+    for name, value in values.items():
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"{section} {name} must be a finite number, got {value!r}")
+
+
 @dataclass
 class Gates:
     """Limits a pipeline can rely on: a failed gate exits 3 after the report is written."""
@@ -101,9 +108,7 @@ class Gates:
     min_cosine: float | None = None
 
     def __post_init__(self) -> None:
-        for name, limit in vars(self).items():
-            if limit is not None and not math.isfinite(limit):
-                raise ValueError(f"gate {name} must be a finite number, got {limit!r}")
+        _refuse_non_finite("gate", vars(self))
 
 
 @dataclass
@@ -112,6 +117,9 @@ class Budget:
 
     max_drop: float = 1.0
     min_cosine: float = 0.99
+
+    def __post_init__(self) -> None:
+        _refuse_non_finite("budget", vars(self))
 
 
 @dataclass
@@ -144,6 +152,8 @@ class Recipe:
     def __post_init__(self) -> None:
         if self.block_size < 16 or self.block_size & (self.block_size - 1):
             raise ValueError(f"block_size must be a power of two >= 16, got {self.block_size}")
+        if self.block_size > limit("EDGEQ_MAX_BLOCK_SIZE"):
+            raise over_limit("EDGEQ_MAX_BLOCK_SIZE", "block_size", self.block_size)
         if not 0.0 < self.eval_fraction < 1.0:
             raise ValueError(f"eval_fraction must be in (0, 1), got {self.eval_fraction}")
 

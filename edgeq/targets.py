@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Literal, get_args
 
 import onnxruntime as ort
 
-from edgeq.config import from_dict, load_yaml
+from edgeq.config import from_dict, limit, load_yaml, over_limit
 from edgeq.errors import InputError
 from edgeq.runtime.session import CPU_PROVIDER
 
@@ -49,8 +50,11 @@ class QuantizationSchemes:
 
 @dataclass(frozen=True)
 class ArtifactSettings:
-    optimization_level: str = "extended"
+    optimization_level: Literal["disable", "basic", "extended", "all"] = "extended"  # ORT graph levels
     ort_format: bool = True
+
+
+MAX_BATCH, MAX_ROUNDS, MAX_SECONDS = 4096, 1000, 60.0  # beyond these, timing a model is a hang
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,12 @@ class LatencySettings:
             raise ValueError("batch_sizes must list positive integers")
         if self.rounds < 1 or self.warmup < 0 or self.threads < 0:
             raise ValueError("rounds must be >= 1, warmup and threads >= 0")
+        if self.threads > limit("EDGEQ_MAX_THREADS"):
+            raise over_limit("EDGEQ_MAX_THREADS", "latency threads", self.threads)
+        if max(self.batch_sizes) > MAX_BATCH or max(self.rounds, self.warmup) > MAX_ROUNDS:
+            raise ValueError(f"batch_sizes must be <= {MAX_BATCH}, rounds and warmup <= {MAX_ROUNDS}")
+        if not (math.isfinite(self.seconds_per_round) and 0 < self.seconds_per_round <= MAX_SECONDS):
+            raise ValueError(f"seconds_per_round must be a number in (0, {MAX_SECONDS}]")
 
 
 @dataclass(frozen=True)
