@@ -90,10 +90,6 @@ def _output_and_store(out: Any, runs: Any) -> tuple[Path, Path | None | bool]:
         return Path(out), None if runs is True else runs
     if not isinstance(runs, str | os.PathLike) or not str(runs):
         raise InputError(f"runs= must be a runs-store file path, None or False, got {type(runs).__name__}")
-    if Path(runs).is_dir():
-        raise InputError(
-            f"runs= {runs} is a directory; give the runs-store file, e.g. {Path(runs) / 'runs.sqlite'}"
-        )
     return Path(out), Path(runs)
 
 

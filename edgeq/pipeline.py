@@ -1,5 +1,6 @@
 """The compile pipeline: which stages run for a target and model, every check before any run.
 
+    (each starts with check-options: --exclude and --reference checked against the model)
     fp32 model, ONNX Runtime target:  prepare, prune, subpixel, mrl, lower, compile, measure (+ run-off),
                                       select, layers, keep, report, record, write
     already-quantized model:          prepare-given, lower-given, compile, measure, select-given, keep,
@@ -25,6 +26,7 @@ from edgeq.stages.base import Stage
 from edgeq.stages.compile import CompileCandidates
 from edgeq.stages.culprits import Culprits
 from edgeq.stages.engine import BuildEngine, EngineInputs
+from edgeq.stages.inputs import CheckModelOptions
 from edgeq.stages.keep import Keep
 from edgeq.stages.lower import LowerCandidates, LowerGiven, LowerTensorRT
 from edgeq.stages.measure import Measure
@@ -40,6 +42,7 @@ from edgeq.stages.write import Write
 FINISH = (BuildReport(), Record(), Write())
 
 CANDIDATES: tuple[Stage, ...] = (
+    CheckModelOptions(),
     Prepare(),
     Prune(),
     Subpixel(),
@@ -53,6 +56,7 @@ CANDIDATES: tuple[Stage, ...] = (
     *FINISH,
 )
 PREQUANTIZED: tuple[Stage, ...] = (
+    CheckModelOptions(),
     PrepareGiven(),
     LowerGiven(),
     CompileCandidates(),
@@ -62,6 +66,7 @@ PREQUANTIZED: tuple[Stage, ...] = (
     *FINISH,
 )
 TENSORRT: tuple[Stage, ...] = (
+    CheckModelOptions(),
     Prepare(),
     Prune(),
     Mrl(),

@@ -101,8 +101,37 @@ def evaluate_task(
     """The recipe's task metric for both models, or None when the recipe names no task."""
     if recipe.task is None:
         return None
-    evaluator = resolve_evaluator(recipe.task.name)
+    name = recipe.task.name
+    evaluator = resolve_evaluator(name)
     try:
-        return evaluator(fp32, compiled, evaluation, **recipe.task.options)
+        result = evaluator(fp32, compiled, evaluation, **recipe.task.options)
     except TypeError as exc:
-        raise InputError(f"task {recipe.task.name!r} rejected its options: {exc}") from None
+        raise InputError(f"task {name!r} rejected its options: {exc}") from None
+    except (KeyError, IndexError, ValueError, ArithmeticError) as exc:  # data of another family
+        why = f"no array {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise InputError(f"task {name!r} cannot evaluate this evaluation data ({why})") from None
+    return checked_result(result, name)
+
+
+def checked_result(result: Any, name: str) -> TaskResult:
+    """A custom evaluator's return value, refused in one line unless it is a well-formed TaskResult."""
+    where = f"task evaluator {name!r} returned"
+    if not isinstance(result, TaskResult):
+        raise InputError(f"{where} a {type(result).__name__}; it must return edgeq's TaskResult")
+    if not isinstance(result.metrics, list) or not result.metrics:
+        raise InputError(f"{where} no metrics; TaskResult.metrics must list TaskMetric objects")
+    for metric in result.metrics:
+        if not isinstance(metric, TaskMetric) or not isinstance(metric.name, str):
+            raise InputError(f"{where} a metric that is not a TaskMetric: {metric!r:.60}")
+        for side in ("fp32", "compiled"):
+            value = getattr(metric, side)
+            if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+                raise InputError(f"{where} metric {metric.name!r} with a non-numeric {side} value")
+            setattr(metric, side, float(value))  # numpy scalars too: the report is JSON
+    names = {metric.name for metric in result.metrics}
+    primary = result.primary if isinstance(result.primary, list) else None
+    if not primary or any(p not in names for p in primary):
+        raise InputError(
+            f"{where} primary {result.primary!r:.60}: it must list some of its metrics {sorted(names)}"
+        )
+    return result
