@@ -94,3 +94,30 @@ def test_run_link_opens_its_report(browser: webdriver.Chrome, base_url: str) -> 
     assert browser.find_element(By.TAG_NAME, "h1").text == "binary_ae/model → cpu-x86-avx2"
     assert len(browser.find_elements(By.CSS_SELECTOR, "#latency svg.chart")) == 2
     assert not browser.find_elements(By.ID, "pruning")
+
+
+@pytest.fixture(scope="module")
+def guarded_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A dashboard that needs a token, as `edgeq dashboard --token` (or a non-loopback bind) serves it."""
+    folder = tmp_path_factory.mktemp("guarded")
+    store = RunStore(folder / "runs.sqlite")
+    record_fixtures(store, folder)
+    server = create_server(store, port=0, token=TOKEN)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+TOKEN = "browser-token-0123456789"
+
+
+def test_the_printed_token_url_logs_the_browser_in_by_cookie(
+    browser: webdriver.Chrome, guarded_url: str
+) -> None:
+    browser.get(guarded_url + "/")
+    assert "token required" in browser.find_element(By.TAG_NAME, "body").text
+    browser.get(f"{guarded_url}/?token={TOKEN}")
+    assert browser.current_url == guarded_url + "/" and visible_rows(browser) == 7
+    browser.find_element(By.CSS_SELECTOR, "#runs tbody a[href^='/runs/']").click()  # the cookie, no token
+    assert "→" in browser.find_element(By.TAG_NAME, "h1").text

@@ -76,3 +76,16 @@ def test_mlflow_gets_metrics_params_and_report(monkeypatch: pytest.MonkeyPatch) 
     assert metrics["slowest_speedup"] == report.slowest_speedup
     assert metrics["speedup_b1"] == report.speedup(1)
     assert logged["artifact"] == ("edgeq/report.json", report.to_dict())
+
+
+def test_a_given_token_is_printed_in_the_url_and_a_short_one_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        DashboardServer, "serve_forever", lambda self: (_ for _ in ()).throw(KeyboardInterrupt)
+    )
+    args = ["--runs", str(tmp_path / "r.sqlite"), "--port", "0", "--no-open", "--token"]
+    result = CliRunner().invoke(dashboard_command, [*args, "a-long-enough-token-123"])
+    assert result.exit_code == 0 and "/?token=a-long-enough-token-123" in result.output
+    refused = CliRunner().invoke(dashboard_command, [*args, "short"])
+    assert isinstance(refused.exception, InputError) and "16 characters" in str(refused.exception)

@@ -147,3 +147,98 @@ def test_pareto_front_keeps_only_undominated_points() -> None:
         True,
         True,
     ]
+
+
+# --- safe to leave running: files only from inside a run's output, Host checked, token beyond loopback
+
+
+def fetch_with(server: DashboardServer, path: str, headers: dict[str, str]) -> tuple[int, dict, str]:
+    """GET `path` with exactly these extra headers (Host included, when given)."""
+    connection = http.client.HTTPConnection(*server.server_address, timeout=5)
+    connection.putrequest("GET", path, skip_host="Host" in headers)
+    for name, value in headers.items():
+        connection.putheader(name, value)
+    connection.endheaders()
+    response = connection.getresponse()
+    body = response.read().decode()
+    connection.close()
+    return response.status, dict(response.getheaders()), body
+
+
+def test_a_report_html_linking_outside_its_output_is_not_served(
+    server: DashboardServer, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0")
+    html_path = Path(server.store.summary(RUN1).html_path)
+    html_path.parent.mkdir(parents=True)
+    html_path.symlink_to(secret)
+    status, _, body = fetch(server, f"/runs/{RUN1}/report.html")
+    assert status == 200 and "root:" not in body and 'id="latency"' in body  # rendered from the store
+
+
+def test_a_recorded_path_outside_the_run_is_not_served(server: DashboardServer, tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "notes.html").write_text("private notes")
+    with sqlite3.connect(server.store.path) as connection:
+        connection.execute(
+            "UPDATE runs SET html_path = ? WHERE run_id = ?",
+            (str(tmp_path / "elsewhere" / "notes.html"), RUN1),
+        )
+    assert "private notes" not in fetch(server, f"/runs/{RUN1}/report.html")[2]
+
+
+@pytest.mark.parametrize("host", ["evil.example:8765", "attacker.test", "127.0.0.1.evil.example", ""])
+def test_a_foreign_host_header_is_refused(server: DashboardServer, host: str) -> None:
+    for path in ("/", "/api/runs", f"/runs/{RUN1}/report.html"):
+        status, _, body = fetch_with(server, path, {"Host": host})
+        assert status == 403 and "mrl_encoder" not in body
+
+
+@pytest.mark.parametrize("host", ["localhost:8765", "127.0.0.1", "[::1]:8765", "LOCALHOST"])
+def test_loopback_host_names_are_served(server: DashboardServer, host: str) -> None:
+    assert fetch_with(server, "/api/runs", {"Host": host})[0] == 200
+
+
+def test_api_runs_shows_no_filesystem_paths(server: DashboardServer, tmp_path: Path) -> None:
+    runs = json.loads(fetch(server, "/api/runs")[2])
+    assert all(run["report_url"] == f"/runs/{run['run_id']}/report.html" for run in runs)
+    assert str(tmp_path) not in json.dumps(runs) and "html_path" not in runs[0]
+
+
+def test_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
+    from edgeq.errors import InputError
+
+    with pytest.raises(InputError, match="needs a token"):
+        create_server(RunStore(tmp_path / "r.sqlite"), host="0.0.0.0", port=0)
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[DashboardServer]:
+    store = RunStore(tmp_path / "runs.sqlite")
+    record_fixtures(store, tmp_path)
+    running = create_server(store, port=0, token="s3cret-token-0123456789")
+    threading.Thread(target=running.serve_forever, daemon=True).start()
+    yield running
+    running.shutdown()
+    running.server_close()
+
+
+def test_a_token_server_answers_only_requests_carrying_it(guarded: DashboardServer) -> None:
+    token = guarded.token
+    assert fetch(guarded, "/api/runs")[0] == 401
+    assert fetch_with(guarded, "/api/runs", {"X-Edgeq-Token": "wrong-token-0123456789"})[0] == 401
+    assert fetch_with(guarded, "/api/runs", {"Cookie": "edgeq_token=nope"})[0] == 401
+    assert fetch_with(guarded, "/api/runs", {"Authorization": f"Bearer {token}"})[0] == 200
+    assert fetch_with(guarded, "/api/runs", {"X-Edgeq-Token": token})[0] == 200
+    assert fetch_with(guarded, "/api/runs", {"Cookie": f"edgeq_token={token}"})[0] == 200
+
+
+def test_the_token_in_the_url_sets_a_cookie_and_leaves_the_url(guarded: DashboardServer) -> None:
+    status, headers, _ = fetch(guarded, f"/?model=binary_ae%2Fmodel&token={guarded.token}")
+    assert status == 303 and headers["Location"] == "/?model=binary_ae%2Fmodel"
+    assert (
+        headers["Set-Cookie"].startswith(f"edgeq_token={guarded.token};")
+        and "HttpOnly" in headers["Set-Cookie"]
+    )
+    assert fetch(guarded, "/?token=wrong")[0] == 401

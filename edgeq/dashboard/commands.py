@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
+import secrets
 import webbrowser
 from pathlib import Path
 
 import click
 
-from edgeq.dashboard.server import DEFAULT_HOST, DEFAULT_PORT, create_server
+from edgeq.dashboard.server import DEFAULT_HOST, DEFAULT_PORT, create_server, is_loopback
 from edgeq.errors import InputError
 from edgeq.report.command import report_summary
 from edgeq.report.schema import Report
@@ -32,18 +32,29 @@ _MLFLOW_NAME = re.compile(r"[^\w\-./ ]")
     help="Address to listen on; anything but loopback shows your runs to the network.",
 )
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--token",
+    help="Secret every request must carry (header, cookie or ?token=); generated and printed when "
+    "--host is not loopback.",
+)
 @click.option("--open/--no-open", "open_browser", default=True, help="Open it in a browser.")
-def dashboard_command(runs_path: Path | None, host: str, port: int, open_browser: bool) -> None:
+def dashboard_command(
+    runs_path: Path | None, host: str, port: int, token: str | None, open_browser: bool
+) -> None:
     """Serve the runs dashboard (runs table, latency history, speed vs quality) until Ctrl-C."""
+    if token is not None and len(token) < 16:
+        raise InputError("--token must be at least 16 characters")
+    if token is None and not is_loopback(host):
+        token = secrets.token_urlsafe(24)
     try:
-        server = create_server(RunStore(runs_path), host, port)
+        server = create_server(RunStore(runs_path), host, port, token)
     except (StoreError, OSError) as error:
         raise InputError(f"cannot start the dashboard on {host}:{port}: {error}") from None
-    url = f"http://{host}:{server.server_address[1]}/"
+    url = f"http://{host}:{server.server_address[1]}/" + (f"?token={token}" if token else "")
     click.echo(f"edgeq dashboard at {url}  (runs: {server.store.path}; Ctrl-C stops it)")
-    if not _is_loopback(host):
+    if not is_loopback(host):
         click.echo(
-            "warning: listening beyond this machine; anyone who can reach it sees your runs",
+            "warning: listening beyond this machine; only requests carrying the token are answered",
             err=True,
         )
     if open_browser:
@@ -54,13 +65,6 @@ def dashboard_command(runs_path: Path | None, host: str, port: int, open_browser
         click.echo("dashboard stopped")
     finally:
         server.server_close()
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def mlflow_metrics(report: Report) -> dict[str, float]:
