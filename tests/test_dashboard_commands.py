@@ -81,9 +81,10 @@ def test_mlflow_gets_metrics_params_and_report(monkeypatch: pytest.MonkeyPatch) 
 def test_a_given_token_is_printed_in_the_url_and_a_short_one_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(
-        DashboardServer, "serve_forever", lambda self: (_ for _ in ()).throw(KeyboardInterrupt)
-    )
+    def stop_at_once(self) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(DashboardServer, "serve_forever", stop_at_once)
     args = ["--runs", str(tmp_path / "r.sqlite"), "--port", "0", "--no-open", "--token"]
     result = CliRunner().invoke(dashboard_command, [*args, "a-long-enough-token-123"])
     assert result.exit_code == 0 and "/?token=a-long-enough-token-123" in result.output
