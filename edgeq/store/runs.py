@@ -170,6 +170,18 @@ def default_runs_path() -> Path:
     return Path(data_home) / "edgeq" / "runs.sqlite"
 
 
+def lock_timeout_s() -> float:
+    """How long a writer waits for another one's lock: $EDGEQ_RUNS_TIMEOUT_S, else 30 s."""
+    given = os.environ.get("EDGEQ_RUNS_TIMEOUT_S", "30")
+    try:
+        seconds = float(given)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds <= 3600:
+        raise StoreError(f"$EDGEQ_RUNS_TIMEOUT_S must be seconds in [0, 3600], got {given!r}")
+    return seconds
+
+
 def recipe_hash(recipe: object) -> str | None:
     """A short content hash of the resolved recipe, so runs with the same recipe group together."""
     if recipe is None:
@@ -181,10 +193,10 @@ def recipe_hash(recipe: object) -> str | None:
 class RunStore:
     """The runs database: record reports, list and compare them, find regressions."""
 
-    def __init__(self, path: Path | str | None = None, timeout_s: float = 30.0) -> None:
+    def __init__(self, path: Path | str | None = None, timeout_s: float | None = None) -> None:
         self.path = Path(path) if path is not None else default_runs_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._timeout_s = timeout_s
+        self._timeout_s = lock_timeout_s() if timeout_s is None else timeout_s
         self._migrate()
 
     @contextmanager
