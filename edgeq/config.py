@@ -19,7 +19,7 @@ LIMITS = {  # resource caps: each overridable by its environment variable, check
     "EDGEQ_MAX_YAML_BYTES": 1 << 20,  # a recipe or target file
     "EDGEQ_MAX_YAML_NODES": 100_000,  # values in it once aliases are expanded (a "billion laughs" file)
     "EDGEQ_MAX_YAML_DEPTH": 64,  # nesting of mappings and lists
-    "EDGEQ_MAX_DATA_BYTES": 8 << 30,  # a calibration or evaluation .npz, decompressed
+    "EDGEQ_MAX_DATA_BYTES": 2 << 30,  # a calibration or evaluation .npz, decompressed
     "EDGEQ_MAX_THREADS": 1024,  # a target's latency threads
     "EDGEQ_MAX_BLOCK_SIZE": 1 << 16,  # 4-bit block size
 }
