@@ -183,7 +183,7 @@ def compile_command(
     )
     try:
         if not quiet:
-            _print_safely(print_summary, result.report)
+            print_summary(result.report)
             click.echo(terminal_safe(f"wrote {result.out_dir}/"), err=True)
         if to_mlflow:
             click.echo(f"mlflow run {log_to_mlflow(result.report)}", err=True)
@@ -199,14 +199,6 @@ def compile_command(
     if failed:
         names = ", ".join(f"{g.name} ({_measured(g.value)} vs {g.limit})" for g in failed)
         raise GateError(f"gate failed: {names}; report written to {result.out_dir}")
-
-
-def _print_safely(show, *args: Any) -> None:
-    """Run a rich printer into a buffer and write it with user-supplied control characters escaped."""
-    console = Console()
-    with console.capture() as captured:
-        show(*args, console=console)
-    sys.stdout.write(terminal_safe(captured.get(), keep_style=True))
 
 
 def _measured(value: float | None) -> str:
@@ -268,6 +260,21 @@ INTERRUPTED = (
 )
 
 
+class _SafeStdout:
+    """Standard output with control characters escaped (colour codes kept): a model or layer name in
+    a table cannot retitle, move or clear the user's terminal. Everything else is the real stream."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(terminal_safe(text, keep_style=True))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def _terminate(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
@@ -280,6 +287,7 @@ def main(argv: list[str] | None = None) -> None:
         args.remove("--debug")
         os.environ["EDGEQ_DEBUG"] = "1"  # compile replays the library warnings it captured
     signal.signal(signal.SIGTERM, _terminate)
+    stdout, sys.stdout = sys.stdout, _SafeStdout(sys.stdout)
     try:
         code = cli.main(args=args, prog_name="edgeq", standalone_mode=False)
         if isinstance(code, int) and code:  # ctx.exit(n) returns n when click is not standalone
@@ -308,3 +316,5 @@ def main(argv: list[str] | None = None) -> None:
         first = terminal_safe(str(exc).splitlines()[0] if str(exc) else "")
         click.echo(f"edgeq: internal error: {type(exc).__name__}: {first} (rerun with --debug)", err=True)
         sys.exit(1)
+    finally:
+        sys.stdout = stdout
