@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 import edgeq
+from edgeq.cli import main
 from tests.conftest import Corpus
 
 
@@ -34,3 +36,21 @@ def stored_paths(store: Path) -> list[tuple[str, str]]:
     """(run id, recorded report.json path) of every run in the store."""
     with sqlite3.connect(store) as connection:
         return connection.execute("SELECT run_id, report_path FROM runs ORDER BY created").fetchall()
+
+
+def run_main(capsys: pytest.CaptureFixture, *args: str | Path) -> tuple[int, str]:
+    """`edgeq ARGS` in this process: (exit code, stderr); the SIGTERM handler main installs is undone."""
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main([str(a) for a in args])
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    return exited.value.code, capsys.readouterr().err
+
+
+def assert_one_line(code: int, err: str, *words: str) -> None:
+    lines = err.splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("edgeq: error: "), (code, err)
+    for word in words:
+        assert word.lower() in lines[0].lower(), f"{word!r} not in {lines[0]}"

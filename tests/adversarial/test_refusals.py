@@ -6,7 +6,6 @@ lines, exit codes); cases that need a fresh interpreter run it in a subprocess.
 
 from __future__ import annotations
 
-import signal
 import time
 import zipfile
 from collections.abc import Callable
@@ -18,33 +17,14 @@ import numpy as np
 import pytest
 
 import edgeq
-from edgeq.cli import main
 from edgeq.errors import InputError
-from tests.adversarial.helpers import compile_api, evaluator_module
+from tests.adversarial.helpers import assert_one_line, compile_api, evaluator_module, run_main
 from tests.bad_inputs import make
 from tests.bad_inputs.cli import leftovers, run_edgeq
 from tests.conftest import Corpus
 
 CHUNKS = 20  # 16 MB each
 BOMB_LEVELS = 9  # 10**9 values once expanded, 9 aliases deep
-
-
-def run_main(capsys: pytest.CaptureFixture, *args: str | Path) -> tuple[int, str]:
-    """`edgeq ARGS` in this process: (exit code, stderr); the SIGTERM handler main installs is undone."""
-    handler = signal.getsignal(signal.SIGTERM)
-    try:
-        with pytest.raises(SystemExit) as exited:
-            main([str(a) for a in args])
-    finally:
-        signal.signal(signal.SIGTERM, handler)
-    return exited.value.code, capsys.readouterr().err
-
-
-def assert_one_line(code: int, err: str, *words: str) -> None:
-    lines = err.splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("edgeq: error: "), (code, err)
-    for word in words:
-        assert word.lower() in lines[0].lower(), f"{word!r} not in {lines[0]}"
 
 
 def target_with(root: Path, old: str, new: str) -> Path:
