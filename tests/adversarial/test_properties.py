@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from edgeq.config import LIMITS
@@ -24,10 +24,6 @@ from edgeq.errors import InputError
 from edgeq.recipe import Recipe, load_recipe
 from edgeq.targets import TargetSpec, load_target
 from tests.bad_inputs import make
-
-SETTINGS = settings(
-    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
 
 scalars = (
     st.none()
@@ -75,7 +71,6 @@ RECIPE = Recipe().to_dict() | {
 TARGET = yaml.safe_load(make.FAST_TARGET)
 
 
-@SETTINGS
 @given(document=documents(RECIPE))
 def test_any_recipe_reads_or_is_refused(document: dict, tmp_path: Path) -> None:
     path = tmp_path / "recipe.yaml"
@@ -89,7 +84,6 @@ def test_any_recipe_reads_or_is_refused(document: dict, tmp_path: Path) -> None:
     assert all(math.isfinite(v) for v in vars(recipe.gates).values() if v is not None)
 
 
-@SETTINGS
 @given(document=documents(TARGET))
 def test_any_target_reads_or_is_refused(document: dict, tmp_path: Path) -> None:
     path = tmp_path / "target.yaml"
@@ -103,7 +97,6 @@ def test_any_target_reads_or_is_refused(document: dict, tmp_path: Path) -> None:
     assert math.isfinite(spec.latency.seconds_per_round)
 
 
-@SETTINGS
 @given(text=st.text(max_size=200))
 def test_any_text_as_a_recipe_reads_or_is_refused(text: str, tmp_path: Path) -> None:
     path = tmp_path / "recipe.yaml"
@@ -121,7 +114,6 @@ headers = st.fixed_dictionaries(
 )
 
 
-@SETTINGS
 @given(header=headers, payload=st.binary(max_size=256), raw=st.booleans())
 def test_any_npz_header_loads_or_is_refused(header: dict, payload: bytes, raw: bool, tmp_path: Path) -> None:
     buffer = io.BytesIO()

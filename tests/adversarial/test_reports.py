@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from edgeq.errors import InputError
@@ -91,7 +91,6 @@ def replaced(document: Any, path: tuple, value: Any) -> Any:
     return copy
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), value=json_values)
 def test_any_field_replaced_by_any_value_reads_or_is_refused(
     data: st.DataObject, value: Any, tmp_path: Path
