@@ -90,3 +90,11 @@ def test_a_given_token_is_printed_in_the_url_and_a_short_one_refused(
     assert result.exit_code == 0 and "/?token=a-long-enough-token-123" in result.output
     refused = CliRunner().invoke(dashboard_command, [*args, "short"])
     assert isinstance(refused.exception, InputError) and "16 characters" in str(refused.exception)
+
+
+def test_a_runs_store_that_is_not_a_database_is_one_line(tmp_path: Path) -> None:
+    store = tmp_path / "notes.sqlite"
+    store.write_text("not a database\n" * 50)
+    result = CliRunner().invoke(dashboard_command, ["--runs", str(store), "--port", "0", "--no-open"])
+    assert isinstance(result.exception, InputError) and "cannot start the dashboard" in str(result.exception)
+    assert store.read_text().startswith("not a database")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import sqlite3
 import webbrowser
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def dashboard_command(
         token = secrets.token_urlsafe(24)
     try:
         server = create_server(RunStore(runs_path), host, port, token)
-    except (StoreError, OSError) as error:
+    except (StoreError, sqlite3.Error, OSError) as error:  # sqlite3: a file that is not a database
         raise InputError(f"cannot start the dashboard on {host}:{port}: {error}") from None
     url = f"http://{host}:{server.server_address[1]}/" + (f"?token={token}" if token else "")
     click.echo(f"edgeq dashboard at {url}  (runs: {server.store.path}; Ctrl-C stops it)")
