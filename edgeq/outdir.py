@@ -24,12 +24,12 @@ MARKER = "report.json"  # an existing directory holding this is an edgeq output 
 
 
 class OutputAppeared(InputError):
-    """The output path was created by someone else while the compile ran; ours was kept beside it."""
+    """The output path was created or changed by someone else while the compile ran; ours was kept beside it."""
 
     def __init__(self, out: Path, kept: Path) -> None:
         self.kept = kept
         super().__init__(
-            f"{out} appeared while this compile ran; it was left untouched and this compile's "
+            f"{out} appeared or changed while this compile ran; it was left untouched and this compile's "
             f"output was kept in {kept}"
         )
 
@@ -101,16 +101,19 @@ def staged_output(out: Path, force: bool = False, inputs: Iterable[str | Path] =
             raise
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of an existing non-empty directory: what --force was checked against."""
+def _identity(path: Path) -> tuple[int, ...] | None:
+    """What --force was checked against, for a non-empty directory: its inode (which a new directory
+    may reuse) and change times (which any file added, removed or renamed in it moves)."""
     try:
         stat = path.lstat()
     except FileNotFoundError:
         return None
-    return (stat.st_dev, stat.st_ino) if path.is_dir() and any(path.iterdir()) else None
+    if not (path.is_dir() and any(path.iterdir())):
+        return None
+    return stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns
 
 
-def _put_in_place(staging: Path, final: Path, checked: tuple[int, int] | None) -> None:
+def _put_in_place(staging: Path, final: Path, checked: tuple[int, ...] | None) -> None:
     """Rename `staging` to `final` if `final` is still what was checked at start, else keep it beside."""
     if checked is None:
         if _empty_dir(final):

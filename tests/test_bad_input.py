@@ -20,24 +20,8 @@ import pytest
 from onnx import numpy_helper
 
 from tests.bad_inputs import make
-from tests.bad_inputs.cli import assert_refused, leftovers, run_edgeq
+from tests.bad_inputs.cli import assert_refused, compile_args, leftovers, run_edgeq
 from tests.conftest import Corpus
-
-
-def compile_args(
-    corpus: Corpus, model: Path | None = None, calib: Path | None = None, *extra: str | Path
-) -> list[str | Path]:
-    return [
-        "compile",
-        model or corpus.model,
-        "--calib",
-        calib or corpus.calib,
-        "--target",
-        corpus.target,
-        "-q",
-        *extra,
-    ]
-
 
 # --- the corpus: (case, build(corpus, tmp) -> CLI args after `-o OUT`, words the error names) ----
 

@@ -20,7 +20,7 @@ import edgeq
 from edgeq.errors import InputError
 from tests.adversarial.helpers import assert_one_line, compile_api, evaluator_module, run_main
 from tests.bad_inputs import make
-from tests.bad_inputs.cli import leftovers, run_edgeq
+from tests.bad_inputs.cli import compile_args, leftovers, run_edgeq
 from tests.conftest import Corpus
 
 CHUNKS = 20  # 16 MB each
@@ -129,18 +129,7 @@ def test_refused_in_one_line_before_work(
         monkeypatch.setenv(name, value)
     out = tmp_path / "out"
     extra = case.build(corpus, tmp_path)
-    args = [
-        "compile",
-        corpus.model,
-        "--calib",
-        corpus.calib,
-        "--target",
-        corpus.target,
-        "-q",
-        *extra,
-        "-o",
-        out,
-    ]
+    args = [*compile_args(corpus, None, None, *extra), "-o", out]
     started = time.monotonic()
     code, err = run_main(capsys, *args)
     assert time.monotonic() - started < 20, "refused quickly, not after the work"
@@ -222,7 +211,7 @@ def test_a_real_decompression_bomb_is_refused_without_inflating(corpus: Corpus, 
         for _ in range(CHUNKS):
             member.write(chunk)
     out = tmp_path / "out"
-    args = ["compile", corpus.model, "--calib", path, "--target", corpus.target, "-q", "-o", out]
+    args = [*compile_args(corpus, None, path), "-o", out]
     started = time.monotonic()
     result = run_edgeq(*args, cwd=tmp_path, env={"EDGEQ_MAX_DATA_BYTES": str(1 << 28)})
     assert time.monotonic() - started < 30

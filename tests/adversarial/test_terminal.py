@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tests.bad_inputs.cli import run_edgeq
+from tests.bad_inputs.cli import compile_args, run_edgeq
 from tests.conftest import Corpus
 
 HOSTILE = "evil\x1b]0;pwned\x07\x1b[2J\r[bold red]x[link=file:x]\x9b"  # no "/": a file name
@@ -33,8 +33,8 @@ def test_a_hostile_model_name_is_escaped_in_the_summary_and_the_report_view(
 
 
 def test_a_hostile_path_is_escaped_in_the_error_line(corpus: Corpus, tmp_path: Path) -> None:
-    args = ["compile", corpus.model, "--calib", tmp_path / f"{HOSTILE}.npz", "--target", corpus.target]
-    result = run_edgeq(*args, "-q", "-o", tmp_path / "out", cwd=tmp_path)
+    args = compile_args(corpus, None, tmp_path / f"{HOSTILE}.npz")
+    result = run_edgeq(*args, "-o", tmp_path / "out", cwd=tmp_path)
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
     assert_inert(result.stderr)
     assert "\\x1b]0;pwned" in result.stderr

@@ -6,6 +6,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the fixture type only
+    from tests.conftest import Corpus
 
 EDGEQ = [sys.executable, "-c", "from edgeq.cli import main; main()"]
 
@@ -18,6 +22,22 @@ def run_edgeq(
     return subprocess.run(
         [*EDGEQ, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def compile_args(
+    corpus: Corpus, model: Path | None = None, calib: Path | None = None, *extra: str | Path
+) -> list[str | Path]:
+    """`compile` arguments for the corpus's model, data and fast target, quiet, then `extra`."""
+    return [
+        "compile",
+        model or corpus.model,
+        "--calib",
+        calib or corpus.calib,
+        "--target",
+        corpus.target,
+        "-q",
+        *extra,
+    ]
 
 
 def leftovers(out: Path) -> list[Path]:
