@@ -24,7 +24,7 @@ MARKER = "report.json"  # an existing directory holding this is an edgeq output 
 
 
 class OutputAppeared(InputError):
-    """The output path was created or changed by someone else while the compile ran; ours was kept beside it."""
+    """The output was created or changed by someone else while the compile ran; ours was kept beside it."""
 
     def __init__(self, out: Path, kept: Path) -> None:
         self.kept = kept
