@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(code, int) and code:  # ctx.exit(n) returns n when click is not standalone
             sys.exit(code)
     except (click.exceptions.Abort, KeyboardInterrupt):
-        click.echo(f"edgeq: {INTERRUPTED}", err=True)
+        click.echo(f"edgeq: {INTERRUPTED if args[:1] == ['compile'] else 'interrupted'}", err=True)
         sys.exit(130)
     except Interrupted as exc:
         click.echo(f"edgeq: {terminal_safe(str(exc))}", err=True)
