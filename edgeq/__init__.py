@@ -1,19 +1,30 @@
-"""edgeq: prune, quantize, compile and measure representation models for edge targets."""
+"""edgeq: prune, quantize, compile and measure representation models for edge targets.
+
+The public names load on first use, so the `edgeq` command starts (and answers Ctrl-C) before
+ONNX, ONNX Runtime and the compiler are imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-from edgeq.api import CompileResult, compile  # noqa: E402
-from edgeq.errors import EdgeqError  # noqa: E402
-from edgeq.recipe import Recipe, load_recipe  # noqa: E402
-from edgeq.report.schema import Report, load_report  # noqa: E402
+_PUBLIC = {
+    "CompileResult": "edgeq.api",
+    "compile": "edgeq.api",
+    "EdgeqError": "edgeq.errors",
+    "Recipe": "edgeq.recipe",
+    "load_recipe": "edgeq.recipe",
+    "Report": "edgeq.report.schema",
+    "load_report": "edgeq.report.schema",
+}
 
-__all__ = [
-    "CompileResult",
-    "EdgeqError",
-    "Recipe",
-    "Report",
-    "compile",
-    "load_recipe",
-    "load_report",
-    "__version__",
-]
+__all__ = [*_PUBLIC, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'edgeq' has no attribute {name!r}")
+    return getattr(importlib.import_module(_PUBLIC[name]), name)

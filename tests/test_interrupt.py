@@ -106,3 +106,21 @@ def test_interrupted_compile_leaves_nothing_and_rerun_succeeds(
     assert rerun.returncode == 0, rerun.stderr
     assert (out / "report.json").is_file() and leftovers(out) == [out]
     assert recorded_runs(isolated_runs_store) == 2
+
+
+def test_ctrl_c_while_edgeq_is_still_loading_is_one_line(slow_compile: list, tmp_path: Path) -> None:
+    """The signal lands while the command imports ONNX, ONNX Runtime and the compiler."""
+    process = subprocess.Popen(
+        [*EDGEQ, *map(str, slow_compile), "-o", str(tmp_path / "out")],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_signal_dispositions,
+    )
+    time.sleep(0.25)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode in (130, -signal.SIGINT), stderr
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "out").exists()

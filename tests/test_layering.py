@@ -40,6 +40,7 @@ RANKS: dict[str, int] = {
     "api": 10,
     "dashboard": 11,
     "cli": 12,
+    "entry": 13,
 }
 
 

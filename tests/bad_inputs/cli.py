@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the fixture type only
     from tests.conftest import Corpus
 
-EDGEQ = [sys.executable, "-c", "from edgeq.cli import main; main()"]
+EDGEQ = [sys.executable, "-c", "from edgeq.entry import main; main()"]  # the console script
 
 
 def run_edgeq(
