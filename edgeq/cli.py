@@ -249,6 +249,29 @@ def build_engine_command(out_dir: Path, eval_path: str | None) -> None:
         raise GateError(f"gates on the engine: {verdict(report.gates)}; report updated in {out_dir}")
 
 
+@cli.command("examples")
+@click.argument("dest", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite example files already in DEST.")
+def examples_command(dest: Path | None, force: bool) -> None:
+    """List the shipped example recipes, or copy them with their models and calibration files to DEST.
+
+    \b
+    Example:
+      edgeq examples ./edgeq-examples
+      edgeq compile --recipe ./edgeq-examples/examples/mrl_encoder/recipe.yaml -o out/mrl
+    """
+    from edgeq.examples import copy_examples, recipes
+
+    if dest is None:
+        for name in recipes():
+            click.echo(name)
+        click.echo("copy them with: edgeq examples DEST", err=True)
+        return
+    copied = copy_examples(dest, force)
+    click.echo(f"copied {len(copied)} files to {dest}/; try:", err=True)
+    click.echo(f"edgeq compile --recipe {dest / recipes()[0]} -o out/mrl")
+
+
 cli.add_command(report_command)
 cli.add_command(dashboard_command)
 

@@ -26,6 +26,7 @@ RANKS: dict[str, int] = {
     "data": 2,
     "outdir": 2,
     "zoo": 2,
+    "examples": 2,
     "quant": 3,
     "passes": 4,
     "measure": 4,
