@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import sys
@@ -247,6 +248,29 @@ def build_engine_command(out_dir: Path, eval_path: str | None) -> None:
         click.echo(f"runs store not updated: {exc}", err=True)
     if not report.passed:
         raise GateError(f"gates on the engine: {verdict(report.gates)}; report updated in {out_dir}")
+
+
+@cli.command("inspect")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+def inspect_command(model: str, as_json: bool) -> None:
+    """Describe MODEL (an .onnx file): inputs and outputs (names, dtypes, shapes with symbolic dims),
+    opset, op histogram, parameters and bytes, and what its calibration file must hold.
+
+    \b
+    Example:
+      edgeq inspect examples/mrl_encoder/model.onnx
+      edgeq inspect model.onnx --json | jq '.inputs'
+    """
+    from edgeq.frontend.inspect import describe, inspect_model
+
+    info = inspect_model(model)
+    if as_json:
+        click.echo(json.dumps(info.to_dict(), indent=2))
+        return
+    defaults = Recipe()
+    for line in describe(info, defaults.calibration.samples, defaults.eval_fraction):
+        click.echo(line)
 
 
 @cli.command("examples")
