@@ -27,6 +27,7 @@ RANKS: dict[str, int] = {
     "outdir": 2,
     "zoo": 2,
     "examples": 2,
+    "feeds": 2,
     "quant": 3,
     "passes": 4,
     "measure": 4,
