@@ -33,6 +33,7 @@ RANKS: dict[str, int] = {
     "measure": 4,
     "frontend": 4,
     "source": 5,
+    "calibdata": 5,
     "backends": 5,
     "report": 6,
     "store": 7,
