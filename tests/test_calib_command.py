@@ -220,6 +220,10 @@ def test_refusals_are_one_line(tmp_path: Path) -> None:
         None,
         "--tokenizer",
     )
+    (tmp_path / "data.parquet").write_bytes(b"PAR1")
+    assert_refused(
+        run_edgeq("calib", "data.parquet", "--model", TSP, "-o", "c.npz", cwd=tmp_path), None, "--kind"
+    )
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "broken.png").write_bytes(b"not an image")
     assert_refused(run_edgeq("calib", "bad", "--model", MRL, "-o", "c.npz", cwd=tmp_path), None, "broken.png")

@@ -10,32 +10,34 @@ from pathlib import Path
 import pytest
 
 import edgeq
-from edgeq.cli import cli
+from edgeq.cli import cli, main
 from edgeq.examples import copy_examples
 from tests.bad_inputs.cli import run_edgeq
 from tests.conftest import FAST_TARGET
 
 
-def _help(*command: str) -> str:
-    result = run_edgeq(*command, "--help", cwd=Path.cwd())
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+def _help(capsys: pytest.CaptureFixture[str], *command: str) -> str:
+    """`edgeq COMMAND --help` through the entry point, in this process (one import of torch)."""
+    main([*command, "--help"])
+    return capsys.readouterr().out
 
 
-def test_the_top_help_has_an_example_for_every_command() -> None:
-    text = _help()
+def test_the_top_help_has_an_example_for_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    text = _help(capsys)
     for name in cli.commands:
         assert f"edgeq {name} " in text, f"`edgeq --help` shows no example of {name}"
-        assert _help(name).startswith(f"Usage: edgeq {name}")
+        assert _help(capsys, name).startswith(f"Usage: edgeq {name}")
     for name in ("compile", "targets", "build-engine", "inspect", "calib", "examples"):
-        assert "Example" in _help(name), f"`edgeq {name} --help` has no example"
+        assert "Example" in _help(capsys, name), f"`edgeq {name} --help` has no example"
 
 
-def test_the_first_session_in_the_help_runs_from_an_empty_directory(tmp_path: Path) -> None:
+def test_the_first_session_in_the_help_runs_from_an_empty_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Each line of "A first session" (but the dashboard, which serves until Ctrl-C) as written; the
     compile's shipped target is swapped for a fast one (the headline recipe's full compile is
     test_recipes_travel.test_headline_recipe_compiles_from_another_directory)."""
-    block = _help().split("A first session:")[1].split("Your own model:")[0]
+    block = _help(capsys).split("A first session:")[1].split("Your own model:")[0]
     lines = [re.split(r"\s{2,}", line.strip())[0] for line in block.splitlines() if "edgeq " in line]
     commands = [shlex.split(line)[1:] for line in lines]  # the command, without its comment
     assert [c[0] for c in commands] == ["examples", "inspect", "compile", "report", "dashboard"]

@@ -22,6 +22,7 @@ from edgeq.frontend.onnx_load import input_signatures, load_onnx
 from edgeq.progress import Progress
 
 LABELS = "labels"
+Signatures = Sequence[InputSignature]
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,9 @@ def build_calibration(request: CalibRequest, progress: Progress) -> CalibResult:
     return CalibResult(request.out, kind, described, len(next(iter(arrays.values()))), available)
 
 
-def _images(request: CalibRequest, files: list[Path], signatures, progress: Progress) -> tuple[Arrays, int]:
+def _images(
+    request: CalibRequest, files: list[Path], signatures: Signatures, progress: Progress
+) -> tuple[Arrays, int]:
     target = _one_input(signatures, request.input, "images")
     plan = plan_images(request.images, target)
     picked = [files[i] for i in seeded_sample(len(files), request.samples, request.seed)]
@@ -92,7 +95,9 @@ def _images(request: CalibRequest, files: list[Path], signatures, progress: Prog
     return arrays, len(files)
 
 
-def _table(request: CalibRequest, files: list[Path], signatures, progress: Progress) -> tuple[Arrays, int]:
+def _table(
+    request: CalibRequest, files: list[Path], signatures: Signatures, progress: Progress
+) -> tuple[Arrays, int]:
     target = _one_input(signatures, request.input, "table rows")
     values, labels = [], []
     with progress.bar("read tables", len(files)) as tick:
@@ -112,7 +117,9 @@ def _table(request: CalibRequest, files: list[Path], signatures, progress: Progr
     return arrays, len(rows)
 
 
-def _audio(request: CalibRequest, files: list[Path], signatures, progress: Progress) -> tuple[Arrays, int]:
+def _audio(
+    request: CalibRequest, files: list[Path], signatures: Signatures, progress: Progress
+) -> tuple[Arrays, int]:
     target = _one_input(signatures, request.input, "audio")
     options = request.audio
     length = _clip_length(options, target)
@@ -140,7 +147,9 @@ def _clip_length(options: AudioOptions, target: InputSignature) -> int:
     return fixed[-1] if options.features == "waveform" else (fixed[-1] - 1) * options.hop
 
 
-def _text(request: CalibRequest, files: list[Path], signatures, progress: Progress) -> tuple[Arrays, int]:
+def _text(
+    request: CalibRequest, files: list[Path], signatures: Signatures, progress: Progress
+) -> tuple[Arrays, int]:
     options = request.text
     if options.tokenizer is None:
         raise InputError("text needs --tokenizer DIR: a local Hugging Face tokenizer folder")

@@ -25,19 +25,22 @@ def list_files(sources: Sequence[Path], kind: Kind | None) -> tuple[Kind, list[P
     for source in sources:
         if source.is_dir():
             found += sorted(p for p in source.rglob("*") if p.is_file() and _kind(p) is not None)
-        elif source.is_file():
-            found.append(source)
-        else:
+        elif not source.is_file():
             raise InputError(f"calibration source {source} does not exist")
-    kinds = {_kind(p) for p in found if kind is None or _kind(p) == kind}
-    if kind is None and len(kinds) > 1:
+        elif _kind(source) is None and kind is None:
+            raise InputError(f"cannot tell the kind of data of {source} from its suffix: pass --kind")
+        else:
+            found.append(source)
+    if kind is not None:
+        found = [p for p in found if (_kind(p) or kind) == kind]
+    kinds = {_kind(p) or kind for p in found}
+    if len(kinds) > 1:
         names = ", ".join(sorted(str(k) for k in kinds))
         raise InputError(f"the sources mix kinds of data ({names}): pass --kind to pick one")
-    chosen = kind or next(iter(kinds), None)
-    if chosen is None or None in kinds:
-        known = ", ".join(s for suffixes in SUFFIXES.values() for s in suffixes)
+    if not found:
+        known = " ".join(s for suffixes in SUFFIXES.values() for s in suffixes)
         raise InputError(f"no data files in {', '.join(map(str, sources))} (looked for {known})")
-    return chosen, [p for p in found if _kind(p) == chosen]
+    return kinds.pop(), found
 
 
 def _kind(path: Path) -> Kind | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,7 @@ def read_texts(path: Path, field: str) -> list[str]:
     return texts
 
 
-def load_tokenizer(folder: Path):
+def load_tokenizer(folder: Path) -> Any:
     """A tokenizer from a local folder (tokenizer.json / vocab files); never downloads anything."""
     try:
         from transformers import AutoTokenizer  # the `text` extra
@@ -57,7 +58,7 @@ def load_tokenizer(folder: Path):
         raise InputError(f"cannot load a tokenizer from {folder}: {first}") from None
 
 
-def tokenize(tokenizer, texts: list[str], max_length: int) -> dict[str, np.ndarray]:
+def tokenize(tokenizer: Any, texts: list[str], max_length: int) -> dict[str, np.ndarray]:
     """Every array the tokenizer makes (input_ids, attention_mask, ...), padded to `max_length`."""
     encoded = tokenizer(
         texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="np"
