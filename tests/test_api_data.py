@@ -63,6 +63,18 @@ def test_one_array_feeds_a_one_input_model(tmp_path: Path, corpus: Corpus) -> No
     assert result.artifact.is_file() and result.report.accuracy.samples == len(array) // 2
 
 
+def test_dataloaders_of_dicts_and_of_bare_tensors(tmp_path: Path, corpus: Corpus) -> None:
+    (array,) = make.good_calib().values()
+    tensors = torch.from_numpy(array)
+    dicts = [{make.INPUT: row} for row in tensors]  # the default collate stacks them into dicts of batches
+    for name, data in (("dicts", dicts), ("tensors", tensors)):
+        loader = torch.utils.data.DataLoader(data, batch_size=16)
+        result = edgeq.compile(
+            corpus.model, out=tmp_path / name, target=corpus.target, calib=loader, runs=False
+        )
+        assert result.report.accuracy.samples == len(array) // 2, name
+
+
 @pytest.mark.parametrize(
     ("calib", "words"),
     [

@@ -102,7 +102,10 @@ def test_the_built_wheel_ships_the_examples_and_runs_the_headline_recipe(tmp_pat
     wheels = tmp_path / "wheels"
     isolation = [] if importlib.util.find_spec("hatchling") is None else ["--no-build-isolation"]
     build = [sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-q", "-w", wheels]
-    subprocess.run([*map(str, build), str(ROOT)], check=True, capture_output=True, timeout=300)
+    built = subprocess.run([*map(str, build), str(ROOT)], capture_output=True, text=True, timeout=300)
+    if built.returncode and not isolation and "hatchling" in built.stderr and "distribution" in built.stderr:
+        pytest.skip("the build backend (hatchling) is neither installed nor reachable on a package index")
+    assert built.returncode == 0, built.stderr
     (wheel,) = wheels.glob("edgeq-*.whl")
     env_dir = tmp_path / "venv"
     venv.create(env_dir, system_site_packages=True, with_pip=False)
