@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import onnx
 from edgeq import pipeline
 from edgeq.config import from_dict
 from edgeq.errors import InputError
+from edgeq.feeds import is_file_data
 from edgeq.outdir import check_output_path
 from edgeq.progress import Progress
 from edgeq.recipe import Recipe, build_recipe
@@ -49,11 +51,17 @@ def compile(  # noqa: A001 - the verb users expect: edgeq.compile(...)
     """Compile a model (ONNX path, ModelProto, or torch.nn.Module + example_inputs) for a target.
 
     `overrides` are recipe fields (target=, calib=, calibration={...}, task={...}, gates={...},
-    allow_unmeasured=True...). Every compile is recorded in the runs store (`runs`: a path, None for
-    $EDGEQ_RUNS or the user data dir, False to skip).
+    allow_unmeasured=True...). `calib=` and `eval=` also take data in memory: an array (one-input
+    models), a dict {input name: array}, or an iterable of batches (feed dicts, arrays or tensors, a
+    torch DataLoader); `progress=True` shows the stages and bars on stderr as the CLI does. Every
+    compile is recorded in the runs store (`runs`: a path, None for $EDGEQ_RUNS or the user data dir,
+    False to skip).
     """
     out, runs = _output_and_store(out, runs)
-    recipe = build_recipe(_base_recipe(recipe), **overrides)
+    in_memory = {key: overrides.pop(key) for key in ("calib", "eval") if not is_file_data(overrides.get(key))}
+    paths = {key: os.fspath(value) for key, value in overrides.items() if isinstance(value, os.PathLike)}
+    recipe = build_recipe(_base_recipe(recipe), **{**overrides, **paths})
+    recipe = dataclasses.replace(recipe, **dict.fromkeys(in_memory))
     inputs = [p for p in (model, recipe.calib, recipe.eval, recipe.reference) if isinstance(p, str | Path)]
     check_output_path(out, force, inputs)
     shown = Progress(enabled=progress)
@@ -68,6 +76,8 @@ def compile(  # noqa: A001 - the verb users expect: edgeq.compile(...)
             input_names=input_names,
             output_names=output_names,
             runs=runs,
+            calib_data=in_memory.get("calib"),
+            eval_data=in_memory.get("eval"),
             caught=caught,
         )
         state = pipeline.run(state, force, inputs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import sys
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgeq.backends.tensorrt import NEEDS_TENSORRT, tensorrt_available
+from edgeq.calibdata.command import calib_command
 from edgeq.dashboard.commands import dashboard_command, log_to_mlflow
 from edgeq.errors import EdgeqError, GateError, InputError, Interrupted, terminal_safe
 from edgeq.recipe import Recipe, load_recipe
@@ -41,7 +43,26 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="edgeq")
 def cli() -> None:
-    """edgeq — prune, quantize, compile and measure models for edge targets."""
+    """edgeq — prune, quantize, compile and measure models for edge targets.
+
+    \b
+    A first session:
+      edgeq examples ./ex                         copy the shipped recipes, models, data
+      edgeq inspect ./ex/examples/mrl_encoder/model.onnx
+      edgeq compile --recipe ./ex/examples/mrl_encoder/recipe.yaml -o out/mrl
+      edgeq report out/mrl/report.json --min-cosine 0.99          exit 3 if a gate fails
+      edgeq dashboard --open                      every recorded compile, in a browser
+    \b
+    Your own model:
+      edgeq inspect model.onnx                    input names, dtypes, shapes
+      edgeq calib images/ --model model.onnx -o calib.npz
+      edgeq compile model.onnx --target native --calib calib.npz -o out/model
+      edgeq targets                               the shipped targets
+      edgeq build-engine out/trt/                 finish a TensorRT compile on a GPU machine
+
+    Add --debug to any command for tracebacks and the library warnings a compile captured.
+    Exit codes: 0 ok, 2 bad input (one line), 3 a gate failed.
+    """
 
 
 @cli.command("compile")
@@ -130,7 +151,15 @@ def compile_command(
 
     Writes OUT/model.onnx (+ model.ort), OUT/report.json, OUT/report.html and OUT/recipe.yaml. Exit
     codes: 0 ok, 2 bad input or an option the target cannot honour (refused before any work), 3 a
-    gate failed (the report is still written).
+    gate failed (the report is still written). Paths in a recipe are read from the recipe's
+    folder; flags override the recipe. `edgeq --debug compile ...` shows tracebacks.
+
+    \b
+    Examples:
+      edgeq compile model.onnx --target cpu-x86-avx2 --calib calib.npz -o out/model
+      edgeq compile --recipe examples/mrl_encoder/recipe.yaml -o out/mrl --bits 4 --force
+      edgeq compile model.onnx --calib calib.npz --task mrl-retrieval --task-option 'dims=[8,16]' \\
+          --max-drop 1.0 -o out/gated
     """
     from edgeq.api import compile as compile_model
     from edgeq.report.summary import print_summary
@@ -208,7 +237,13 @@ def _measured(value: float | None) -> str:
 @cli.command("targets")
 def targets_command() -> None:
     """List the shipped targets (a YAML file path works wherever a target name does; `native`
-    picks the CPU target for this machine)."""
+    picks the CPU target for this machine).
+
+    \b
+    Example:
+      edgeq targets
+      edgeq compile model.onnx --target native --calib calib.npz -o out/model
+    """
     table = Table(title="targets")
     for column in ("name", "runtime", "int8 activations / weights", "description"):
         table.add_column(column)
@@ -236,7 +271,12 @@ def targets_command() -> None:
     help="Held-out .npz (default: the compile's evaluation data).",
 )
 def build_engine_command(out_dir: Path, eval_path: str | None) -> None:
-    """Build OUT/model.plan with TensorRT, measure it on this GPU and update OUT/report.json."""
+    """Build OUT/model.plan with TensorRT, measure it on this GPU and update OUT/report.json.
+
+    \b
+    Example (after `edgeq compile model.onnx --target gpu-tensorrt ... -o out/trt` elsewhere):
+      edgeq build-engine out/trt/
+    """
     from edgeq.stages.engine_finish import finish_engine  # TensorRT, torch: loaded when asked for
 
     ready, why = tensorrt_available()
@@ -250,7 +290,54 @@ def build_engine_command(out_dir: Path, eval_path: str | None) -> None:
         raise GateError(f"gates on the engine: {verdict(report.gates)}; report updated in {out_dir}")
 
 
+@cli.command("inspect")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+def inspect_command(model: str, as_json: bool) -> None:
+    """Describe MODEL (an .onnx file): inputs and outputs (names, dtypes, shapes with symbolic dims),
+    opset, op histogram, parameters and bytes, and what its calibration file must hold.
+
+    \b
+    Example:
+      edgeq inspect examples/mrl_encoder/model.onnx
+      edgeq inspect model.onnx --json | jq '.inputs'
+    """
+    from edgeq.frontend.inspect import describe, inspect_model
+
+    info = inspect_model(model)
+    if as_json:
+        click.echo(json.dumps(info.to_dict(), indent=2))
+        return
+    defaults = Recipe()
+    for line in describe(info, defaults.calibration.samples, defaults.eval_fraction):
+        click.echo(line)
+
+
+@cli.command("examples")
+@click.argument("dest", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite example files already in DEST.")
+def examples_command(dest: Path | None, force: bool) -> None:
+    """List the shipped example recipes, or copy them with their models and calibration files to DEST.
+
+    \b
+    Example:
+      edgeq examples ./edgeq-examples
+      edgeq compile --recipe ./edgeq-examples/examples/mrl_encoder/recipe.yaml -o out/mrl
+    """
+    from edgeq.examples import copy_examples, recipes
+
+    if dest is None:
+        for name in recipes():
+            click.echo(name)
+        click.echo("copy them with: edgeq examples DEST", err=True)
+        return
+    copied = copy_examples(dest, force)
+    click.echo(f"copied {len(copied)} files to {dest}/; try:", err=True)
+    click.echo(f"edgeq compile --recipe {dest / recipes()[0]} -o out/mrl")
+
+
 cli.add_command(report_command)
+cli.add_command(calib_command)
 cli.add_command(dashboard_command)
 
 

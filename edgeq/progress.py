@@ -30,7 +30,7 @@ class Progress:
     @contextmanager
     def bar(self, description: str, total: int) -> Iterator[Callable[[], None]]:
         """A progress bar over `total` steps; yields the function that advances it by one."""
-        if not self.enabled:
+        if not self.enabled or not self.console.is_terminal:  # a log file gets no bar (and no blank line)
             yield lambda: None
             return
         columns = (

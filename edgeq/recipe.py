@@ -162,9 +162,10 @@ class Recipe:
 
 
 def load_recipe(path: str | Path) -> tuple[Recipe, str | None]:
-    """A recipe file, with relative data paths resolved against the file's folder.
+    """A recipe file, with every relative path in it (model, calib, eval, reference, a target file,
+    a task's `file.py:function`) read from the recipe's folder, so a recipe runs from any directory.
 
-    Returns the recipe and the `model` key if the file names one.
+    Returns the recipe and the `model` key (resolved) if the file names one.
     """
     path = Path(path)
     data = load_yaml(path, "recipe")
@@ -175,15 +176,30 @@ def load_recipe(path: str | Path) -> tuple[Recipe, str | None]:
     base = path.parent
     for key in ("calib", "eval", "reference"):
         value = getattr(recipe, key)
-        if value is not None:
-            setattr(recipe, key, str(_resolve(base, value)))
-    return recipe, (str(_resolve(base, model)) if model else None)
+        if isinstance(value, str):
+            setattr(recipe, key, resolve_path(base, value))
+    if is_target_file(recipe.target):
+        recipe.target = resolve_path(base, recipe.target)
+    if recipe.task is not None:
+        recipe.task.name = _resolve_task(base, recipe.task.name)
+    return recipe, (resolve_path(base, model) if model else None)
 
 
-def _resolve(base: Path, value: str) -> Path:
-    """Relative paths in a recipe are read from the recipe's folder, else from the working dir."""
-    candidate = base / value
-    return candidate if candidate.exists() or not Path(value).exists() else Path(value)
+def resolve_path(base: Path, value: str) -> str:
+    """`value` read from folder `base` (absolute paths and `~` as given)."""
+    given = Path(value).expanduser()
+    return str(given if given.is_absolute() else (base / given).resolve())
+
+
+def is_target_file(target: str) -> bool:
+    """A target given as a YAML file (not a shipped target's name)."""
+    return target.endswith((".yaml", ".yml")) or "/" in target or "\\" in target
+
+
+def _resolve_task(base: Path, name: str) -> str:
+    """A task evaluator given as `path/to/file.py:function` is read from the recipe's folder."""
+    module, sep, function = name.rpartition(":")
+    return f"{resolve_path(base, module)}{sep}{function}" if sep and module.endswith(".py") else name
 
 
 def build_recipe(base: Recipe | None = None, **overrides: Any) -> Recipe:

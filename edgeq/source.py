@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import onnx
 
 from edgeq.data import Arrays, load_npz, split, validate
 from edgeq.errors import InputError
+from edgeq.feeds import to_arrays
 from edgeq.frontend.onnx_load import input_signatures, load_onnx
 from edgeq.graph import model_bytes
 from edgeq.recipe import Recipe
@@ -59,17 +61,28 @@ def load_source(model, example_inputs, input_names, output_names) -> SourceModel
     raise InputError(f"cannot compile a {type(model).__name__}: give an ONNX path, ModelProto or nn.Module")
 
 
-def load_data(recipe: Recipe, model: onnx.ModelProto) -> tuple[Arrays, Arrays]:
-    """Calibration and held-out evaluation arrays, checked against the model's inputs."""
-    if recipe.calib is None:
+def load_data(
+    recipe: Recipe, model: onnx.ModelProto, calib_data: Any = None, eval_data: Any = None
+) -> tuple[Arrays, Arrays]:
+    """Calibration and held-out evaluation arrays, checked against the model's inputs.
+
+    `calib_data`/`eval_data` are in-memory data from the API (see `edgeq.feeds`), used instead of
+    the recipe's files."""
+    if recipe.calib is None and calib_data is None:
         raise InputError("no calibration data: pass --calib DATA.npz (one array per model input)")
     signatures = input_signatures(model)
-    calib = load_npz(recipe.calib)
-    count = validate(calib, signatures, f"calibration file {recipe.calib}")
-    if recipe.eval is None:
+    if calib_data is None:
+        calib, what = load_npz(recipe.calib), f"calibration file {recipe.calib}"
+    else:
+        calib, what = to_arrays(calib_data, signatures, "calib"), "calib (in memory)"
+    count = validate(calib, signatures, what)
+    if recipe.eval is None and eval_data is None:
         return split(calib, count, recipe.eval_fraction)
-    evaluation = load_npz(recipe.eval, "evaluation file")
-    validate(evaluation, signatures, f"evaluation file {recipe.eval}")
+    if eval_data is None:
+        evaluation, what = load_npz(recipe.eval, "evaluation file"), f"evaluation file {recipe.eval}"
+    else:
+        evaluation, what = to_arrays(eval_data, signatures, "eval"), "eval (in memory)"
+    validate(evaluation, signatures, what)
     return calib, evaluation
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import onnx
@@ -12,9 +13,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import numpy_helper
+from rich.console import Console
 from torch import nn
 
 from edgeq.passes.ifm import merge_features
+from edgeq.progress import Progress
 
 
 def export(module: nn.Module, example: torch.Tensor) -> onnx.ModelProto:
@@ -312,13 +315,18 @@ def test_distance_does_not_depend_on_either_sides_overall_scale():
     )  # the same pairs merged
 
 
-def test_progress_reports_each_pass():
+def test_progress_is_one_bar_and_a_summary_line_not_a_line_per_pass():
     torch.manual_seed(10)
     model = mlp(nn.ReLU())
     plant([(model[0].weight, model[0].bias)], PLANTED)
-    messages: list[str] = []
-    merge_features(export(model, torch.randn(2, 12)), threshold=0.0, progress=messages.append)
-    assert sum("pass" in message for message in messages) == len(PLANTED)
+    shown = io.StringIO()
+    progress = Progress(console=Console(file=shown, force_terminal=True, width=120))
+    _, summary = merge_features(export(model, torch.randn(2, 12)), threshold=0.0, progress=progress)
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", shown.getvalue())  # the terminal's colour codes
+    assert summary.passes == len(PLANTED) and "IFM pass" not in text
+    assert "IFM: merging channel pairs" in text, "the passes advance one bar"
+    (line,) = [line for line in text.splitlines() if "IFM: merged" in line]
+    assert f"merged {summary.channels_merged} channels in {summary.passes} passes" in line
 
 
 @settings(max_examples=8, deadline=None)

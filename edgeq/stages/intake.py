@@ -26,9 +26,13 @@ def intake(
     input_names: list[str] | None = None,
     output_names: list[str] | None = None,
     runs: str | Path | None | bool = None,
+    calib_data: Any = None,
+    eval_data: Any = None,
     caught: list[warnings.WarningMessage] | None = None,
 ) -> CompileState:
-    """Read and check every input (bad ones are refused in one line) and what this machine lacks."""
+    """Read and check every input (bad ones are refused in one line) and what this machine lacks.
+
+    `calib_data`/`eval_data`: the API's in-memory data (arrays, dicts, iterables), instead of files."""
     target = load_target(recipe.target)
     backend = backend_for(target)
     with progress.stage("load", "load model"):
@@ -38,7 +42,7 @@ def intake(
             f"{source.name} is over protobuf's 2 GB limit: edgeq loads "
             "and checks such models, but compiling them is not supported yet"
         )
-    calib, evaluation = load_data(recipe, source.model)
+    calib, evaluation = load_data(recipe, source.model, calib_data, eval_data)
     return CompileState(
         source=source,
         recipe=recipe,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from edgeq.errors import InputError
 from edgeq.measure.fidelity import compare_outputs
-from edgeq.measure.tasks import evaluate_task
+from edgeq.measure.tasks import evaluate_task, resolve_evaluator
 from edgeq.stages.base import Stage
 from edgeq.stages.selection import size_tied_leaders
 from edgeq.stages.session import open_session
@@ -19,6 +20,16 @@ class Measure(Stage):
 
     def __init__(self, runoff: bool = False) -> None:
         self.runoff = runoff
+
+    def check(self, state: CompileState) -> str | None:
+        """A task evaluator that is unknown or cannot be loaded is refused before any work."""
+        if state.recipe.task is None:
+            return None
+        try:
+            resolve_evaluator(state.recipe.task.name)
+        except InputError as exc:
+            return str(exc)
+        return None
 
     def run(self, state: CompileState) -> CompileState:
         fp32 = open_session(state, state.reference, reference=True)

@@ -29,7 +29,7 @@ class Prune(Stage):
                 max_ratio=settings.max_ratio,
                 protected=settings.protected,
                 approximate=settings.approximate,
-                progress=state.progress.note,
+                progress=state.progress,
             )
             fp32 = OrtRunner(state.source.model.SerializeToString())
             candidate = OrtRunner(pruned.SerializeToString())

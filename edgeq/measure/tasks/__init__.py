@@ -3,14 +3,17 @@
 An evaluator is a callable ``evaluate(fp32, compiled, data, **options) -> TaskResult`` where
 ``fp32`` and ``compiled`` are predictors (``predict(data) -> {output name: array}``) and ``data``
 holds every array of the evaluation set: the model inputs plus extras such as ``labels``.
-Built-ins are named in ``BUILTIN_EVALUATORS``; anything else is given as ``module:function``.
+Built-ins are named in ``BUILTIN_EVALUATORS``; anything else is given as ``module:function``
+or ``path/to/file.py:function``.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -82,17 +85,31 @@ BUILTIN_EVALUATORS = {
 def resolve_evaluator(spec: str) -> Evaluator:
     """A built-in evaluator name or a `module:function` path, imported and checked callable."""
     target = BUILTIN_EVALUATORS.get(spec, spec)
-    module_name, _, function_name = target.partition(":")
+    module_name, _, function_name = target.rpartition(":")
     if not module_name or not function_name:
         known = ", ".join(sorted(BUILTIN_EVALUATORS))
-        raise InputError(f"unknown task evaluator {spec!r}: use one of {known} or module:function")
+        raise InputError(
+            f"unknown task evaluator {spec!r}: use one of {known}, module:function or file.py:function"
+        )
     try:
-        function = getattr(importlib.import_module(module_name), function_name)
-    except (ImportError, AttributeError) as exc:
+        function = getattr(_import(module_name), function_name)
+    except (ImportError, AttributeError, OSError) as exc:
         raise InputError(f"cannot load task evaluator {spec!r}: {exc}") from None
     if not callable(function):
         raise InputError(f"task evaluator {spec!r} is not callable")
     return function
+
+
+def _import(module_name: str) -> Any:
+    """A module by dotted name, or a Python file by path (a recipe's own evaluator next to it)."""
+    if not module_name.endswith(".py"):
+        return importlib.import_module(module_name)
+    spec = importlib.util.spec_from_file_location(Path(module_name).stem, module_name)
+    if spec is None or spec.loader is None or not Path(module_name).is_file():
+        raise ImportError(f"no Python file {module_name}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def evaluate_task(

@@ -19,8 +19,7 @@ from edgeq.passes.ifm.summary import (
     layer_costs,
     model_parameters,
 )
-
-Progress = Callable[[str], None]
+from edgeq.progress import Progress
 
 
 def merge_features(
@@ -34,6 +33,7 @@ def merge_features(
 ) -> tuple[onnx.ModelProto, PruningSummary]:
     """Data-free structured pruning by Iterative Feature Merging (Chen et al., ICLR 2024).
 
+    `progress` shows one bar over the channel pairs that may merge and a summary line.
     `threshold` is β in the stopping rule min‖w_i−w_j‖² ≤ β·max‖w_k−w_l‖² per group; `max_ratio`
     caps the share of a group's channels merged away; names in `protected` (tensors, weights or
     nodes) and graph outputs keep their channels; `approximate` lets near-duplicates merge
@@ -45,7 +45,7 @@ def merge_features(
     redundant at all and the cap how much goes. The cap is conservative because layers that are
     not over-wide lose accuracy fast (examples/ifm_results.md: the binary AE).
     """
-    report = progress or (lambda message: None)
+    report = progress or Progress(enabled=False)
     original = onnx.shape_inference.infer_shapes(model)
     index = StreamIndex(original.graph)
     groups = find_channel_groups(index, frozenset(protected))
@@ -55,16 +55,17 @@ def merge_features(
         for group in groups
         if group.mergeable
     ]
-    report(f"IFM: {len(groups)} channel groups, {len(mergers)} mergeable")
-    passes = _merge_round_robin(mergers, weights, threshold, report)
+    report.note(f"IFM: {len(groups)} channel groups, {len(mergers)} mergeable")
+    with report.bar("IFM: merging channel pairs", sum(merger.limit for merger in mergers)) as advance:
+        passes = _merge_round_robin(mergers, weights, threshold, advance)
     for merger in mergers:
         merger.finish(weights)
     changed = [merger for merger in mergers if merger.merged]
     pruned = _rewrite(original, weights, changed)
     summary = _summarise(original, pruned, groups, mergers, threshold, max_ratio, approximate)
     summary.passes = passes
-    report(
-        f"IFM: merged {summary.channels_merged} channels, "
+    report.note(
+        f"IFM: merged {summary.channels_merged} channels in {passes} passes, "
         f"parameters kept {100 * summary.parameters_kept:.1f}%"
     )
     return pruned, summary
@@ -76,7 +77,7 @@ def _working_weights(index: StreamIndex, groups: list[ChannelGroup]) -> Weights:
 
 
 def _merge_round_robin(
-    mergers: list[GroupMerger], weights: Weights, threshold: float, report: Progress
+    mergers: list[GroupMerger], weights: Weights, threshold: float, advance: Callable[[], None]
 ) -> int:
     """One pair per group per pass, distances recomputed each time, until nothing merges."""
     passes = 0
@@ -85,7 +86,8 @@ def _merge_round_robin(
         if not merged:
             return passes
         passes += 1
-        report(f"IFM pass {passes}: merged {merged} channel pair(s)")
+        for _ in range(merged):
+            advance()
 
 
 def _rewrite(model: onnx.ModelProto, weights: Weights, changed: list[GroupMerger]) -> onnx.ModelProto:

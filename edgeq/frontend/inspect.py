@@ -1,0 +1,140 @@
+"""`edgeq inspect`: what a user needs to know about a model before building its calibration data."""
+
+from __future__ import annotations
+
+import textwrap
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from edgeq.frontend.onnx_load import load_onnx
+from edgeq.graph import all_nodes, default_opset, model_bytes
+from edgeq.quant.prequantized import is_quantized
+
+Dim = int | str | None  # a fixed size, a symbolic name (e.g. "batch"), or unknown
+
+
+@dataclass
+class TensorInfo:
+    """One graph input or output: name, numpy dtype name, shape with symbolic dims kept."""
+
+    name: str
+    dtype: str
+    shape: list[Dim]
+    kind: str | None = None
+    """What an output is (embedding, logits, ...): recognised by a later release; None for now."""
+
+
+@dataclass
+class ModelInfo:
+    """A model's interface and size, as `edgeq inspect` prints it (or writes it with --json)."""
+
+    path: str
+    opset: int
+    producer: str
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    ops: dict[str, int]
+    nodes: int
+    parameters: int
+    parameter_bytes: int
+    file_bytes: int
+    quantized: bool
+    opsets: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def inspect_model(path: str | Path) -> ModelInfo:
+    """Read and check an ONNX file (one clear error if it is not one) and describe it."""
+    path = Path(path)
+    model = load_onnx(path)
+    inferred = onnx.shape_inference.infer_shapes(model)  # fills output shapes an exporter left out
+    initializers = {t.name for t in model.graph.initializer}
+    weights = [*model.graph.initializer, *_constant_tensors(model.graph)]
+    histogram = Counter(
+        node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
+        for node in all_nodes(model.graph)
+    )
+    return ModelInfo(
+        path=str(path.resolve()),
+        opset=default_opset(model),
+        producer=" ".join(filter(None, (model.producer_name, model.producer_version))),
+        inputs=[_tensor(v) for v in inferred.graph.input if v.name not in initializers],
+        outputs=[_tensor(v) for v in inferred.graph.output],
+        ops=dict(histogram.most_common()),
+        nodes=sum(histogram.values()),
+        parameters=sum(_elements(t) for t in weights),
+        parameter_bytes=sum(_elements(t) * _itemsize(t) for t in weights),
+        file_bytes=model_bytes(path),
+        quantized=is_quantized(model),
+        opsets={o.domain or "ai.onnx": o.version for o in model.opset_import},
+    )
+
+
+def _tensor(value: onnx.ValueInfoProto) -> TensorInfo:
+    tensor = value.type.tensor_type
+    shape: list[Dim] = [
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim
+    ]
+    dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type)).name if tensor.elem_type else "?"
+    return TensorInfo(value.name, dtype, shape)
+
+
+def _constant_tensors(graph: onnx.GraphProto) -> list[onnx.TensorProto]:
+    """Weights held in Constant nodes (some exporters write them instead of initializers)."""
+    return [
+        a.t for node in all_nodes(graph) if node.op_type == "Constant" for a in node.attribute if a.t.dims
+    ]
+
+
+def _elements(tensor: onnx.TensorProto) -> int:
+    return int(np.prod(tensor.dims, dtype=np.int64))
+
+
+def _itemsize(tensor: onnx.TensorProto) -> int:
+    return np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+
+
+def shape_text(shape: list[Dim]) -> str:
+    """`[batch, 1, 8, 8]`: symbolic dims by name, unknown ones as `?`."""
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def describe(info: ModelInfo, calib_samples: int = 256, eval_fraction: float = 0.5) -> list[str]:
+    """The lines `edgeq inspect` prints, ending with what a calibration file for this model holds."""
+    width = max(len(t.name) for t in [*info.inputs, *info.outputs])
+    lines = [
+        f"model    {info.path}",
+        f"opset    {info.opset}" + (f" ({info.producer})" if info.producer else ""),
+    ]
+    for title, tensors in (("inputs", info.inputs), ("outputs", info.outputs)):
+        lines.append(title)
+        lines += [f"  {t.name:<{width}}  {t.dtype:<8} {shape_text(t.shape)}" for t in tensors]
+    ops = ", ".join(f"{op} {count}" for op, count in info.ops.items())
+    lines += textwrap.wrap(
+        f"{info.nodes} nodes: {ops}", 100, initial_indent="ops      ", subsequent_indent=" " * 9
+    )
+    lines.append(
+        f"size     {info.parameters:,} parameters, {_mb(info.parameter_bytes)} of weights, "
+        f"file {_mb(info.file_bytes)}" + (" (already quantized)" if info.quantized else "")
+    )
+    arrays = ", ".join(f"{t.name}={t.dtype} {shape_text(['N', *t.shape[1:]])}" for t in info.inputs)
+    held = round(100 * eval_fraction)
+    lines += [
+        f"calib    an .npz with one array per input: {arrays} (N = samples)",
+        f"         build it: edgeq calib SOURCE --model {Path(info.path).name} -o calib.npz",
+        f"         a compile holds out {held}% of N (seeded) to evaluate unless --eval is given, and "
+        f"calibrates on up to {calib_samples} of the rest (--calib-samples)",
+    ]
+    return lines
+
+
+def _mb(count: int) -> str:
+    return f"{count / 1e6:.2f} MB" if count >= 10_000 else f"{count} B"
