@@ -156,7 +156,8 @@ class ControlFlow(nn.Module):
         self.large = nn.Linear(width, 8)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for _ in range(int((x.abs().mean() * 4).clamp(1, 6))):
+        steps = (x.abs().mean() * 4).clamp(1, 6).long()  # int64 first: Loop wants an int64 trip count
+        for _ in range(int(steps)):
             x = x + torch.tanh(self.step(x))
         if bool(x.mean() > 0):
             return self.large(x)

@@ -123,17 +123,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def corpus_table(root: Path) -> str:
     """A markdown table of every built model's meta.json, in corpus order."""
-    head = "| name | source | licence | what it is | exporter | opset | inputs | why here | ORT runs it |"
-    rows = [head, "|" + "---|" * 9]
+    columns = ["name", "source", "licence", "what it is", "exporter", "opset", "inputs", "calibration data"]
+    columns += ["why here", "ORT"]
+    rows = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for entry in ENTRIES:
         path = root / entry.name / "meta.json"
         if not path.is_file():
-            rows.append(f"| {entry.name} | not built | | {entry.purpose} | | | | {entry.why} | |")
+            rows.append(f"| {entry.name} | not built | | {entry.purpose} | | | | | {entry.why} | |")
             continue
         meta = json.loads(path.read_text())
         inputs = "<br>".join(f"`{i['name']}` {i['dtype']}{i['shape']}" for i in meta["inputs"])
         cells = [meta["name"], meta["source"], meta["licence"], meta["purpose"], meta["exporter"]]
-        cells += [str(meta["opset"]), inputs, meta["why"], meta["ort_check"]]
+        cells += [str(meta["opset"]), inputs, meta["data"], meta["why"], meta["ort_check"]]
         rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(rows)
 

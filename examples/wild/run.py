@@ -6,7 +6,8 @@ For each DIR/<name>/ (from build.py) runs
     EDGEQ compile DIR/<name>/model.onnx --calib DIR/<name>/calib.npz --target T -o OUTDIR/<name> --force -q
 under a per-model time limit, then prints a markdown table (also OUTDIR/results.md and results.json):
 exit code, what edgeq chose, speedups at batch 1 and 32, size ratio and worst output cosine from
-OUTDIR/<name>/report.json, or the one-line error of a failed compile.
+OUTDIR/<name>/report.json, or the one-line error of a failed compile. With --only, the named models'
+rows replace theirs in the table of the last run in OUTDIR.
 """
 
 from __future__ import annotations
@@ -97,6 +98,13 @@ def read_report(out: Path) -> dict:
     }
 
 
+def merged(previous: Path, fresh: dict[str, dict], order: list[dict]) -> list[dict]:
+    """The results of an --only run laid over those of the last run in the same output dir."""
+    old = json.loads(previous.read_text())["results"] if previous.is_file() else []
+    by_name = {r["name"]: r for r in old} | fresh
+    return [by_name[m["name"]] for m in order if m["name"] in by_name]
+
+
 def row(meta: dict, result: dict) -> list[str]:
     """One markdown table row for a model and its compile result."""
     report = result.get("report", {})
@@ -167,16 +175,16 @@ def main(argv: list[str] | None = None) -> int:
     if not metas:
         parser.error(f"no built models under {args.dir}: run examples/wild/build.py first")
     edgeq = shlex.split(args.edgeq)
-    results, rows = [], []
+    fresh = {}
     for meta in metas:
         result = compile_one(meta, edgeq, args.target, out / meta["name"], args.timeout)
         result["report"] = read_report(out / meta["name"]) if result["rc"] in (0, 3) else {}
-        results.append({"name": meta["name"], "meta": meta, **result})
-        rows.append(row(meta, result))
-        print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
+        fresh[meta["name"]] = {"name": meta["name"], "meta": meta, **result}
+        print(" | ".join(row(meta, result)), file=sys.stderr, flush=True)
+    results = merged(out / "results.json", fresh, corpus(args.dir, [])) if args.only else list(fresh.values())
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     header = f"target `{args.target}`, edgeq `{args.edgeq}`, {stamp}, CPU: {machine()}"
-    text = f"{header}\n\n{table(rows)}\n\n{summary(results)}\n"
+    text = f"{header}\n\n{table([row(r['meta'], r) for r in results])}\n\n{summary(results)}\n"
     print(text)
     (out / "results.md").write_text(text)
     (out / "results.json").write_text(json.dumps({"header": header, "results": results}, indent=2) + "\n")

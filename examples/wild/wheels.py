@@ -62,3 +62,20 @@ def _licence_file(wheel: Path) -> str:
     head = read_member(wheel, ".dist-info/LICENSE").decode(errors="replace")[:400]
     known = ["Apache License", "MIT License", "GNU LESSER GENERAL PUBLIC", "GNU GENERAL PUBLIC", "BSD"]
     return next((name for name in known if name.lower() in head.lower()), "see the wheel's LICENSE")
+
+
+def extract_all(wheel: Path, dest: Path) -> Path:
+    """Unpack the whole wheel into dest once (to import its Python code without installing it)."""
+    if not dest.exists():
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(dest)
+    return dest
+
+
+def pip_target(cache: Path, requirements: list[str]) -> Path:
+    """Install pure-Python requirements into cache/_pkgs (never the shared environment); returns it."""
+    folder = cache / "_pkgs"
+    if not all((folder / r.split("==")[0].split("-")[0]).exists() for r in requirements):
+        command = [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(folder)]
+        subprocess.run([*command, *requirements], check=True, capture_output=True)
+    return folder
