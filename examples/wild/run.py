@@ -16,6 +16,7 @@ import argparse
 import datetime
 import json
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -60,7 +61,10 @@ def compile_one(meta: dict, edgeq: list[str], target: str, out: Path, timeout: f
     except subprocess.TimeoutExpired as exc:
         rc, text = "timeout", f"no result within {timeout:.0f}s " + _text(exc.stderr)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    error = "" if rc == 0 else (_error_line(lines) or f"exit {rc} with no message")
+    error = (
+        "" if rc == 0 else compact(_error_line(lines), {str(folder.parent): "DIR", str(out.parent): "OUTDIR"})
+    )
+    error = error or f"exit {rc} with no message"
     return {"rc": rc, "seconds": round(time.perf_counter() - start, 1), "error": error, "command": command}
 
 
@@ -72,8 +76,16 @@ def _error_line(lines: list[str]) -> str:
     """The line that says what went wrong: the last one naming edgeq or an error, else the last line."""
     for line in reversed(lines):
         if line.startswith("edgeq:") or "Error" in line or "error" in line:
-            return line[:300]
-    return lines[-1][:300] if lines else ""
+            return line
+    return lines[-1] if lines else ""
+
+
+def compact(line: str, paths: dict[str, str], limit: int = 320) -> str:
+    """An error line with long paths shortened (DIR, OUT, edgeq's temp dirs) and its middle cut to fit."""
+    for path in sorted(paths, key=len, reverse=True):  # the longer first: one may prefix the other
+        line = line.replace(path, paths[path])
+    line = re.sub(r"/\.[\w.-]+\.edgeq-\d+-[0-9a-f]+/", "/TMP/", line)
+    return line if len(line) <= limit else line[: limit // 2 - 2] + " … " + line[-(limit // 2 - 2) :]
 
 
 def read_report(out: Path) -> dict:
@@ -98,10 +110,14 @@ def read_report(out: Path) -> dict:
     }
 
 
-def merged(previous: Path, fresh: dict[str, dict], order: list[dict]) -> list[dict]:
-    """The results of an --only run laid over those of the last run in the same output dir."""
-    old = json.loads(previous.read_text())["results"] if previous.is_file() else []
-    by_name = {r["name"]: r for r in old} | fresh
+def _previous(path: Path) -> list[dict]:
+    """The results of the last run in an output dir (none when it has no results.json)."""
+    return json.loads(path.read_text())["results"] if path.is_file() else []
+
+
+def merged(previous: list[dict], fresh: dict[str, dict], order: list[dict]) -> list[dict]:
+    """Fresh results laid over the previous ones (an --only run), in corpus order."""
+    by_name = {r["name"]: r for r in previous} | fresh
     return [by_name[m["name"]] for m in order if m["name"] in by_name]
 
 
@@ -175,20 +191,27 @@ def main(argv: list[str] | None = None) -> int:
     if not metas:
         parser.error(f"no built models under {args.dir}: run examples/wild/build.py first")
     edgeq = shlex.split(args.edgeq)
-    fresh = {}
+    previous = _previous(out / "results.json") if args.only else []
+    order = corpus(args.dir, [])
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    header = f"target `{args.target}`, edgeq `{args.edgeq}`, {stamp}, CPU: {machine()}"
+    fresh: dict[str, dict] = {}
     for meta in metas:
         result = compile_one(meta, edgeq, args.target, out / meta["name"], args.timeout)
         result["report"] = read_report(out / meta["name"]) if result["rc"] in (0, 3) else {}
         fresh[meta["name"]] = {"name": meta["name"], "meta": meta, **result}
         print(" | ".join(row(meta, result)), file=sys.stderr, flush=True)
-    results = merged(out / "results.json", fresh, corpus(args.dir, [])) if args.only else list(fresh.values())
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    header = f"target `{args.target}`, edgeq `{args.edgeq}`, {stamp}, CPU: {machine()}"
-    text = f"{header}\n\n{table([row(r['meta'], r) for r in results])}\n\n{summary(results)}\n"
+        text = write(out, header, merged(previous, fresh, order))  # after each model: a kill keeps the table
     print(text)
+    return 0
+
+
+def write(out: Path, header: str, results: list[dict]) -> str:
+    """Write OUTDIR/results.md and results.json; returns the markdown."""
+    text = f"{header}\n\n{table([row(r['meta'], r) for r in results])}\n\n{summary(results)}\n"
     (out / "results.md").write_text(text)
     (out / "results.json").write_text(json.dumps({"header": header, "results": results}, indent=2) + "\n")
-    return 0
+    return text
 
 
 if __name__ == "__main__":
