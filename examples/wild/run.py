@@ -61,10 +61,10 @@ def compile_one(meta: dict, edgeq: list[str], target: str, out: Path, timeout: f
     except subprocess.TimeoutExpired as exc:
         rc, text = "timeout", f"no result within {timeout:.0f}s " + _text(exc.stderr)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    error = (
-        "" if rc == 0 else compact(_error_line(lines), {str(folder.parent): "DIR", str(out.parent): "OUTDIR"})
-    )
-    error = error or f"exit {rc} with no message"
+    error = ""
+    if rc != 0:
+        paths = {str(folder.parent): "DIR", str(out.parent): "OUTDIR"}
+        error = compact(_error_line(lines), paths) or f"exit {rc} with no message"
     return {"rc": rc, "seconds": round(time.perf_counter() - start, 1), "error": error, "command": command}
 
 
@@ -137,7 +137,7 @@ def row(meta: dict, result: dict) -> list[str]:
         _num(report.get("size_ratio"), ""),
         _num(report.get("worst_cosine"), "", 4),
         f"{result['seconds']:.0f}",
-        result["error"].replace("|", "\\|"),
+        result["error"].replace("|", "\\|") if result["rc"] != 0 else "",
     ]
 
 
