@@ -18,7 +18,7 @@ _PUBLIC = {
     "Recipe": "edgeq.recipe",
     "load_recipe": "edgeq.recipe",
     "Report": "edgeq.report.schema",
-    "load_report": "edgeq.report.schema",
+    "load_report": "edgeq.report.read",
 }
 
 __all__ = [*_PUBLIC, "__version__"]

@@ -12,7 +12,8 @@ import yaml
 
 import edgeq
 from edgeq.cli import main
-from edgeq.report.schema import SCHEMA, load_report
+from edgeq.report.read import load_report
+from edgeq.report.schema import SCHEMA
 from edgeq.runtime.session import OrtRunner
 from tests.conftest import FAST_TARGET
 from tests.reference_models import SmallCNN

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from edgeq.dashboard.commands import dashboard_command, log_to_mlflow
 from edgeq.dashboard.server import DashboardServer
 from edgeq.errors import InputError
-from edgeq.report.schema import load_report
+from edgeq.report.read import load_report
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"
 MRL = FIXTURES / "v1_mrl_cpu.json"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edgeq.dashboard.server import DashboardServer, create_server, pareto_flags
-from edgeq.report.schema import load_report
+from edgeq.report.read import load_report
 from edgeq.store.runs import RunStore
 from tests.typed_reports import rerun
 

@@ -17,7 +17,7 @@ import pytest
 from edgeq.backends.artifact import Artifact
 from edgeq.backends.tensorrt import tensorrt_available
 from edgeq.measure.fidelity import compare_outputs
-from edgeq.report.schema import Report, load_report
+from edgeq.report.read import load_report, read_report
 from edgeq.runtime.session import OrtRunner
 from edgeq.stages.engine_finish import EngineMeasurements, finish_engine, rewrite_report
 from tests.typed_reports import TRT_MLP, measured_latency
@@ -75,7 +75,7 @@ def test_rewrite_replaces_the_cpu_numbers_and_writes_the_report_once(out_dir: Pa
 def test_gates_are_evaluated_again_on_the_engines_numbers(out_dir: Path) -> None:
     data = json.loads((out_dir / "report.json").read_text())
     data["gates"].append({"name": "min_speedup", "limit": 1000.0, "value": None, "passed": False})
-    before = Report.from_dict(data)
+    before = read_report(data)
     assert [(g.name, g.value) for g in before.gates] == [
         ("min_speedup", None),
         ("min_cosine", before.worst_cosine),

@@ -16,7 +16,7 @@ from edgeq import pipeline
 from edgeq.errors import InputError
 from edgeq.progress import Progress
 from edgeq.recipe import build_recipe
-from edgeq.report.schema import load_report
+from edgeq.report.read import load_report
 from edgeq.stages.intake import intake
 from edgeq.stages.state import CompileState
 from tests.bad_inputs.cli import assert_refused, leftovers, run_edgeq

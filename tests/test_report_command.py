@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgeq.report.command import report_command
-from edgeq.report.schema import load_report
+from edgeq.report.read import load_report
 from tests.typed_reports import full_report
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"

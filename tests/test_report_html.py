@@ -12,7 +12,8 @@ import pytest
 
 from edgeq.report.gates import verdict
 from edgeq.report.html import render_html, write_html
-from edgeq.report.schema import Report, load_report
+from edgeq.report.read import load_report, read_report
+from edgeq.report.schema import Report
 from tests.typed_reports import full_report
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"
@@ -124,7 +125,7 @@ def test_gates_show_the_same_verdict_as_the_other_views(typed: Report) -> None:
         {"name": "min_speedup", "limit": 1000.0, "value": 2000.0, "passed": True},
         {"name": "min_cosine", "limit": 0.5, "value": None, "passed": False},
     ]
-    report = Report.from_dict(data)
+    report = read_report(data)
     assert verdict(report.gates) == "FAIL: min_speedup"
     overview = section(render_html(report), "overview")
     assert '<span class="badge fail">FAIL: min_speedup</span>' in overview
@@ -145,7 +146,7 @@ def test_every_report_string_is_escaped(typed: Report) -> None:
     data["warnings"][0]["message"] = attack
     data["machine"]["versions"][attack] = attack
     data["recipe"] = {attack: attack}
-    page = render_html(Report.from_dict(data))
+    page = render_html(read_report(data))
     assert "<script" not in page
     assert "<img" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgeq.errors import InputError
-from edgeq.report.schema import SCHEMA, Report, load_report
+from edgeq.report.read import load_report, read_report
+from edgeq.report.schema import SCHEMA, Report
 from tests.typed_reports import full_report
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"
@@ -34,7 +35,7 @@ def test_every_v1_report_reads_and_round_trips(path: Path) -> None:
     report = load_report(path)
     data = report.to_dict()
     assert data["schema"] == SCHEMA
-    again = Report.from_dict(data)
+    again = read_report(data)
     assert again == report
     assert again.to_dict() == data
 
@@ -73,7 +74,7 @@ def test_v1_tensorrt_report_says_why_latency_is_missing() -> None:
 def test_v1_tensorrt_details_move_to_engine_and_the_engine_is_built() -> None:
     data = raw("v1_mrl_tensorrt.json") | {"tensorrt": {"device": "NVIDIA H200", "build_seconds": 12.5}}
     data["artifact"]["path"] = "model.plan"
-    report = Report.from_dict(data)
+    report = read_report(data)
     assert report.engine == {"device": "NVIDIA H200", "build_seconds": 12.5}
     assert report.decision.engine == "built: model.plan" and not report.decision.engine_pending
 
@@ -82,7 +83,7 @@ def test_typed_report_round_trips(typed: Report, tmp_path: Path) -> None:
     data = typed.to_dict()
     assert data["latency"][0]["speedup"] == typed.latency[0].speedup
     assert data["pruning"]["summary"]["channels_merged"] == 32
-    assert Report.from_dict(data) == typed
+    assert read_report(data) == typed
     assert load_report(typed.write(tmp_path / "report.json")) == typed
     assert load_report(tmp_path) == typed
 
@@ -91,18 +92,18 @@ def test_non_finite_values_survive_and_names_stay_strings(typed: Report) -> None
     data = typed.to_dict()
     data["accuracy"]["outputs"][0] |= {"name": "nan", "sqnr_db": "inf", "max_abs": "nan"}
     data["quantization"]["layers"][0]["sqnr_db"] = "inf"
-    report = Report.from_dict(data)
+    report = read_report(data)
     output = report.outputs[0]
     assert output.name == "nan" and output.sqnr_db == math.inf and math.isnan(output.max_abs)
     assert report.quantization.layers[0].sqnr_db == math.inf
-    assert Report.from_dict(report.to_dict()).to_dict() == report.to_dict()
+    assert read_report(report.to_dict()).to_dict() == report.to_dict()
 
 
 def test_a_nan_cosine_is_the_worst_and_fails_min_cosine(typed: Report) -> None:
     data = typed.to_dict()
     data["accuracy"]["outputs"].append(data["accuracy"]["outputs"][0] | {"name": "second", "cosine": "nan"})
     data["gates"] = [{"name": "min_cosine", "limit": 0.5, "value": 1.0, "passed": True}]
-    report = Report.from_dict(data)
+    report = read_report(data)
     assert math.isnan(report.worst_cosine)
     assert [g.passed for g in report.gates] == [False]
 
@@ -114,7 +115,7 @@ def test_gates_are_recomputed_never_read(typed: Report) -> None:
         {"name": "min_speedup", "limit": slowest + 1, "value": slowest + 5, "passed": True},
         {"name": "min_cosine", "limit": 0.99, "value": 0.1, "passed": False},
     ]
-    report = Report.from_dict(data)
+    report = read_report(data)
     assert [(g.name, g.value, g.passed) for g in report.gates] == [
         ("min_speedup", slowest, False),
         ("min_cosine", 0.9991, True),
@@ -127,7 +128,7 @@ def test_a_gate_verdict_of_the_wrong_type_is_refused(typed: Report, passed: Any)
     data = typed.to_dict()
     data["gates"][0]["passed"] = passed
     with pytest.raises(InputError, match=r"report\.gates\[0\]\.passed"):
-        Report.from_dict(data)
+        read_report(data)
 
 
 @pytest.mark.parametrize(
@@ -141,7 +142,7 @@ def test_odd_gates_are_refused(typed: Report, gate: dict, message: str) -> None:
     data = typed.to_dict()
     data["gates"] = [gate]
     with pytest.raises(InputError, match=message):
-        Report.from_dict(data)
+        read_report(data)
 
 
 def _set(data: dict, path: str, value: Any) -> dict:
@@ -178,7 +179,7 @@ def test_impossible_values_are_refused_naming_the_field(
     typed: Report, path: str, value: Any, field: str
 ) -> None:
     with pytest.raises(InputError, match=field):
-        Report.from_dict(_set(typed.to_dict(), path, value))
+        read_report(_set(typed.to_dict(), path, value))
 
 
 @pytest.mark.parametrize(
@@ -235,11 +236,11 @@ def _tampered(draw: st.DrawFn) -> dict:
 @given(_tampered())
 def test_tampered_fields_are_refused_or_read_never_a_crash(data: dict) -> None:
     try:
-        report = Report.from_dict(data)
+        report = read_report(data)
     except InputError as error:
         assert str(error).startswith(("report", "not an")), error
         return
-    assert Report.from_dict(report.to_dict()).to_dict() == report.to_dict()
+    assert read_report(report.to_dict()).to_dict() == report.to_dict()
 
 
 def _apply(data: dict, changes: list) -> dict:

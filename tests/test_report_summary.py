@@ -9,7 +9,8 @@ from pathlib import Path
 from rich.console import Console
 
 from edgeq.report.gates import verdict
-from edgeq.report.schema import Report, load_report
+from edgeq.report.read import load_report, read_report
+from edgeq.report.schema import Report
 from edgeq.report.summary import print_summary
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"
@@ -32,7 +33,7 @@ def test_summary_shows_latency_fidelity_task_and_gates() -> None:
 def test_a_failed_gate_reads_as_in_the_page_and_the_dashboard() -> None:
     data = load_report(FIXTURES / "v1_binary_ae_gates.json").to_dict()
     data["gates"][1]["limit"] = 50.0
-    report = Report.from_dict(data)
+    report = read_report(data)
     assert verdict(report.gates) == "FAIL: min_speedup"
     assert "gates: FAIL: min_speedup" in summary_of(report)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeq.report.schema import Report, load_report
+from edgeq.report.read import load_report, read_report
 from edgeq.store.runs import (
     RUN_ID_PATTERN,
     SCHEMA_VERSION,
@@ -108,7 +108,7 @@ def test_a_failed_gate_is_recorded_as_the_views_show_it(tmp_path: Path) -> None:
     data = json.loads(GATED.read_text())
     data["gates"][1]["limit"] = 100.0  # min_speedup; "passed": true stays in the file
     store = RunStore(tmp_path / "runs.sqlite")
-    run_id = store.record(Report.from_dict(data))
+    run_id = store.record(read_report(data))
     assert (store.summary(run_id).gates_passed, store.summary(run_id).gates_verdict) == (
         False,
         "FAIL: min_speedup",

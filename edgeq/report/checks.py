@@ -8,13 +8,11 @@ latencies and speedups, cosines outside [-1, 1], primary task metrics that do no
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edgeq.errors import InputError
-
-if TYPE_CHECKING:  # checks read a report; the report module calls them while reading
-    from edgeq.report.schema import Accuracy, Report
-    from edgeq.runtime.timing import LatencyStats
+from edgeq.report.schema import Accuracy, Report
+from edgeq.runtime.timing import LatencyStats
 
 MAX_DEPTH = 32
 MAX_INT = 2**63

@@ -16,7 +16,8 @@ from edgeq.errors import InputError
 from edgeq.recipe import Gates
 from edgeq.report.gates import MEANING, Gate, evaluate_gates, verdict
 from edgeq.report.markup import fmt_times
-from edgeq.report.schema import Report, json_safe, load_report
+from edgeq.report.read import load_report
+from edgeq.report.schema import Report, json_safe
 
 _GATE_HELP = "Exit 3 when the {} (as in `edgeq compile`)."
 

@@ -10,30 +10,15 @@ are recomputed here, never trusted from the file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 from edgeq.errors import InputError
 from edgeq.recipe import Gates
-
-if TYPE_CHECKING:  # the report holds gates; this module only reads a report's values
-    from edgeq.report.schema import Report
+from edgeq.report.schema import Gate, Report
 
 MEANING = {
     "max_drop": "worst primary task drop <= limit",
     "min_speedup": "slowest speedup over the batch sizes >= limit",
     "min_cosine": "worst output cosine vs fp32 >= limit",
 }
-
-
-@dataclass
-class Gate:
-    """One gate: `value` against `limit`; `passed` is recomputed on read, never trusted from a file."""
-
-    name: str
-    limit: float
-    value: float | None
-    passed: bool
 
 
 def gate_value(report: Report, name: str) -> float | None:

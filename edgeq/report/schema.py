@@ -23,15 +23,10 @@ from edgeq.measure.tasks import TaskResult
 from edgeq.passes.ifm.summary import PruningSummary
 from edgeq.quant.mixed import LayerGroup
 from edgeq.quant.plan import NodeDecision
-from edgeq.report.checks import check_shape, check_values
-from edgeq.report.gates import Gate, recheck_gates
-from edgeq.report.upgrade import upgrade_v1
 from edgeq.runtime.machine import Machine
 from edgeq.runtime.timing import LatencyEntry
 
 SCHEMA = "edgeq.report/2"
-READABLE_SCHEMAS = ("edgeq.report/1", SCHEMA)  # /1: the same sections before typing, upgraded on read
-MAX_REPORT_BYTES = 64 << 20
 
 
 @dataclass
@@ -177,6 +172,16 @@ class StageTime:
 
 
 @dataclass
+class Gate:
+    """One gate: `value` against `limit`; `passed` is recomputed on read, never trusted from a file."""
+
+    name: str
+    limit: float
+    value: float | None
+    passed: bool
+
+
+@dataclass
 class ReportWarning:
     """Library warnings grouped and counted instead of flooding the terminal."""
 
@@ -267,39 +272,13 @@ class Report:
         return path
 
     @classmethod
-    def from_dict(cls, data: Any) -> Report:
-        """A typed report from its JSON form (/1 upgraded); wrong keys, types or impossible values
-        are refused naming the field, and the gates are evaluated again from their limits."""
-        if not isinstance(data, dict) or data.get("schema") not in READABLE_SCHEMAS:
-            found = data.get("schema") if isinstance(data, dict) else type(data).__name__
-            raise InputError(f"not an {SCHEMA} report (schema: {found!r})")
-        check_shape(data, "report")
-        body = {k: v for k, v in data.items() if k != "schema"}
-        if data["schema"] != SCHEMA:
-            body = upgrade_v1(body)
+    def parse(cls, body: dict[str, Any]) -> Report:
+        """The typed report from its /2 JSON sections (no `schema` key), checked against the types
+        alone; `edgeq.report.read` adds the version, shape, value and gate checks a file needs."""
         try:
-            report = from_dict(cls, _for_reading(cls, body), "report")
+            return from_dict(cls, _for_reading(cls, body), "report")
         except (OverflowError, RecursionError) as exc:
             raise InputError(f"report has a value out of range: {exc}") from None
-        check_values(report)
-        report.gates = recheck_gates(report)
-        return report
-
-
-def load_report(path: str | Path) -> Report:
-    """Read a report.json (or the output directory holding one) back into typed objects."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "report.json"
-    try:
-        if path.stat().st_size > MAX_REPORT_BYTES:
-            raise InputError(f"report {path} is over {MAX_REPORT_BYTES >> 20} MB: not an edgeq report")
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"cannot read report {path}: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: also 5000-digit ints
-        raise InputError(f"report {path} is not valid JSON: {str(exc).splitlines()[0][:200]}") from None
-    return Report.from_dict(data)
 
 
 def _plain(value: Any) -> Any:

@@ -27,7 +27,8 @@ from edgeq.measure.tasks import TaskResult, evaluate_task
 from edgeq.recipe import Recipe, build_recipe
 from edgeq.report.gates import recheck_gates
 from edgeq.report.html import write_html
-from edgeq.report.schema import Accuracy, ArtifactInfo, Report, load_report
+from edgeq.report.read import load_report
+from edgeq.report.schema import Accuracy, ArtifactInfo, Report
 from edgeq.runtime.machine import describe_machine
 from edgeq.runtime.session import OrtRunner
 from edgeq.runtime.timing import LatencyEntry

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from edgeq.errors import InputError
 from edgeq.report.gates import verdict
+from edgeq.report.read import read_report
 from edgeq.report.schema import Report
 
 RUN_ID_PATTERN = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,79}")
@@ -367,7 +368,7 @@ def _read(row: sqlite3.Row) -> Report:
         data = json.loads(row["report_json"])
     except ValueError as exc:
         raise InputError(f"stored report is not valid JSON: {exc}") from None
-    return Report.from_dict(data)
+    return read_report(data)
 
 
 def _finite_or_none(value: float | None) -> float | None:
