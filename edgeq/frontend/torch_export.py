@@ -43,7 +43,13 @@ def export_torch(
         raise InputError("example_inputs must be a tensor or a sequence of tensors")
     module = module.eval()
     with torch.no_grad():
-        reference = _as_tuple(module(*inputs))
+        try:
+            outputs = module(*inputs)
+        except Exception as exc:  # whatever the module raises on inputs it cannot take
+            shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
+            first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise InputError(f"the module cannot run on example_inputs of shape {shapes}: {first}") from None
+        reference = _as_tuple(outputs)
     in_names = list(input_names or [f"input_{i}" for i in range(len(inputs))])
     out_names = list(output_names or [f"output_{i}" for i in range(len(reference))])
     if len(in_names) != len(inputs) or len(out_names) != len(reference):

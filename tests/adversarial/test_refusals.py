@@ -186,6 +186,14 @@ def test_api_arguments_are_checked(arguments: dict, words: str, corpus: Corpus, 
         edgeq.compile(corpus.model, target=str(corpus.target), calib=str(corpus.calib), **given)
 
 
+def test_a_torch_example_the_module_cannot_take_is_one_line(corpus: Corpus, tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    module = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU())
+    with pytest.raises(InputError, match=r"cannot run on example_inputs of shape \(2, 5\)"):
+        edgeq.compile(module, example_inputs=torch.randn(2, 5), out=tmp_path / "out", calib=str(corpus.calib))
+    assert not leftovers(tmp_path / "out")
+
+
 def test_api_recipe_as_a_dict_compiles(corpus: Corpus, tmp_path: Path) -> None:
     result = edgeq.compile(
         corpus.model, out=tmp_path / "out", recipe={"target": str(corpus.target), "calib": str(corpus.calib)}
