@@ -1,0 +1,45 @@
+"""Models as users bring them from outside the project, through the real `edgeq compile`.
+
+Each compiles with the default recipe (exit 0, an artifact within the default budget), or is refused
+in one line that names what edgeq does not support (exit 2); never an internal error. The models are
+small stand-ins for the examples/wild corpus, generated in seconds (tests/wild/models.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+
+from tests.bad_inputs.cli import run_edgeq
+from tests.conftest import FAST_TARGET
+from tests.wild import models
+
+
+def compile_ok(model: Path, calib: Path, tmp_path: Path) -> dict:
+    """`edgeq compile` with the default recipe: exit 0 and no error line; returns report.json."""
+    out = tmp_path / "out"
+    result = run_edgeq(
+        "compile", model, "--calib", calib, "--target", FAST_TARGET, "-o", out, "-q", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "error" not in result.stderr, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert onnx.load(str(out / "model.onnx")).graph.node
+    return report
+
+
+def candidates(report: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in report["decision"]["candidates"]}
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_residual_mlp_without_bias_lowers_every_int8_mode(tmp_path, dynamo):
+    """ORT fuses `x + x @ W` into a Gemm whose C input is the activation x; dynamic INT8 used to read
+    that C as a constant bias and crash."""
+    report = compile_ok(*models.residual_mlp(tmp_path, dynamo=dynamo), tmp_path)
+    found = candidates(report)
+    for name in ("int8-static", "int8-dynamic", "int8-dynamic-per-tensor"):
+        assert found[name]["within_budget"], found[name]
