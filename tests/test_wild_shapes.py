@@ -43,3 +43,25 @@ def test_residual_mlp_without_bias_lowers_every_int8_mode(tmp_path, dynamo):
     found = candidates(report)
     for name in ("int8-static", "int8-dynamic", "int8-dynamic-per-tensor"):
         assert found[name]["within_budget"], found[name]
+
+
+def test_fixed_batch_of_one_is_calibrated_evaluated_and_timed_at_that_batch(tmp_path):
+    """No dynamic axes (most ONNX files in the wild): every session call runs batch 1, and the report
+    says latency was measured at batch 1 instead of the target's 1 and 8."""
+    report = compile_ok(*models.residual_mlp(tmp_path, dynamic_batch=False), tmp_path)
+    for candidate in report["decision"]["candidates"]:
+        assert set(candidate["speedups"]) == {"1"}, candidate
+    assert candidates(report)["int8-static"]["within_budget"]
+    messages = [w["message"] for w in report["warnings"] if w["source"] == "FixedBatchWarning"]
+    assert messages and "fix the batch at 1" in messages[0] and "1, 8" in messages[0]
+
+
+def test_fixed_batch_cnn_matches_the_dynamic_export(tmp_path):
+    """The same CNN with and without a batch axis: identical static-INT8 fidelity (same calibration)."""
+    fixed_dir, free_dir = tmp_path / "fixed", tmp_path / "free"
+    fixed_dir.mkdir(), free_dir.mkdir()
+    fixed = compile_ok(*models.cnn(fixed_dir, 17, dynamic_batch=False), fixed_dir)
+    free = compile_ok(*models.cnn(free_dir, 17), free_dir)
+    assert candidates(fixed)["int8-static"]["worst_cosine"] == pytest.approx(
+        candidates(free)["int8-static"]["worst_cosine"], abs=1e-6
+    )
