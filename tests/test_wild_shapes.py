@@ -65,3 +65,13 @@ def test_fixed_batch_cnn_matches_the_dynamic_export(tmp_path):
     assert candidates(fixed)["int8-static"]["worst_cosine"] == pytest.approx(
         candidates(free)["int8-static"]["worst_cosine"], abs=1e-6
     )
+
+
+@pytest.mark.parametrize("opset", [11, 12])
+def test_old_opset_cnn_gets_per_channel_int8_after_an_opset_upgrade(tmp_path, opset):
+    """Per-channel DequantizeLinear needs opset 13: edgeq upgrades the model instead of writing Q/DQ
+    that ONNX Runtime refuses to load (and blaming the user's model for it)."""
+    report = compile_ok(*models.cnn(tmp_path, opset), tmp_path)
+    found = candidates(report)
+    assert found["int8-static"]["within_budget"], found["int8-static"]
+    assert found["int8-static-per-tensor"]["within_budget"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import onnx
 
+from edgeq.passes.opset import upgrade_opset
 from edgeq.passes.prepare import prepare_model
 from edgeq.passes.subpixel import lower_conv_transposes, subpixel_summary
 from edgeq.quant.equalize import equalize_cross_layer
@@ -22,7 +23,10 @@ class Prepare(Stage):
     def run(self, state: CompileState) -> CompileState:
         progress = state.progress
         with progress.stage("prepare", "prepare graph (fold BatchNorm, constants and static shapes)"):
-            state.prepared = prepare_model(state.source.model, check=state.evaluation)
+            model, note = upgrade_opset(state.source.model, state.evaluation)
+            if note:
+                progress.note(note)
+            state.prepared = prepare_model(model, check=state.evaluation)
             ensure_node_names(state.prepared)
         if state.recipe.methods.equalize:
             with progress.stage("equalize", "equalize cross-layer weight ranges"):
