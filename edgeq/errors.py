@@ -21,3 +21,7 @@ class GateError(EdgeqError):
     """A quality or speed gate failed; the report was still written."""
 
     exit_code = 3
+
+
+class InternalError(Exception):
+    """edgeq's own output is wrong, never the user's input: the CLI reports an internal error, exit 1."""
