@@ -13,7 +13,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from tests.bad_inputs.cli import run_edgeq
+from tests.bad_inputs.cli import assert_refused, run_edgeq
 from tests.conftest import FAST_TARGET
 from tests.wild import models
 
@@ -75,3 +75,28 @@ def test_old_opset_cnn_gets_per_channel_int8_after_an_opset_upgrade(tmp_path, op
     found = candidates(report)
     assert found["int8-static"]["within_budget"], found["int8-static"]
     assert found["int8-static-per-tensor"]["within_budget"]
+
+
+def test_string_input_passes_through_unquantized(tmp_path):
+    """ai.onnx.ml LabelEncoder on a string tensor: the strings are fed as strings, the float layers
+    after the lookup are quantized."""
+    report = compile_ok(*models.string_input(tmp_path), tmp_path)
+    assert any(c["within_budget"] for c in report["decision"]["candidates"] if c["name"] != "fp32")
+
+
+def test_model_without_inputs_is_refused_in_one_line(tmp_path):
+    model, calib = models.no_inputs(tmp_path)
+    out = tmp_path / "out"
+    result = run_edgeq(
+        "compile", model, "--calib", calib, "--target", FAST_TARGET, "-o", out, "-q", cwd=tmp_path
+    )
+    assert_refused(result, out, "no inputs")
+
+
+def test_out_of_range_gather_ids_are_the_data_s_problem_in_one_line(tmp_path):
+    model, calib = models.gather_out_of_range(tmp_path)
+    out = tmp_path / "out"
+    result = run_edgeq(
+        "compile", model, "--calib", calib, "--target", FAST_TARGET, "-o", out, "-q", cwd=tmp_path
+    )
+    assert_refused(result, out, "cannot run the model on calibration samples", "Gather", "out of data bounds")

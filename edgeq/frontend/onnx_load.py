@@ -92,6 +92,11 @@ def check_model(model: onnx.ModelProto, name: str, path: Path | None = None) -> 
     if opset < MIN_OPSET:
         raise InputError(f"{name} uses opset {opset}; edgeq needs opset >= {MIN_OPSET} (re-export it)")
     _check_custom_ops(model, name)
+    if not input_signatures(model):
+        raise InputError(
+            f"{name} has no inputs: it computes constants, so there is nothing to calibrate or measure; "
+            "compile the model that feeds on data"
+        )
     fits = fits_protobuf(model)
     try:
         if path is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import onnx
 
+from edgeq.frontend.runs_on_data import check_runs_on
 from edgeq.passes.opset import upgrade_opset
 from edgeq.passes.prepare import prepare_model
 from edgeq.passes.subpixel import lower_conv_transposes, subpixel_summary
@@ -15,6 +16,12 @@ from edgeq.stages.state import CompileState
 GIVEN = "the model arrived quantized and is compiled as given"
 
 
+def check_data(state: CompileState) -> None:
+    """The source model runs on the calibration and evaluation samples (else one line, exit 2)."""
+    check_runs_on(state.source.model, state.calib, "calibration")
+    check_runs_on(state.source.model, state.evaluation, "evaluation")
+
+
 class Prepare(Stage):
     """The fp32 graph made ready to quantize (checked on the evaluation data), equalized if asked."""
 
@@ -23,6 +30,7 @@ class Prepare(Stage):
     def run(self, state: CompileState) -> CompileState:
         progress = state.progress
         with progress.stage("prepare", "prepare graph (fold BatchNorm, constants and static shapes)"):
+            check_data(state)
             model, note = upgrade_opset(state.source.model, state.evaluation)
             if note:
                 progress.note(note)
@@ -53,6 +61,7 @@ class PrepareGiven(Stage):
 
     def run(self, state: CompileState) -> CompileState:
         with state.progress.stage("prepare", "prepare the given quantized graph"):
+            check_data(state)
             state.prepared = prepare_model(state.source.model)
             ensure_node_names(state.prepared)
         return state
