@@ -77,6 +77,17 @@ def test_old_opset_cnn_gets_per_channel_int8_after_an_opset_upgrade(tmp_path, op
     assert found["int8-static-per-tensor"]["within_budget"]
 
 
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_recurrent_tagger_on_integer_ids_compiles(tmp_path, cell):
+    report = compile_ok(*models.tagger(tmp_path, cell), tmp_path)
+    assert candidates(report)["fp32"]["within_budget"]
+
+
+def test_scripted_loop_and_if_compile(tmp_path):
+    report = compile_ok(*models.control_flow(tmp_path), tmp_path)
+    assert any(c["within_budget"] for c in report["decision"]["candidates"] if c["name"] != "fp32")
+
+
 def test_string_input_passes_through_unquantized(tmp_path):
     """ai.onnx.ml LabelEncoder on a string tensor: the strings are fed as strings, the float layers
     after the lookup are quantized."""
