@@ -75,6 +75,8 @@ def test_old_opset_cnn_gets_per_channel_int8_after_an_opset_upgrade(tmp_path, op
     found = candidates(report)
     assert found["int8-static"]["within_budget"], found["int8-static"]
     assert found["int8-static-per-tensor"]["within_budget"]
+    messages = [w["message"] for w in report["warnings"] if w["source"] == "OpsetWarning"]
+    assert messages == [f"opset {opset} upgraded to 13 for per-channel Q/DQ"]
 
 
 @pytest.mark.parametrize("cell", ["LSTM", "GRU"])

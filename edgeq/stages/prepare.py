@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import onnx
 
 from edgeq.frontend.runs_on_data import check_runs_on
@@ -14,6 +16,10 @@ from edgeq.stages.base import Stage, first_refusal
 from edgeq.stages.state import CompileState
 
 GIVEN = "the model arrived quantized and is compiled as given"
+
+
+class OpsetWarning(UserWarning):
+    """The model's opset was raised for per-channel Q/DQ (or could not be, and weights go per tensor)."""
 
 
 def check_data(state: CompileState) -> None:
@@ -32,7 +38,8 @@ class Prepare(Stage):
         with progress.stage("prepare", "prepare graph (fold BatchNorm, constants and static shapes)"):
             check_data(state)
             model, note = upgrade_opset(state.source.model, state.evaluation)
-            if note:
+            if note:  # the artifact's opset is not the user's: the report lists this warning
+                warnings.warn(note, OpsetWarning, stacklevel=1)
                 progress.note(note)
             state.prepared = prepare_model(model, check=state.evaluation)
             ensure_node_names(state.prepared)
