@@ -106,6 +106,15 @@ def test_model_without_inputs_is_refused_in_one_line(tmp_path):
     assert_refused(result, out, "no inputs")
 
 
+def test_scalar_input_is_refused_in_one_line_naming_it(tmp_path):
+    model, calib = models.scalar_input(tmp_path)
+    out = tmp_path / "out"
+    result = run_edgeq(
+        "compile", model, "--calib", calib, "--target", FAST_TARGET, "-o", out, "-q", cwd=tmp_path
+    )
+    assert_refused(result, out, "input 'rate' is a scalar", "batch axis")
+
+
 def test_out_of_range_gather_ids_are_the_data_s_problem_in_one_line(tmp_path):
     model, calib = models.gather_out_of_range(tmp_path)
     out = tmp_path / "out"

@@ -185,6 +185,18 @@ def no_inputs(root: Path) -> Built:
     return _save(graph, root / "no_inputs.onnx"), _npz(root / "none.npz", x=np.zeros((8, 1), np.float32))
 
 
+def scalar_input(root: Path) -> Built:
+    """x [batch, 4] scaled by a scalar input `rate` (silero-vad's `sr`): no axis to put samples on."""
+    inputs = [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4]),
+        helper.make_tensor_value_info("rate", TensorProto.FLOAT, []),
+    ]
+    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "rate"], ["y"])], "scalar", inputs, [output])
+    x = np.ones((SAMPLES, 4), np.float32)
+    return _save(graph, root / "scalar.onnx"), _npz(root / "s.npz", x=x, rate=np.full(SAMPLES, 2, np.float32))
+
+
 def _bag_of_words(ids: str, vocab: int) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """ids [batch, words] -> embedding rows, mean over words, a Linear: [batch, 4]."""
     rng = np.random.default_rng(0)
