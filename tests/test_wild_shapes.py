@@ -37,8 +37,8 @@ def candidates(report: dict) -> dict[str, dict]:
 
 @pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
 def test_residual_mlp_without_bias_lowers_every_int8_mode(tmp_path, dynamo):
-    """ORT fuses `x + x @ W` into a Gemm whose C input is the activation x; dynamic INT8 used to read
-    that C as a constant bias and crash."""
+    """ORT fuses torchscript's `x + x @ W` into a Gemm whose C input is the activation x; dynamic INT8
+    used to read that C as a constant bias and crash (dynamo's export keeps the Add apart)."""
     report = compile_ok(*models.residual_mlp(tmp_path, dynamo=dynamo), tmp_path)
     found = candidates(report)
     for name in ("int8-static", "int8-dynamic", "int8-dynamic-per-tensor"):
