@@ -25,6 +25,10 @@ class GateError(EdgeqError):
     exit_code = 3
 
 
+class InternalError(Exception):
+    """edgeq's own output is wrong, never the user's input: the CLI reports an internal error, exit 1."""
+
+
 class Interrupted(EdgeqError):
     """Ctrl-C or SIGTERM; the message says what was and was not left on disk."""
 

@@ -52,10 +52,10 @@ def simplify_static_shapes(model: onnx.ModelProto, check: Arrays | None = None) 
         current = candidate
     if current is model or _interface(current) != _interface(model):
         return model
-    return current if check is None or _same_outputs(model, current, check) else model
+    return current if check is None or same_outputs(model, current, check) else model
 
 
-def _same_outputs(before: onnx.ModelProto, after: onnx.ModelProto, data: Arrays) -> bool:
+def same_outputs(before: onnx.ModelProto, after: onnx.ModelProto, data: Arrays) -> bool:
     """Both models on up to CHECK_SAMPLES samples of `data`: equal integer outputs, float ones within 1e-5."""
     count = len(next(iter(data.values())))
     sample = {name: values[: min(count, CHECK_SAMPLES)] for name, values in data.items()}

@@ -46,7 +46,7 @@ def _stream(runner, data, count, observers, method: str, progress) -> None:
     """One pass over the samples, feeding each tensor's values to its observer's `method`."""
     phase = "ranges" if method == "update_range" else "histograms"
     for done, start in enumerate(range(0, count, runner.batch_size), start=1):
-        outputs = runner.run(runner.feeds(data, start, min(start + runner.batch_size, count)))
+        outputs = runner.padded_run(runner.feeds(data, start, min(start + runner.batch_size, count)))
         for name, observer in observers.items():
             try:
                 getattr(observer, method)(outputs[name])

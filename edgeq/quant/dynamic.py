@@ -43,7 +43,10 @@ def lowerable(node: onnx.NodeProto, index: GraphIndex) -> str | None:
     if node.op_type == "Gemm":
         if attribute(node, "transA", 0):
             return "transposed A input is not supported"
-        bias = index.constant(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        has_c = len(node.input) > 2 and bool(node.input[2])
+        bias = index.constant(node.input[2]) if has_c else None
+        if has_c and bias is None and attribute(node, "beta", 1.0) != 1.0:
+            return "Gemm C input is an activation scaled by beta"
         if bias is not None and bias.size != (
             weight.shape[0] if attribute(node, "transB", 0) else weight.shape[1]
         ):
@@ -111,6 +114,9 @@ class _Lowering:
         weight, scale, zero = self.shared[key]
         bias_input = node.inputs[2] if gemm and len(node.inputs) > 2 else None
         bias, output, add = None, node.outputs[0], None
+        if bias_input is not None and editor.constant(bias_input) is None:
+            self._activation_c(node, bias_input, weight, scale, zero)
+            return
         if bias_input is not None:
             if (bias_input.name, beta) not in self.shared:
                 value = (editor.constant(bias_input).reshape(-1) * np.float32(beta)).astype(np.float32)
@@ -119,6 +125,26 @@ class _Lowering:
         else:
             add, bias = _bias_add(editor, output, weight.const_value.shape[1])
             output = add.outputs[0] if add is not None else output
+        lowered = self._integer_matmul(node, weight, scale, zero, bias, output.name)
+        if add is None:
+            editor.replace(node, [lowered])
+        else:  # the Add's readers read the kernel; nothing reads the MatMul's own output any more
+            editor.bypass(add, lowered.outputs[0])
+            editor.substitute(node, [lowered])
+
+    def _activation_c(self, node: ir.Node, c: ir.Value, weight, scale, zero) -> None:
+        """A Gemm whose C is an activation (ORT fuses a residual `x @ W + x` into one): the kernel
+        without bias, then C added back (lowerable() accepts only beta = 1 here)."""
+        output = node.outputs[0]
+        lowered = self._integer_matmul(node, weight, scale, zero, None, f"{output.name}_before_c")
+        add = self.editor.node("Add", [lowered.outputs[0], c], [output.name], name=f"{node.name}_add_c")
+        self.editor.replace(node, [lowered, add])
+
+    def _integer_matmul(
+        self, node: ir.Node, weight: ir.Value, scale: ir.Value, zero: ir.Value, bias, output: str
+    ) -> ir.Node:
+        """MatMulIntegerToFloat on node's A, quantized by the DynamicQuantizeLinear shared per input."""
+        editor = self.editor
         x = node.inputs[0]
         if x not in self.activations:
             quantize_x = editor.node(
@@ -130,18 +156,13 @@ class _Lowering:
             editor.insert_before(node, [quantize_x])
             self.activations[x] = list(quantize_x.outputs)
         xq, xs, xz = self.activations[x]
-        lowered = editor.node(
+        return editor.node(
             "MatMulIntegerToFloat",
             [xq, weight, xs, scale, xz, zero, *([bias] if bias is not None else [])],
-            [output.name],
+            [output],
             name=node.name,
             domain=MS_DOMAIN,
         )
-        if add is None:
-            editor.replace(node, [lowered])
-        else:  # the Add's readers read the kernel; nothing reads the MatMul's own output any more
-            editor.bypass(add, lowered.outputs[0])
-            editor.substitute(node, [lowered])
 
     def lstm(self, node: ir.Node) -> None:
         """ONNX LSTM weights [D, 4H, I] become [D, I, 4H] int8 with per-gate-row scales [D, 4H]."""

@@ -8,7 +8,7 @@ from typing import Literal
 
 import onnx
 
-from edgeq.graph import GraphIndex, attribute
+from edgeq.graph import GraphIndex, attribute, default_opset
 from edgeq.graph.ops import (
     BIAS_INPUT_OPS,
     DECISION_OPS,
@@ -29,6 +29,7 @@ FLOAT = onnx.TensorProto.FLOAT
 PLANNED_OPS = WEIGHTED_OPS | RECURRENT_OPS  # layers a precision plan decides one by one
 PLAN_REASON = "not int8 in the precision plan"
 DECISION_REASON = "feeds a decision (argmax, top-k or threshold): int8 error would flip it"
+PER_CHANNEL_OPSET = 13  # DequantizeLinear's `axis` (per-channel scales) is new in opset 13
 
 
 @dataclass
@@ -206,6 +207,7 @@ def _place_qdq(plan: QuantPlan, model, index: GraphIndex, scheme: Int8Scheme, ty
     """Q/DQ on every activation input of INT8 nodes and on their outputs where the target fuses."""
     quantized = plan.quantized
     by_name = {n.name: n for n in model.graph.node}
+    opset = default_opset(model)
     activations: list[str] = []
 
     def add(tensor: str) -> None:
@@ -224,6 +226,10 @@ def _place_qdq(plan: QuantPlan, model, index: GraphIndex, scheme: Int8Scheme, ty
                 add(tensor)
             elif node.op_type in WEIGHTED_OPS and position == 1:
                 axis = weight_axis(node, scheme, plan.per_tensor_matmul)
+                if axis is not None and opset < PER_CHANNEL_OPSET:
+                    axis = None
+                    decision = next(d for d in plan.decisions if d.name == name)
+                    decision.reason = f"weights per tensor: opset {opset} has no per-channel DequantizeLinear"
                 plan.weights.append(WeightSpec(name, 1, axis))
             elif node.op_type in BIAS_INPUT_OPS and position == 2 and scheme.quantize_bias:
                 plan.biases.append((name, 2))

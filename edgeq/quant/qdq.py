@@ -8,8 +8,9 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from edgeq.graph import default_opset
 from edgeq.graph.edit import GraphEditor
-from edgeq.quant.plan import QuantPlan
+from edgeq.quant.plan import PER_CHANNEL_OPSET, QuantPlan
 from edgeq.quant.primitives import QuantFormat, quantize, scale_zero_point, weight_params
 from edgeq.targets import Int8Scheme
 
@@ -36,6 +37,7 @@ class QdqWriter:
     def __init__(self, model: onnx.ModelProto) -> None:
         self.editor = GraphEditor(model)
         self.sources: dict[ir.Value, str] = {}  # a DQ output -> the activation it dequantizes
+        self.per_channel = default_opset(model) >= PER_CHANNEL_OPSET  # DequantizeLinear has `axis`
 
     def dequantize(
         self, source: ir.Value, scale: ir.Value, zero: ir.Value, output: str, axis=None
@@ -76,9 +78,14 @@ class QdqWriter:
         """Int32 bias with scale = input scale x weight scale, as integer kernels accumulate it.
 
         `name` is the consuming node's: a bias shared by two nodes gets one int32 copy per scale.
+        Below opset 13 (weights per tensor, one scale) the scale is a scalar: DQ has no `axis` there.
         """
         scale = np.broadcast_to(scale, value.shape).astype(np.float32)
         q = np.clip(np.rint(value / scale), -(2**31), 2**31 - 1).astype(np.int32)
+        if not self.per_channel:
+            return self._dequantized_constant(
+                f"{name}_bias", q, np.asarray(scale.flat[0]), np.asarray(0, np.int32), None
+            )
         return self._dequantized_constant(f"{name}_bias", q, scale, np.zeros(value.shape, np.int32), 0)
 
     def _dequantized_constant(self, base: str, q: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis):

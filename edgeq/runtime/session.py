@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ _ORT_TO_NUMPY = {
     "tensor(int8)": np.int8,
     "tensor(uint8)": np.uint8,
     "tensor(bool)": np.bool_,
+    "tensor(string)": np.str_,
 }
 
 
@@ -35,7 +36,7 @@ def session_options(threads: int = 0, level: str = "all") -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # errors come back as exceptions; warnings go to the report
     options.graph_optimization_level = {
         "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -77,7 +78,8 @@ class OrtRunner:
             )
         self.inputs = {i.name: i for i in self.session.get_inputs()}
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self.batch_size = batch_size
+        self.fixed_batch = fixed_batch(self.inputs.values())
+        self.batch_size = self.fixed_batch or batch_size
 
     @property
     def input_names(self) -> list[str]:
@@ -95,18 +97,37 @@ class OrtRunner:
         return dict(zip(self.output_names, self.session.run(self.output_names, dict(feeds)), strict=True))
 
     def predict(self, data: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """All outputs for every sample in `data`, concatenated over batches."""
+        """All outputs for every sample in `data`, concatenated over batches (see `padded_run`)."""
         count = len(next(iter(data[name] for name in self.inputs)))
         parts: dict[str, list[np.ndarray]] = {name: [] for name in self.output_names}
         for start in range(0, count, self.batch_size):
-            for name, value in self.run(self.feeds(data, start, start + self.batch_size)).items():
+            for name, value in self.padded_run(self.feeds(data, start, start + self.batch_size)).items():
                 parts[name].append(value)
         return {name: np.concatenate(values) for name, values in parts.items()}
+
+    def padded_run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`run`, with a batch shorter than the model's fixed one padded by repeating its first sample
+        and the padding's rows cut from every output whose first axis is that batch."""
+        rows = len(next(iter(feeds.values()))) if feeds else 0
+        missing = (self.fixed_batch or 0) - rows
+        if missing <= 0 or rows == 0:
+            return self.run(feeds)
+        padded = {name: np.concatenate([v, np.repeat(v[:1], missing, axis=0)]) for name, v in feeds.items()}
+        outputs = self.run(padded)
+        return {k: v[:rows] if v.ndim and len(v) == self.fixed_batch else v for k, v in outputs.items()}
 
     def timed(self, feeds: Mapping[str, np.ndarray]) -> Callable[[int], list[float]]:
         """A timer over `feeds`: n session calls, each in ms by the host clock (`run` returns on host)."""
         feeds = dict(feeds)
         return lambda runs: timed_calls(lambda: self.session.run(None, feeds), runs)
+
+
+def fixed_batch(inputs: Iterable[Any]) -> int | None:
+    """The batch every call must have: the first dim the model's inputs fix, or None if it is free.
+
+    Exports without dynamic axes (most ONNX files in the wild) fix it, often to 1."""
+    dims = [i.shape[0] for i in inputs if i.shape and isinstance(i.shape[0], int) and i.shape[0] > 0]
+    return min(dims) if dims else None
 
 
 def write_optimized(source: Path, out: Path, level: str, *, ort_format: bool = False) -> None:

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgeq.backends.artifact import Artifact
+from edgeq.backends.registry import Backend
+from edgeq.errors import InputError, InternalError
 from edgeq.frontend.onnx_load import load_onnx
 from edgeq.graph import save_model
 from edgeq.stages.base import Stage
+from edgeq.stages.candidate import Candidate
+from edgeq.stages.lower import GIVEN_QDQ
 from edgeq.stages.session import open_session
 from edgeq.stages.state import CompileState
+from edgeq.targets import TargetSpec
 
 UNMEASURED_HINT = (
     "pass --allow-unmeasured (recipe allow_unmeasured: true) to compile anyway: fidelity is measured "
@@ -38,8 +44,17 @@ class CompileCandidates(Stage):
             with state.progress.stage(
                 f"compile-{candidate.name}", f"compile {candidate.name} for {target.name}"
             ):
-                candidate.artifact = state.backend.compile(
-                    candidate.model, target, state.work / candidate.name
-                )
+                candidate.artifact = compile_candidate(state.backend, target, candidate, state.work)
                 candidate.runner = open_session(state, candidate.artifact.path)
         return state
+
+
+def compile_candidate(backend: Backend, target: TargetSpec, candidate: Candidate, work: Path) -> Artifact:
+    """The backend's artifact; a candidate edgeq wrote (all but an already-quantized model compiled
+    as given) that the runtime refuses is edgeq's failure, not the user's model's."""
+    try:
+        return backend.compile(candidate.model, target, work / candidate.name)
+    except InputError as exc:
+        if candidate.name == GIVEN_QDQ:
+            raise
+        raise InternalError(f"edgeq wrote an invalid {candidate.name} candidate: {exc}") from exc

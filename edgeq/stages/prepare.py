@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import onnx
 
+from edgeq.frontend.runs_on_data import check_runs_on
+from edgeq.passes.opset import upgrade_opset
 from edgeq.passes.prepare import prepare_model
 from edgeq.passes.subpixel import lower_conv_transposes, subpixel_summary
 from edgeq.quant.equalize import equalize_cross_layer
@@ -14,6 +18,16 @@ from edgeq.stages.state import CompileState
 GIVEN = "the model arrived quantized and is compiled as given"
 
 
+class OpsetWarning(UserWarning):
+    """The model's opset was raised for per-channel Q/DQ (or could not be, and weights go per tensor)."""
+
+
+def check_data(state: CompileState) -> None:
+    """The source model runs on the calibration and evaluation samples (else one line, exit 2)."""
+    check_runs_on(state.source.model, state.calib, "calibration")
+    check_runs_on(state.source.model, state.evaluation, "evaluation")
+
+
 class Prepare(Stage):
     """The fp32 graph made ready to quantize (checked on the evaluation data), equalized if asked."""
 
@@ -22,7 +36,12 @@ class Prepare(Stage):
     def run(self, state: CompileState) -> CompileState:
         progress = state.progress
         with progress.stage("prepare", "prepare graph (fold BatchNorm, constants and static shapes)"):
-            state.prepared = prepare_model(state.source.model, check=state.evaluation)
+            check_data(state)
+            model, note = upgrade_opset(state.source.model, state.evaluation)
+            if note:  # the artifact's opset is not the user's: the report lists this warning
+                warnings.warn(note, OpsetWarning, stacklevel=1)
+                progress.note(note)
+            state.prepared = prepare_model(model, check=state.evaluation)
             ensure_node_names(state.prepared)
         if state.recipe.methods.equalize:
             with progress.stage("equalize", "equalize cross-layer weight ranges"):
@@ -49,6 +68,7 @@ class PrepareGiven(Stage):
 
     def run(self, state: CompileState) -> CompileState:
         with state.progress.stage("prepare", "prepare the given quantized graph"):
+            check_data(state)
             state.prepared = prepare_model(state.source.model)
             ensure_node_names(state.prepared)
         return state

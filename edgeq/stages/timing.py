@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from edgeq.runtime.session import OrtRunner
 from edgeq.runtime.timing import LatencyEntry, measure_interleaved, speedup
 from edgeq.stages.candidate import Candidate
@@ -13,10 +15,24 @@ REFERENCE_AGAIN = " reference (second session)"  # the A/A timing: no candidate 
 
 
 def batch_sizes(runner: OrtRunner, wanted: list[int]) -> list[int]:
-    """The target's batch sizes, or the model's own batch if its batch axis is fixed."""
-    first = next(iter(runner.inputs.values()))
-    fixed = first.shape[0] if first.shape and isinstance(first.shape[0], int) else None
-    return [fixed] if fixed else wanted
+    """The target's batch sizes, or the model's own batch if its inputs fix it (then a warning, which
+    the report lists, says which batch was measured instead of which asked)."""
+    fixed = runner.fixed_batch
+    if fixed is None:
+        return wanted
+    if wanted != [fixed]:
+        warnings.warn(
+            f"the model's inputs fix the batch at {fixed}: latency measured at batch {fixed} only "
+            f"(the target asks for {', '.join(map(str, wanted))}); export with a dynamic batch axis "
+            "to measure the others",
+            FixedBatchWarning,
+            stacklevel=2,
+        )
+    return [fixed]
+
+
+class FixedBatchWarning(UserWarning):
+    """Latency was measured at the model's fixed batch, not at the target's batch sizes."""
 
 
 def time_candidates(
