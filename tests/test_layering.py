@@ -44,6 +44,7 @@ RANKS: dict[str, int] = {
     "dashboard": 11,
     "cli": 12,
     "entry": 13,
+    "__main__": 14,
 }
 
 

@@ -62,7 +62,9 @@ def compile_one(meta: dict, edgeq: list[str], target: str, out: Path, timeout: f
         rc, text = "timeout", f"no result within {timeout:.0f}s " + _text(exc.stderr)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     error = ""
-    if rc != 0:
+    if rc == 0 and not (out / "report.json").is_file():  # a command that compiled nothing
+        rc, error = "no report", "exit 0 but no report.json: is --edgeq an edgeq command?"
+    elif rc != 0:
         paths = {str(folder.parent): "DIR", str(out.parent): "OUTDIR"}
         error = compact(_error_line(lines), paths) or f"exit {rc} with no message"
     return {"rc": rc, "seconds": round(time.perf_counter() - start, 1), "error": error, "command": command}
