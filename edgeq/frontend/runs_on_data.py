@@ -9,11 +9,13 @@ from edgeq.errors import InputError
 from edgeq.runtime.session import OrtRunner
 
 
-def check_runs_on(model: onnx.ModelProto, data: Arrays, what: str) -> None:
-    """Run `model` on every sample of `data`; ONNX Runtime refusing one (an out-of-range Gather id, a
-    shape the graph cannot take) is one line naming the samples and ONNX Runtime's reason."""
+def check_runs_on(model: onnx.ModelProto, data: Arrays, what: str, limit: int | None = None) -> None:
+    """Run `model` on the samples of `data` a compile will feed (the first `limit`, or all); ONNX
+    Runtime refusing one (an out-of-range Gather id, a shape the graph cannot take) is one line naming
+    the samples and ONNX Runtime's reason."""
     runner = OrtRunner(model.SerializeToString())
     count = len(next(iter(data[name] for name in runner.input_names)))
+    count = count if limit is None else min(count, limit)
     for start in range(0, count, runner.batch_size):
         stop = min(start + runner.batch_size, count)
         try:

@@ -23,8 +23,9 @@ class OpsetWarning(UserWarning):
 
 
 def check_data(state: CompileState) -> None:
-    """The source model runs on the calibration and evaluation samples (else one line, exit 2)."""
-    check_runs_on(state.source.model, state.calib, "calibration")
+    """The source model runs on the calibration samples a compile uses (the first `calibration.samples`,
+    as calibration, AdaRound and bias correction take them) and on every evaluation sample."""
+    check_runs_on(state.source.model, state.calib, "calibration", state.recipe.calibration.samples)
     check_runs_on(state.source.model, state.evaluation, "evaluation")
 
 
