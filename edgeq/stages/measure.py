@@ -32,8 +32,7 @@ class Measure(Stage):
         return None
 
     def run(self, state: CompileState) -> CompileState:
-        fp32 = open_session(state, state.reference, reference=True)
-        judge_against = open_session(state, state.deployed, reference=True) if state.deployed else fp32
+        judge_against = open_session(state, state.deployed or state.reference, reference=True)
         reference = judge_against.predict(state.evaluation)
         for candidate in state.candidates:
             with state.progress.stage(f"fidelity-{candidate.name}", f"measure {candidate.name} fidelity"):
