@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
 import sys
 import tempfile
@@ -229,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", default=[], metavar="NAME", help="run only NAME")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (default 7)")
     args = parser.parse_args(argv)
+    logging.getLogger().setLevel(logging.ERROR)  # the quantizers log every tensor they skip
     metas = [m for m in corpus(args.dir, args.only) if str(m.get("ort_check", "")).startswith("ok")]
     if not metas:
         parser.error(f"no built models stock ONNX Runtime runs under {args.dir}: run build.py first")
