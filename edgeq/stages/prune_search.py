@@ -1,0 +1,211 @@
+"""How much IFM merges, chosen by measurement on the evaluation data (docs/pruning.md).
+
+Identical channels merge first: lossless, never capped, and checked on the calibration samples
+(the merged model's outputs must equal the unpruned model's within float tolerance). Beyond them,
+merging by similarity is tried at a few `max_ratio` values, each pruned fp32 model judged against
+the fp32 model with the compile's own predicate (`Candidate.budget_problem`) on a budget of which
+pruning may spend only `budget_share` (default half): the rest is headroom for quantization. The
+largest ratio that fits is kept; a pruned model that saves no bytes, or none that fits, leaves
+the unpruned graph in place and the report says why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from edgeq.data import Arrays, take
+from edgeq.measure.fidelity import compare_outputs
+from edgeq.measure.tasks import evaluate_task
+from edgeq.passes.ifm import PruneSearch, PruneTrial, PruningSummary, merge_features
+from edgeq.recipe import Budget, Prune, Recipe
+from edgeq.report.schema import Accuracy, Pruning
+from edgeq.runtime.session import OrtRunner
+from edgeq.source import sample_count
+from edgeq.stages.candidate import Candidate
+from edgeq.stages.state import CompileState
+
+# max_ratio values tried beyond the lossless merges, up to the cap (the recipe's max_ratio, or 0.5).
+LADDER = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+DEFAULT_CAP = 0.5
+# Identical-channel merges change only the order of float32 sums: outputs agree to ~1e-6 of their scale.
+LOSSLESS_RTOL = 1e-4
+
+
+def headroom_budget(budget: Budget, share: float) -> Budget:
+    """The budget pruning may spend: `share` of each allowance. A `max_*` limit is scaled; a `min_*`
+    score keeps `share` of its distance to perfect (1, or 100 for a score given in percent)."""
+    changes = {}
+    for item in dataclasses.fields(budget):
+        value = getattr(budget, item.name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if item.name.startswith("max_"):
+            changes[item.name] = value * share
+        elif item.name.startswith("min_"):
+            perfect = 100.0 if value > 1.0 else 1.0
+            changes[item.name] = perfect - (perfect - value) * share
+    return dataclasses.replace(budget, **changes)
+
+
+@dataclass
+class Trial:
+    """One pruned model and what it measured against the fp32 model."""
+
+    max_ratio: float
+    model: onnx.ModelProto
+    summary: PruningSummary
+    candidate: Candidate
+    problem: str | None
+    bytes: int
+
+    def record(self) -> PruneTrial:
+        task = self.candidate.task
+        return PruneTrial(
+            self.max_ratio,
+            self.summary.channels_merged,
+            self.summary.parameters_kept,
+            self.bytes,
+            self.candidate.worst_cosine,
+            task.worst_primary_drop if task else None,
+            self.problem,
+        )
+
+    def accuracy(self, evaluation: Arrays) -> Accuracy:
+        return Accuracy(sample_count(evaluation, self.model), self.candidate.outputs, self.candidate.task)
+
+
+class PruneJudge:
+    """Prunes the prepared model at a given max_ratio and measures it like the Measure stage does."""
+
+    def __init__(self, state: CompileState, settings: Prune) -> None:
+        self.state, self.settings = state, settings
+        self.fp32 = OrtRunner(state.source.model.SerializeToString())
+        self.reference = self.fp32.predict(state.evaluation)
+        budget = headroom_budget(state.recipe.budget, settings.budget_share)
+        self.recipe: Recipe = dataclasses.replace(state.recipe, budget=budget)
+        self.trials: list[Trial] = []
+
+    def prune(self, max_ratio: float, lossless: bool = True) -> tuple[onnx.ModelProto, PruningSummary]:
+        settings = self.settings
+        return merge_features(
+            self.state.prepared,
+            threshold=settings.threshold,
+            max_ratio=max_ratio,
+            protected=settings.protected,
+            approximate=settings.approximate,
+            lossless=lossless,
+        )
+
+    def measure(self, model: onnx.ModelProto, summary: PruningSummary, max_ratio: float) -> Trial:
+        runner = OrtRunner(model.SerializeToString())
+        candidate = Candidate(f"pruned-{max_ratio:g}", model, runner=runner)
+        candidate.outputs = compare_outputs(self.reference, runner.predict(self.state.evaluation))
+        candidate.task = evaluate_task(self.state.recipe, self.fp32, runner, self.state.evaluation)
+        problem = candidate.budget_problem(self.recipe)
+        return Trial(max_ratio, model, summary, candidate, problem, model.ByteSize())
+
+    def trial(self, max_ratio: float) -> Trial:
+        trial = self.measure(*self.prune(max_ratio), max_ratio)
+        self.trials.append(trial)
+        return trial
+
+
+def lossless_difference(before: onnx.ModelProto, after: onnx.ModelProto, calib: Arrays, limit: int) -> float:
+    """The largest output difference on the first `limit` calibration samples, relative to each
+    output's largest magnitude (inf when a non-float output changed)."""
+    count = min(sample_count(calib, before), limit)
+    data = take(calib, np.arange(count), sample_count(calib, before))
+    want, have = (
+        OrtRunner(before.SerializeToString()).predict(data),
+        OrtRunner(after.SerializeToString()).predict(data),
+    )
+    worst = 0.0
+    for name, expected in want.items():
+        got = have[name]
+        if expected.dtype.kind != "f":
+            worst = max(worst, 0.0 if np.array_equal(expected, got) else math.inf)
+            continue
+        scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-30)
+        worst = max(worst, float(np.max(np.abs(expected.astype(np.float64) - got), initial=0.0)) / scale)
+    return worst
+
+
+def search_ratios(cap: float) -> list[float]:
+    return [ratio for ratio in LADDER if ratio < cap] + [cap]
+
+
+def choose_pruning(
+    state: CompileState, settings: Prune, advance: Callable[[], None] = lambda: None
+) -> tuple[onnx.ModelProto, Pruning]:
+    """The pruned (or, when pruning does not pay, the unpruned) model and the report's section."""
+    judge = PruneJudge(state, settings)
+    cap = settings.max_ratio if settings.max_ratio is not None else DEFAULT_CAP
+    before = state.prepared.ByteSize()
+    search = PruneSearch(settings.budget_share, cap, settings.max_ratio is not None, bytes_before=before)
+    lossless = judge.trial(0.0)
+    advance()
+    if lossless.summary.channels_lossless:
+        search.lossless_max_abs = lossless_difference(
+            state.prepared, lossless.model, state.calib, state.recipe.calibration.samples
+        )
+        search.lossless_verified = search.lossless_max_abs <= LOSSLESS_RTOL
+        if not search.lossless_verified:
+            lossless.problem = f"identical-channel merges changed outputs by {search.lossless_max_abs:.3g}"
+    best = lossless if lossless.problem is None else None
+    ratios = search_ratios(cap)
+    top = judge.trial(ratios[-1])
+    advance()
+    if top.summary.channels_merged > lossless.summary.channels_merged:
+        best = top if top.problem is None else _bisect(judge, ratios[:-1], best, advance)
+    search.trials = [trial.record() for trial in judge.trials]
+    chosen, search.kept_unpruned_because = _accepted(best, judge.trials, before, settings.budget_share)
+    if chosen is None:
+        chosen = judge.measure(*judge.prune(0.0, lossless=False), 0.0)
+    else:
+        search.chosen_max_ratio = chosen.max_ratio
+    search.bytes_after = chosen.bytes
+    return chosen.model, Pruning(settings.method, chosen.summary, chosen.accuracy(state.evaluation), search)
+
+
+def _bisect(
+    judge: PruneJudge, ratios: list[float], best: Trial | None, advance: Callable[[], None]
+) -> Trial | None:
+    """The largest ratio in `ratios` whose trial fits (fidelity falls as merging grows), else `best`."""
+    low, high = -1, len(ratios)
+    while high - low > 1:
+        middle = (low + high) // 2
+        trial = judge.trial(ratios[middle])
+        advance()
+        if trial.problem is None:
+            best, low = trial, middle
+        else:
+            high = middle
+    return best
+
+
+def _accepted(
+    best: Trial | None, trials: list[Trial], before: int, share: float
+) -> tuple[Trial | None, str | None]:
+    """The best trial if it really prunes (something merged, the graph got smaller), else why not."""
+    if not any(trial.summary.channels_merged for trial in trials):
+        return None, "no channel could merge (each group's reason is in the summary)"
+    if best is None or best.summary.channels_merged == 0:
+        failed = min((t for t in trials if t.problem), key=lambda t: t.max_ratio)
+        return None, (
+            f"no merge amount kept the pruned model within {share:g} of the accuracy budget "
+            f"(max_ratio {failed.max_ratio:g}: {failed.problem})"
+        )
+    if best.bytes >= before:
+        return None, f"pruning saves no bytes ({best.bytes} >= {before} before pruning)"
+    return best, None
+
+
+def most_trials(cap: float) -> int:
+    """An upper bound on the trials `choose_pruning` runs: the progress bar's length."""
+    return 2 + math.ceil(math.log2(len(search_ratios(cap))))
