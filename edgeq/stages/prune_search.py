@@ -163,7 +163,7 @@ def choose_pruning(
     advance()
     if top.summary.channels_merged > lossless.summary.channels_merged:
         best = top if top.problem is None else _bisect(judge, ratios[:-1], best, advance)
-    search.trials = [trial.record() for trial in judge.trials]
+    search.trials = [trial.record() for trial in sorted(judge.trials, key=lambda t: t.max_ratio)]
     chosen, search.kept_unpruned_because = _accepted(best, judge.trials, before, settings.budget_share)
     if chosen is None:
         chosen = judge.measure(*judge.prune(0.0, lossless=False), 0.0)
