@@ -339,3 +339,15 @@ def test_any_planted_duplicate_set_merges_exactly(copies):
     pruned, summary = merge_features(original, threshold=0.0, max_ratio=1.0)
     assert summary.channels_merged == len(copies)
     assert_same_outputs(original, pruned, X_MLP)
+
+
+def test_identical_sets_merge_whole_and_uncapped_even_through_gelu():
+    torch.manual_seed(15)
+    model = mlp(nn.GELU(), hidden=24, inputs=48)
+    copies = {copy: (copy % 4, 1.0) for copy in range(4, 16)}  # four sets of four identical neurons
+    plant([(model[0].weight, model[0].bias)], copies)
+    original = export(model, torch.randn(2, 48))
+    pruned, summary = merge_features(original, threshold=0.5, max_ratio=0.01)
+    assert summary.channels_merged == summary.channels_lossless == len(copies)
+    assert summary.groups[0].similar == 0 and summary.passes == 1
+    assert_same_outputs(original, pruned, X_WIDE)

@@ -108,9 +108,8 @@ def test_compile_merges_every_duplicate_and_verifies_it(tmp_path):
 
 def test_binary_ae_pruned_compile_is_within_budget_and_smaller(tmp_path):
     out = tmp_path / "ae"
-    result = run_edgeq(
-        "compile", "--recipe", BINARY_AE, "--target", FAST_TARGET, "--prune", "ifm", "-q", "-o", out, cwd=tmp_path
-    )
+    args = ["compile", "--recipe", BINARY_AE, "--target", FAST_TARGET, "--prune", "ifm", "-q", "-o", out]
+    result = run_edgeq(*args, cwd=tmp_path)
     report = load_report(out / "report.json")
     chosen = next(c for c in report.decision.candidates if c.name == report.decision.chosen)
     assert not (result.returncode == 0 and not chosen.within_budget), "exit 0 with an out-of-budget artifact"

@@ -16,12 +16,12 @@ class Prune(Stage):
         settings = state.recipe.prune
         if settings is None:
             return state
-        from edgeq.stages.prune_search import DEFAULT_CAP, choose_pruning, most_trials
+        from edgeq.stages.prune_search import DEFAULT_CAP, PruneData, choose_pruning, most_trials
 
         cap = settings.max_ratio if settings.max_ratio is not None else DEFAULT_CAP
         with state.progress.stage("prune", "prune by iterative feature merging"):
             with state.progress.bar("IFM: measuring merge amounts", most_trials(cap)) as advance:
-                state.prepared, state.pruning = choose_pruning(state, settings, advance)
+                state.prepared, state.pruning = choose_pruning(PruneData.of(state), advance)
             state.progress.note(pruning_line(state.pruning))
         return state
 

@@ -80,21 +80,38 @@ class Trial:
         return Accuracy(sample_count(evaluation, self.model), self.candidate.outputs, self.candidate.task)
 
 
+@dataclass(frozen=True)
+class PruneData:
+    """What the search reads: the model the compile judges against, the prepared graph to prune, the
+    recipe (its `prune` settings, budget and task) and the data."""
+
+    source: onnx.ModelProto
+    prepared: onnx.ModelProto
+    recipe: Recipe
+    evaluation: Arrays
+    calib: Arrays
+
+    @classmethod
+    def of(cls, state: CompileState) -> PruneData:
+        return cls(state.source.model, state.prepared, state.recipe, state.evaluation, state.calib)
+
+
 class PruneJudge:
     """Prunes the prepared model at a given max_ratio and measures it like the Measure stage does."""
 
-    def __init__(self, state: CompileState, settings: Prune) -> None:
-        self.state, self.settings = state, settings
-        self.fp32 = OrtRunner(state.source.model.SerializeToString())
-        self.reference = self.fp32.predict(state.evaluation)
-        budget = headroom_budget(state.recipe.budget, settings.budget_share)
-        self.recipe: Recipe = dataclasses.replace(state.recipe, budget=budget)
+    def __init__(self, data: PruneData) -> None:
+        self.data = data
+        self.settings: Prune = data.recipe.prune
+        self.fp32 = OrtRunner(data.source.SerializeToString())
+        self.reference = self.fp32.predict(data.evaluation)
+        budget = headroom_budget(data.recipe.budget, self.settings.budget_share)
+        self.recipe: Recipe = dataclasses.replace(data.recipe, budget=budget)
         self.trials: list[Trial] = []
 
     def prune(self, max_ratio: float, lossless: bool = True) -> tuple[onnx.ModelProto, PruningSummary]:
         settings = self.settings
         return merge_features(
-            self.state.prepared,
+            self.data.prepared,
             threshold=settings.threshold,
             max_ratio=max_ratio,
             protected=settings.protected,
@@ -105,8 +122,8 @@ class PruneJudge:
     def measure(self, model: onnx.ModelProto, summary: PruningSummary, max_ratio: float) -> Trial:
         runner = OrtRunner(model.SerializeToString())
         candidate = Candidate(f"pruned-{max_ratio:g}", model, runner=runner)
-        candidate.outputs = compare_outputs(self.reference, runner.predict(self.state.evaluation))
-        candidate.task = evaluate_task(self.state.recipe, self.fp32, runner, self.state.evaluation)
+        candidate.outputs = compare_outputs(self.reference, runner.predict(self.data.evaluation))
+        candidate.task = evaluate_task(self.data.recipe, self.fp32, runner, self.data.evaluation)
         problem = candidate.budget_problem(self.recipe)
         return Trial(max_ratio, model, summary, candidate, problem, model.ByteSize())
 
@@ -141,18 +158,19 @@ def search_ratios(cap: float) -> list[float]:
 
 
 def choose_pruning(
-    state: CompileState, settings: Prune, advance: Callable[[], None] = lambda: None
+    data: PruneData, advance: Callable[[], None] = lambda: None
 ) -> tuple[onnx.ModelProto, Pruning]:
     """The pruned (or, when pruning does not pay, the unpruned) model and the report's section."""
-    judge = PruneJudge(state, settings)
+    judge = PruneJudge(data)
+    settings = judge.settings
     cap = settings.max_ratio if settings.max_ratio is not None else DEFAULT_CAP
-    before = state.prepared.ByteSize()
+    before = data.prepared.ByteSize()
     search = PruneSearch(settings.budget_share, cap, settings.max_ratio is not None, bytes_before=before)
     lossless = judge.trial(0.0)
     advance()
     if lossless.summary.channels_lossless:
         search.lossless_max_abs = lossless_difference(
-            state.prepared, lossless.model, state.calib, state.recipe.calibration.samples
+            data.prepared, lossless.model, data.calib, data.recipe.calibration.samples
         )
         search.lossless_verified = search.lossless_max_abs <= LOSSLESS_RTOL
         if not search.lossless_verified:
@@ -170,7 +188,7 @@ def choose_pruning(
     else:
         search.chosen_max_ratio = chosen.max_ratio
     search.bytes_after = chosen.bytes
-    return chosen.model, Pruning(settings.method, chosen.summary, chosen.accuracy(state.evaluation), search)
+    return chosen.model, Pruning(settings.method, chosen.summary, chosen.accuracy(data.evaluation), search)
 
 
 def _bisect(
