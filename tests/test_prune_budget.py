@@ -4,12 +4,10 @@ or grows."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
@@ -21,6 +19,7 @@ from edgeq.report.read import load_report
 from edgeq.stages.prune_search import headroom_budget
 from tests.bad_inputs.cli import run_edgeq
 from tests.conftest import FAST_TARGET
+from tests.test_ifm import export, run
 
 ROOT = Path(__file__).resolve().parents[1]
 BINARY_AE = ROOT / "examples" / "binary_ae" / "recipe.yaml"
@@ -47,27 +46,11 @@ class DuplicatedConv(nn.Module):
 
 def duplicated_conv(folder: Path) -> tuple[Path, Path, np.ndarray]:
     torch.manual_seed(0)
-    buffer = io.BytesIO()
-    torch.onnx.export(
-        DuplicatedConv().eval(),
-        torch.randn(2, 4, 8, 8),
-        buffer,
-        dynamo=False,
-        opset_version=17,
-        input_names=["x"],
-        output_names=["y"],
-        dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
-    )
     model, calib = folder / "dup.onnx", folder / "dup.npz"
-    model.write_bytes(buffer.getvalue())
+    onnx.save(export(DuplicatedConv(), torch.randn(2, 4, 8, 8)), model)
     x = np.random.default_rng(0).standard_normal((96, 4, 8, 8)).astype(np.float32)
     np.savez(calib, x=x)
     return model, calib, x
-
-
-def predict(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, {"x": x})[0]
 
 
 def conv_layer(summary):
@@ -80,8 +63,8 @@ def test_identical_channels_are_never_capped(tmp_path):
     pruned, summary = merge_features(original, max_ratio=0.01)  # caps similarity merges at 0 channels
     layer = conv_layer(summary)
     assert (layer.channels_after, layer.lossless_merged, layer.similar_merged) == (16, 16, 0)
-    expected = predict(original, x)
-    np.testing.assert_allclose(predict(pruned, x), expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    expected = run(original, x)
+    np.testing.assert_allclose(run(pruned, x), expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
 
     _, default = merge_features(original)  # max_ratio 0.2 once capped all merges at 6 channels
     assert conv_layer(default).lossless_merged == 16 and conv_layer(default).channels_after <= 16
