@@ -107,6 +107,7 @@ class PruneJudge:
         budget = headroom_budget(data.recipe.budget, self.settings.budget_share)
         self.recipe: Recipe = dataclasses.replace(data.recipe, budget=budget)
         self.trials: list[Trial] = []
+        self.unchanged: Trial | None = None
 
     def prune(self, max_ratio: float, lossless: bool = True) -> tuple[onnx.ModelProto, PruningSummary]:
         settings = self.settings
@@ -120,12 +121,18 @@ class PruneJudge:
         )
 
     def measure(self, model: onnx.ModelProto, summary: PruningSummary, max_ratio: float) -> Trial:
+        """Judge `model`; a model nothing merged in is the prepared graph again, measured once."""
+        if summary.channels_merged == 0 and self.unchanged is not None:
+            return dataclasses.replace(self.unchanged, max_ratio=max_ratio, model=model, summary=summary)
         runner = OrtRunner(model.SerializeToString())
         candidate = Candidate(f"pruned-{max_ratio:g}", model, runner=runner)
         candidate.outputs = compare_outputs(self.reference, runner.predict(self.data.evaluation))
         candidate.task = evaluate_task(self.data.recipe, self.fp32, runner, self.data.evaluation)
         problem = candidate.budget_problem(self.recipe)
-        return Trial(max_ratio, model, summary, candidate, problem, model.ByteSize())
+        trial = Trial(max_ratio, model, summary, candidate, problem, model.ByteSize())
+        if summary.channels_merged == 0:
+            self.unchanged = trial
+        return trial
 
     def trial(self, max_ratio: float) -> Trial:
         trial = self.measure(*self.prune(max_ratio), max_ratio)
@@ -136,12 +143,10 @@ class PruneJudge:
 def lossless_difference(before: onnx.ModelProto, after: onnx.ModelProto, calib: Arrays, limit: int) -> float:
     """The largest output difference on the first `limit` calibration samples, relative to each
     output's largest magnitude (inf when a non-float output changed)."""
-    count = min(sample_count(calib, before), limit)
-    data = take(calib, np.arange(count), sample_count(calib, before))
-    want, have = (
-        OrtRunner(before.SerializeToString()).predict(data),
-        OrtRunner(after.SerializeToString()).predict(data),
-    )
+    total = sample_count(calib, before)
+    data = take(calib, np.arange(min(total, limit)), total)
+    want = OrtRunner(before.SerializeToString()).predict(data)
+    have = OrtRunner(after.SerializeToString()).predict(data)
     worst = 0.0
     for name, expected in want.items():
         got = have[name]
@@ -183,8 +188,8 @@ def choose_pruning(
         best = top if top.problem is None else _bisect(judge, ratios[:-1], best, advance)
     search.trials = [trial.record() for trial in sorted(judge.trials, key=lambda t: t.max_ratio)]
     chosen, search.kept_unpruned_because = _accepted(best, judge.trials, before, settings.budget_share)
-    if chosen is None:
-        chosen = judge.measure(*judge.prune(0.0, lossless=False), 0.0)
+    if chosen is None:  # the prepared graph as it was, with its groups described
+        chosen = judge.measure(data.prepared, judge.prune(0.0, lossless=False)[1], 0.0)
     else:
         search.chosen_max_ratio = chosen.max_ratio
     search.bytes_after = chosen.bytes
