@@ -87,6 +87,8 @@ def test_compile_merges_every_duplicate_and_verifies_it(tmp_path):
     assert search.chosen_max_ratio is not None and search.bytes_after < search.bytes_before
     chosen = next(t for t in search.trials if t.max_ratio == search.chosen_max_ratio)
     assert chosen.worst_cosine >= 1 - (1 - 0.99) * search.budget_share  # half the cosine budget at most
+    page = (out / "report.html").read_text()
+    assert "max ratio tried" in page and "identical merged" in page and f"<td>{layer.node}</td>" in page
 
 
 def test_binary_ae_pruned_compile_is_within_budget_and_smaller(tmp_path):
