@@ -7,9 +7,9 @@
 
 EVALUATOR is a built-in name (mrl-retrieval, binary-code, ...) or `module:function`. By default
 max_ratio is `merge_features`'s default and the β list holds its default (marked in the table).
-The last row of each model is what `edgeq compile --prune ifm` keeps: the max_ratio its search
-measured (edgeq.stages.prune_search: the largest whose pruned model spends at most half the
-default budget), judged here on the whole data file.
+The last row of each model is what `edgeq compile --prune ifm` keeps: the β and max_ratio its
+search measured (edgeq.stages.prune_search: per β the largest max_ratio whose pruned model spends at
+most half the default budget, then the fewest parameters), judged here on the whole data file.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def measured_row(case: Case, model: onnx.ModelProto, data: dict, args: argparse.
     _, pruning = choose_pruning(PruneData(onnx.load(case.model), model, recipe, data, data))
     chosen = pruning.search.chosen_max_ratio
     label = f"**searched: {chosen:g}**" if chosen is not None else "**searched: unpruned**"
-    return table_row(case, recipe.prune.threshold, label, pruning.summary, pruning.accuracy.task)
+    return table_row(case, pruning.summary.threshold, label, pruning.summary, pruning.accuracy.task)
 
 
 def machine_line() -> str:
@@ -149,8 +149,9 @@ def report(rows: list[str], args: argparse.Namespace) -> str:
             "",
             f"approximate={args.approximate}, protected={args.protect or 'none'}; worst primary drop "
             "is over all the evaluator's primary metrics (points; dB for psnr), pruned vs unpruned "
-            "fp32. `searched`: the max_ratio `edgeq compile --prune ifm` keeps (the largest whose "
-            "pruned model spends at most half the default budget, max_drop 1.0).",
+            "fp32. `searched`: what `edgeq compile --prune ifm` keeps (per β in 0.1, 0.25 the largest "
+            "max_ratio whose pruned model spends at most half the default budget, max_drop 1.0; then "
+            "the fewest parameters).",
             "",
             HEADER,
             *rows,

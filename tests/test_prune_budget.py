@@ -116,8 +116,8 @@ def test_no_fitting_amount_keeps_the_unpruned_model(tmp_path):
         target=FAST_TARGET,
         calib=str(ROOT / "calib" / "binary_ae.npz"),
         task={"name": "binary-code", "options": {"bits": "bits", "recon": "recon"}},
-        budget={"max_drop": 0.01},  # pruning may spend 0.005 points: no similarity merge fits
-        prune={"max_ratio": 0.3},
+        budget={"max_drop": 0.01},  # pruning may spend 0.005 points: no merge at β 0.25 fits
+        prune={"max_ratio": 0.3, "threshold": 0.25},
         runs=False,
     )
     pruning = result.report.pruning
@@ -126,6 +126,7 @@ def test_no_fitting_amount_keeps_the_unpruned_model(tmp_path):
     )
     assert pruning.search.ratio_cap == 0.3 and pruning.search.cap_from_recipe
     assert max(trial.max_ratio for trial in pruning.search.trials) == 0.3, "the recipe's max_ratio bounds it"
+    assert {trial.threshold for trial in pruning.search.trials} == {None, 0.25}, "and its β is the only one"
     assert pruning.summary.channels_merged == 0
     assert pruning.summary.parameters_after == pruning.summary.parameters_before
     assert pruning.search.bytes_after <= pruning.search.bytes_before

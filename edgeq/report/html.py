@@ -505,10 +505,12 @@ def _pruning(report: Report) -> Safe | None:
         ),
         table(["", "before", "after", "kept"], totals),
         table(
-            ["max ratio tried", "channels merged", "params kept", "worst cosine", "task drop", "verdict"],
+            ["β", "max ratio tried", "channels merged", "params kept", "worst cosine", "task drop"]
+            + ["verdict"],
             [
-                [fmt(t.max_ratio, 2), fmt(t.channels_merged), f"{100 * t.parameters_kept:.1f}%"]
-                + [fmt(t.worst_cosine, 4), fmt(t.task_drop, 2), t.problem or "fits"]
+                [fmt(t.threshold, 2), fmt(t.max_ratio, 2), fmt(t.channels_merged)]
+                + [f"{100 * t.parameters_kept:.1f}%", fmt(t.worst_cosine, 4), fmt(t.task_drop, 2)]
+                + [t.problem or "fits"]
                 for t in search.trials
             ],
         )
@@ -538,6 +540,7 @@ def _search_values(search: PruneSearch | None) -> list[tuple[str, object]]:
         return []
     return [
         ("chosen max ratio", search.chosen_max_ratio),
+        ("chosen threshold", search.chosen_threshold),
         ("kept unpruned because", search.kept_unpruned_because),
         ("budget share for pruning", search.budget_share),
         ("identical merges reproduce outputs", search.lossless_verified),

@@ -16,11 +16,10 @@ class Prune(Stage):
         settings = state.recipe.prune
         if settings is None:
             return state
-        from edgeq.stages.prune_search import DEFAULT_CAP, PruneData, choose_pruning, most_trials
+        from edgeq.stages.prune_search import PruneData, choose_pruning, most_trials
 
-        cap = settings.max_ratio if settings.max_ratio is not None else DEFAULT_CAP
         with state.progress.stage("prune", "prune by iterative feature merging"):
-            with state.progress.bar("IFM: measuring merge amounts", most_trials(cap)) as advance:
+            with state.progress.bar("IFM: measuring merge amounts", most_trials(settings)) as advance:
                 state.prepared, state.pruning = choose_pruning(PruneData.of(state), advance)
             state.progress.note(pruning_line(state.pruning))
         return state
@@ -31,10 +30,15 @@ def pruning_line(pruning: Pruning) -> str:
     search, summary = pruning.search, pruning.summary
     if search.chosen_max_ratio is None:
         return f"IFM: kept the unpruned model: {search.kept_unpruned_because}"
-    chosen = next(t for t in search.trials if t.max_ratio == search.chosen_max_ratio)
+    chosen = next(
+        t
+        for t in search.trials
+        if (t.max_ratio, t.threshold) == (search.chosen_max_ratio, search.chosen_threshold)
+    )
     cost = f"task drop {chosen.task_drop:.3g}" if chosen.task_drop is not None else ""
+    beta = "" if chosen.threshold is None else f"β {chosen.threshold:g}, "
     return (
-        f"IFM: max_ratio {chosen.max_ratio:g}: merged {summary.channels_merged} channels "
+        f"IFM: {beta}max_ratio {chosen.max_ratio:g}: merged {summary.channels_merged} channels "
         f"({summary.channels_lossless} identical, {summary.channels_merged - summary.channels_lossless} "
         f"by similarity), parameters kept {100 * summary.parameters_kept:.1f}%, bytes "
         f"{search.bytes_after / search.bytes_before:.2f}x; {cost}{', ' if cost else ''}worst cosine "

@@ -2,11 +2,12 @@
 
 Identical channels merge first: lossless, never capped, and checked on the calibration samples
 (the merged model's outputs must equal the unpruned model's within float tolerance). Beyond them,
-merging by similarity is tried at a few `max_ratio` values, each pruned fp32 model judged against
-the fp32 model with the compile's own predicate (`Candidate.budget_problem`) on a budget of which
-pruning may spend only `budget_share` (default half): the rest is headroom for quantization. The
-largest ratio that fits is kept; a pruned model that saves no bytes, or none that fits, leaves
-the unpruned graph in place and the report says why.
+merging by similarity is tried at a few `max_ratio` values per β, each pruned fp32 model judged
+against the fp32 model with the compile's own predicate (`Candidate.budget_problem`) on a budget of
+which pruning may spend only `budget_share` (default half): the rest is headroom for quantization.
+Per β the largest ratio that fits; of those, the one keeping the fewest parameters (or, within 1% of
+that, the one losing the least fidelity). A pruned model that saves no bytes, or none that fits,
+leaves the unpruned graph in place and the report says why.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ from edgeq.stages.state import CompileState
 # max_ratio values tried beyond the lossless merges, up to the cap (the recipe's max_ratio, or 0.5).
 LADDER = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
 DEFAULT_CAP = 0.5
+# β tried when the recipe gives none: 0.25 merges every wide layer alike up to the cap; 0.1 only the
+# most redundant ones (on the binary AE it merges more within the same budget, examples/ifm_results.md).
+THRESHOLDS = (0.1, 0.25)
+# Of the fitting amounts, one keeping at most this much more of the parameters than the smallest is
+# preferred when it loses less fidelity: what pruning does not spend, quantization can.
+PARAMETER_SLACK = 0.01
 # Identical-channel merges change only the order of float32 sums: outputs agree to ~1e-6 of their scale.
 LOSSLESS_RTOL = 1e-4
 
@@ -58,6 +65,7 @@ class Trial:
     """One pruned model and what it measured against the fp32 model."""
 
     max_ratio: float
+    threshold: float | None
     model: onnx.ModelProto
     summary: PruningSummary
     candidate: Candidate
@@ -74,6 +82,7 @@ class Trial:
             self.candidate.worst_cosine,
             task.worst_primary_drop if task else None,
             self.problem,
+            self.threshold,
         )
 
     def accuracy(self, evaluation: Arrays) -> Accuracy:
@@ -109,33 +118,39 @@ class PruneJudge:
         self.trials: list[Trial] = []
         self.unchanged: Trial | None = None
 
-    def prune(self, max_ratio: float, lossless: bool = True) -> tuple[onnx.ModelProto, PruningSummary]:
+    def prune(
+        self, max_ratio: float, threshold: float | None, lossless: bool = True
+    ) -> tuple[onnx.ModelProto, PruningSummary]:
+        """`threshold` None: identical channels only (max_ratio 0)."""
         settings = self.settings
         return merge_features(
             self.data.prepared,
-            threshold=settings.threshold,
+            threshold=THRESHOLDS[-1] if threshold is None else threshold,
             max_ratio=max_ratio,
             protected=settings.protected,
             approximate=settings.approximate,
             lossless=lossless,
         )
 
-    def measure(self, model: onnx.ModelProto, summary: PruningSummary, max_ratio: float) -> Trial:
+    def measure(
+        self, model: onnx.ModelProto, summary: PruningSummary, max_ratio: float, threshold: float | None
+    ) -> Trial:
         """Judge `model`; a model nothing merged in is the prepared graph again, measured once."""
         if summary.channels_merged == 0 and self.unchanged is not None:
-            return dataclasses.replace(self.unchanged, max_ratio=max_ratio, model=model, summary=summary)
+            again = {"max_ratio": max_ratio, "threshold": threshold, "model": model, "summary": summary}
+            return dataclasses.replace(self.unchanged, **again)
         runner = OrtRunner(model.SerializeToString())
         candidate = Candidate(f"pruned-{max_ratio:g}", model, runner=runner)
         candidate.outputs = compare_outputs(self.reference, runner.predict(self.data.evaluation))
         candidate.task = evaluate_task(self.data.recipe, self.fp32, runner, self.data.evaluation)
         problem = candidate.budget_problem(self.recipe)
-        trial = Trial(max_ratio, model, summary, candidate, problem, model.ByteSize())
+        trial = Trial(max_ratio, threshold, model, summary, candidate, problem, model.ByteSize())
         if summary.channels_merged == 0:
             self.unchanged = trial
         return trial
 
-    def trial(self, max_ratio: float) -> Trial:
-        trial = self.measure(*self.prune(max_ratio), max_ratio)
+    def trial(self, max_ratio: float, threshold: float | None) -> Trial:
+        trial = self.measure(*self.prune(max_ratio, threshold), max_ratio, threshold)
         self.trials.append(trial)
         return trial
 
@@ -162,6 +177,10 @@ def search_ratios(cap: float) -> list[float]:
     return [ratio for ratio in LADDER if ratio < cap] + [cap]
 
 
+def search_thresholds(settings: Prune) -> tuple[float, ...]:
+    return THRESHOLDS if settings.threshold is None else (settings.threshold,)
+
+
 def choose_pruning(
     data: PruneData, advance: Callable[[], None] = lambda: None
 ) -> tuple[onnx.ModelProto, Pruning]:
@@ -171,7 +190,7 @@ def choose_pruning(
     cap = settings.max_ratio if settings.max_ratio is not None else DEFAULT_CAP
     before = data.prepared.ByteSize()
     search = PruneSearch(settings.budget_share, cap, settings.max_ratio is not None, bytes_before=before)
-    lossless = judge.trial(0.0)
+    lossless = judge.trial(0.0, None)
     advance()
     if lossless.summary.channels_lossless:
         search.lossless_max_abs = lossless_difference(
@@ -180,36 +199,57 @@ def choose_pruning(
         search.lossless_verified = search.lossless_max_abs <= LOSSLESS_RTOL
         if not search.lossless_verified:
             lossless.problem = f"identical-channel merges changed outputs by {search.lossless_max_abs:.3g}"
-    best = lossless if lossless.problem is None else None
-    ratios = search_ratios(cap)
-    top = judge.trial(ratios[-1])
-    advance()
-    if top.summary.channels_merged > lossless.summary.channels_merged:
-        best = top if top.problem is None else _bisect(judge, ratios[:-1], best, advance)
-    search.trials = [trial.record() for trial in sorted(judge.trials, key=lambda t: t.max_ratio)]
+    fitting = [lossless] if lossless.problem is None else []
+    for threshold in search_thresholds(settings):
+        fitting += _largest_fitting(judge, search_ratios(cap), threshold, lossless, advance)
+    best = _smallest_then_faithful(fitting)
+    order = sorted(judge.trials, key=lambda t: (t.threshold or 0.0, t.max_ratio))
+    search.trials = [trial.record() for trial in order]
     chosen, search.kept_unpruned_because = _accepted(best, judge.trials, before, settings.budget_share)
     if chosen is None:  # the prepared graph as it was, with its groups described
-        chosen = judge.measure(data.prepared, judge.prune(0.0, lossless=False)[1], 0.0)
+        chosen = judge.measure(data.prepared, judge.prune(0.0, None, lossless=False)[1], 0.0, None)
     else:
-        search.chosen_max_ratio = chosen.max_ratio
+        search.chosen_max_ratio, search.chosen_threshold = chosen.max_ratio, chosen.threshold
     search.bytes_after = chosen.bytes
     return chosen.model, Pruning(settings.method, chosen.summary, chosen.accuracy(data.evaluation), search)
 
 
-def _bisect(
-    judge: PruneJudge, ratios: list[float], best: Trial | None, advance: Callable[[], None]
-) -> Trial | None:
-    """The largest ratio in `ratios` whose trial fits (fidelity falls as merging grows), else `best`."""
-    low, high = -1, len(ratios)
+def _largest_fitting(
+    judge: PruneJudge, ratios: list[float], threshold: float, lossless: Trial, advance: Callable[[], None]
+) -> list[Trial]:
+    """At one β: the cap if it fits, else the largest fitting ratio by bisection (fidelity falls as
+    merging grows); nothing when no similarity merge happens at all or none fits."""
+    top = judge.trial(ratios[-1], threshold)
+    advance()
+    if top.summary.channels_merged <= lossless.summary.channels_merged:
+        return []
+    if top.problem is None:
+        return [top]
+    best, low, high = [], -1, len(ratios) - 1
     while high - low > 1:
         middle = (low + high) // 2
-        trial = judge.trial(ratios[middle])
+        trial = judge.trial(ratios[middle], threshold)
         advance()
         if trial.problem is None:
-            best, low = trial, middle
+            best, low = [trial], middle
         else:
             high = middle
     return best
+
+
+def _smallest_then_faithful(fitting: list[Trial]) -> Trial | None:
+    """The fitting trial with the least fidelity loss among those within PARAMETER_SLACK of the
+    fewest parameters kept (loss: the task drop, else 1 - worst cosine)."""
+    if not fitting:
+        return None
+    fewest = min(trial.summary.parameters_kept for trial in fitting)
+    near = [trial for trial in fitting if trial.summary.parameters_kept <= fewest + PARAMETER_SLACK]
+    return min(near, key=lambda t: (_loss(t), t.summary.parameters_kept))
+
+
+def _loss(trial: Trial) -> float:
+    task = trial.candidate.task
+    return task.worst_primary_drop if task is not None else 1.0 - trial.candidate.worst_cosine
 
 
 def _accepted(
@@ -229,6 +269,8 @@ def _accepted(
     return best, None
 
 
-def most_trials(cap: float) -> int:
+def most_trials(settings: Prune) -> int:
     """An upper bound on the trials `choose_pruning` runs: the progress bar's length."""
-    return 2 + math.ceil(math.log2(len(search_ratios(cap))))
+    cap = settings.max_ratio if settings.max_ratio is not None else DEFAULT_CAP
+    per_threshold = 1 + math.ceil(math.log2(len(search_ratios(cap))))
+    return 1 + len(search_thresholds(settings)) * per_threshold

@@ -109,18 +109,21 @@ class PruneTrial:
     worst_cosine: float
     task_drop: float | None
     problem: str | None  # why it spends more than pruning's share of the budget, or None
+    threshold: float | None = None  # β of the similarity merges (None: identical channels only)
 
 
 @dataclass
 class PruneSearch:
-    """How the compile chose the amount of merging: the largest measured `max_ratio` whose pruned
-    model spends at most `budget_share` of the accuracy budget, leaving the rest to quantization."""
+    """How the compile chose the amount of merging: per β the largest measured `max_ratio` whose
+    pruned model spends at most `budget_share` of the accuracy budget (the rest is left to
+    quantization), then the one keeping the fewest parameters."""
 
     budget_share: float
     ratio_cap: float
     cap_from_recipe: bool
     trials: list[PruneTrial] = field(default_factory=list)
     chosen_max_ratio: float | None = None  # None: the unpruned model was kept
+    chosen_threshold: float | None = None  # β of the kept model (None: identical merges only)
     lossless_verified: bool | None = None  # identical-channel merges reproduced the outputs
     lossless_max_abs: float | None = None  # their largest output difference on calibration data
     bytes_before: int = 0
