@@ -98,7 +98,11 @@ def cli() -> None:
     help="INT8 lowering: static QDQ, dynamic, or auto (measure both, keep the best).",
 )
 @click.option("--prune", type=click.Choice(["ifm"]), help="Prune by iterative feature merging first.")
-@click.option("--prune-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), help="IFM β.")
+@click.option(
+    "--prune-threshold",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="IFM β (default: 0.1 and 0.25 both measured).",
+)
 @click.option(
     "--prune-max-ratio",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
