@@ -56,19 +56,27 @@ class Task:
 
 @dataclass
 class Prune:
-    """Iterative Feature Merging settings (data-free structured pruning)."""
+    """Iterative Feature Merging settings (structured pruning; edgeq.stages.prune_search).
+
+    Identical channels always merge (lossless). How much merges beyond them is measured: for β
+    (`threshold`, or each of 0.1 and 0.25) the largest max_ratio, up to `max_ratio` when given, whose
+    pruned fp32 model spends at most `budget_share` of the accuracy budget (the rest is left for
+    quantization); of those, the one that keeps the fewest parameters."""
 
     method: Literal["ifm"] = "ifm"
-    threshold: float = 0.25  # β; on wide layers merging switches on near 0.2, so max_ratio sets the amount
-    max_ratio: float = 0.2
+    threshold: float | None = None  # β; None: 0.1 and 0.25 are both measured
+    max_ratio: float | None = None  # None: searched up to 0.5
     protected: list[str] = field(default_factory=list)
     approximate: bool = False
+    budget_share: float = 0.5
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.threshold < 1.0:
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
-        if not 0.0 < self.max_ratio < 1.0:
+        if self.max_ratio is not None and not 0.0 < self.max_ratio < 1.0:
             raise ValueError(f"max_ratio must be in (0, 1), got {self.max_ratio}")
+        if not 0.0 < self.budget_share <= 1.0:
+            raise ValueError(f"budget_share must be in (0, 1], got {self.budget_share}")
 
 
 @dataclass

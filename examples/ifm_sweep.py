@@ -6,8 +6,10 @@
         [--out FILE.md]
 
 EVALUATOR is a built-in name (mrl-retrieval, binary-code, ...) or `module:function`. By default
-max_ratio is `merge_features`'s default and the β list holds its default (marked in the table),
-so the table shows what a user gets without tuning.
+max_ratio is `merge_features`'s default and the β list holds its default (marked in the table).
+The last row of each model is what `edgeq compile --prune ifm` keeps: the β and max_ratio its
+search measured (edgeq.stages.prune_search: per β the largest max_ratio whose pruned model spends at
+most half the default budget, then the fewest parameters), judged here on the whole data file.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ import onnx
 
 from edgeq.measure.tasks import TaskResult, resolve_evaluator
 from edgeq.passes.ifm import PruningSummary, merge_features
+from edgeq.recipe import build_recipe
 from edgeq.runtime.machine import describe_machine
 from edgeq.runtime.session import OrtRunner
+from edgeq.stages.prune_search import PruneData, choose_pruning
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ DEFAULTS = inspect.signature(merge_features).parameters
 DEFAULT_SETTING = (DEFAULTS["threshold"].default, DEFAULTS["max_ratio"].default)
 DEFAULT_THRESHOLDS = "0.1,0.15,0.2,0.25,0.3"
 HEADER = (
-    "| model | β | max_ratio | params kept | FLOPs kept | channels merged "
+    "| model | β | max_ratio | params kept | FLOPs kept | channels merged (identical) "
     "| worst primary drop | headline (fp32 → pruned) |\n|---|---|---|---|---|---|---|---|"
 )
 
@@ -75,17 +79,18 @@ def prepared(path: str) -> onnx.ModelProto:
 
 
 def table_row(
-    case: Case, threshold: float, max_ratio: float, summary: PruningSummary, result: TaskResult
+    case: Case, threshold: float, ratio: float | str, summary: PruningSummary, result: TaskResult
 ) -> str:
     """One Markdown row; the default setting is marked so the out-of-the-box result stands out."""
     worst = max(result.primary, key=lambda name: result.metric(name).drop)
     headline = result.metric(case.headline or result.primary[0])
-    default = (threshold, max_ratio) == DEFAULT_SETTING
+    default = (threshold, ratio) == DEFAULT_SETTING
     beta = f"**{threshold:g}** (default)" if default else f"{threshold:g}"
     return (
-        f"| {Path(case.model).parent.name} | {beta} | {max_ratio:g} "
+        f"| {Path(case.model).parent.name} | {beta} | {ratio if isinstance(ratio, str) else f'{ratio:g}'} "
         f"| {100 * summary.parameters_kept:.1f}% "
-        f"| {100 * summary.to_dict()['flops_kept']:.1f}% | {summary.channels_merged} "
+        f"| {100 * summary.to_dict()['flops_kept']:.1f}% "
+        f"| {summary.channels_merged} ({summary.channels_lossless}) "
         f"| {result.worst_primary_drop:+.2f} ({worst}) "
         f"| {headline.name} {headline.fp32:.2f} → {headline.compiled:.2f} |"
     )
@@ -109,7 +114,21 @@ def sweep(case: Case, settings: list[tuple[float, float]], args: argparse.Namesp
         result = evaluator(fp32, OrtRunner(pruned.SerializeToString()), data, **case.options)
         rows.append(table_row(case, threshold, max_ratio, summary, result))
         print(rows[-1], flush=True)
+    rows.append(measured_row(case, model, data, args))
+    print(rows[-1], flush=True)
     return rows
+
+
+def measured_row(case: Case, model: onnx.ModelProto, data: dict, args: argparse.Namespace) -> str:
+    """What the compile's search keeps at the default β and budget (data: calibration and evaluation)."""
+    recipe = build_recipe(
+        task={"name": case.evaluator, "options": case.options},
+        prune={"approximate": args.approximate, "protected": args.protect},
+    )
+    _, pruning = choose_pruning(PruneData(onnx.load(case.model), model, recipe, data, data))
+    chosen = pruning.search.chosen_max_ratio
+    label = f"**searched: {chosen:g}**" if chosen is not None else "**searched: unpruned**"
+    return table_row(case, pruning.summary.threshold, label, pruning.summary, pruning.accuracy.task)
 
 
 def machine_line() -> str:
@@ -130,7 +149,9 @@ def report(rows: list[str], args: argparse.Namespace) -> str:
             "",
             f"approximate={args.approximate}, protected={args.protect or 'none'}; worst primary drop "
             "is over all the evaluator's primary metrics (points; dB for psnr), pruned vs unpruned "
-            "fp32.",
+            "fp32. `searched`: what `edgeq compile --prune ifm` keeps (per β in 0.1, 0.25 the largest "
+            "max_ratio whose pruned model spends at most half the default budget, max_drop 1.0; then "
+            "the fewest parameters).",
             "",
             HEADER,
             *rows,

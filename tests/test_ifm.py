@@ -323,10 +323,10 @@ def test_progress_is_one_bar_and_a_summary_line_not_a_line_per_pass():
     progress = Progress(console=Console(file=shown, force_terminal=True, width=120))
     _, summary = merge_features(export(model, torch.randn(2, 12)), threshold=0.0, progress=progress)
     text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", shown.getvalue())  # the terminal's colour codes
-    assert summary.passes == len(PLANTED) and "IFM pass" not in text
+    assert summary.passes == 1 and "IFM pass" not in text  # every identical set merges in one pass
     assert "IFM: merging channel pairs" in text, "the passes advance one bar"
     (line,) = [line for line in text.splitlines() if "IFM: merged" in line]
-    assert f"merged {summary.channels_merged} channels in {summary.passes} passes" in line
+    assert f"merged {len(PLANTED)} channels ({len(PLANTED)} identical, 0 by similarity) in 1 pass," in line
 
 
 @settings(max_examples=8, deadline=None)
@@ -339,3 +339,15 @@ def test_any_planted_duplicate_set_merges_exactly(copies):
     pruned, summary = merge_features(original, threshold=0.0, max_ratio=1.0)
     assert summary.channels_merged == len(copies)
     assert_same_outputs(original, pruned, X_MLP)
+
+
+def test_identical_sets_merge_whole_and_uncapped_even_through_gelu():
+    torch.manual_seed(15)
+    model = mlp(nn.GELU(), hidden=24, inputs=48)
+    copies = {copy: (copy % 4, 1.0) for copy in range(4, 16)}  # four sets of four identical neurons
+    plant([(model[0].weight, model[0].bias)], copies)
+    original = export(model, torch.randn(2, 48))
+    pruned, summary = merge_features(original, threshold=0.5, max_ratio=0.01)
+    assert summary.channels_merged == summary.channels_lossless == len(copies)
+    assert summary.groups[0].similar == 0 and summary.passes == 1
+    assert_same_outputs(original, pruned, X_WIDE)

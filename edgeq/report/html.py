@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edgeq.measure.fidelity import OutputFidelity
 from edgeq.measure.tasks import TaskMetric, TaskResult
+from edgeq.passes.ifm.summary import PruneSearch
 from edgeq.report.charts import (
     COMPILED_COLOR,
     FP32_COLOR,
@@ -463,12 +464,13 @@ def _pruning(report: Report) -> Safe | None:
     pruning = report.pruning
     if pruning is None:
         return None
-    summary = pruning.summary
+    summary, search = pruning.summary, pruning.search
     totals = [
         [label, fmt(before), fmt(after), f"{after / before * 100:.1f}%" if before else "—"]
         for label, before, after in (
             ("parameters", summary.parameters_before, summary.parameters_after),
             ("FLOPs", summary.flops_before, summary.flops_after),
+            *([("bytes", search.bytes_before, search.bytes_after)] if search else []),
         )
     ]
     layers = [
@@ -479,6 +481,8 @@ def _pruning(report: Report) -> Safe | None:
             fmt(x.channels_after),
             fmt(x.parameters_before),
             fmt(x.parameters_after),
+            fmt(x.lossless_merged),
+            fmt(x.similar_merged),
             x.note,
         ]
         for x in summary.layers
@@ -496,11 +500,25 @@ def _pruning(report: Report) -> Safe | None:
                 ("passes", summary.passes),
                 ("channels merged", summary.channels_merged),
                 ("FLOPs not counted for", ", ".join(summary.flops_unknown_layers)),
+                *_search_values(search),
             ]
         ),
         table(["", "before", "after", "kept"], totals),
         table(
-            ["layer", "op", "channels before", "channels after", "params before", "params after", "note"],
+            ["β", "max ratio tried", "channels merged", "params kept", "worst cosine", "task drop"]
+            + ["verdict"],
+            [
+                [fmt(t.threshold, 2), fmt(t.max_ratio, 2), fmt(t.channels_merged)]
+                + [f"{100 * t.parameters_kept:.1f}%", fmt(t.worst_cosine, 4), fmt(t.task_drop, 2)]
+                + [t.problem or "fits"]
+                for t in search.trials
+            ],
+        )
+        if search
+        else None,
+        table(
+            ["layer", "op", "channels before", "channels after", "params before", "params after"]
+            + ["identical merged", "similar merged", "note"],
             layers,
         )
         if layers
@@ -514,6 +532,19 @@ def _pruning(report: Report) -> Safe | None:
         if task
         else None,
     )
+
+
+def _search_values(search: PruneSearch | None) -> list[tuple[str, object]]:
+    """How the merge amount was measured (docs/pruning.md): trials as max_ratio → problem or fits."""
+    if search is None:
+        return []
+    return [
+        ("chosen max ratio", search.chosen_max_ratio),
+        ("chosen threshold", search.chosen_threshold),
+        ("kept unpruned because", search.kept_unpruned_because),
+        ("budget share for pruning", search.budget_share),
+        ("identical merges reproduce outputs", search.lossless_verified),
+    ]
 
 
 def _engine(report: Report) -> Safe | None:

@@ -20,7 +20,7 @@ from edgeq.errors import InputError
 from edgeq.measure.fidelity import OutputFidelity
 from edgeq.measure.layers import LayerDamage
 from edgeq.measure.tasks import TaskResult
-from edgeq.passes.ifm.summary import PruningSummary
+from edgeq.passes.ifm.summary import PruneSearch, PruningSummary
 from edgeq.quant.mixed import LayerGroup
 from edgeq.quant.plan import NodeDecision
 from edgeq.runtime.machine import Machine
@@ -133,6 +133,7 @@ class Pruning:
     method: str
     summary: PruningSummary
     accuracy: Accuracy
+    search: PruneSearch | None = None  # how the amount was measured (None: reports before it)
 
 
 @dataclass
@@ -299,7 +300,8 @@ _DERIVED = {
     "TaskMetric": ("drop",),
     "TaskResult": ("worst_primary_drop",),
     "LayerDamage": ("own_sqnr_db",),
-    "PruningSummary": ("channels_merged", "parameters_kept"),
+    "PruningSummary": ("channels_merged", "channels_lossless", "parameters_kept"),
+    "GroupSummary": ("similar",),
 }
 
 

@@ -1,12 +1,8 @@
-"""Prune by Iterative Feature Merging, and measure what pruning alone cost against the fp32 model."""
+"""Prune by Iterative Feature Merging, the amount measured so the pruned model leaves budget to spare."""
 
 from __future__ import annotations
 
-from edgeq.measure.fidelity import compare_outputs
-from edgeq.measure.tasks import evaluate_task
-from edgeq.report.schema import Accuracy, Pruning
-from edgeq.runtime.session import OrtRunner
-from edgeq.source import sample_count
+from edgeq.report.schema import Pruning
 from edgeq.stages.base import Stage
 from edgeq.stages.state import CompileState
 
@@ -20,21 +16,31 @@ class Prune(Stage):
         settings = state.recipe.prune
         if settings is None:
             return state
-        from edgeq.passes.ifm import merge_features
+        from edgeq.stages.prune_search import PruneData, choose_pruning, most_trials
 
         with state.progress.stage("prune", "prune by iterative feature merging"):
-            pruned, summary = merge_features(
-                state.prepared,
-                threshold=settings.threshold,
-                max_ratio=settings.max_ratio,
-                protected=settings.protected,
-                approximate=settings.approximate,
-                progress=state.progress,
-            )
-            fp32 = OrtRunner(state.source.model.SerializeToString())
-            candidate = OrtRunner(pruned.SerializeToString())
-            outputs = compare_outputs(fp32.predict(state.evaluation), candidate.predict(state.evaluation))
-            task = evaluate_task(state.recipe, fp32, candidate, state.evaluation)
-            accuracy = Accuracy(sample_count(state.evaluation, pruned), outputs, task)
-            state.prepared, state.pruning = pruned, Pruning(settings.method, summary, accuracy)
+            with state.progress.bar("IFM: measuring merge amounts", most_trials(settings)) as advance:
+                state.prepared, state.pruning = choose_pruning(PruneData.of(state), advance)
+            state.progress.note(pruning_line(state.pruning))
         return state
+
+
+def pruning_line(pruning: Pruning) -> str:
+    """The one summary line: what merged at the chosen amount and what it cost, or why nothing did."""
+    search, summary = pruning.search, pruning.summary
+    if search.chosen_max_ratio is None:
+        return f"IFM: kept the unpruned model: {search.kept_unpruned_because}"
+    chosen = next(
+        t
+        for t in search.trials
+        if (t.max_ratio, t.threshold) == (search.chosen_max_ratio, search.chosen_threshold)
+    )
+    cost = f"task drop {chosen.task_drop:.3g}" if chosen.task_drop is not None else ""
+    beta = "" if chosen.threshold is None else f"β {chosen.threshold:g}, "
+    return (
+        f"IFM: {beta}max_ratio {chosen.max_ratio:g}: merged {summary.channels_merged} channels "
+        f"({summary.channels_lossless} identical, {summary.channels_merged - summary.channels_lossless} "
+        f"by similarity), parameters kept {100 * summary.parameters_kept:.1f}%, bytes "
+        f"{search.bytes_after / search.bytes_before:.2f}x; {cost}{', ' if cost else ''}worst cosine "
+        f"{chosen.worst_cosine:.5f} (pruning may spend {search.budget_share:g} of the budget)"
+    )

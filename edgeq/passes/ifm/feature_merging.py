@@ -29,21 +29,25 @@ def merge_features(
     max_ratio: float = 0.2,
     protected: Iterable[str] = (),
     approximate: bool = False,
+    lossless: bool = True,
     progress: Progress | None = None,
 ) -> tuple[onnx.ModelProto, PruningSummary]:
     """Data-free structured pruning by Iterative Feature Merging (Chen et al., ICLR 2024).
 
-    `progress` shows one bar over the channel pairs that may merge and a summary line.
-    `threshold` is β in the stopping rule min‖w_i−w_j‖² ≤ β·max‖w_k−w_l‖² per group; `max_ratio`
-    caps the share of a group's channels merged away; names in `protected` (tensors, weights or
-    nodes) and graph outputs keep their channels; `approximate` lets near-duplicates merge
-    through non-homogeneous activations (GELU, SiLU, ...), which changes outputs slightly.
-    Overcomplete groups (more channels than inputs per channel) merge identical channels only.
+    First every set of identical channels (equal incoming weights and bias; on positively homogeneous
+    streams such as ReLU, positive multiples too) merges into one: lossless, never capped (`lossless`
+    False skips it, so that max_ratio 0 describes the groups without changing the model). Then
+    near-duplicates merge by similarity: `threshold` is β in the stopping rule
+    min‖w_i−w_j‖² ≤ β·max‖w_k−w_l‖² per group, and `max_ratio` caps the share of a group's channels
+    merged away by similarity. Names in `protected` (tensors, weights or nodes) and graph outputs keep
+    their channels; `approximate` lets near-duplicates merge through non-homogeneous activations
+    (GELU, SiLU, ...), which changes outputs slightly. Overcomplete groups (more channels than inputs
+    per channel) merge identical channels only. `progress` shows one bar and a summary line.
 
     Defaults β = 0.25, max_ratio = 0.2: once a wide layer starts merging, averaging pulls merged
     channels closer to the rest and it merges up to the cap, so β decides whether a layer is
-    redundant at all and the cap how much goes. The cap is conservative because layers that are
-    not over-wide lose accuracy fast (examples/ifm_results.md: the binary AE).
+    redundant at all and the cap how much goes. The pass has no data, so the cap is conservative;
+    a compile chooses it by measurement instead (edgeq.stages.prune_search).
     """
     report = progress or Progress(enabled=False)
     original = onnx.shape_inference.infer_shapes(model)
@@ -56,8 +60,10 @@ def merge_features(
         if group.mergeable
     ]
     report.note(f"IFM: {len(groups)} channel groups, {len(mergers)} mergeable")
-    with report.bar("IFM: merging channel pairs", sum(merger.limit for merger in mergers)) as advance:
-        passes = _merge_round_robin(mergers, weights, threshold, advance)
+    passes = _merge_round_robin(mergers, lambda merger: lossless and merger.merge_identical(weights))
+    similar_total = sum(0 if merger.exact_only else merger.limit for merger in mergers)
+    with report.bar("IFM: merging channel pairs", similar_total) as advance:
+        passes += _merge_round_robin(mergers, lambda merger: merger.try_similar(weights, threshold), advance)
     for merger in mergers:
         merger.finish(weights)
     changed = [merger for merger in mergers if merger.merged]
@@ -65,7 +71,9 @@ def merge_features(
     summary = _summarise(original, pruned, groups, mergers, threshold, max_ratio, approximate)
     summary.passes = passes
     report.note(
-        f"IFM: merged {summary.channels_merged} channels in {passes} passes, "
+        f"IFM: merged {summary.channels_merged} channels ({summary.channels_lossless} identical, "
+        f"{summary.channels_merged - summary.channels_lossless} by similarity) in {passes} "
+        f"pass{'' if passes == 1 else 'es'}, "
         f"parameters kept {100 * summary.parameters_kept:.1f}%"
     )
     return pruned, summary
@@ -77,12 +85,15 @@ def _working_weights(index: StreamIndex, groups: list[ChannelGroup]) -> Weights:
 
 
 def _merge_round_robin(
-    mergers: list[GroupMerger], weights: Weights, threshold: float, advance: Callable[[], None]
+    mergers: list[GroupMerger],
+    merge_one: Callable[[GroupMerger], int],
+    advance: Callable[[], None] = lambda: None,
 ) -> int:
-    """One pair per group per pass, distances recomputed each time, until nothing merges."""
+    """Each group merges once per pass (one pair, or every identical set), distances recomputed each
+    time, until nothing merges; returns the passes that merged."""
     passes = 0
     while True:
-        merged = sum(merger.try_merge(weights, threshold) for merger in mergers)
+        merged = sum(merge_one(merger) for merger in mergers)
         if not merged:
             return passes
         passes += 1
@@ -129,8 +140,13 @@ def _summarise(
                 sorted({slot.initializer for slot in group.slots}),
                 reason,
                 merger.exact_only_because if merger else None,
+                lossless=merger.lossless if merger else 0,
             )
         )
+    for merger in mergers:
+        for layer in summary.layers:
+            if any(s.role == "incoming" and s.node == layer.node for s in merger.group.slots):
+                layer.lossless_merged, layer.similar_merged = merger.lossless, merger.similar
     summary.parameters_before = model_parameters(original)
     summary.parameters_after = model_parameters(pruned)
     summary.flops_before = sum(layer.flops_before or 0 for layer in layers)

@@ -25,8 +25,10 @@ import numpy as np
 
 from edgeq.passes.ifm.channel_groups import ChannelGroup
 
-# Squared distances below this fraction of the largest squared feature norm count as identical.
-EXACT_TOLERANCE = 1e-10
+# Two channels are identical when their incoming weights (biases included, after canonical scaling
+# on homogeneous streams) differ by at most this fraction of the larger one's norm: float32 rounding
+# of an exact copy or a positive multiple is ~1e-7, while distinct trained filters differ by > 1e-3.
+EXACT_TOLERANCE = 1e-6
 _TINY = 1e-30
 
 Weights = dict[str, np.ndarray]
@@ -34,14 +36,17 @@ Weights = dict[str, np.ndarray]
 
 @dataclass
 class GroupMerger:
-    """Merge bookkeeping for one group; `weights` are float64 copies shared by all groups."""
+    """Merge bookkeeping for one group; `weights` are float64 copies shared by all groups.
+
+    `limit` caps merges by similarity only: merging identical channels is lossless and never capped."""
 
     group: ChannelGroup
     exact_only_because: str | None
     limit: int
     counts: np.ndarray
     scales: np.ndarray | None = None  # summed canonical scales of each channel's members
-    merged: int = 0
+    lossless: int = 0
+    similar: int = 0
 
     @classmethod
     def start(
@@ -62,25 +67,34 @@ class GroupMerger:
     def exact_only(self) -> bool:
         return self.exact_only_because is not None
 
-    def try_merge(self, weights: Weights, threshold: float) -> bool:
-        """Merge one pair if allowed: identical features first (lossless), then the paper's
-        closest pair under min‖w_i−w_j‖² ≤ β·max‖w_k−w_l‖² unless only exact merges are allowed."""
-        if self.merged >= self.limit or self.counts.size < 2:
+    @property
+    def merged(self) -> int:
+        return self.lossless + self.similar
+
+    def merge_identical(self, weights: Weights) -> int:
+        """Merge every set of channels computing the same feature into its first member (lossless);
+        returns how many channels went. Drops run from the last index down, so none shifts a pair
+        still to merge."""
+        if self.counts.size < 2:
+            return 0
+        roots = identical_roots(channel_features(self.group, weights, self.counts, ("incoming", "bias")))
+        drops = [int(drop) for drop in np.flatnonzero(roots != np.arange(roots.size))]
+        for drop in reversed(drops):
+            self.merge_pair(weights, int(roots[drop]), drop)
+        self.lossless += len(drops)
+        return len(drops)
+
+    def try_similar(self, weights: Weights, threshold: float) -> bool:
+        """Merge the paper's closest pair under min‖w_i−w_j‖² ≤ β·max‖w_k−w_l‖², within the cap and
+        unless only exact merges are allowed."""
+        if self.exact_only or self.similar >= self.limit or self.counts.size < 2:
             return False
-        pair = self.identical_pair(weights)
-        if pair is None and not self.exact_only:
-            pair = self.close_pair(weights, threshold)
+        pair = self.close_pair(weights, threshold)
         if pair is None:
             return False
         self.merge_pair(weights, *pair)
+        self.similar += 1
         return True
-
-    def identical_pair(self, weights: Weights) -> tuple[int, int] | None:
-        """Two channels computing the same feature: equal incoming weights, biases included."""
-        features = channel_features(self.group, weights, self.counts, ("incoming", "bias"))
-        keep, drop, closest, _ = closest_pair(features)
-        scale = max(np.square(features).sum(axis=1).max(), _TINY)
-        return (keep, drop) if closest <= EXACT_TOLERANCE * scale else None
 
     def close_pair(self, weights: Weights, threshold: float) -> tuple[int, int] | None:
         """The paper's rule on incoming rows and outgoing columns (biases left out), each side
@@ -105,7 +119,6 @@ class GroupMerger:
         if self.scales is not None:
             self.scales[keep] += self.scales[drop]
             self.scales = np.delete(self.scales, drop)
-        self.merged += 1
 
     def finish(self, weights: Weights) -> None:
         """Undo the canonical scaling: unmerged channels get their original weights back."""
@@ -184,14 +197,32 @@ def balanced_features(group: ChannelGroup, weights: Weights, counts: np.ndarray)
     return np.concatenate(sides, axis=1)
 
 
-def closest_pair(features: np.ndarray) -> tuple[int, int, float, float]:
-    """Closest pair (lower index first), its squared distance and the largest one, via
-    D_ij = A_ij + A_ji − A_ii − A_jj = −‖w_i − w_j‖² with A = F Fᵀ."""
+def pair_distances(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Squared distances between all channel pairs, ‖w_i − w_j‖² = A_ii + A_jj − A_ij − A_ji with
+    A = F Fᵀ, and each channel's squared norm."""
     gram = features @ features.T
     norms = np.diag(gram).copy()
-    closeness = gram + gram.T - norms[:, None] - norms[None, :]
-    np.fill_diagonal(closeness, -np.inf)
-    keep, drop = sorted(np.unravel_index(np.argmax(closeness), closeness.shape))
-    closest = max(-float(closeness[keep, drop]), 0.0)
-    np.fill_diagonal(closeness, np.inf)
-    return int(keep), int(drop), closest, -float(closeness.min())
+    return np.maximum(norms[:, None] + norms[None, :] - gram - gram.T, 0.0), norms
+
+
+def identical_roots(features: np.ndarray) -> np.ndarray:
+    """For each channel, the first channel identical to it (itself if none): distance at most
+    EXACT_TOLERANCE of the larger norm."""
+    distances, norms = pair_distances(features)
+    scale = np.maximum(np.maximum(norms[:, None], norms[None, :]), _TINY)
+    identical = distances <= EXACT_TOLERANCE**2 * scale
+    roots = np.arange(len(features))
+    for channel in range(1, len(features)):
+        earlier = np.flatnonzero(identical[:channel, channel])
+        if earlier.size:
+            roots[channel] = roots[earlier[0]]
+    return roots
+
+
+def closest_pair(features: np.ndarray) -> tuple[int, int, float, float]:
+    """Closest pair (lower index first), its squared distance and the largest one."""
+    distances, _ = pair_distances(features)
+    farthest = float(distances.max())
+    np.fill_diagonal(distances, np.inf)
+    keep, drop = sorted(np.unravel_index(np.argmin(distances), distances.shape))
+    return int(keep), int(drop), float(distances[keep, drop]), farthest

@@ -37,6 +37,8 @@ class LayerSummary:
     flops_before: int | None
     flops_after: int | None
     note: str = ""
+    lossless_merged: int = 0  # output channels removed as identical to another (no change in outputs)
+    similar_merged: int = 0  # output channels removed as near-duplicates (measured, see PruneSearch)
 
 
 @dataclass
@@ -52,6 +54,11 @@ class GroupSummary:
     weights: list[str]
     left_alone_because: str | None = None
     exact_only_because: str | None = None
+    lossless: int = 0  # of `merged`, channels identical to another: merged without changing outputs
+
+    @property
+    def similar(self) -> int:
+        return self.merged - self.lossless
 
 
 @dataclass
@@ -75,15 +82,53 @@ class PruningSummary:
         return sum(group.merged for group in self.groups)
 
     @property
+    def channels_lossless(self) -> int:
+        return sum(group.lossless for group in self.groups)
+
+    @property
     def parameters_kept(self) -> float:
         return self.parameters_after / self.parameters_before if self.parameters_before else 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {
             "channels_merged": self.channels_merged,
+            "channels_lossless": self.channels_lossless,
             "parameters_kept": self.parameters_kept,
             "flops_kept": self.flops_after / self.flops_before if self.flops_before else 1.0,
         }
+
+
+@dataclass
+class PruneTrial:
+    """One merge amount the compile measured: the pruned fp32 model against the unpruned one."""
+
+    max_ratio: float  # 0: identical channels only
+    channels_merged: int
+    parameters_kept: float
+    bytes: int
+    worst_cosine: float
+    task_drop: float | None
+    problem: str | None  # why it spends more than pruning's share of the budget, or None
+    threshold: float | None = None  # β of the similarity merges (None: identical channels only)
+
+
+@dataclass
+class PruneSearch:
+    """How the compile chose the amount of merging: per β the largest measured `max_ratio` whose
+    pruned model spends at most `budget_share` of the accuracy budget (the rest is left to
+    quantization), then the one keeping the fewest parameters."""
+
+    budget_share: float
+    ratio_cap: float
+    cap_from_recipe: bool
+    trials: list[PruneTrial] = field(default_factory=list)
+    chosen_max_ratio: float | None = None  # None: the unpruned model was kept
+    chosen_threshold: float | None = None  # β of the kept model (None: identical merges only)
+    lossless_verified: bool | None = None  # identical-channel merges reproduced the outputs
+    lossless_max_abs: float | None = None  # their largest output difference on calibration data
+    bytes_before: int = 0
+    bytes_after: int = 0
+    kept_unpruned_because: str | None = None
 
 
 def layer_costs(model: onnx.ModelProto) -> list[LayerCost]:
