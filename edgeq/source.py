@@ -14,6 +14,7 @@ from edgeq.errors import InputError
 from edgeq.feeds import to_arrays
 from edgeq.frontend.onnx_load import input_signatures, load_onnx
 from edgeq.graph import model_bytes
+from edgeq.optional import require_torch
 from edgeq.recipe import Recipe
 
 
@@ -42,9 +43,7 @@ def load_source(model, example_inputs, input_names, output_names) -> SourceModel
             len(serialized),
             model.graph.name or "model",
         )
-    import torch
-
-    if isinstance(model, torch.nn.Module):
+    if _is_torch_module(model):
         from edgeq.frontend.torch_export import export_torch
 
         if example_inputs is None:
@@ -59,6 +58,13 @@ def load_source(model, example_inputs, input_names, output_names) -> SourceModel
             type(model).__name__,
         )
     raise InputError(f"cannot compile a {type(model).__name__}: give an ONNX path, ModelProto or nn.Module")
+
+
+def _is_torch_module(model: Any) -> bool:
+    """An nn.Module, recognised without importing torch (an ONNX-only install has none)."""
+    if not any(cls.__module__.startswith("torch") for cls in type(model).__mro__):
+        return False
+    return isinstance(model, require_torch("exporting a torch module").nn.Module)
 
 
 def load_data(

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-import torch
 
 from edgeq.errors import InputError, ParityError
 from edgeq.frontend.onnx_load import check_model
 from edgeq.measure.fidelity import cosine
+from edgeq.optional import require_torch
+
+torch = require_torch("exporting a torch module")
 
 OPSET = 17
 

@@ -9,6 +9,7 @@ from typing import Any
 from edgeq.backends.registry import backend_for
 from edgeq.errors import InputError
 from edgeq.frontend.onnx_load import fits_protobuf
+from edgeq.optional import require_torch
 from edgeq.progress import Progress
 from edgeq.recipe import Recipe
 from edgeq.source import load_data, load_source
@@ -33,6 +34,8 @@ def intake(
     """Read and check every input (bad ones are refused in one line) and what this machine lacks.
 
     `calib_data`/`eval_data`: the API's in-memory data (arrays, dicts, iterables), instead of files."""
+    if recipe.methods.adaround:  # refused before any work on an install without the torch extra
+        require_torch("AdaRound (methods.adaround)")
     target = load_target(recipe.target)
     backend = backend_for(target)
     with progress.stage("load", "load model"):
