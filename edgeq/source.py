@@ -42,7 +42,7 @@ def load_source(
         return _hf_source(Path(model), pooling or "none")
     if isinstance(model, str | Path) and Path(model).is_dir():
         raise InputError(
-            f"{model} is a folder without config.json: give an .onnx file or a Hugging Face "
+            f"{model} is a directory without config.json: give an .onnx file or a Hugging Face "
             "save_pretrained folder"
         )
     if isinstance(model, str | Path):
