@@ -322,7 +322,8 @@ def line_chart(
     values = [v for s in series for v in s.values if v is not None]
     low, high = min(values, default=0.0), max(values, default=1.0)
     margin = (high - low) * 0.08
-    y_axis = _axis(low - margin, high + margin, bottom, top)
+    floor = low - margin if low < 0 or low - margin >= 0 else 0.0  # latency and sizes never below zero
+    y_axis = _axis(floor, high + margin, bottom, top)
     slots = max(len(x_labels) - 1, 1)
     x_of = [left + 20 + (right - left - 40) * i / slots for i in range(len(x_labels))]
     parts = _y_axis(y_axis, left, right, y_caption)
@@ -385,8 +386,15 @@ def _line(
     return parts
 
 
-def scatter_chart(title: str, points: Sequence[ScatterPoint], x_caption: str, y_caption: str) -> Safe:
-    """Runs as dots; the Pareto front is joined and labelled, regressions are ringed in red."""
+def scatter_chart(
+    title: str,
+    points: Sequence[ScatterPoint],
+    x_caption: str,
+    y_caption: str,
+    y_higher_is_better: bool = True,
+) -> Safe:
+    """Runs as dots, better up and right; the Pareto front is joined and labelled (labels placed so
+    none collide), regressions are ringed in red."""
     left, right, top, bottom = 72, 600, 36, 300
     x_axis = _axis(
         min((p.x for p in points), default=0.0),
@@ -397,8 +405,7 @@ def scatter_chart(title: str, points: Sequence[ScatterPoint], x_caption: str, y_
     y_axis = _axis(
         min((p.y for p in points), default=0.0),
         max((p.y for p in points), default=1.0),
-        bottom,
-        top,
+        *((bottom, top) if y_higher_is_better else (top, bottom)),
     )
     parts = _x_axis(x_axis, bottom, top, x_caption) + _y_axis(y_axis, left, right, y_caption)
     parts.append(_text(8, 16, title, font_weight=600))
@@ -416,6 +423,7 @@ def scatter_chart(title: str, points: Sequence[ScatterPoint], x_caption: str, y_
                 class_="pareto-front",
             )
         )
+    labels: list[_Label] = []
     for point in points:
         x, y = x_axis.px(point.x), y_axis.px(point.y)
         dot = el(
@@ -431,16 +439,9 @@ def scatter_chart(title: str, points: Sequence[ScatterPoint], x_caption: str, y_
         )
         parts.append(el("a", dot, href=point.href) if point.href else dot)
         if point.on_front or point.flagged:
-            on_right_half = x > (left + right) / 2
-            parts.append(
-                _text(
-                    x - 9 if on_right_half else x + 9,
-                    y - 8,
-                    point.label,
-                    "end" if on_right_half else "start",
-                    font_size=11,
-                )
-            )
+            labels.append(_Label(x, y, point.label))
+    legend_box = (right - 190, 12, right + 40, 30)
+    parts += _placed_labels(labels, left, right, top, bottom, [legend_box])
     legend = [(FRONT_COLOR, "Pareto front"), (ALERT_COLOR, "regression")]
     for index, (color, name) in enumerate(legend):
         parts.append(
@@ -484,13 +485,17 @@ def _placed_labels(
     taken = [*reserved, *((label.x - 7, label.y - 7, label.x + 7, label.y + 7) for label in labels)]
     parts: list[Safe] = []
     offsets = [(9, 4), (-9, 4), (9, -9), (9, 17), (-9, -9), (-9, 17), (9, -22), (9, 30), (-9, -22), (-9, 30)]
+    placed: set[tuple[float, float, str]] = set()
     for label in sorted(labels, key=lambda item: (not item.bold, item.y)):
+        if (label.x, label.y, label.text) in placed:
+            continue  # two runs at one spot with one label: print it once
+        placed.add((label.x, label.y, label.text))
         width = text_width(label.text, 11, label.bold)
         spot = None
         for dx, dy in offsets:
             x0 = label.x + dx if dx > 0 else label.x + dx - width
             box = (x0, label.y + dy - 10, x0 + width, label.y + dy + 2)
-            inside = box[0] >= left + 2 and box[2] <= right + 36 and box[1] >= top - 20 and box[3] <= bottom
+            inside = box[0] >= left + 2 and box[2] <= right + 36 and box[1] >= top - 4 and box[3] <= bottom
             if inside and not any(_overlap(box, other) for other in taken):
                 spot = (box, dx, dy)
                 break

@@ -34,8 +34,9 @@ _STYLE = Safe((Path(__file__).with_name("report.css")).read_text(encoding="utf-8
 _NESTED_DIM = re.compile(r"^(?P<metric>.+)@(?P<dim>\d+)$")
 
 
-def html_page(title: str, *body: Child, script: Safe | None = None) -> str:
-    """A complete document around `body`; shared by the report and the dashboard."""
+def html_page(title: str, *body: Child, script: Safe | None = None, wide: bool = False) -> str:
+    """A complete document around `body`; shared by the report and the dashboard (`wide`: the
+    whole window, for its many-column table)."""
     head = el(
         "head",
         Safe('<meta charset="utf-8">'),
@@ -46,7 +47,11 @@ def html_page(title: str, *body: Child, script: Safe | None = None) -> str:
     return "<!DOCTYPE html>\n" + el(
         "html",
         head,
-        el("body", el("main", *body), el("script", script) if script else None),
+        el(
+            "body",
+            el("main", *body, class_="wide" if wide else None),
+            el("script", script) if script else None,
+        ),
         lang="en",
     )
 
