@@ -17,7 +17,7 @@ from rich.table import Table
 
 from edgeq.backends.tensorrt import NEEDS_TENSORRT, tensorrt_available
 from edgeq.calibdata.command import calib_command
-from edgeq.dashboard.commands import dashboard_command, log_to_mlflow
+from edgeq.dashboard.commands import MLFLOW_MISSING, dashboard_command, log_to_mlflow
 from edgeq.errors import EdgeqError, GateError, InputError, Interrupted, terminal_safe
 from edgeq.recipe import Recipe, load_recipe
 from edgeq.report.command import report_command
@@ -174,7 +174,7 @@ def compile_command(
     from edgeq.report.summary import print_summary
 
     if to_mlflow and importlib.util.find_spec("mlflow") is None:
-        raise InputError("--mlflow needs the mlflow package: pip install mlflow")
+        raise InputError(MLFLOW_MISSING)  # refused before any work
     base, recipe_model = load_recipe(recipe_path) if recipe_path else (Recipe(), None)
     model = model or recipe_model
     if model is None:
