@@ -261,6 +261,10 @@ def test_crowded_candidates_get_labels_that_neither_collide_nor_clip() -> None:
     assert not _overlapping(boxes)
     width = float(chart.get("width"))
     assert all(box[0] >= 0 and box[2] <= width for box in boxes)
+    # fp32 at the fastest speed: its line's label turns to the left instead of leaving the chart
+    slow = [TradeoffPoint("int8", 0.7, 0.999, False, True), TradeoffPoint("fp32", 1.0, 1.0, True, True)]
+    edge = ET.fromstring(tradeoff_chart("slow", slow, "worst output cosine", True, None))
+    assert all(box[2] <= float(edge.get("width")) for box in _boxes(edge))
 
 
 def test_long_bar_labels_are_not_clipped() -> None:

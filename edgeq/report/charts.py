@@ -548,8 +548,10 @@ def tradeoff_chart(
     parts.append(_text(8, 16, title, font_weight=600))
     one = x_axis.px(1.0)
     parts.append(el("line", x1=one, x2=one, y1=top, y2=bottom, stroke=MUTED_COLOR, stroke_dasharray="3 3"))
-    parts.append(_text(one + 4, top + 12, "fp32 speed", font_size=11, fill=MUTED_COLOR))
-    reserved = [(one + 4, top + 2, one + 4 + text_width("fp32 speed", 11), top + 14)]
+    width = text_width("fp32 speed", 11)
+    start = one + 4 if one + 4 + width <= right + 36 else one - 4 - width  # right of the line, if it fits
+    parts.append(_text(start, top + 12, "fp32 speed", font_size=11, fill=MUTED_COLOR))
+    reserved = [(start, top + 2, start + width, top + 14)]
     if budget is not None:
         y, text = y_axis.px(budget), f"budget {budget:g}"
         parts.append(el("line", x1=left, x2=right, y1=y, y2=y, stroke=ALERT_COLOR, stroke_dasharray="6 3"))
