@@ -114,4 +114,7 @@ def log_to_mlflow(report: Report) -> str:
             return run.info.run_id
     except Exception as exc:  # noqa: BLE001 - MLflow's store and URI errors are many types; the user needs its words
         first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-        raise InputError(f"MLflow logging to {mlflow.get_tracking_uri()} failed: {first} (the compile's outputs are written)") from None
+        where = mlflow.get_tracking_uri()
+        raise InputError(
+            f"MLflow logging to {where} failed: {first} (the compile's outputs are written)"
+        ) from None
