@@ -75,7 +75,7 @@ def test_dashboard_renders_runs_and_charts(browser: webdriver.Chrome, base_url: 
     section = browser.find_element(By.ID, "runs-section")
     assert browser.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth", section)
     charts = browser.find_elements(By.CSS_SELECTOR, "svg.chart")
-    assert len(charts) == 3 + 3  # latency history per model/target, a Pareto front per model
+    assert len(charts) == 2 + 3  # latency history per series of two runs or more, a Pareto front per model
     assert all(chart.size["width"] > 300 and chart.size["height"] > 150 for chart in charts)
     assert len(browser.find_elements(By.CSS_SELECTOR, "#history polyline")) >= 2
     assert (

@@ -128,7 +128,7 @@ def test_filters_and_history(store: RunStore) -> None:
         "gpu-tensorrt",
         "cpu-x86-avx2",
     ]
-    history = store.history("mrl_encoder/model", "cpu-x86-avx2")
+    history = [store.get(run.run_id) for run in store.list_runs("mrl_encoder/model", "cpu-x86-avx2")]
     assert [report.decision.chosen for report in history] == ["int8-static-per-tensor", "int4-planned"]
     recipe = store.summary(load_report(MRL).run_id).recipe_hash
     assert [run.run_id for run in store.list_runs(recipe=recipe)] == [load_report(MRL).run_id]

@@ -10,7 +10,8 @@ from edgeq.errors import InputError
 from edgeq.report.charts import COMPILED_COLOR, FP32_COLOR, ScatterPoint, Series, line_chart, scatter_chart
 from edgeq.report.html import html_page, verdict_badge
 from edgeq.report.markup import Child, Safe, el, fmt, fmt_times
-from edgeq.store.runs import Regression, RunStore, RunSummary
+from edgeq.report.schema import Report
+from edgeq.store.runs import Regression, RunStore, RunSummary, series_key
 
 # Sort on a header click (numbers as numbers, unmeasured last) and filter rows on any column.
 TABLE_SCRIPT = Safe(
@@ -235,33 +236,45 @@ def _run_row(run: RunSummary, regression: Regression | None) -> Safe:
 
 
 def _history_section(store: RunStore, runs: list[RunSummary]) -> Safe | None:
-    """Batch-1 p50 latency over time, one chart per model/target shown."""
-    pairs = list(dict.fromkeys((run.model, run.target) for run in runs))
+    """Batch-1 p50 latency over time, one chart per series (model content, target, recipe) with two
+    runs or more: a line through an int8 run and an int4 run would be a trend of two recipes."""
+    series_runs: dict[tuple[str, str, str | None], list[RunSummary]] = {}
+    for run in runs:
+        series_runs.setdefault(series_key(run), []).append(run)
     charts = []
-    for model, target in pairs:
-        try:
-            reports = store.history(model, target)
-        except InputError:
-            continue  # a stored report that no longer reads; its run is still listed
-        labels = [r.created[5:16].replace("T", " ") for r in reports]
+    for members in series_runs.values():
+        reports = [report for run in members if (report := _readable(store, run.run_id)) is not None]
         headlines = [r.headline_latency for r in reports]
+        if sum(e is not None for e in headlines) < 2:
+            continue
         series = [
             Series(f"{side} p50", [getattr(e, side).p50_ms if e else None for e in headlines], color)
             for side, color in (("fp32", FP32_COLOR), ("compiled", COMPILED_COLOR))
         ]
-        if any(v is not None for s in series for v in s.values):
-            charts.append(
-                line_chart(
-                    f"{model} on {target}: latency at batch 1",
-                    labels,
-                    series,
-                    "run (created, UTC)",
-                    "p50 latency (ms)",
-                )
+        first = members[0]
+        recipe = " ".join(filter(None, [f"int{first.bits}" if first.bits else None, first.prune]))
+        charts.append(
+            line_chart(
+                f"{first.model} on {first.target} · recipe {(first.recipe_hash or '—')[:8]} {recipe}",
+                [r.created[5:16].replace("T", " ") for r in reports],
+                series,
+                "run (created, UTC)",
+                "p50 latency at batch 1 (ms)",
             )
+        )
     if not charts:
         return None
-    return el("section", el("h2", "Latency history"), el("div", charts, class_="charts"), id="history")
+    return el(
+        "section", el("h2", "Latency history, per series"), el("div", charts, class_="charts"), id="history"
+    )
+
+
+def _readable(store: RunStore, run_id: str) -> Report | None:
+    """A stored report, or None when it no longer reads (its run is still listed in the table)."""
+    try:
+        return store.get(run_id)
+    except InputError:
+        return None
 
 
 def pareto_flags(points: list[tuple[float, float]], y_higher_is_better: bool) -> list[bool]:

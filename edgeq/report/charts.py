@@ -325,7 +325,7 @@ def line_chart(
     title: str, x_labels: Sequence[str], series: Sequence[Series], x_caption: str, y_caption: str
 ) -> Safe:
     """Lines over evenly spaced categories (nested dims, runs), values printed while they fit."""
-    left, right, top, bottom = 64, 600, 40, 250
+    left, right, top, bottom = 64, 600, 46, 256
     values = [v for s in series for v in s.values if v is not None]
     low, high = min(values, default=0.0), max(values, default=1.0)
     margin = (high - low) * 0.08
@@ -344,9 +344,9 @@ def line_chart(
     for number, line in enumerate(series):
         parts.extend(_line(line, x_of, y_axis, places[number], print_values=len(x_of) <= 12))
         legend_x = right - 150 * (len(series) - number)
-        parts.append(el("rect", x=legend_x, y=22, width=12, height=4, fill=line.color))
-        parts.append(_text(legend_x + 16, 28, line.name))
-    return _svg(right + 16, bottom + 48, title, *parts)
+        parts.append(el("rect", x=legend_x, y=27, width=12, height=4, fill=line.color))
+        parts.append(_text(legend_x + 16, 33, line.name))
+    return _svg(right + 40, bottom + 48, title, *parts)
 
 
 def _value_places(series: Sequence[Series]) -> list[list[str | None]]:
@@ -377,8 +377,13 @@ def _line(
     if len(points) > 1:
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y, _, _ in points)
         parts.append(el("polyline", points=path, fill="none", stroke=line.color, stroke_width=2))
+    low_px, high_px = max(axis.start_px, axis.end_px), min(axis.start_px, axis.end_px)
     for index, (x, y, value, place) in enumerate(points):
         parts.append(el("circle", cx=x, cy=y, r=3.5, fill=line.color, class_="point"))
+        if place == "below" and y + 17 > low_px + 4:
+            place = "above"  # under the dot would run into the axis' tick labels
+        elif place == "above" and y - 18 < high_px - 6:
+            place = "below"  # over the dot would run into the legend
         if place and (print_values or index == len(points) - 1):
             parts.append(
                 _text(

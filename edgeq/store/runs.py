@@ -326,15 +326,6 @@ class RunStore:
             row = connection.execute(f"SELECT {_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return RunSummary.from_row(row) if row else None
 
-    def history(self, model: str, target: str) -> list[Report]:
-        """Full reports of one model on one target, oldest first: the data behind trend charts."""
-        with self._connect() as connection:
-            rows = connection.execute(
-                "SELECT report_json FROM runs WHERE model = ? AND target = ? ORDER BY created, run_id",
-                (model, target),
-            ).fetchall()
-        return [_read(row) for row in rows]
-
     def regressions(
         self, threshold: float = 0.1, cosine_tolerance: float = 0.002, drop_tolerance: float = 0.5
     ) -> list[Regression]:
