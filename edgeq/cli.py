@@ -17,7 +17,7 @@ from rich.table import Table
 
 from edgeq.backends.tensorrt import NEEDS_TENSORRT, tensorrt_available
 from edgeq.calibdata.command import calib_command
-from edgeq.dashboard.commands import dashboard_command, log_to_mlflow
+from edgeq.dashboard.commands import MLFLOW_MISSING, dashboard_command, log_to_mlflow
 from edgeq.errors import EdgeqError, GateError, InputError, Interrupted, terminal_safe
 from edgeq.recipe import Recipe, load_recipe
 from edgeq.report.command import report_command
@@ -66,7 +66,7 @@ def cli() -> None:
 
 
 @cli.command("compile")
-@click.argument("model", required=False, type=click.Path(dir_okay=False))
+@click.argument("model", required=False, type=click.Path())
 @click.option("-o", "--out", type=click.Path(file_okay=True), help="Output directory (must not exist).")
 @click.option(
     "--recipe", "recipe_path", type=click.Path(dir_okay=False), help="Recipe YAML; flags override it."
@@ -96,6 +96,12 @@ def cli() -> None:
     "--mode",
     type=click.Choice(["auto", "static", "dynamic"]),
     help="INT8 lowering: static QDQ, dynamic, or auto (measure both, keep the best).",
+)
+@click.option(
+    "--pooling",
+    type=click.Choice(["cls", "mean", "none"]),
+    help="Hugging Face folder: sentence embedding from the CLS token or the masked mean (default: none, "
+    "per-token states).",
 )
 @click.option("--prune", type=click.Choice(["ifm"]), help="Prune by iterative feature merging first.")
 @click.option(
@@ -140,6 +146,7 @@ def compile_command(
     block_size,
     analyze,
     mode,
+    pooling,
     prune,
     prune_threshold,
     prune_max_ratio,
@@ -155,7 +162,8 @@ def compile_command(
     to_mlflow,
     quiet,
 ) -> None:
-    """Compile MODEL (an .onnx file) for a target and measure it against fp32.
+    """Compile MODEL (an .onnx file, or a local Hugging Face encoder folder) for a target and
+    measure it against fp32.
 
     Writes OUT/model.onnx (+ model.ort), OUT/report.json, OUT/report.html and OUT/recipe.yaml. Exit
     codes: 0 ok, 2 bad input or an option the target cannot honour (refused before any work), 3 a
@@ -166,6 +174,7 @@ def compile_command(
     Examples:
       edgeq compile model.onnx --target cpu-x86-avx2 --calib calib.npz -o out/model
       edgeq compile --recipe examples/mrl_encoder/recipe.yaml -o out/mrl --bits 4 --force
+      edgeq compile ./my-minilm/ --pooling mean --calib tokens.npz -o out/minilm
       edgeq compile model.onnx --calib calib.npz --task mrl-retrieval --task-option 'dims=[8,16]' \\
           --max-drop 1.0 -o out/gated
     """
@@ -173,7 +182,7 @@ def compile_command(
     from edgeq.report.summary import print_summary
 
     if to_mlflow and importlib.util.find_spec("mlflow") is None:
-        raise InputError("--mlflow needs the mlflow package: pip install mlflow")
+        raise InputError(MLFLOW_MISSING)  # refused before any work
     base, recipe_model = load_recipe(recipe_path) if recipe_path else (Recipe(), None)
     model = model or recipe_model
     if model is None:
@@ -208,6 +217,7 @@ def compile_command(
         reference=reference,
         bits=int(bits) if bits else None,
         mode=mode,
+        pooling=pooling,
         block_size=block_size,
         analyze=True if analyze else None,
         calibration=calibration or None,

@@ -143,6 +143,9 @@ class Recipe:
     block_size: int = 32
     analyze: bool = False
     mode: Literal["auto", "static", "dynamic"] = "auto"
+    pooling: Literal["cls", "mean", "none"] | None = None
+    """A Hugging Face model folder's output: per-token states (none, the default) or a sentence
+    embedding (cls token, or mean over the attention mask)."""
     calibration: Calibration = field(default_factory=Calibration)
     methods: Methods = field(default_factory=Methods)
     exclude: list[str] = field(default_factory=list)

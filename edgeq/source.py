@@ -12,8 +12,10 @@ import onnx
 from edgeq.data import Arrays, load_npz, split, validate
 from edgeq.errors import InputError
 from edgeq.feeds import to_arrays
+from edgeq.frontend.hf_folder import export_hf_folder, folder_digest, is_hf_folder
 from edgeq.frontend.onnx_load import input_signatures, load_onnx
 from edgeq.graph import model_bytes
+from edgeq.optional import require_torch
 from edgeq.recipe import Recipe
 
 
@@ -26,7 +28,23 @@ class SourceModel:
     name: str
 
 
-def load_source(model, example_inputs, input_names, output_names) -> SourceModel:
+def load_source(
+    model: Any,
+    example_inputs: Any = None,
+    input_names: list[str] | None = None,
+    output_names: list[str] | None = None,
+    pooling: str | None = None,
+) -> SourceModel:
+    """The model as ONNX with its content hash; a Hugging Face folder or a torch module is exported."""
+    if pooling is not None and not is_hf_folder(model):
+        raise InputError("pooling applies to a Hugging Face model folder (config.json + weights) only")
+    if is_hf_folder(model):
+        return _hf_source(Path(model), pooling or "none")
+    if isinstance(model, str | Path) and Path(model).is_dir():
+        raise InputError(
+            f"{model} is a directory without config.json: give an .onnx file or a Hugging Face "
+            "save_pretrained folder"
+        )
     if isinstance(model, str | Path):
         path = Path(model)
         loaded = load_onnx(path)
@@ -42,9 +60,7 @@ def load_source(model, example_inputs, input_names, output_names) -> SourceModel
             len(serialized),
             model.graph.name or "model",
         )
-    import torch
-
-    if isinstance(model, torch.nn.Module):
+    if _is_torch_module(model):
         from edgeq.frontend.torch_export import export_torch
 
         if example_inputs is None:
@@ -59,6 +75,24 @@ def load_source(model, example_inputs, input_names, output_names) -> SourceModel
             type(model).__name__,
         )
     raise InputError(f"cannot compile a {type(model).__name__}: give an ONNX path, ModelProto or nn.Module")
+
+
+def _hf_source(folder: Path, pooling: str) -> SourceModel:
+    exported = export_hf_folder(folder, pooling)
+    return SourceModel(
+        exported,
+        str(folder.resolve()),
+        folder_digest(folder),
+        len(exported.SerializeToString()),
+        f"{folder.resolve().name}" + ("" if pooling == "none" else f" ({pooling} pooling)"),
+    )
+
+
+def _is_torch_module(model: Any) -> bool:
+    """An nn.Module, recognised without importing torch (an ONNX-only install has none)."""
+    if not any(cls.__module__.startswith("torch") for cls in type(model).__mro__):
+        return False
+    return isinstance(model, require_torch("exporting a torch module").nn.Module)
 
 
 def load_data(

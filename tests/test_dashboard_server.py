@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import inspect
 import json
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeq.dashboard.server import DashboardServer, create_server, pareto_flags
+from edgeq.dashboard.page import pareto_flags
+from edgeq.dashboard.server import DashboardServer, create_server
 from edgeq.report.read import load_report
 from edgeq.store.runs import RunStore
 from tests.typed_reports import rerun
@@ -22,13 +24,25 @@ RUN1 = load_report(FIXTURES / "v1_mrl_cpu.json").run_id
 SLOWER = load_report(FIXTURES / "v1_mrl_int4.json").run_id
 GATED = load_report(FIXTURES / "v1_binary_ae_gates.json")
 FASTER = rerun(load_report(FIXTURES / "v1_tsp_cpu.json"), "20261202T080000-fa57e1", 0.1, 0.01, 0.0)
+# The gated binary_ae run again, as fast and faithful, but held to a speedup it cannot reach: exit 3.
+GATE_FAILED = dataclasses.replace(
+    rerun(GATED, "20261202T070000-9a7ef0", 1.0, 0.0, 0.0),
+    gates=[
+        dataclasses.replace(g, limit=100.0, passed=False) if g.name == "min_speedup" else g
+        for g in GATED.gates
+    ],
+)
+RUNS = 8
 
 
 def record_fixtures(store: RunStore, folder: Path) -> None:
-    """The real reports, plus a tsp run ten times faster and less faithful: a second Pareto point."""
+    """The real reports (the int4 MRL run is slower than the int8 one, a changed recipe: no
+    regression), a tsp run ten times faster and less faithful with the same recipe (a regression
+    and a second Pareto point), and a run whose gate failed."""
     for path in sorted(FIXTURES.glob("*.json")):
         store.record(load_report(path), folder / path.stem)
     store.record(FASTER)
+    store.record(GATE_FAILED)
 
 
 @pytest.fixture
@@ -62,9 +76,13 @@ def test_dashboard_page_lists_runs_and_charts(server: DashboardServer) -> None:
     status, headers, page = fetch(server, "/")
     assert status == 200 and headers["Content-Type"].startswith("text/html")
     assert "script-src 'sha256-" in headers["Content-Security-Policy"]
-    assert page.count("<tr") == 1 + 7
-    assert 'id="regressions"' in page and f"{SLOWER}</a> vs" in page and "speedup 4.28× → 3.21×" in page
-    assert page.count("<svg") == 3 + 2  # latency history of the 3 timed model/targets, 2 trade-offs
+    assert page.count("<tr") == 1 + RUNS
+    regressions = page.split('id="regressions"')[1].split("</section>")[0]
+    assert f"{FASTER.run_id}</a> vs" in regressions and "worst cosine" in regressions
+    assert SLOWER not in regressions  # int4 after int8 is a recipe change, not a regression
+    assert "Regressions (1)" in page
+    # latency history of the 2 series with two timed runs (binary_ae's gated recipe, tsp), a front per model
+    assert page.count("<svg") == 2 + 3
     assert 'class="run-point front"' in page and "pareto-front" in page
 
 
@@ -78,12 +96,31 @@ def test_runs_table_shows_decision_slowest_speedup_and_the_gates_verdict(server:
     assert "no gates" in ungated
 
 
+def test_a_failed_gate_is_shown_as_failed_not_ok(server: DashboardServer) -> None:
+    _, _, page = fetch(server, "/")
+    row = next(r for r in page.split("<tr")[1:] if GATE_FAILED.run_id in r)
+    assert '<span class="badge fail">FAIL: min_speedup</span>' in row
+    assert ">gate failed</span>" in row and ">ok</span>" not in row
+    assert "1 failed gates" in page
+
+
+def test_runs_table_has_recipe_columns_and_sort_keys(server: DashboardServer) -> None:
+    _, _, page = fetch(server, "/")
+    head = page.split("<thead>")[1].split("</thead>")[0]
+    for column in ("bits", "mode", "prune", "chosen lowering", "gates", "status"):
+        assert f">{column}</button>" in head
+    int4 = next(r for r in page.split("<tr")[1:] if SLOWER in r)
+    assert '<td class="num" data-sort="4">4</td>' in int4 and "<td>int4-planned</td>" in int4
+    pruned = next(r for r in page.split("<tr")[1:] if "712f24" in r)
+    assert "<td>ifm β=0.25 max 0.2</td>" in pruned
+
+
 def test_dashboard_filters_by_query(server: DashboardServer) -> None:
     _, _, page = fetch(server, "/?model=binary_ae%2Fmodel")
-    assert page.count("<tr") == 1 + 2
+    assert page.count("<tr") == 1 + 3
     _, _, page = fetch(server, "/?target=%3Cscript%3E")
     assert page.count("<tr") == 1
-    assert "<script>" not in page.replace("<script>const box", "")
+    assert "<script>" not in page.replace("<script>const table", "")
 
 
 def test_api_runs_is_json_and_filterable(server: DashboardServer) -> None:
@@ -91,7 +128,7 @@ def test_api_runs_is_json_and_filterable(server: DashboardServer) -> None:
     assert status == 200 and headers["Content-Type"] == "application/json"
     (run,) = json.loads(body)
     assert run["model"] == "mrl_encoder/model" and run["speedup_b1"] is None and run["speedups"] == {}
-    assert len(json.loads(fetch(server, "/api/runs")[2])) == 7
+    assert len(json.loads(fetch(server, "/api/runs")[2])) == RUNS
 
 
 def test_stored_report_is_served_from_file_or_rendered(server: DashboardServer) -> None:

@@ -19,6 +19,7 @@ RANKS: dict[str, int] = {
     "errors": 0,
     "config": 0,
     "progress": 0,
+    "optional": 0,
     "runtime": 1,
     "graph": 1,
     "targets": 2,

@@ -10,6 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from edgeq.report.charts import (
+    Bar,
+    Distribution,
+    Series,
+    TradeoffPoint,
+    bar_chart,
+    latency_distribution,
+    line_chart,
+    text_width,
+    tradeoff_chart,
+)
 from edgeq.report.gates import verdict
 from edgeq.report.html import render_html, write_html
 from edgeq.report.read import load_report, read_report
@@ -158,3 +169,117 @@ def test_write_html_creates_the_file(tmp_path: Path) -> None:
     target = tmp_path / "out" / "report.html"
     assert write_html(load_report(FIXTURES / "v1_mrl_tensorrt.json"), target) == target
     assert "gpu-tensorrt" in target.read_text()
+
+
+def _boxes(chart: ET.Element, size: str = "11") -> list[tuple[float, float, float, float, str]]:
+    """The extent of every label of `size` in a chart, from its anchor and text_width."""
+    boxes = []
+    for text in chart.iter(f"{SVG_NS}text"):
+        if text.get("font-size") != size:
+            continue
+        x, y, content = float(text.get("x")), float(text.get("y")), text.text or ""
+        width = text_width(content, 11, bold=text.get("font-weight") == "600")
+        start = {"start": x, "middle": x - width / 2, "end": x - width}[text.get("text-anchor", "start")]
+        boxes.append((start, y - 10, start + width, y + 2, content))
+    return boxes
+
+
+def _overlapping(boxes: list[tuple[float, float, float, float, str]]) -> list[tuple[str, str]]:
+    return [
+        (a[4], b[4])
+        for i, a in enumerate(boxes)
+        for b in boxes[i + 1 :]
+        if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+    ]
+
+
+def _median_x(chart: ET.Element) -> list[float]:
+    return [float(line.get("x1")) for line in chart.iter(f"{SVG_NS}line") if line.get("class") == "median"]
+
+
+def test_latency_axis_turns_log_when_outliers_would_squeeze_the_medians() -> None:
+    steady = [0.8 + 0.01 * i for i in range(40)]
+    rows = [Distribution("fp32", "#000", [*steady, 95.0], 1.0, 1.1, 95.0)]
+    chart = ET.fromstring(latency_distribution("batch 1", rows))
+    texts = " ".join(t.text or "" for t in chart.iter(f"{SVG_NS}text"))
+    assert "log scale: outliers reach 95 ms" in texts
+    ticks = [
+        float(t.text)
+        for t in chart.iter(f"{SVG_NS}text")
+        if t.get("text-anchor") == "middle" and not t.get("font-weight")
+    ]
+    left, right = min(ticks), max(ticks)
+    assert left > 0 and right >= 95
+    # the median sits a visible share into the plot, not in the first few pixels
+    axis_lines = [
+        float(line.get("x1")) for line in chart.iter(f"{SVG_NS}line") if line.get("stroke") == "#e3e7ec"
+    ]
+    (median,) = _median_x(chart)
+    assert (median - min(axis_lines)) / (max(axis_lines) - min(axis_lines)) > 0.25
+
+    calm = ET.fromstring(
+        latency_distribution("batch 1", [Distribution("fp32", "#000", steady, 1.0, 1.1, 1.2)])
+    )
+    calm_texts = [t.text for t in calm.iter(f"{SVG_NS}text")]
+    assert "0.00" in calm_texts  # linear from zero
+    assert not any("log scale" in (t or "") for t in calm_texts)
+
+
+def test_candidates_chart_marks_the_chosen_one_within_the_budget(typed: Report) -> None:
+    budgeted = dataclasses.replace(typed, recipe={"budget": {"max_drop": 0.75, "min_cosine": 0.99}})
+    (chart,) = svgs(section(render_html(budgeted), "tradeoff"))
+    dots = [c for c in chart.iter(f"{SVG_NS}circle") if (c.get("class") or "").startswith("candidate")]
+    assert len(dots) == len(typed.decision.candidates)
+    (chosen,) = [c for c in dots if c.get("class") == "candidate chosen"]
+    assert chosen.findtext(f"{SVG_NS}title").startswith(f"{typed.decision.chosen}:")
+    texts = [t.text for t in chart.iter(f"{SVG_NS}text")]
+    assert "budget 0.75" in texts
+    assert "task drop (better ↑)" in texts
+    assert not _overlapping(_boxes(chart))
+
+
+def test_crowded_candidates_get_labels_that_neither_collide_nor_clip() -> None:
+    names = [
+        "int8-static",
+        "int8-static-per-tensor",
+        "int8-dynamic",
+        "int8-dynamic-per-tensor",
+        "int4",
+        "fp32",
+    ]
+    points = [
+        TradeoffPoint(name, 2.0 + 0.01 * i, 0.999 - 0.0001 * i, i == 1, i != 4)
+        for i, name in enumerate(names)
+    ]
+    chart = ET.fromstring(tradeoff_chart("crowded", points, "worst output cosine", True, 0.99))
+    boxes = _boxes(chart)  # the candidates', the budget's and the fp32 line's labels
+    assert len([box for box in boxes if box[4].split(" (")[0] in names]) == len(names)
+    ringed = [
+        c for c in chart.iter(f"{SVG_NS}circle") if c.get("class") == "candidate" and c.get("fill") == "white"
+    ]
+    assert [c.findtext(f"{SVG_NS}title").split(":")[0] for c in ringed] == ["int4"]  # outside the budget
+    assert not _overlapping(boxes)
+    width = float(chart.get("width"))
+    assert all(box[0] >= 0 and box[2] <= width for box in boxes)
+    # fp32 at the fastest speed: its line's label turns to the left instead of leaving the chart
+    slow = [TradeoffPoint("int8", 0.7, 0.999, False, True), TradeoffPoint("fp32", 1.0, 1.0, True, True)]
+    edge = ET.fromstring(tradeoff_chart("slow", slow, "worst output cosine", True, None))
+    assert all(box[2] <= float(edge.get("width")) for box in _boxes(edge))
+
+
+def test_long_bar_labels_are_not_clipped() -> None:
+    label = "compile-int8-dynamic-per-tensor"
+    chart = ET.fromstring(bar_chart("stages", [Bar(label, 1.0, "1.00 s"), Bar("load", 0.1, "0.10 s")], "s"))
+    (text,) = [t for t in chart.iter(f"{SVG_NS}text") if t.text == label]
+    assert float(text.get("x")) - text_width(label) >= 0
+
+
+def test_two_series_never_print_values_on_top_of_each_other() -> None:
+    series = [
+        Series("fp32", [99.06, 99.01, 100.0], "#111"),
+        Series("compiled", [99.14, 99.09, 100.0], "#222"),
+    ]
+    chart = ET.fromstring(line_chart("map", ["8", "16", "32"], series, "dim", "map"))
+    assert not _overlapping(_boxes(chart))
+    printed = [t.text for t in chart.iter(f"{SVG_NS}text") if t.get("font-size") == "11"]
+    assert printed.count("100") == 1  # an equal value is printed once

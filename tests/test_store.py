@@ -39,7 +39,7 @@ def store(tmp_path: Path) -> RunStore:
 
 def test_schema_is_versioned_and_reopening_keeps_it(tmp_path: Path) -> None:
     path = tmp_path / "runs.sqlite"
-    assert RunStore(path).schema_version() == SCHEMA_VERSION == 2
+    assert RunStore(path).schema_version() == SCHEMA_VERSION == 3
     assert RunStore(path).schema_version() == SCHEMA_VERSION
     with sqlite3.connect(path) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -68,11 +68,12 @@ def test_a_version_1_store_gets_the_new_columns_from_its_reports(tmp_path: Path)
             "INSERT INTO runs VALUES ('broken', 'x', 'm', NULL, 't', NULL, NULL, NULL, NULL, NULL, NULL, '{')"
         )
     store = RunStore(path)
-    assert store.schema_version() == 2
+    assert store.schema_version() == 3
     summary = store.summary(report.run_id)
     assert summary.decision == report.decision.chosen and summary.gates_verdict == "pass"
     assert summary.slowest_speedup == report.slowest_speedup
     assert summary.report_path == "/old/out/report.json"
+    assert (summary.bits, summary.mode, summary.prune) == (8, "auto", None)
     assert store.summary("broken").decision is None
 
 
@@ -127,7 +128,7 @@ def test_filters_and_history(store: RunStore) -> None:
         "gpu-tensorrt",
         "cpu-x86-avx2",
     ]
-    history = store.history("mrl_encoder/model", "cpu-x86-avx2")
+    history = [store.get(run.run_id) for run in store.list_runs("mrl_encoder/model", "cpu-x86-avx2")]
     assert [report.decision.chosen for report in history] == ["int8-static-per-tensor", "int4-planned"]
     recipe = store.summary(load_report(MRL).run_id).recipe_hash
     assert [run.run_id for run in store.list_runs(recipe=recipe)] == [load_report(MRL).run_id]
@@ -142,6 +143,31 @@ def test_regressions_flag_the_slower_less_faithful_run(tmp_path: Path) -> None:
     assert (regression.run_id, regression.previous_run_id) == ("20261202T090000-beef01", first.run_id)
     assert [reason.split()[0] for reason in regression.reasons] == ["speedup", "worst", "task"]
     assert store.regressions(threshold=0.5, cosine_tolerance=0.02, drop_tolerance=3.0) == []
+
+
+def test_a_changed_recipe_or_model_starts_a_new_series_not_a_regression(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    first = load_report(GATED)
+    store.record(first)
+    int4 = rerun(first, "20261202T090000-4b175a", slower=1.5, cosine_lost=0.01, points_lost=2.0)
+    store.record(dataclasses.replace(int4, recipe={**first.recipe, "bits": 4}))
+    retrained = rerun(first, "20261202T100000-7e7a1d", slower=1.5, cosine_lost=0.01, points_lost=2.0)
+    model = dataclasses.replace(first.model, sha256="0" * 64)  # same name, other weights
+    store.record(dataclasses.replace(retrained, model=model))
+    assert store.regressions() == []
+    assert store.summary("20261202T090000-4b175a").bits == 4
+    same = rerun(first, "20261202T110000-5a3e00", slower=1.5, cosine_lost=0.0, points_lost=0.0)
+    store.record(same)
+    (regression,) = store.regressions()
+    assert (regression.run_id, regression.previous_run_id) == (same.run_id, first.run_id)
+
+
+def test_recipe_columns_say_what_a_run_did(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    pruned = load_report(FIXTURES / "v1_binary_ae_pruned.json")
+    store.record(pruned)
+    summary = store.summary(pruned.run_id)
+    assert (summary.bits, summary.mode, summary.prune) == (8, "auto", "ifm β=0.25 max 0.2")
 
 
 def test_rerecording_replaces_and_ids_are_checked(store: RunStore) -> None:

@@ -14,9 +14,10 @@ from edgeq.dashboard.server import DEFAULT_HOST, DEFAULT_PORT, create_server, is
 from edgeq.errors import InputError
 from edgeq.report.command import report_summary
 from edgeq.report.schema import Report
-from edgeq.store.runs import RunStore, StoreError
+from edgeq.store.runs import RunStore, RunSummary, StoreError
 
 _MLFLOW_NAME = re.compile(r"[^\w\-./ ]")
+MLFLOW_MISSING = "--mlflow needs mlflow: pip install 'edgeq[mlflow]' (or pip install mlflow)"
 
 
 @click.command("dashboard")
@@ -84,20 +85,36 @@ def mlflow_metrics(report: Report) -> dict[str, float]:
 
 
 def log_to_mlflow(report: Report) -> str:
-    """Log headline metrics, params and the full report to the active MLflow tracking URI."""
+    """Log headline metrics, params and the full report to the active MLflow tracking URI.
+
+    The params carry what makes runs comparable (model content hash, recipe hash, bits, mode,
+    pruning), so MLflow's own run comparison can group like with like."""
     try:
         import mlflow
     except ImportError:
-        raise InputError("--mlflow needs the mlflow package: pip install mlflow") from None
-    with mlflow.start_run(run_name=report.run_id) as run:
-        mlflow.log_params(
-            {
-                "model": report.model.name,
-                "target": report.target.name,
-                "decision": report.decision.chosen,
-                "edgeq_run_id": report.run_id,
-            }
-        )
-        mlflow.log_metrics(mlflow_metrics(report))
-        mlflow.log_dict(report.to_dict(), "edgeq/report.json")
-        return run.info.run_id
+        raise InputError(MLFLOW_MISSING) from None
+    summary = RunSummary.of(report, None)
+    params = {
+        "model": report.model.name,
+        "model_sha256": report.model.sha256,
+        "target": report.target.name,
+        "recipe_hash": summary.recipe_hash,
+        "bits": summary.bits,
+        "mode": summary.mode,
+        "prune": summary.prune or "no",
+        "decision": report.decision.chosen,
+        "gates": summary.gates_verdict or "no gates",
+        "edgeq_run_id": report.run_id,
+    }
+    try:
+        with mlflow.start_run(run_name=report.run_id) as run:
+            mlflow.log_params({key: value for key, value in params.items() if value is not None})
+            mlflow.log_metrics(mlflow_metrics(report))
+            mlflow.log_dict(report.to_dict(), "edgeq/report.json")
+            return run.info.run_id
+    except Exception as exc:  # noqa: BLE001 - MLflow's store and URI errors are many types; the user needs its words
+        first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        where = mlflow.get_tracking_uri()
+        raise InputError(
+            f"MLflow logging to {where} failed: {first} (the compile's outputs are written)"
+        ) from None

@@ -23,18 +23,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from edgeq.dashboard.page import TABLE_SCRIPT, render_dashboard, report_href
 from edgeq.errors import InputError
-from edgeq.report.charts import (
-    COMPILED_COLOR,
-    FP32_COLOR,
-    ScatterPoint,
-    Series,
-    line_chart,
-    scatter_chart,
-)
-from edgeq.report.html import html_page, render_html, verdict_badge
-from edgeq.report.markup import Safe, el, fmt, fmt_times
-from edgeq.store.runs import RUN_ID_PATTERN, Regression, RunStore, RunSummary
+from edgeq.report.html import render_html
+from edgeq.store.runs import RUN_ID_PATTERN, RunStore, RunSummary
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -43,15 +35,7 @@ TOKEN_COOKIE = "edgeq_token"
 MAX_REPORT_BYTES = 64 << 20  # a report page larger than this is not one edgeq wrote
 _REPORT_PATH = re.compile(f"/runs/(?P<run_id>{RUN_ID_PATTERN.pattern})/report\\.html")
 _FILTERS = ("model", "target", "recipe")
-_FILTER_SCRIPT = Safe(
-    "const box = document.getElementById('quick-filter');"
-    "box.addEventListener('input', () => {"
-    " const needle = box.value.trim().toLowerCase();"
-    " for (const row of document.querySelectorAll('#runs tbody tr')) {"
-    "  row.hidden = needle !== '' && !row.textContent.toLowerCase().includes(needle); }"
-    "});"
-)
-_SCRIPT_HASH = base64.b64encode(hashlib.sha256(_FILTER_SCRIPT.encode()).digest()).decode()
+_SCRIPT_HASH = base64.b64encode(hashlib.sha256(TABLE_SCRIPT.encode()).digest()).decode()
 _REPORT_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 _DASHBOARD_POLICY = f"{_REPORT_POLICY}; script-src 'sha256-{_SCRIPT_HASH}'"
 
@@ -195,7 +179,7 @@ def _cookie(header: str | None) -> str:
 def api_run(run: RunSummary) -> dict:
     """A run as `/api/runs` shows it: its report's URL on this server, no filesystem paths."""
     shown = {k: v for k, v in run.to_dict().items() if k not in ("html_path", "report_path")}
-    return shown | {"report_url": _report_href(run.run_id)}
+    return shown | {"report_url": report_href(run.run_id)}
 
 
 def report_file(html_path: str | None) -> Path | None:
@@ -223,209 +207,3 @@ def _stored_report(store: RunStore, run_id: str) -> bytes | None:
         return render_html(store.get(run_id)).encode()
     except InputError as error:
         return f"stored report of run {run_id} cannot be read: {error}\n".encode()
-
-
-def render_dashboard(
-    store: RunStore, model: str | None = None, target: str | None = None, recipe: str | None = None
-) -> str:
-    """The dashboard page for the runs matching the filters (all runs when none is given)."""
-    every_run = store.list_runs()
-    runs = store.list_runs(model=model, target=target, recipe=recipe)
-    flagged = {r.run_id: r for r in store.regressions()}
-    shown_flags = [flagged[run.run_id] for run in runs if run.run_id in flagged]
-    return html_page(
-        "edgeq runs",
-        el(
-            "header",
-            el("h1", "edgeq runs"),
-            el("p", f"{len(runs)} of {len(every_run)} runs · store {store.path}", class_="sub"),
-            class_="page",
-        ),
-        _regressions_section(shown_flags),
-        _runs_section(every_run, runs, flagged, {"model": model, "target": target, "recipe": recipe}),
-        _history_section(store, runs),
-        _tradeoff_section(runs, flagged),
-        script=_FILTER_SCRIPT,
-    )
-
-
-def _report_href(run_id: str) -> str:
-    return f"/runs/{run_id}/report.html"
-
-
-def _regressions_section(flags: list[Regression]) -> Safe | None:
-    if not flags:
-        return None
-    items = [
-        el(
-            "li",
-            el("a", f"{flag.model} on {flag.target}: {flag.run_id}", href=_report_href(flag.run_id)),
-            " vs ",
-            el("a", flag.previous_run_id, href=_report_href(flag.previous_run_id)),
-            " — ",
-            "; ".join(flag.reasons),
-        )
-        for flag in flags
-    ]
-    return el("section", el("h2", f"Regressions ({len(flags)})"), el("ul", items), id="regressions")
-
-
-def _runs_section(
-    every_run: list[RunSummary],
-    runs: list[RunSummary],
-    flagged: dict[str, Regression],
-    chosen: dict[str, str | None],
-) -> Safe:
-    options = {
-        "model": sorted({run.model for run in every_run}),
-        "target": sorted({run.target for run in every_run}),
-        "recipe": sorted({run.recipe_hash for run in every_run if run.recipe_hash}),
-    }
-    selects = [
-        el(
-            "label",
-            name,
-            el(
-                "select",
-                el("option", "all", value=""),
-                [el("option", value, value=value, selected=value == chosen[name]) for value in values],
-                name=name,
-            ),
-        )
-        for name, values in options.items()
-    ]
-    form = el(
-        "form",
-        selects,
-        el("button", "apply", type="submit"),
-        el(
-            "label",
-            "quick filter",
-            el("input", type="search", id="quick-filter", placeholder="type to filter rows"),
-        ),
-        method="get",
-        action="/",
-        class_="filters",
-    )
-    headers = [
-        "created",
-        "run",
-        "model",
-        "target",
-        "recipe",
-        "decision",
-        "speedup b1",
-        "slowest speedup",
-        "worst cosine",
-        "task drop",
-        "size ratio",
-        "gates",
-        "status",
-    ]
-    rows = [_run_row(run, flagged.get(run.run_id)) for run in reversed(runs)]
-    runs_table = el(
-        "table", el("thead", el("tr", [el("th", h) for h in headers])), el("tbody", rows), id="runs"
-    )
-    return el("section", el("h2", "Runs"), form, runs_table, id="runs-section")
-
-
-def _run_row(run: RunSummary, regression: Regression | None) -> Safe:
-    status = (
-        el("span", "regression", class_="badge fail", title="; ".join(regression.reasons))
-        if regression
-        else el("span", "ok", class_="badge pass")
-    )
-    cells = [
-        el("td", run.created),
-        el("td", el("a", run.run_id, href=_report_href(run.run_id))),
-        el("td", el("a", run.model, href="/?" + urlencode({"model": run.model}))),
-        el("td", el("a", run.target, href="/?" + urlencode({"target": run.target}))),
-        el("td", run.recipe_hash or "—"),
-        el("td", run.decision or "—"),
-        el("td", fmt_times(run.speedup_b1), class_="num"),
-        el("td", fmt_times(run.slowest_speedup), class_="num"),
-        el("td", fmt(run.worst_cosine, 4), class_="num"),
-        el("td", fmt(run.task_drop, 2), class_="num"),
-        el("td", fmt_times(run.size_ratio), class_="num"),
-        el("td", verdict_badge(run.gates_verdict)),
-        el("td", status),
-    ]
-    return el("tr", cells, class_="regressed" if regression else None)
-
-
-def _history_section(store: RunStore, runs: list[RunSummary]) -> Safe | None:
-    """Batch-1 p50 latency over time, one chart per model/target shown."""
-    pairs = list(dict.fromkeys((run.model, run.target) for run in runs))
-    charts = []
-    for model, target in pairs:
-        try:
-            reports = store.history(model, target)
-        except InputError:
-            continue  # a stored report that no longer reads; its run is still listed
-        labels = [r.created[5:16].replace("T", " ") for r in reports]
-        headlines = [r.headline_latency for r in reports]
-        series = [
-            Series(f"{side} p50", [getattr(e, side).p50_ms if e else None for e in headlines], color)
-            for side, color in (("fp32", FP32_COLOR), ("compiled", COMPILED_COLOR))
-        ]
-        if any(v is not None for s in series for v in s.values):
-            charts.append(
-                line_chart(
-                    f"{model} on {target}: latency at batch 1",
-                    labels,
-                    series,
-                    "run (created, UTC)",
-                    "p50 latency (ms)",
-                )
-            )
-    if not charts:
-        return None
-    return el("section", el("h2", "Latency history"), el("div", charts, class_="charts"), id="history")
-
-
-def pareto_flags(points: list[tuple[float, float]], y_higher_is_better: bool) -> list[bool]:
-    """True for points no other point beats on both speedup (higher) and quality."""
-    sign = 1 if y_higher_is_better else -1
-
-    def beats(a: tuple[float, float], b: tuple[float, float]) -> bool:
-        return a[0] >= b[0] and sign * a[1] >= sign * b[1] and a != b
-
-    return [not any(beats(other, point) for other in points) for point in points]
-
-
-def _tradeoff_section(runs: list[RunSummary], flagged: dict[str, Regression]) -> Safe | None:
-    charts = []
-    for attribute, caption, higher_is_better in (
-        ("worst_cosine", "worst output cosine (higher is better)", True),
-        ("task_drop", "task drop (lower is better)", False),
-    ):
-        measured = [
-            (run, run.speedup_b1, getattr(run, attribute))
-            for run in runs
-            if run.speedup_b1 is not None and getattr(run, attribute) is not None
-        ]
-        if not measured:
-            continue
-        front = pareto_flags([(x, y) for _, x, y in measured], higher_is_better)
-        points = [
-            ScatterPoint(
-                x,
-                y,
-                f"{run.model} / {run.target} {run.created[:10]}",
-                on_front,
-                run.run_id in flagged,
-                _report_href(run.run_id),
-            )
-            for (run, x, y), on_front in zip(measured, front, strict=True)
-        ]
-        charts.append(
-            scatter_chart(
-                f"speedup vs {attribute.replace('_', ' ')}",
-                points,
-                "speedup at batch 1 (×, higher is better)",
-                caption,
-            )
-        )
-    if not charts:
-        return None
-    return el("section", el("h2", "Speed vs quality"), el("div", charts, class_="charts"), id="tradeoff")

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-import torch
 
 from edgeq.errors import InputError, ParityError
 from edgeq.frontend.onnx_load import check_model
 from edgeq.measure.fidelity import cosine
+from edgeq.optional import require_torch
+
+torch = require_torch("exporting a torch module")
 
 OPSET = 17
 
@@ -36,8 +38,12 @@ def export_torch(
     output_names: Sequence[str] | None = None,
     atol: float = 1e-4,
     min_cosine: float = 0.9999,
+    dynamic_axes: dict[str, dict[int, str]] | None = None,
 ) -> tuple[onnx.ModelProto, list[Parity]]:
-    """The module as fp32 ONNX (batch axis dynamic), checked against torch on the example inputs."""
+    """The module as fp32 ONNX, checked against torch on the example inputs.
+
+    Axis 0 of every input and output is the dynamic batch unless `dynamic_axes` names them (e.g. a
+    sequence axis too)."""
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
         raise InputError("example_inputs must be a tensor or a sequence of tensors")
@@ -58,7 +64,7 @@ def export_torch(
             f"got {len(in_names)} input names and {len(out_names)} output names"
         )
     buffer = io.BytesIO()
-    axes = {name: {0: "batch"} for name in in_names + out_names}
+    axes = dynamic_axes or {name: {0: "batch"} for name in in_names + out_names}
     # Exported with autograd on: under no_grad torch takes fused fast paths (e.g. the transformer
     # encoder's) that have no ONNX form. Exporter chatter goes to a buffer, not the user's terminal.
     chatter = io.StringIO()

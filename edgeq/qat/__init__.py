@@ -3,6 +3,11 @@
 Optional extra (`pip install 'edgeq[qat]'`): Brevitas is imported only when a model is wrapped.
 """
 
+# ruff: noqa: E402  (torch is checked first, so a torch-less install gets one line, not a traceback)
+from edgeq.optional import require_torch
+
+require_torch("quantization-aware training")
+
 from edgeq.qat.compare import Metric, compare_simulated_measured, task_metric
 from edgeq.qat.deps import require_brevitas
 from edgeq.qat.format import QatFormat

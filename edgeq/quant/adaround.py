@@ -13,11 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-import torch
 
+from edgeq.optional import require_torch
 from edgeq.quant.layer_inputs import QuantizedLayer, input_second_moments, planned_layers
 from edgeq.quant.plan import QuantPlan
 from edgeq.quant.primitives import QuantFormat, quantize, weight_params
+
+torch = require_torch("AdaRound (methods.adaround)")
 
 Progress = Callable[[str, int], None]  # (phase description, layers done)
 

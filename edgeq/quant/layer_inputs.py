@@ -154,19 +154,21 @@ def input_second_moments(
 
 
 def conv_patches(node: onnx.NodeProto, x: np.ndarray, kernel: Sequence[int]) -> np.ndarray:
-    """im2col rows [batch * positions, C * prod(kernel)] matching weight.reshape(O, -1)."""
-    import torch  # torch's unfold is the maintained im2col; imported only when convs need it
-    import torch.nn.functional as F  # noqa: N812
+    """im2col rows [batch * positions, C * prod(kernel)] matching weight.reshape(O, -1).
 
+    Plain numpy (strided windows), so bias correction and AdaRound's statistics need no torch."""
     spatial = len(kernel)
-    x4 = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    x4 = np.ascontiguousarray(x, dtype=np.float32)
     pads = list(attribute(node, "pads", [0] * 2 * spatial))
     strides = list(attribute(node, "strides", [1] * spatial))
     dilations = list(attribute(node, "dilations", [1] * spatial))
     kernel = list(kernel)
     if spatial == 1:  # a 1-D conv is a 2-D conv over a height-1 image
-        x4, kernel = x4.unsqueeze(2), [1, *kernel]
+        x4, kernel = x4[:, :, None, :], [1, *kernel]
         pads, strides, dilations = [0, pads[0], 0, pads[1]], [1, *strides], [1, *dilations]
-    padded = F.pad(x4, (pads[1], pads[3], pads[0], pads[2]))  # ONNX [top, left, bottom, right]
-    columns = F.unfold(padded, kernel, dilation=dilations, stride=strides)  # [B, C*k, L]
-    return columns.transpose(1, 2).reshape(-1, columns.shape[1]).numpy()
+    padded = np.pad(x4, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))  # ONNX [t, l, b, r]
+    span = [(k - 1) * d + 1 for k, d in zip(kernel, dilations, strict=True)]
+    windows = np.lib.stride_tricks.sliding_window_view(padded, span, axis=(2, 3))  # [B, C, H', W', sh, sw]
+    windows = windows[:, :, :: strides[0], :: strides[1], :: dilations[0], :: dilations[1]]
+    batch, channels, rows, cols = windows.shape[:4]
+    return windows.transpose(0, 2, 3, 1, 4, 5).reshape(batch * rows * cols, channels * kernel[0] * kernel[1])

@@ -20,9 +20,11 @@ from edgeq.report.charts import (
     Bar,
     Distribution,
     Series,
+    TradeoffPoint,
     bar_chart,
     latency_distribution,
     line_chart,
+    tradeoff_chart,
 )
 from edgeq.report.gates import MEANING, verdict
 from edgeq.report.markup import Child, Safe, el, fmt, fmt_bytes, fmt_times, table
@@ -33,8 +35,9 @@ _STYLE = Safe((Path(__file__).with_name("report.css")).read_text(encoding="utf-8
 _NESTED_DIM = re.compile(r"^(?P<metric>.+)@(?P<dim>\d+)$")
 
 
-def html_page(title: str, *body: Child, script: Safe | None = None) -> str:
-    """A complete document around `body`; shared by the report and the dashboard."""
+def html_page(title: str, *body: Child, script: Safe | None = None, wide: bool = False) -> str:
+    """A complete document around `body`; shared by the report and the dashboard (`wide`: the
+    whole window, for its many-column table)."""
     head = el(
         "head",
         Safe('<meta charset="utf-8">'),
@@ -45,7 +48,11 @@ def html_page(title: str, *body: Child, script: Safe | None = None) -> str:
     return "<!DOCTYPE html>\n" + el(
         "html",
         head,
-        el("body", el("main", *body), el("script", script) if script else None),
+        el(
+            "body",
+            el("main", *body, class_="wide" if wide else None),
+            el("script", script) if script else None,
+        ),
         lang="en",
     )
 
@@ -248,6 +255,35 @@ def _candidates(report: Report) -> Safe | None:
         el("p", f"timing noise {noise}", class_="sub") if noise else None,
         table(headers, rows),
     )
+
+
+def _tradeoff(report: Report) -> Safe | None:
+    """The candidates on one speed-vs-fidelity chart: the model's own metric when every candidate
+    has one (task drop), else output cosine, with the accuracy budget the choice was held to."""
+    candidates = [c for c in report.decision.candidates if c.speedups]
+    if len(candidates) < 2:
+        return None
+    by_task = report.task is not None and all(c.task_drop is not None for c in candidates)
+    budget = (report.recipe or {}).get("budget", {})
+    points = [
+        TradeoffPoint(
+            c.name,
+            min(c.speedups.values()),
+            c.task_drop if by_task else c.worst_cosine,
+            c.name == report.decision.chosen,
+            c.within_budget,
+        )
+        for c in candidates
+    ]
+    caption = "task drop" if by_task else "worst output cosine"
+    chart = tradeoff_chart(
+        "speed vs fidelity of every candidate",
+        points,
+        caption,
+        higher_is_better=not by_task,
+        budget=budget.get("max_drop" if by_task else "min_cosine"),
+    )
+    return _section("tradeoff", "Speed vs fidelity of the candidates", el("div", chart, class_="charts"))
 
 
 def _size(report: Report) -> Safe:
@@ -611,6 +647,7 @@ _SECTIONS: tuple[Callable[[Report], Safe | None], ...] = (
     _overview,
     _latency,
     _candidates,
+    _tradeoff,
     _size,
     _accuracy,
     _quantization,

@@ -67,8 +67,12 @@ def fmt_bytes(value: object) -> str:
 
 
 def table(headers: list[str], rows: Iterable[list[Child]], class_: str | None = None) -> Safe:
-    """A plain data table; numbers are right-aligned by the stylesheet via `td.num`."""
-    head = el("thead", el("tr", [el("th", h) for h in headers]))
+    """A plain data table; numbers (and the headers of numeric columns) are right-aligned by the
+    stylesheet via `.num`, so a header sits over its figures."""
+    rows = [list(row) for row in rows]
+    numeric = [any(_numeric(row[i]) for row in rows if i < len(row)) for i in range(len(headers))]
+    cells = [el("th", h, class_="num" if n else None) for h, n in zip(headers, numeric, strict=True)]
+    head = el("thead", el("tr", cells))
     body_rows = [
         el("tr", [el("td", cell, class_="num" if _numeric(cell) else None) for cell in row]) for row in rows
     ]

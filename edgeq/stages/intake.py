@@ -8,7 +8,9 @@ from typing import Any
 
 from edgeq.backends.registry import backend_for
 from edgeq.errors import InputError
+from edgeq.frontend.hf_folder import CALIB_HINT, is_hf_folder
 from edgeq.frontend.onnx_load import fits_protobuf
+from edgeq.optional import require_torch
 from edgeq.progress import Progress
 from edgeq.recipe import Recipe
 from edgeq.source import load_data, load_source
@@ -33,10 +35,14 @@ def intake(
     """Read and check every input (bad ones are refused in one line) and what this machine lacks.
 
     `calib_data`/`eval_data`: the API's in-memory data (arrays, dicts, iterables), instead of files."""
+    if is_hf_folder(model) and recipe.calib is None and calib_data is None:
+        raise InputError(CALIB_HINT)  # before the export, which takes a while
+    if recipe.methods.adaround:  # refused before any work on an install without the torch extra
+        require_torch("AdaRound (methods.adaround)")
     target = load_target(recipe.target)
     backend = backend_for(target)
     with progress.stage("load", "load model"):
-        source = load_source(model, example_inputs, input_names, output_names)
+        source = load_source(model, example_inputs, input_names, output_names, recipe.pooling)
     if not fits_protobuf(source.model):
         raise InputError(
             f"{source.name} is over protobuf's 2 GB limit: edgeq loads "

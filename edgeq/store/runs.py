@@ -52,6 +52,12 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN gates_verdict TEXT;
     ALTER TABLE runs ADD COLUMN report_path TEXT;
     """,
+    """
+    ALTER TABLE runs ADD COLUMN bits INTEGER;
+    ALTER TABLE runs ADD COLUMN mode TEXT;
+    ALTER TABLE runs ADD COLUMN prune TEXT;
+    CREATE INDEX runs_series ON runs (model_sha256, target, recipe_hash);
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 _FIELDS = (
@@ -61,6 +67,9 @@ _FIELDS = (
     "model_sha256",
     "target",
     "recipe_hash",
+    "bits",
+    "mode",
+    "prune",
     "decision",
     "speedups",
     "speedup_b1",
@@ -85,7 +94,8 @@ class RunSummary:
     """The indexed columns of one recorded run: what tables, charts and regressions need.
 
     `speedup_b1` is the speedup at batch 1 (else the smallest batch), what regressions compare;
-    `gates_verdict` is `edgeq.report.gates.verdict` of the run's gates (None: no gates)."""
+    `gates_verdict` is `edgeq.report.gates.verdict` of the run's gates (None: no gates); `bits`,
+    `mode` and `prune` are the recipe's, so a table can show what changed between runs."""
 
     run_id: str
     created: str
@@ -93,6 +103,9 @@ class RunSummary:
     model_sha256: str | None
     target: str
     recipe_hash: str | None
+    bits: int | None
+    mode: str | None
+    prune: str | None
     decision: str | None
     speedups: dict[int, float]
     speedup_b1: float | None
@@ -110,6 +123,7 @@ class RunSummary:
         """The columns of `report`, whose files (report.json, report.html) are in `report_dir`."""
         headline = report.headline_latency
         folder = Path(report_dir).resolve() if report_dir else None
+        recipe = report.recipe if isinstance(report.recipe, dict) else {}
         return cls(
             run_id=report.run_id,
             created=report.created,
@@ -117,6 +131,9 @@ class RunSummary:
             model_sha256=report.model.sha256,
             target=report.target.name,
             recipe_hash=recipe_hash(report.recipe),
+            bits=recipe.get("bits"),
+            mode=recipe.get("mode"),
+            prune=_prune_text(recipe.get("prune")),
             decision=report.decision.chosen,
             speedups={e.batch: e.speedup for e in sorted(report.latency, key=lambda e: e.batch)},
             speedup_b1=headline.speedup if headline else None,
@@ -154,13 +171,32 @@ class RunSummary:
 
 @dataclass(frozen=True)
 class Regression:
-    """A run that got slower or less faithful than the previous run of its model on its target."""
+    """A run that got slower or less faithful than the previous run of its series (`series_key`)."""
 
     run_id: str
     previous_run_id: str
     model: str
     target: str
     reasons: list[str] = field(default_factory=list)
+
+
+def _prune_text(prune: object) -> str | None:
+    """A recipe's prune section as a table shows it: `ifm β=0.25 max 0.2`; None when not pruned."""
+    if not isinstance(prune, dict):
+        return None
+    parts = [str(prune.get("method", "prune"))]
+    parts += [
+        f"{label}{prune[key]:g}"
+        for key, label in (("threshold", "β="), ("max_ratio", "max "))
+        if key in prune
+    ]
+    return " ".join(parts)
+
+
+def series_key(run: RunSummary) -> tuple[str, str, str | None]:
+    """What makes two runs comparable: the same model content (its hash, else its name), target
+    and recipe. A changed recipe (int4 vs int8, pruned vs not) starts a new series, never a regression."""
+    return (run.model_sha256 or run.model, run.target, run.recipe_hash)
 
 
 def default_runs_path() -> Path:
@@ -238,7 +274,7 @@ class RunStore:
             for script in _MIGRATIONS[version:]:
                 for statement in filter(str.strip, script.split(";")):
                     connection.execute(statement)
-            if 0 < version < 2:
+            if 0 < version < SCHEMA_VERSION:
                 _fill_summary_columns(connection)
             connection.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
@@ -290,28 +326,20 @@ class RunStore:
             row = connection.execute(f"SELECT {_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return RunSummary.from_row(row) if row else None
 
-    def history(self, model: str, target: str) -> list[Report]:
-        """Full reports of one model on one target, oldest first: the data behind trend charts."""
-        with self._connect() as connection:
-            rows = connection.execute(
-                "SELECT report_json FROM runs WHERE model = ? AND target = ? ORDER BY created, run_id",
-                (model, target),
-            ).fetchall()
-        return [_read(row) for row in rows]
-
     def regressions(
         self, threshold: float = 0.1, cosine_tolerance: float = 0.002, drop_tolerance: float = 0.5
     ) -> list[Regression]:
-        """Runs worse than the previous run of the same model/target.
+        """Runs worse than the previous run of their series (`series_key`: same model content,
+        target and recipe).
 
         Slower: batch-1 speedup lower by more than `threshold` (relative). Less faithful: worst
         cosine lower by more than `cosine_tolerance`, or task drop larger by more than
         `drop_tolerance` (in the metric's unit, e.g. points of %).
         """
         found: list[Regression] = []
-        previous: dict[tuple[str, str], RunSummary] = {}
+        previous: dict[tuple[str, str, str | None], RunSummary] = {}
         for run in self.list_runs():
-            key = (run.model, run.target)
+            key = series_key(run)
             before = previous.get(key)
             previous[key] = run
             if before is None:
@@ -348,7 +376,7 @@ def _regression_reasons(
 
 
 def _fill_summary_columns(connection: sqlite3.Connection) -> None:
-    """Columns added in schema version 2, computed from each stored report that can still be read."""
+    """Columns added since schema version 1, computed from each stored report that can still be read."""
     rows = connection.execute("SELECT run_id, html_path, report_json FROM runs").fetchall()
     for row in rows:
         try:
