@@ -9,12 +9,14 @@ from typing import Any
 
 import onnx
 
-from edgeq.data import Arrays, load_npz, split, validate
+from edgeq.data import Arrays, arrange, fed_signatures, load_npz, split, validate
 from edgeq.errors import InputError
 from edgeq.feeds import to_arrays
+from edgeq.frontend.input_roles import resolve_roles
 from edgeq.frontend.onnx_load import input_signatures, load_onnx
 from edgeq.graph import model_bytes
 from edgeq.recipe import Recipe
+from edgeq.runtime.roles import InputRoles
 
 
 @dataclass
@@ -63,8 +65,9 @@ def load_source(model, example_inputs, input_names, output_names) -> SourceModel
 
 def load_data(
     recipe: Recipe, model: onnx.ModelProto, calib_data: Any = None, eval_data: Any = None
-) -> tuple[Arrays, Arrays]:
-    """Calibration and held-out evaluation arrays, checked against the model's inputs.
+) -> tuple[Arrays, Arrays, InputRoles]:
+    """Calibration and held-out evaluation arrays, checked against the model's inputs, and the roles
+    (`recipe.inputs`, the rest inferred) they were arranged by.
 
     `calib_data`/`eval_data` are in-memory data from the API (see `edgeq.feeds`), used instead of
     the recipe's files."""
@@ -75,15 +78,19 @@ def load_data(
         calib, what = load_npz(recipe.calib), f"calibration file {recipe.calib}"
     else:
         calib, what = to_arrays(calib_data, signatures, "calib"), "calib (in memory)"
-    count = validate(calib, signatures, what)
+    roles = resolve_roles(model, recipe.inputs, calib)
+    fed = fed_signatures(signatures, roles)
+    calib = arrange(calib, signatures, roles, what)
+    count = validate(calib, fed, what)
     if recipe.eval is None and eval_data is None:
-        return split(calib, count, recipe.eval_fraction)
+        return (*split(calib, count, recipe.eval_fraction), roles)
     if eval_data is None:
         evaluation, what = load_npz(recipe.eval, "evaluation file"), f"evaluation file {recipe.eval}"
     else:
         evaluation, what = to_arrays(eval_data, signatures, "eval"), "eval (in memory)"
-    validate(evaluation, signatures, what)
-    return calib, evaluation
+    evaluation = arrange(evaluation, signatures, roles, what)
+    validate(evaluation, fed, what)
+    return calib, evaluation, roles
 
 
 def sample_count(data: Arrays, model: onnx.ModelProto) -> int:

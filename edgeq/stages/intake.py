@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,8 @@ from edgeq.backends.registry import backend_for
 from edgeq.errors import InputError
 from edgeq.frontend.onnx_load import fits_protobuf
 from edgeq.progress import Progress
-from edgeq.recipe import Recipe
+from edgeq.frontend.input_roles import with_roles
+from edgeq.recipe import Recipe, Task
 from edgeq.source import load_data, load_source
 from edgeq.stages.state import CompileState
 from edgeq.targets import load_target
@@ -33,6 +35,7 @@ def intake(
     """Read and check every input (bad ones are refused in one line) and what this machine lacks.
 
     `calib_data`/`eval_data`: the API's in-memory data (arrays, dicts, iterables), instead of files."""
+    requested = recipe
     target = load_target(recipe.target)
     backend = backend_for(target)
     with progress.stage("load", "load model"):
@@ -42,7 +45,12 @@ def intake(
             f"{source.name} is over protobuf's 2 GB limit: edgeq loads "
             "and checks such models, but compiling them is not supported yet"
         )
-    calib, evaluation = load_data(recipe, source.model, calib_data, eval_data)
+    calib, evaluation, roles = load_data(recipe, source.model, calib_data, eval_data)
+    with_roles(source.model, roles)  # every session on the model and its compiled forms feeds it so
+    if roles.streaming and recipe.task is None:
+        recipe = dataclasses.replace(recipe, task=Task("streams"))
+    if not roles.plain and target.runtime == "tensorrt":
+        raise InputError("inputs fed other than batch on axis 0 are not supported on TensorRT targets yet")
     return CompileState(
         source=source,
         recipe=recipe,
@@ -55,5 +63,5 @@ def intake(
         unmeasured=backend.unavailable(target),
         runs=runs,
         caught=caught if caught is not None else [],
-        requested=recipe,
+        requested=requested,
     )
