@@ -187,7 +187,9 @@ def fed_signatures(inputs: Sequence[InputSignature], roles: InputRoles) -> list[
     return signatures
 
 
-def arrange(arrays: Mapping[str, np.ndarray], inputs: Sequence[InputSignature], roles: InputRoles, what: str) -> Arrays:
+def arrange(
+    arrays: Mapping[str, np.ndarray], inputs: Sequence[InputSignature], roles: InputRoles, what: str
+) -> Arrays:
     """Arrays as the model takes them (batch on each input's declared axis, scalars for constants) as
     edgeq holds them (`fed_signatures`); constants and carried states are filled in by their roles.
 
@@ -196,7 +198,9 @@ def arrange(arrays: Mapping[str, np.ndarray], inputs: Sequence[InputSignature], 
     if roles.plain:
         return dict(arrays)
     fed = dict(arrays)
-    fed_inputs = [s for s in inputs if roles.inputs[s.name].constant is None and not roles.inputs[s.name].state_from]
+    fed_inputs = [
+        s for s in inputs if roles.inputs[s.name].constant is None and not roles.inputs[s.name].state_from
+    ]
     for signature in fed_inputs:
         if signature.name in arrays:
             fed[signature.name] = _samples_first(arrays[signature.name], signature, roles)

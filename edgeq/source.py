@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -74,11 +75,12 @@ def load_data(
     if recipe.calib is None and calib_data is None:
         raise InputError("no calibration data: pass --calib DATA.npz (one array per model input)")
     signatures = input_signatures(model)
+    resolve = partial(resolve_roles, model, recipe.inputs)
     if calib_data is None:
         calib, what = load_npz(recipe.calib), f"calibration file {recipe.calib}"
+        roles = resolve(calib)
     else:
-        calib, what = to_arrays(calib_data, signatures, "calib"), "calib (in memory)"
-    roles = resolve_roles(model, recipe.inputs, calib)
+        (calib, roles), what = to_arrays(calib_data, signatures, "calib", resolve), "calib (in memory)"
     fed = fed_signatures(signatures, roles)
     calib = arrange(calib, signatures, roles, what)
     count = validate(calib, fed, what)
@@ -87,7 +89,7 @@ def load_data(
     if eval_data is None:
         evaluation, what = load_npz(recipe.eval, "evaluation file"), f"evaluation file {recipe.eval}"
     else:
-        evaluation, what = to_arrays(eval_data, signatures, "eval"), "eval (in memory)"
+        evaluation, what = to_arrays(eval_data, signatures, "eval", lambda _: roles)[0], "eval (in memory)"
     evaluation = arrange(evaluation, signatures, roles, what)
     validate(evaluation, fed, what)
     return calib, evaluation, roles

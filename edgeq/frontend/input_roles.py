@@ -16,7 +16,7 @@ from onnx import helper
 
 from edgeq.errors import InputError
 from edgeq.recipe import InputSpec
-from edgeq.runtime.roles import METADATA_KEY, InputRole, InputRoles
+from edgeq.runtime.roles import METADATA_KEY, InputRole, InputRoles, roles_in_metadata
 
 Dims = tuple[int | str | None, ...]  # fixed size, symbolic name, or unknown
 
@@ -25,7 +25,9 @@ def _tensors(values) -> dict[str, tuple[np.dtype, Dims]]:
     found = {}
     for value in values:
         tensor = value.type.tensor_type
-        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim)
+        dims = tuple(
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim
+        )
         dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type)) if tensor.elem_type else None
         found[value.name] = (dtype, dims if tensor.HasField("shape") else None)
     return found
@@ -63,8 +65,8 @@ def _role(name, signature, spec: InputSpec | None, outputs, data) -> InputRole:
         value = _single_value(data.get(name))
         if value is None:
             raise InputError(
-                f"inputs: {name!r} is a scalar input; declare its value (inputs: {{{name}: {{constant: ...}}}}) "
-                "or give it one value in the data"
+                f"inputs: {name!r} is a scalar input; declare its value "
+                f"(inputs: {{{name}: {{constant: ...}}}}) or give it one value in the data"
             )
         return InputRole(name, None, value.astype(dtype), how="inferred")
     if not declared and state_from is None and axis == 0:
@@ -99,7 +101,15 @@ def _axis(name: str, declared, dims: Dims | None, state_from: str | None) -> int
 def _state_output(name: str, signature, outputs) -> str | None:
     """The output named like this input's next value, with its dtype and rank (state → stateN, h → hn)."""
     stem = name[:-1] if name.endswith("0") else name
-    wanted = {f"{stem}n", f"{stem}N", f"{stem}_n", f"{stem}_out", f"{stem}_next", f"next_{stem}", f"{name}_out"}
+    wanted = {
+        f"{stem}n",
+        f"{stem}N",
+        f"{stem}_n",
+        f"{stem}_out",
+        f"{stem}_next",
+        f"next_{stem}",
+        f"{name}_out",
+    }
     wanted |= {w.lower() for w in wanted}
     for output, (dtype, dims) in outputs.items():
         if output in wanted and output != name and _compatible(signature, (dtype, dims)):
@@ -111,13 +121,16 @@ def _compatible(a, b) -> bool:
     (dtype_a, dims_a), (dtype_b, dims_b) = a, b
     if dtype_a != dtype_b or dims_a is None or dims_b is None or len(dims_a) != len(dims_b):
         return False
-    return all(not (isinstance(x, int) and isinstance(y, int)) or x == y for x, y in zip(dims_a, dims_b, strict=True))
+    return all(
+        not (isinstance(x, int) and isinstance(y, int)) or x == y for x, y in zip(dims_a, dims_b, strict=True)
+    )
 
 
 def _check_state(name, signature, output: str, outputs) -> None:
     if output not in outputs:
         raise InputError(
-            f"inputs: {name}.state_from names no output {output!r} (the model's outputs: {', '.join(outputs)})"
+            f"inputs: {name}.state_from names no output {output!r} "
+            f"(the model's outputs: {', '.join(outputs)})"
         )
     if not _compatible(signature, outputs[output]) and outputs[output][1] is not None:
         raise InputError(
@@ -140,7 +153,8 @@ def _constant(name: str, value, dtype: np.dtype, dims: Dims | None) -> np.ndarra
     if array.dtype.kind not in "biuf" or dtype.kind in "iu" and array.dtype.kind == "f":
         raise InputError(f"inputs: {name}.constant {value!r:.40} does not fit the input's dtype {dtype}")
     if dims is not None and (
-        array.ndim != len(dims) or any(isinstance(d, int) and d != s for d, s in zip(dims, array.shape, strict=True))
+        array.ndim != len(dims)
+        or any(isinstance(d, int) and d != s for d, s in zip(dims, array.shape, strict=True))
     ):
         raise InputError(
             f"inputs: {name}.constant has shape {list(array.shape)}, the input is {_text((dtype, dims))}"
@@ -159,7 +173,9 @@ def _output_axes(roles: dict[str, InputRole], inputs, outputs) -> dict[str, int 
     """Each output's batch axis: a state's is its input's; else the axis named like an input's batch
     dim (a symbolic dim), else axis 0 where the model is batched."""
     batched = [r for r in roles.values() if r.batch_axis is not None and r.constant is None]
-    named = {inputs[r.name][1][r.batch_axis] for r in batched if isinstance(inputs[r.name][1][r.batch_axis], str)}
+    named = {
+        inputs[r.name][1][r.batch_axis] for r in batched if isinstance(inputs[r.name][1][r.batch_axis], str)
+    }
     axes: dict[str, int | None] = {}
     for output, (_, dims) in outputs.items():
         carried = [r for r in roles.values() if r.state_from == output]
@@ -181,3 +197,9 @@ def with_roles(model: onnx.ModelProto, roles: InputRoles) -> onnx.ModelProto:
     if not roles.plain:
         model.metadata_props.add(key=METADATA_KEY, value=roles.to_json())
     return model
+
+
+def roles_of(model: onnx.ModelProto) -> InputRoles:
+    """The roles `model` carries (see `with_roles`), or batch on axis 0 of every input."""
+    metadata = {prop.key: prop.value for prop in model.metadata_props}
+    return roles_in_metadata(metadata, list(model_inputs(model)))

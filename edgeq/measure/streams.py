@@ -40,7 +40,9 @@ def evaluate_streams(
     if detector is not None:
         a, b = _frames(want[detector])[..., 0] > threshold, _frames(have[detector])[..., 0] > threshold
         metrics.append(TaskMetric("decision_agreement", 100.0, 100.0 * float((a == b).mean()), True, "%"))
-        metrics.append(TaskMetric("positive_frames", 100.0 * float(a.mean()), 100.0 * float(b.mean()), True, "%"))
+        metrics.append(
+            TaskMetric("positive_frames", 100.0 * float(a.mean()), 100.0 * float(b.mean()), True, "%")
+        )
         details["detector"] = detector
         return TaskResult("streams", metrics, ["decision_agreement"], details)
     name = floats[0]

@@ -31,9 +31,11 @@ class InputRole:
     def describe(self) -> str:
         """How the input is fed, in words (the report and `edgeq inspect` show it)."""
         if self.constant is not None:
-            return f"constant {self.constant.tolist()!r}"
+            return f"constant {self.constant.tolist()!r}, computed into the artifact"
         batch = "no batch axis" if self.batch_axis is None else f"batch axis {self.batch_axis}"
-        state = f"state carried from output {self.state_from!r}, starting at zeros; " if self.state_from else ""
+        state = (
+            f"state carried from output {self.state_from!r}, starting at zeros; " if self.state_from else ""
+        )
         return state + batch
 
 
@@ -57,7 +59,9 @@ class InputRoles:
     @property
     def plain(self) -> bool:
         """Every input has its batch on axis 0 and nothing else: the layout edgeq assumed before roles."""
-        return all(r.batch_axis == 0 and r.constant is None and not r.state_from for r in self.inputs.values())
+        return all(
+            r.batch_axis == 0 and r.constant is None and not r.state_from for r in self.inputs.values()
+        )
 
     def output_axis(self, name: str) -> int | None:
         """The axis of output `name` that holds the call's samples (axis 0 when nothing says otherwise)."""
@@ -68,7 +72,12 @@ class InputRoles:
             constant = None
             if role.constant is not None:
                 constant = {"value": role.constant.tolist(), "dtype": role.constant.dtype.str}
-            return {"batch_axis": role.batch_axis, "constant": constant, "state_from": role.state_from, "how": role.how}
+            return {
+                "batch_axis": role.batch_axis,
+                "constant": constant,
+                "state_from": role.state_from,
+                "how": role.how,
+            }
 
         return json.dumps(
             {"inputs": {n: entry(r) for n, r in self.inputs.items()}, "output_axes": self.output_axes}
@@ -80,7 +89,9 @@ class InputRoles:
         inputs = {}
         for name, entry in data["inputs"].items():
             constant = entry["constant"]
-            value = None if constant is None else np.asarray(constant["value"], dtype=np.dtype(constant["dtype"]))
+            value = (
+                None if constant is None else np.asarray(constant["value"], dtype=np.dtype(constant["dtype"]))
+            )
             inputs[name] = InputRole(name, entry["batch_axis"], value, entry["state_from"], entry["how"])
         return cls(inputs, dict(data["output_axes"]))
 
@@ -100,7 +111,9 @@ def to_call(role: InputRole, samples: np.ndarray) -> np.ndarray:
     """Samples of one input (axis 0) as one call's tensor: moved to the batch axis, or the one sample."""
     if role.batch_axis is None:
         if len(samples) != 1:
-            raise ValueError(f"input {role.name!r} has no batch axis: one sample per call, got {len(samples)}")
+            raise ValueError(
+                f"input {role.name!r} has no batch axis: one sample per call, got {len(samples)}"
+            )
         return samples[0]
     return np.moveaxis(samples, 0, role.batch_axis) if role.batch_axis else samples
 

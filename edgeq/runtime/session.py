@@ -119,11 +119,14 @@ class OrtRunner:
             yield self.padded_run(feeds)
             return
         states = {name: role.state_from for name, role in self.roles.inputs.items() if role.state_from}
-        frames = next(data[n].shape[1] for n, r in self.roles.inputs.items() if not r.state_from and r.constant is None)
-        for frame in range(frames):
-            if frame:
-                feeds = self.feeds(data, start, stop, frame) | {name: outputs[source] for name, source in states.items()}
-            outputs = self.padded_run(feeds)
+        frames = next(
+            data[n].shape[1] for n, r in self.roles.inputs.items() if not r.state_from and r.constant is None
+        )
+        outputs = self.padded_run(feeds)
+        yield outputs
+        for frame in range(1, frames):
+            carried = {name: outputs[source] for name, source in states.items()}
+            outputs = self.padded_run(self.feeds(data, start, stop, frame) | carried)
             yield outputs
 
     def predict(self, data: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -140,7 +143,9 @@ class OrtRunner:
     def padded_run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """`run`, with a batch shorter than the model's fixed one padded by repeating its first sample
         and the padding's rows cut from every output whose batch axis holds that batch."""
-        batched = {n: r.batch_axis for n, r in self.roles.inputs.items() if r.batch_axis is not None and n in feeds}
+        batched = {
+            n: r.batch_axis for n, r in self.roles.inputs.items() if r.batch_axis is not None and n in feeds
+        }
         name, axis = next(iter(batched.items()), (None, None))
         rows = feeds[name].shape[axis] if name is not None else 0
         missing = (self.fixed_batch or 0) - rows
@@ -173,7 +178,12 @@ def fixed_batch(inputs: Iterable[Any], roles: InputRoles | None = None) -> int |
     for info in inputs:
         role = roles.inputs.get(info.name)
         axis = None if role is None or role.constant is not None else role.batch_axis
-        if axis is not None and len(info.shape) > axis and isinstance(info.shape[axis], int) and info.shape[axis] > 0:
+        if (
+            axis is not None
+            and len(info.shape) > axis
+            and isinstance(info.shape[axis], int)
+            and info.shape[axis] > 0
+        ):
             dims.append(info.shape[axis])
     return min(dims) if dims else None
 

@@ -9,9 +9,10 @@ from typing import Any
 
 from edgeq.backends.registry import backend_for
 from edgeq.errors import InputError
-from edgeq.frontend.onnx_load import fits_protobuf
-from edgeq.progress import Progress
 from edgeq.frontend.input_roles import with_roles
+from edgeq.frontend.onnx_load import fits_protobuf
+from edgeq.passes.constant_inputs import bake_constant_inputs
+from edgeq.progress import Progress
 from edgeq.recipe import Recipe, Task
 from edgeq.source import load_data, load_source
 from edgeq.stages.state import CompileState
@@ -46,7 +47,8 @@ def intake(
             "and checks such models, but compiling them is not supported yet"
         )
     calib, evaluation, roles = load_data(recipe, source.model, calib_data, eval_data)
-    with_roles(source.model, roles)  # every session on the model and its compiled forms feeds it so
+    # every session on the model and its compiled forms feeds it by these roles; constants computed in
+    source.model = with_roles(bake_constant_inputs(source.model, roles), roles)
     if roles.streaming and recipe.task is None:
         recipe = dataclasses.replace(recipe, task=Task("streams"))
     if not roles.plain and target.runtime == "tensorrt":
