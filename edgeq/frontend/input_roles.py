@@ -2,8 +2,9 @@
 
 Inferred where the graph makes it clear: an input and an output of the same dtype and rank named like
 a state and its next value (state/stateN, h/hn, c/cn, h0/hn) are a carried state, batched on their one
-dynamic axis; a scalar input the data holds one value for is a constant; everything else is batched
-on axis 0, as edgeq always assumed.
+dynamic axis; a scalar input the data holds one value for is a constant (other scalars are fed one
+sample per call); an input whose axis 0 is fixed and one other axis is named like a batch is batched
+there; everything else is batched on axis 0, as edgeq always assumed.
 """
 
 from __future__ import annotations
@@ -63,12 +64,8 @@ def _role(name, signature, spec: InputSpec | None, outputs, data) -> InputRole:
     axis = _axis(name, spec.batch_axis, dims, state_from)
     if not dims and dims is not None and state_from is None and spec.batch_axis is None:
         value = _single_value(data.get(name))
-        if value is None:
-            raise InputError(
-                f"inputs: {name!r} is a scalar input; declare its value "
-                f"(inputs: {{{name}: {{constant: ...}}}}) or give it one value in the data"
-            )
-        return InputRole(name, None, value.astype(dtype), how="inferred")
+        if value is not None:
+            return InputRole(name, None, value.astype(dtype), how="inferred")
     if not declared and state_from is None and axis == 0:
         how = "default"
     return InputRole(name, axis, None, state_from, how)
@@ -89,13 +86,16 @@ def _axis(name: str, declared, dims: Dims | None, state_from: str | None) -> int
                 "it cannot hold the samples"
             )
         return axis
+    if dims is None:
+        return 0
     if not dims:
-        return None
+        return None  # a scalar: one value per call
+    free = [i for i, d in enumerate(dims) if not isinstance(d, int)]
     if state_from is not None:
-        free = [i for i, d in enumerate(dims) if not isinstance(d, int)]
         ones = [i for i, d in enumerate(dims) if d == 1]
         return free[0] if len(free) == 1 else (ones[0] if len(ones) == 1 and not free else None)
-    return 0
+    named = [i for i in free if isinstance(dims[i], str) and "batch" in dims[i].lower()]
+    return named[0] if isinstance(dims[0], int) and len(named) == 1 else 0
 
 
 def _state_output(name: str, signature, outputs) -> str | None:
