@@ -115,7 +115,7 @@ def _join(feeds: list[Arrays], inputs: Sequence[InputSignature], roles: InputRol
         except ValueError:
             shapes = sorted({c.shape for c in chunks})
             raise InputError(
-                f"{what}: batches of {name!r} differ in shape off the batch axis: {shapes}"
+                f"{what}: batches differ in shape off the batch axis: {name!r} {shapes}"
             ) from None
     return joined
 

@@ -179,3 +179,20 @@ def test_inspect_shows_the_inferred_roles(tmp_path: Path) -> None:
     assert "sr      scalar: a constant if the data holds one value" in result.stdout
     as_json = json.loads(run_edgeq("inspect", model, "--json", cwd=tmp_path).stdout)
     assert as_json["roles"]["x"] == "batch axis 0"
+
+
+def test_a_scalar_that_varies_per_sample_is_fed_one_sample_per_call(tmp_path: Path) -> None:
+    """silero's `sr` given per sample with different values: no constant, no batch axis."""
+    from tests.wild import models
+
+    model, _ = models.scalar_input(tmp_path)
+    x = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
+    rate = np.tile(np.array([1.0, 2.0], np.float32), 8)
+    result, out = compile_cli(tmp_path, model, {"x": x, "rate": rate})
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert {i["name"]: i["how"] for i in report["feeding"]["inputs"]}["rate"] == "no batch axis"
+    assert report["feeding"]["latency"] == "one call per sample (an input has no batch axis)"
+    assert [entry["batch"] for entry in report["latency"]] == [1]
+    assert any("latency measured per call" in w["message"] for w in report["warnings"])
+    assert report["accuracy"]["samples"] == 8 and report["accuracy"]["outputs"][0]["cosine"] > 0.99

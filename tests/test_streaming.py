@@ -106,7 +106,7 @@ def check_report(report: dict, artifact: Path, reference: Path, x: np.ndarray) -
     want, have = loop(reference, x) > 0.5, loop(artifact, x) > 0.5
     assert metrics["decision_agreement"]["compiled"] == pytest.approx(100 * (want == have).mean())
     assert 10 < metrics["positive_frames"]["fp32"] < 90  # the detector's decisions vary over a stream
-    assert {"y:frame_rel_l2_p99", "hn:frame_cosine_min"} <= set(metrics)
+    assert {"y:frame_abs_error_p99", "hn:frame_rel_l2_p99", "hn:frame_cosine_min"} <= set(metrics)
     assert len(task["details"]["y:abs_error_by_frame"]) == min(32, x.shape[1])
     for candidate in report["decision"]["candidates"]:
         if candidate["name"] != "fp32":
@@ -163,5 +163,5 @@ def test_silero_vad_compiles_from_its_npz_with_declared_roles(tmp_path: Path) ->
     feeding = {i["name"]: i["how"] for i in report["feeding"]["inputs"]}
     assert feeding["sr"].startswith("constant 16000") and "stateN" in feeding["state"]
     metrics = {m["name"] for m in report["accuracy"]["task"]["metrics"]}
-    assert {"decision_agreement", "output:frame_rel_l2_p99", "stateN:frame_cosine_min"} <= metrics
+    assert {"decision_agreement", "output:frame_abs_error_p99", "stateN:frame_cosine_min"} <= metrics
     assert report["quantization"]["counts"], "the If on sr is folded: its Convs can be quantized"

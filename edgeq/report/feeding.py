@@ -12,7 +12,7 @@ def describe_feeding(roles: InputRoles) -> Feeding:
     if roles.streaming:
         latency = "one call per frame; batch = streams run together along each input's batch axis"
     elif not roles.batched:
-        latency = "one call per sample (no input has a batch axis)"
+        latency = "one call per sample (an input has no batch axis)"
     else:
         latency = Feeding.latency
     return Feeding(inputs, roles.streaming, latency)

@@ -53,8 +53,8 @@ class InputRoles:
 
     @property
     def batched(self) -> bool:
-        """A call can hold several samples (some fed input has a batch axis)."""
-        return any(r.batch_axis is not None for r in self.inputs.values() if r.constant is None)
+        """A call can hold several samples: every input fed from the data has a batch axis."""
+        return all(r.batch_axis is not None for r in self.inputs.values() if r.constant is None)
 
     @property
     def plain(self) -> bool:
@@ -65,7 +65,8 @@ class InputRoles:
 
     def output_axis(self, name: str) -> int | None:
         """The axis of output `name` that holds the call's samples (axis 0 when nothing says otherwise)."""
-        return self.output_axes.get(name, 0 if self.batched else None)
+        batch_inputs = any(r.batch_axis is not None for r in self.inputs.values() if r.constant is None)
+        return self.output_axes.get(name, 0 if batch_inputs else None)
 
     def to_json(self) -> str:
         def entry(role: InputRole) -> dict:

@@ -85,8 +85,7 @@ class OrtRunner:
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.roles = roles or roles_in_metadata(metadata, list(self.inputs))
         self.fixed_batch = fixed_batch(self.inputs.values(), self.roles)
-        one_per_call = any(r.batch_axis is None and r.constant is None for r in self.roles.inputs.values())
-        self.batch_size = 1 if one_per_call else self.fixed_batch or batch_size
+        self.batch_size = self.fixed_batch or batch_size if self.roles.batched else 1
 
     @property
     def input_names(self) -> list[str]:

@@ -21,7 +21,7 @@ def batch_sizes(runner: OrtRunner, wanted: list[int]) -> list[int]:
     if not runner.roles.batched:
         if wanted != [1]:
             warnings.warn(
-                "no input of the model has a batch axis: latency measured per call (batch 1), not at "
+                "an input of the model has no batch axis: latency measured per call (batch 1), not at "
                 f"the target's batch sizes {', '.join(map(str, wanted))}",
                 FixedBatchWarning,
                 stacklevel=2,
