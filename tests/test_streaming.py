@@ -165,3 +165,17 @@ def test_silero_vad_compiles_from_its_npz_with_declared_roles(tmp_path: Path) ->
     metrics = {m["name"] for m in report["accuracy"]["task"]["metrics"]}
     assert {"decision_agreement", "output:frame_abs_error_p99", "stateN:frame_cosine_min"} <= metrics
     assert report["quantization"]["counts"], "the If on sr is folded: its Convs can be quantized"
+
+
+@pytest.mark.skipif(not SILERO.is_dir(), reason="the wild-model corpus is not built on this machine")
+def test_silero_vad_compiles_from_feed_dicts_through_the_api(tmp_path: Path) -> None:
+    """Feed dicts as silero's users call it (one 512-sample chunk, the state, sr): a flat list is one
+    stream; nothing is declared, the roles are inferred (sr: its one value; state → stateN)."""
+    chunks = np.load(SILERO / "calib.npz")["input"]
+    zeros = np.zeros((2, 1, 128), np.float32)
+    feeds = [{"input": chunk[None], "state": zeros, "sr": np.array(16000)} for chunk in chunks]
+    result = edgeq.compile(SILERO / "model.onnx", out=tmp_path / "out", target=FAST_TARGET, calib=feeds)
+    how = {i.name: (i.how, i.source) for i in result.report.feeding.inputs}
+    assert how["sr"] == ("constant 16000, computed into the artifact", "inferred")
+    assert how["state"][0].startswith("state carried from output 'stateN'")
+    assert result.report.task.details["frames"] == len(chunks) // 2
