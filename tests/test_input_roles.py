@@ -18,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import edgeq
 from edgeq.frontend.input_roles import resolve_roles
+from edgeq.recipe import InputSpec
 from tests.bad_inputs.cli import assert_refused, run_edgeq
 from tests.conftest import FAST_TARGET
 from tests.stream_models import export_sequence_first
@@ -100,6 +101,9 @@ def test_roles_are_inferred_from_the_vad_shaped_graph_and_the_data(tmp_path: Pat
     assert roles.output_axes == {"output": 0, "stateN": 1}
     varying = resolve_roles(model, {}, {"sr": np.array([8000, 16000])}).inputs["sr"]
     assert (varying.constant, varying.batch_axis) == (None, None)  # fed one sample per call
+    declared = resolve_roles(model, {"x": InputSpec(batch_axis="none"), "state": InputSpec(batch_axis=1)})
+    assert declared.inputs["x"].batch_axis is None and declared.inputs["x"].how == "declared"
+    assert not declared.streaming, "a role declared without state_from carries no state"
 
 
 def test_the_vad_shape_compiles_from_its_npz_alone_with_the_if_folded(tmp_path: Path) -> None:

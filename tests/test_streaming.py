@@ -98,6 +98,8 @@ def check_report(report: dict, artifact: Path, reference: Path, x: np.ndarray) -
     every quantized candidate was chosen or refused for a measured reason."""
     feeding = {i["name"]: i for i in report["feeding"]["inputs"]}
     assert report["feeding"]["streams"] is True
+    carried = json.loads({p.key: p.value for p in onnx.load(str(artifact)).metadata_props}["edgeq.inputs"])
+    assert carried["inputs"]["h"]["state_from"] == "hn", "the artifact says how it is fed"
     assert "state carried from output 'hn'" in feeding["h"]["how"] and "batch axis 1" in feeding["h"]["how"]
     assert "per frame" in report["feeding"]["latency"]
     task = report["accuracy"]["task"]

@@ -1,8 +1,8 @@
 """Input roles of a model: the recipe's `inputs:` section checked against the graph, the rest inferred.
 
-Inferred where the graph makes it clear: an input and an output of the same dtype and rank named like
-a state and its next value (state/stateN, h/hn, c/cn, h0/hn) are a carried state, batched on their one
-dynamic axis; a scalar input the data holds one value for is a constant (other scalars are fed one
+Inferred where the graph makes it clear: an input and an output of the same dtype and rank named
+like a state and its next value (state/stateN, h/hn, c/cn, h0/hn, s/s_next) are a carried state,
+batched on their one dynamic axis; a scalar input the data holds one value for is a constant (other scalars are fed one
 sample per call); an input whose axis 0 is fixed and one other axis is named like a batch is batched
 there; everything else is batched on axis 0, as edgeq always assumed.
 """
@@ -101,15 +101,7 @@ def _axis(name: str, declared, dims: Dims | None, state_from: str | None) -> int
 def _state_output(name: str, signature, outputs) -> str | None:
     """The output named like this input's next value, with its dtype and rank (state → stateN, h → hn)."""
     stem = name[:-1] if name.endswith("0") else name
-    wanted = {
-        f"{stem}n",
-        f"{stem}N",
-        f"{stem}_n",
-        f"{stem}_out",
-        f"{stem}_next",
-        f"next_{stem}",
-        f"{name}_out",
-    }
+    wanted = {f"{stem}n", f"{stem}N", f"{stem}_n", f"{stem}_next", f"next_{stem}"}
     wanted |= {w.lower() for w in wanted}
     for output, (dtype, dims) in outputs.items():
         if output in wanted and output != name and _compatible(signature, (dtype, dims)):
