@@ -2,9 +2,9 @@
 
 Inferred where the graph makes it clear: an input and an output of the same dtype and rank named
 like a state and its next value (state/stateN, h/hn, c/cn, h0/hn, s/s_next) are a carried state,
-batched on their one dynamic axis; a scalar input the data holds one value for is a constant (other scalars are fed one
-sample per call); an input whose axis 0 is fixed and one other axis is named like a batch is batched
-there; everything else is batched on axis 0, as edgeq always assumed.
+batched on their one dynamic axis; a scalar input the data holds one value for is a constant (other
+scalars are fed one sample per call); an input whose axis 0 is fixed and one other axis is named
+like a batch is batched there; everything else is batched on axis 0, as edgeq always assumed.
 """
 
 from __future__ import annotations
