@@ -4,6 +4,7 @@ sequence-first model whose batch axis is 1."""
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 
@@ -40,8 +41,10 @@ def activity_streams(streams: int, frames: int, seed: int) -> tuple[np.ndarray, 
     return x.astype(np.float32), labels
 
 
+@functools.cache
 def train_detector(steps: int = 60) -> GruDetector:
-    """The detector trained (seeded, a second or two) to flag the bursts, so its decisions mean something."""
+    """The detector trained (seeded, a second or two; once per process) to flag the bursts, so its
+    decisions mean something."""
     torch.manual_seed(0)
     model = GruDetector()
     x, labels = (torch.from_numpy(a) for a in activity_streams(32, 24, seed=1))
@@ -57,10 +60,14 @@ def train_detector(steps: int = 60) -> GruDetector:
     return model.eval()
 
 
-def export_detector(path: Path) -> Path:
-    """The trained detector as ONNX with dynamic batch: axis 0 of x and y, axis 1 of h and hn."""
-    example = (torch.zeros(2, FEATURES), torch.zeros(1, 2, HIDDEN))
-    axes = {"x": {0: "batch"}, "h": {1: "batch"}, "y": {0: "batch"}, "hn": {1: "batch"}}
+def export_detector(path: Path, fixed_batch: int | None = None) -> Path:
+    """The trained detector as ONNX with dynamic batch (axis 0 of x and y, axis 1 of h and hn), or
+    with the batch fixed at `fixed_batch`, as exports without dynamic axes have it."""
+    batch = fixed_batch or 2
+    example = (torch.zeros(batch, FEATURES), torch.zeros(1, batch, HIDDEN))
+    axes = (
+        None if fixed_batch else {"x": {0: "batch"}, "h": {1: "batch"}, "y": {0: "batch"}, "hn": {1: "batch"}}
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(

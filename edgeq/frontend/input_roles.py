@@ -47,11 +47,19 @@ def resolve_roles(
     unknown = [name for name in specs if name not in inputs]
     if unknown:
         raise InputError(f"inputs: the model has no input {unknown[0]!r} (its inputs: {', '.join(inputs)})")
-    roles = {name: _role(name, inputs[name], specs.get(name), outputs, data or {}) for name in inputs}
+    frame_inputs = [
+        dims
+        for name, (dtype, dims) in inputs.items()
+        if not (specs.get(name) and specs[name].state_from)
+        and _state_output(name, (dtype, dims), outputs) is None
+    ]
+    batches = {d[0] for d in frame_inputs if d and isinstance(d[0], int)}  # a fixed export's batch
+    batch = next(iter(batches)) if len(batches) == 1 else None
+    roles = {name: _role(name, inputs[name], specs.get(name), outputs, data or {}, batch) for name in inputs}
     return InputRoles(roles, _output_axes(roles, inputs, outputs))
 
 
-def _role(name, signature, spec: InputSpec | None, outputs, data) -> InputRole:
+def _role(name, signature, spec: InputSpec | None, outputs, data, batch: int | None) -> InputRole:
     dtype, dims = signature
     spec = spec or InputSpec()
     declared = any(v is not None for v in (spec.batch_axis, spec.constant, spec.state_from))
@@ -61,7 +69,7 @@ def _role(name, signature, spec: InputSpec | None, outputs, data) -> InputRole:
     state_from = spec.state_from or (None if declared else _state_output(name, signature, outputs))
     if state_from is not None:
         _check_state(name, signature, state_from, outputs)
-    axis = _axis(name, spec.batch_axis, dims, state_from)
+    axis = _axis(name, spec.batch_axis, dims, state_from, batch)
     if not dims and dims is not None and state_from is None and spec.batch_axis is None:
         value = _single_value(data.get(name))
         if value is not None:
@@ -71,8 +79,9 @@ def _role(name, signature, spec: InputSpec | None, outputs, data) -> InputRole:
     return InputRole(name, axis, None, state_from, how)
 
 
-def _axis(name: str, declared, dims: Dims | None, state_from: str | None) -> int | None:
-    """The declared batch axis (checked against the input's rank and fixed dims) or the inferred one."""
+def _axis(name: str, declared, dims: Dims | None, state_from: str | None, batch: int | None) -> int | None:
+    """The declared batch axis (checked against the input's rank and fixed dims) or the inferred one:
+    a state's is its one dynamic axis, or in a fixed export the one axis of the inputs' fixed batch."""
     if declared == "none":
         return None
     rank = len(dims) if dims is not None else None
@@ -92,8 +101,8 @@ def _axis(name: str, declared, dims: Dims | None, state_from: str | None) -> int
         return None  # a scalar: one value per call
     free = [i for i, d in enumerate(dims) if not isinstance(d, int)]
     if state_from is not None:
-        ones = [i for i, d in enumerate(dims) if d == 1]
-        return free[0] if len(free) == 1 else (ones[0] if len(ones) == 1 and not free else None)
+        sized = [i for i, d in enumerate(dims) if d == batch]
+        return free[0] if len(free) == 1 else (sized[0] if len(sized) == 1 and not free else None)
     named = [i for i in free if isinstance(dims[i], str) and "batch" in dims[i].lower()]
     return named[0] if isinstance(dims[0], int) and len(named) == 1 else 0
 
