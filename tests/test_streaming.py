@@ -166,7 +166,11 @@ def test_silero_vad_compiles_from_its_npz_with_declared_roles(tmp_path: Path) ->
     assert feeding["sr"].startswith("constant 16000") and "stateN" in feeding["state"]
     metrics = {m["name"] for m in report["accuracy"]["task"]["metrics"]}
     assert {"decision_agreement", "output:frame_abs_error_p99", "stateN:frame_cosine_min"} <= metrics
-    assert report["quantization"]["counts"], "the If on sr is folded: its Convs can be quantized"
+    assert report["quantization"]["counts"]["int8"] > 0, "the If on sr is folded: its Convs can be quantized"
+    # the corpus's chunks are random windows the VAD never flags: the report says agreement is moot
+    assert any(
+        "every fp32 decision of 'output' at 0.5 is negative" in w["message"] for w in report["warnings"]
+    )
 
 
 @pytest.mark.skipif(not SILERO.is_dir(), reason="the wild-model corpus is not built on this machine")

@@ -7,13 +7,21 @@ Built-in task `streams` (the default for a model with a carried state): outputs 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
 
 from edgeq.measure.tasks import Predictor, TaskMetric, TaskResult
 
-CURVE_POINTS = 32  # error by frame position, as many points as a report chart needs
+CURVE_POINTS = 32
+
+
+class OneSidedDecisions(UserWarning):
+    """The fp32 detector decided the same way on every evaluation frame (the report lists this)."""
+
+
+# error by frame position, as many points as a report chart needs
 
 
 def evaluate_streams(
@@ -50,6 +58,15 @@ def evaluate_streams(
             TaskMetric("positive_frames", 100.0 * float(a.mean()), 100.0 * float(b.mean()), True, "%")
         )
         details["detector"] = detector
+        if a.all() or not a.any():
+            side = "positive" if a.all() else "negative"
+            warnings.warn(
+                f"every fp32 decision of {detector!r} at {threshold} is {side} on the evaluation streams: "
+                "decision agreement cannot tell the models apart there; evaluate on streams where the "
+                "detector both fires and does not",
+                OneSidedDecisions,
+                stacklevel=2,
+            )
         return TaskResult("streams", metrics, ["decision_agreement"], details)
     name = floats[0]
     cosines = _frame_cosines(_frames(want[name]), _frames(have[name]))
