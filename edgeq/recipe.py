@@ -133,6 +133,10 @@ class InputSpec:
     state_from: str | None = None
     """The output whose value this input gets on the next frame (a recurrent state)."""
 
+    def __post_init__(self) -> None:
+        if hasattr(self.constant, "tolist"):  # a numpy value from the API: the recipe is written as YAML
+            self.constant = self.constant.tolist()
+
 
 @dataclass
 class Recipe:

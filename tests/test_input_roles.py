@@ -136,7 +136,11 @@ def test_the_vad_shape_takes_a_flat_list_of_feed_dicts_from_the_api(tmp_path: Pa
         out=tmp_path / "out",
         target=FAST_TARGET,
         calib=feeds,
-        inputs={"state": {"state_from": "stateN"}},
+        inputs={"state": {"state_from": "stateN"}, "sr": {"constant": np.array(16000)}},
+    )
+    written = yaml.safe_load((tmp_path / "out" / "recipe.yaml").read_text())
+    assert (
+        written["inputs"]["sr"]["constant"] == 16000 and written["inputs"]["state"]["state_from"] == "stateN"
     )
     how = {i.name: i.how for i in result.report.feeding.inputs}
     assert how["sr"].startswith("constant 16000") and "batch axis 1" in how["state"]
