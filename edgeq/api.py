@@ -51,9 +51,11 @@ def compile(  # noqa: A001 - the verb users expect: edgeq.compile(...)
     """Compile a model (ONNX path, ModelProto, or torch.nn.Module + example_inputs) for a target.
 
     `overrides` are recipe fields (target=, calib=, calibration={...}, task={...}, gates={...},
-    allow_unmeasured=True...). `calib=` and `eval=` also take data in memory: an array (one-input
-    models), a dict {input name: array}, or an iterable of batches (feed dicts, arrays or tensors, a
-    torch DataLoader); `progress=True` shows the stages and bars on stderr as the CLI does. Every
+    allow_unmeasured=True, inputs={name: {batch_axis/constant/state_from}}...). `calib=` and `eval=`
+    also take data in memory: an array (one-input models), a dict {input name: array}, an iterable of
+    batches (feed dicts, arrays or tensors, a torch DataLoader; joined along each input's batch axis),
+    or, for a model with a carried state, a list of streams (each a list of per-frame feed dicts; a flat
+    list of feeds is one stream); `progress=True` shows the stages and bars on stderr as the CLI does. Every
     compile is recorded in the runs store (`runs`: a path, None for $EDGEQ_RUNS or the user data dir,
     False to skip).
     """

@@ -13,6 +13,7 @@ import numpy as np
 
 from edgeq.config import limit, over_limit
 from edgeq.errors import InputError
+from edgeq.runtime.roles import InputRoles
 
 Arrays = dict[str, np.ndarray]
 
@@ -170,3 +171,74 @@ def split(arrays: Arrays, count: int, eval_fraction: float, seed: int = 0) -> tu
     order = np.random.default_rng(seed).permutation(count)
     n_eval = min(count - 1, max(1, round(count * eval_fraction)))
     return take(arrays, np.sort(order[n_eval:]), count), take(arrays, np.sort(order[:n_eval]), count)
+
+
+def fed_signatures(inputs: Sequence[InputSignature], roles: InputRoles) -> list[InputSignature]:
+    """The arrays edgeq holds for each input (axis 0 = samples): the model's shape with its batch
+    axis moved first (or a sample axis added), and for streams a frame axis after the stream axis."""
+    signatures = []
+    for signature in inputs:
+        role = roles.inputs[signature.name]
+        shape = list(signature.shape)
+        if role.constant is None and role.batch_axis is not None:
+            del shape[role.batch_axis]
+        frames = [None] if roles.streaming and role.constant is None and not role.state_from else []
+        signatures.append(InputSignature(signature.name, signature.dtype, (None, *frames, *shape)))
+    return signatures
+
+
+def arrange(
+    arrays: Mapping[str, np.ndarray], inputs: Sequence[InputSignature], roles: InputRoles, what: str
+) -> Arrays:
+    """Arrays as the model takes them (batch on each input's declared axis, scalars for constants) as
+    edgeq holds them (`fed_signatures`); constants and carried states are filled in by their roles.
+
+    A stream input given with the model's own rank is one stream whose frames lie on its batch axis;
+    one stream is cut in two halves, so a calibration file can hold some out for evaluation."""
+    if roles.plain:
+        return dict(arrays)
+    fed = dict(arrays)
+    fed_inputs = [
+        s for s in inputs if roles.inputs[s.name].constant is None and not roles.inputs[s.name].state_from
+    ]
+    for signature in fed_inputs:
+        if signature.name in arrays:
+            fed[signature.name] = _samples_first(arrays[signature.name], signature, roles)
+    present = [fed[s.name] for s in fed_inputs if s.name in fed and fed[s.name].ndim >= 2]
+    if roles.streaming and present and len(present[0]) == 1 and present[0].shape[1] >= 2:
+        half = present[0].shape[1] // 2
+        for signature in fed_inputs:
+            if signature.name in fed and fed[signature.name].ndim >= 2:
+                stream = fed[signature.name][0, : 2 * half]
+                fed[signature.name] = stream.reshape(2, half, *stream.shape[1:])
+    count = len(fed[fed_inputs[0].name]) if fed_inputs and fed_inputs[0].name in fed else 1
+    for signature in inputs:
+        role = roles.inputs[signature.name]
+        if role.constant is not None:
+            fed[signature.name] = np.broadcast_to(role.constant, (count, *role.constant.shape))
+        elif role.state_from:
+            fed[signature.name] = _zero_state(signature, role, count, what)
+    return fed
+
+
+def _samples_first(array: np.ndarray, signature: InputSignature, roles: InputRoles) -> np.ndarray:
+    """One input's array with its samples (streams) on axis 0: the batch axis moved there, or a
+    sample (stream) axis added when the array has the rank of one call."""
+    role, rank = roles.inputs[signature.name], len(signature.shape)
+    if array.ndim != rank:
+        return array  # already samples first (or a wrong rank, which `validate` names)
+    if role.batch_axis is None:
+        return array[None]
+    moved = np.moveaxis(array, role.batch_axis, 0)
+    return moved[None] if roles.streaming else moved
+
+
+def _zero_state(signature: InputSignature, role, count: int, what: str) -> np.ndarray:
+    """A carried state's start: zeros, one per stream."""
+    dims = [d for axis, d in enumerate(signature.shape) if axis != role.batch_axis]
+    if any(d is None for d in dims):
+        raise InputError(
+            f"{what}: state input {signature.name!r} has dynamic axes besides its batch axis "
+            f"{_shape_text(signature.shape)}; edgeq starts a state at zeros and needs its size"
+        )
+    return np.zeros((count, *dims), dtype=signature.dtype)

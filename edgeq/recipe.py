@@ -131,6 +131,22 @@ class Budget:
 
 
 @dataclass
+class InputSpec:
+    """How one model input is fed (see docs/streaming.md); unset fields are inferred from the graph."""
+
+    batch_axis: int | Literal["none"] | None = None
+    """The axis a call's samples go on; "none": one sample per call; None (unset): inferred."""
+    constant: Any = None
+    """A value fed unchanged on every call (a sample rate, a threshold)."""
+    state_from: str | None = None
+    """The output whose value this input gets on the next frame (a recurrent state)."""
+
+    def __post_init__(self) -> None:
+        if hasattr(self.constant, "tolist"):  # a numpy value from the API: the recipe is written as YAML
+            self.constant = self.constant.tolist()
+
+
+@dataclass
 class Recipe:
     """A whole compile: target, data, quantization, pruning, task and gates."""
 
@@ -149,6 +165,7 @@ class Recipe:
     calibration: Calibration = field(default_factory=Calibration)
     methods: Methods = field(default_factory=Methods)
     exclude: list[str] = field(default_factory=list)
+    inputs: dict[str, InputSpec] = field(default_factory=dict)
     prune: Prune | None = None
     mrl: Matryoshka | None = None
     qat: QatCheck | None = None

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import onnx
 
-from edgeq.data import Arrays, load_npz, split, validate
+from edgeq.data import Arrays, arrange, fed_signatures, load_npz, split, validate
 from edgeq.errors import InputError
 from edgeq.feeds import to_arrays
 from edgeq.frontend.hf_folder import export_hf_folder, folder_digest, is_hf_folder
+from edgeq.frontend.input_roles import resolve_roles
 from edgeq.frontend.onnx_load import input_signatures, load_onnx
 from edgeq.graph import model_bytes
 from edgeq.optional import require_torch
 from edgeq.recipe import Recipe
+from edgeq.runtime.roles import InputRoles
 
 
 @dataclass
@@ -97,27 +100,33 @@ def _is_torch_module(model: Any) -> bool:
 
 def load_data(
     recipe: Recipe, model: onnx.ModelProto, calib_data: Any = None, eval_data: Any = None
-) -> tuple[Arrays, Arrays]:
-    """Calibration and held-out evaluation arrays, checked against the model's inputs.
+) -> tuple[Arrays, Arrays, InputRoles]:
+    """Calibration and held-out evaluation arrays, checked against the model's inputs, and the roles
+    (`recipe.inputs`, the rest inferred) they were arranged by.
 
     `calib_data`/`eval_data` are in-memory data from the API (see `edgeq.feeds`), used instead of
     the recipe's files."""
     if recipe.calib is None and calib_data is None:
         raise InputError("no calibration data: pass --calib DATA.npz (one array per model input)")
     signatures = input_signatures(model)
+    resolve = partial(resolve_roles, model, recipe.inputs)
     if calib_data is None:
         calib, what = load_npz(recipe.calib), f"calibration file {recipe.calib}"
+        roles = resolve(calib)
     else:
-        calib, what = to_arrays(calib_data, signatures, "calib"), "calib (in memory)"
-    count = validate(calib, signatures, what)
+        (calib, roles), what = to_arrays(calib_data, signatures, "calib", resolve), "calib (in memory)"
+    fed = fed_signatures(signatures, roles)
+    calib = arrange(calib, signatures, roles, what)
+    count = validate(calib, fed, what)
     if recipe.eval is None and eval_data is None:
-        return split(calib, count, recipe.eval_fraction)
+        return (*split(calib, count, recipe.eval_fraction), roles)
     if eval_data is None:
         evaluation, what = load_npz(recipe.eval, "evaluation file"), f"evaluation file {recipe.eval}"
     else:
-        evaluation, what = to_arrays(eval_data, signatures, "eval"), "eval (in memory)"
-    validate(evaluation, signatures, what)
-    return calib, evaluation
+        evaluation, what = to_arrays(eval_data, signatures, "eval", lambda _: roles)[0], "eval (in memory)"
+    evaluation = arrange(evaluation, signatures, roles, what)
+    validate(evaluation, fed, what)
+    return calib, evaluation, roles
 
 
 def sample_count(data: Arrays, model: onnx.ModelProto) -> int:

@@ -106,13 +106,11 @@ def test_model_without_inputs_is_refused_in_one_line(tmp_path):
     assert_refused(result, out, "no inputs")
 
 
-def test_scalar_input_is_refused_in_one_line_naming_it(tmp_path):
-    model, calib = models.scalar_input(tmp_path)
-    out = tmp_path / "out"
-    result = run_edgeq(
-        "compile", model, "--calib", calib, "--target", FAST_TARGET, "-o", out, "-q", cwd=tmp_path
-    )
-    assert_refused(result, out, "input 'rate' is a scalar", "batch axis")
+def test_scalar_input_with_one_value_in_the_data_compiles_as_a_constant(tmp_path):
+    """silero-vad's `sr`: a scalar input the data holds one value for is fed as that constant."""
+    report = compile_ok(*models.scalar_input(tmp_path), tmp_path)
+    feeding = {i["name"]: (i["how"], i["source"]) for i in report["feeding"]["inputs"]}
+    assert feeding["rate"] == ("constant 2.0, computed into the artifact", "inferred")
 
 
 def test_out_of_range_gather_ids_are_the_data_s_problem_in_one_line(tmp_path):

@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from edgeq.frontend.input_roles import resolve_roles
 from edgeq.frontend.onnx_load import load_onnx
 from edgeq.graph import all_nodes, default_opset, model_bytes
 from edgeq.quant.prequantized import is_quantized
@@ -46,6 +47,10 @@ class ModelInfo:
     file_bytes: int
     quantized: bool
     opsets: dict[str, int] = field(default_factory=dict)
+    roles: dict[str, str] = field(default_factory=dict)
+    """How each input would be fed with no `inputs:` declared (see docs/streaming.md), in words."""
+    arrays: dict[str, str] = field(default_factory=dict)
+    """What a calibration file holds for each input, where that is not `[N, ...]` of its shape."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,7 +80,45 @@ def inspect_model(path: str | Path) -> ModelInfo:
         file_bytes=model_bytes(path),
         quantized=is_quantized(model),
         opsets={o.domain or "ai.onnx": o.version for o in model.opset_import},
+        roles=_roles(model),
+        arrays=_arrays(model),
     )
+
+
+def _arrays(model: onnx.ModelProto) -> dict[str, str]:
+    """The calibration arrays of a model fed other than batch-first: streams, constants, states."""
+    roles = resolve_roles(model, {})
+    if roles.plain:
+        return {}
+    arrays = {}
+    for value in model.graph.input:
+        role = roles.inputs.get(value.name)
+        if role is None:
+            continue
+        shape = _tensor(value).shape
+        if role.state_from:
+            arrays[value.name] = "optional (a carried state starts at zeros)"
+        elif not shape:
+            arrays[value.name] = "a scalar (one value: a constant) or [N]"
+        else:
+            rest = [d for axis, d in enumerate(shape) if axis != role.batch_axis]
+            lead = ["S", "F"] if roles.streaming else ["N"]
+            whole = (
+                " (or one stream as the model takes it, frames on its batch axis)" if roles.streaming else ""
+            )
+            arrays[value.name] = shape_text([*lead, *rest]) + whole
+    return arrays
+
+
+def _roles(model: onnx.ModelProto) -> dict[str, str]:
+    """Each input's inferred role; a scalar's value is read from the data when it holds one."""
+    roles = resolve_roles(model, {})
+    return {
+        name: "scalar: a constant if the data holds one value, else one sample per call"
+        if role.batch_axis is None and role.constant is None and not role.state_from
+        else role.describe()
+        for name, role in roles.inputs.items()
+    }
 
 
 def _tensor(value: onnx.ValueInfoProto) -> TensorInfo:
@@ -117,6 +160,9 @@ def describe(info: ModelInfo, calib_samples: int = 256, eval_fraction: float = 0
     for title, tensors in (("inputs", info.inputs), ("outputs", info.outputs)):
         lines.append(title)
         lines += [f"  {t.name:<{width}}  {t.dtype:<8} {shape_text(t.shape)}" for t in tensors]
+    if any(how != "batch axis 0" for how in info.roles.values()):
+        lines.append("roles    (inferred; declare them in the recipe's inputs: section)")
+        lines += [f"  {name:<{width}}  {how}" for name, how in info.roles.items()]
     ops = ", ".join(f"{op} {count}" for op, count in info.ops.items())
     lines += textwrap.wrap(
         f"{info.nodes} nodes: {ops}", 100, initial_indent="ops      ", subsequent_indent=" " * 9
@@ -125,10 +171,14 @@ def describe(info: ModelInfo, calib_samples: int = 256, eval_fraction: float = 0
         f"size     {info.parameters:,} parameters, {_mb(info.parameter_bytes)} of weights, "
         f"file {_mb(info.file_bytes)}" + (" (already quantized)" if info.quantized else "")
     )
-    arrays = ", ".join(f"{t.name}={t.dtype} {shape_text(['N', *t.shape[1:]])}" for t in info.inputs)
+    arrays = ", ".join(
+        f"{t.name}={t.dtype} {info.arrays.get(t.name) or shape_text(['N', *t.shape[1:]])}"
+        for t in info.inputs
+    )
     held = round(100 * eval_fraction)
+    unit = "S = streams of F frames" if any("S, F" in a for a in info.arrays.values()) else "N = samples"
     lines += [
-        f"calib    an .npz with one array per input: {arrays} (N = samples)",
+        f"calib    an .npz with one array per input: {arrays} ({unit})",
         f"         build it: edgeq calib SOURCE --model {Path(info.path).name} -o calib.npz",
         f"         a compile holds out {held}% of N (seeded) to evaluate unless --eval is given, and "
         f"calibrates on up to {calib_samples} of the rest (--calib-samples)",

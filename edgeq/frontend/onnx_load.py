@@ -97,14 +97,6 @@ def check_model(model: onnx.ModelProto, name: str, path: Path | None = None) -> 
             f"{name} has no inputs: it computes constants, so there is nothing to calibrate or measure; "
             "compile the model that feeds on data"
         )
-    initializers = {t.name for t in model.graph.initializer}
-    scalars = [v.name for v in model.graph.input if v.name not in initializers and _is_scalar(v)]
-    if scalars:
-        raise InputError(
-            f"{name}: input {scalars[0]!r} is a scalar (rank 0); edgeq feeds samples along axis 0 of every "
-            "input, so it cannot calibrate or batch this model: make the value a constant in the graph, "
-            "or give the input a batch axis"
-        )
     fits = fits_protobuf(model)
     try:
         if path is not None:
@@ -119,12 +111,6 @@ def check_model(model: onnx.ModelProto, name: str, path: Path | None = None) -> 
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=False)
     except (onnx.shape_inference.InferenceError, ValueError) as exc:
         raise InputError(f"{name} fails ONNX shape inference: {_first_line(exc)}") from None
-
-
-def _is_scalar(value: onnx.ValueInfoProto) -> bool:
-    """A rank-0 tensor input (a known shape with no dims), not one whose shape is unknown."""
-    tensor = value.type.tensor_type
-    return value.type.HasField("tensor_type") and tensor.HasField("shape") and not tensor.shape.dim
 
 
 def fits_protobuf(model: onnx.ModelProto) -> bool:

@@ -1,4 +1,5 @@
-"""Measure activation ranges by running the fp32 model on calibration samples (two streaming passes)."""
+"""Measure activation ranges by running the fp32 model on calibration samples (two streaming passes;
+streams of a stateful model run frame by frame, state carried, so ranges are the ones seen mid-stream)."""
 
 from __future__ import annotations
 
@@ -46,11 +47,11 @@ def _stream(runner, data, count, observers, method: str, progress) -> None:
     """One pass over the samples, feeding each tensor's values to its observer's `method`."""
     phase = "ranges" if method == "update_range" else "histograms"
     for done, start in enumerate(range(0, count, runner.batch_size), start=1):
-        outputs = runner.padded_run(runner.feeds(data, start, min(start + runner.batch_size, count)))
-        for name, observer in observers.items():
-            try:
-                getattr(observer, method)(outputs[name])
-            except CalibrationDataError as exc:
-                raise InputError(f"calibration: tensor {name!r}: {exc}") from None
+        for outputs in runner.calls(data, start, min(start + runner.batch_size, count)):
+            for name, observer in observers.items():
+                try:
+                    getattr(observer, method)(outputs[name])
+                except CalibrationDataError as exc:
+                    raise InputError(f"calibration: tensor {name!r}: {exc}") from None
         if progress:
             progress(phase, done)

@@ -108,8 +108,8 @@ def stream_layer_inputs(
     runner = OrtRunner(exposed, batch_size=batch_size)
     count = min(samples, len(data[runner.input_names[0]]))
     for start in range(0, count, runner.batch_size):
-        outputs = runner.padded_run(runner.feeds(data, start, min(start + runner.batch_size, count)))
-        yield {name: outputs[name] for name in tensors}
+        for outputs in runner.calls(data, start, min(start + runner.batch_size, count)):
+            yield {name: outputs[name] for name in tensors}
 
 
 def input_means(

@@ -619,6 +619,20 @@ def _machine(report: Report) -> Safe:
     )
 
 
+def _feeding(report: Report) -> Safe | None:
+    """How each input was fed (batch axis, constant, carried state) and what one timed call is."""
+    if report.feeding is None:
+        return None
+    rows = [[i.name, i.how, i.source] for i in report.feeding.inputs]
+    unit = "streams (state carried frame to frame)" if report.feeding.streams else "samples"
+    return _section(
+        "feeding",
+        "How the model was fed",
+        table(["input", "fed as", "role"], rows),
+        _key_values([("data", unit), ("latency", report.feeding.latency)]),
+    )
+
+
 def _warnings(report: Report) -> Safe | None:
     if not report.warnings:
         return None
@@ -650,6 +664,7 @@ _SECTIONS: tuple[Callable[[Report], Safe | None], ...] = (
     _tradeoff,
     _size,
     _accuracy,
+    _feeding,
     _quantization,
     _precision_plan,
     _sensitivity,

@@ -192,6 +192,24 @@ class ReportWarning:
 
 
 @dataclass
+class InputFeed:
+    """How one model input was fed: `how` in words, `source` declared, inferred or default."""
+
+    name: str
+    how: str
+    source: str
+
+
+@dataclass
+class Feeding:
+    """How the model was called: each input's role, whether data were streams, what one timed call is."""
+
+    inputs: list[InputFeed]
+    streams: bool = False
+    latency: str = "one call per batch, samples on each input's batch axis"
+
+
+@dataclass
 class Report:
     """Everything one compile measured; every number was measured in that run, on the artifact.
 
@@ -219,6 +237,7 @@ class Report:
     engine: dict[str, Any] | None = None
     gates: list[Gate] = field(default_factory=list)
     warnings: list[ReportWarning] = field(default_factory=list)
+    feeding: Feeding | None = None
 
     @property
     def outputs(self) -> list[OutputFidelity]:

@@ -42,7 +42,8 @@ def print_summary(report: Report, console: Console | None = None) -> None:
     if report.latency:
         console.print(latency)
 
-    fidelity = Table(title=f"fidelity vs fp32 ({report.accuracy.samples} held-out samples)")
+    unit = "streams, state carried" if report.feeding and report.feeding.streams else "samples"
+    fidelity = Table(title=f"fidelity vs fp32 ({report.accuracy.samples} held-out {unit})")
     for column in ("output", "cosine", "centered cos", "SQNR dB", "rel L2", "max abs", "agreement"):
         fidelity.add_column(column, justify="right")
     for o in report.outputs:

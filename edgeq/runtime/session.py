@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edgeq.errors import InputError
+from edgeq.runtime.roles import InputRoles, default_roles, from_call, roles_in_metadata, to_call
 from edgeq.runtime.timing import timed_calls
 
 Provider = str | tuple[str, dict[str, Any]]
@@ -52,7 +53,9 @@ def provider_name(provider: Provider) -> str:
 
 
 class OrtRunner:
-    """An ONNX Runtime session that predicts whole arrays (first axis = samples) in batches.
+    """An ONNX Runtime session that predicts whole arrays (axis 0 = samples) in batches, feeding each
+    input by its role (see `edgeq.runtime.roles`): constants added, samples moved to the declared
+    batch axis, streams run frame by frame with their state carried.
 
     It runs on every provider asked for or not at all: ONNX Runtime itself drops a provider it lacks
     (or cannot start) with only a warning, and would then time the CPU under a GPU's name."""
@@ -64,6 +67,7 @@ class OrtRunner:
         threads: int = 0,
         providers: Sequence[Provider] = CPU_ONLY,
         batch_size: int = 64,
+        roles: InputRoles | None = None,
     ) -> None:
         source = model if isinstance(model, bytes) else str(model)
         self.session = ort.InferenceSession(
@@ -78,43 +82,85 @@ class OrtRunner:
             )
         self.inputs = {i.name: i for i in self.session.get_inputs()}
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self.fixed_batch = fixed_batch(self.inputs.values())
-        self.batch_size = self.fixed_batch or batch_size
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        self.roles = roles or roles_in_metadata(metadata, list(self.inputs))
+        self.fixed_batch = fixed_batch(self.inputs.values(), self.roles)
+        self.batch_size = self.fixed_batch or batch_size if self.roles.batched else 1
 
     @property
     def input_names(self) -> list[str]:
         return list(self.inputs)
 
-    def feeds(self, data: Mapping[str, np.ndarray], start: int = 0, stop: int | None = None):
-        """The model's inputs from `data`, sliced to samples [start, stop) and cast to its dtypes."""
-        return {
-            name: np.ascontiguousarray(data[name][start:stop], dtype=_ORT_TO_NUMPY.get(info.type, np.float32))
-            for name, info in self.inputs.items()
-        }
+    def feeds(self, data: Mapping[str, np.ndarray], start: int = 0, stop: int | None = None, frame: int = 0):
+        """One call's inputs for samples [start, stop) of `data`, cast to the model's dtypes: each by
+        its role; for streams, frame `frame` with the streams' initial state."""
+        roles, streaming = self.roles.inputs, self.roles.streaming
+        feeds = {}
+        for name, info in self.inputs.items():
+            role = roles[name]
+            if role.constant is not None:
+                value = role.constant
+            else:
+                samples = data[name][start:stop]
+                value = to_call(role, samples[:, frame] if streaming and not role.state_from else samples)
+            feeds[name] = np.ascontiguousarray(value, dtype=_ORT_TO_NUMPY.get(info.type, np.float32))
+        return feeds
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One session call on ready feeds."""
         return dict(zip(self.output_names, self.session.run(self.output_names, dict(feeds)), strict=True))
 
+    def calls(self, data: Mapping[str, np.ndarray], start: int, stop: int) -> Iterator[dict[str, np.ndarray]]:
+        """The outputs of every call samples [start, stop) take: one call, or for streams one per
+        frame, each state input given the output it is carried from on the frame before."""
+        feeds = self.feeds(data, start, stop)
+        if not self.roles.streaming:
+            yield self.padded_run(feeds)
+            return
+        states = {name: role.state_from for name, role in self.roles.inputs.items() if role.state_from}
+        frames = next(
+            data[n].shape[1] for n, r in self.roles.inputs.items() if not r.state_from and r.constant is None
+        )
+        outputs = self.padded_run(feeds)
+        yield outputs
+        for frame in range(1, frames):
+            carried = {name: outputs[source] for name, source in states.items()}
+            outputs = self.padded_run(self.feeds(data, start, stop, frame) | carried)
+            yield outputs
+
     def predict(self, data: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """All outputs for every sample in `data`, concatenated over batches (see `padded_run`)."""
+        """All outputs for every sample in `data` (axis 0 = samples; for streams [streams, frames, ...])."""
         count = len(next(iter(data[name] for name in self.inputs)))
         parts: dict[str, list[np.ndarray]] = {name: [] for name in self.output_names}
         for start in range(0, count, self.batch_size):
-            for name, value in self.padded_run(self.feeds(data, start, start + self.batch_size)).items():
-                parts[name].append(value)
+            calls = list(self.calls(data, start, min(start + self.batch_size, count)))
+            for name in self.output_names:
+                values = [from_call(call[name], self.roles.output_axis(name)) for call in calls]
+                parts[name].append(np.stack(values, axis=1) if self.roles.streaming else values[0])
         return {name: np.concatenate(values) for name, values in parts.items()}
 
     def padded_run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """`run`, with a batch shorter than the model's fixed one padded by repeating its first sample
-        and the padding's rows cut from every output whose first axis is that batch."""
-        rows = len(next(iter(feeds.values()))) if feeds else 0
+        and the padding's rows cut from every output whose batch axis holds that batch."""
+        batched = {
+            n: r.batch_axis for n, r in self.roles.inputs.items() if r.batch_axis is not None and n in feeds
+        }
+        name, axis = next(iter(batched.items()), (None, None))
+        rows = feeds[name].shape[axis] if name is not None else 0
         missing = (self.fixed_batch or 0) - rows
         if missing <= 0 or rows == 0:
             return self.run(feeds)
-        padded = {name: np.concatenate([v, np.repeat(v[:1], missing, axis=0)]) for name, v in feeds.items()}
+        padded = dict(feeds)
+        for name, axis in batched.items():
+            first = np.take(feeds[name], [0], axis=axis)
+            padded[name] = np.concatenate([feeds[name], np.repeat(first, missing, axis=axis)], axis=axis)
         outputs = self.run(padded)
-        return {k: v[:rows] if v.ndim and len(v) == self.fixed_batch else v for k, v in outputs.items()}
+        cut = {}
+        for name, value in outputs.items():
+            axis = self.roles.output_axis(name) or 0
+            keep = value.ndim > axis and value.shape[axis] == self.fixed_batch
+            cut[name] = np.take(value, range(rows), axis=axis) if keep else value
+        return cut
 
     def timed(self, feeds: Mapping[str, np.ndarray]) -> Callable[[int], list[float]]:
         """A timer over `feeds`: n session calls, each in ms by the host clock (`run` returns on host)."""
@@ -122,11 +168,22 @@ class OrtRunner:
         return lambda runs: timed_calls(lambda: self.session.run(None, feeds), runs)
 
 
-def fixed_batch(inputs: Iterable[Any]) -> int | None:
-    """The batch every call must have: the first dim the model's inputs fix, or None if it is free.
-
-    Exports without dynamic axes (most ONNX files in the wild) fix it, often to 1."""
-    dims = [i.shape[0] for i in inputs if i.shape and isinstance(i.shape[0], int) and i.shape[0] > 0]
+def fixed_batch(inputs: Iterable[Any], roles: InputRoles | None = None) -> int | None:
+    """The batch every call must have: the smallest size the model's inputs fix on their batch axes,
+    or None if it is free. Exports without dynamic axes (most ONNX files in the wild) fix it, often to 1."""
+    inputs = list(inputs)
+    roles = roles or default_roles([i.name for i in inputs])
+    dims = []
+    for info in inputs:
+        role = roles.inputs.get(info.name)
+        axis = None if role is None or role.constant is not None else role.batch_axis
+        if (
+            axis is not None
+            and len(info.shape) > axis
+            and isinstance(info.shape[axis], int)
+            and info.shape[axis] > 0
+        ):
+            dims.append(info.shape[axis])
     return min(dims) if dims else None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 from typing import Any
@@ -9,10 +10,12 @@ from typing import Any
 from edgeq.backends.registry import backend_for
 from edgeq.errors import InputError
 from edgeq.frontend.hf_folder import CALIB_HINT, is_hf_folder
+from edgeq.frontend.input_roles import with_roles
 from edgeq.frontend.onnx_load import fits_protobuf
 from edgeq.optional import require_torch
+from edgeq.passes.constant_inputs import bake_constant_inputs
 from edgeq.progress import Progress
-from edgeq.recipe import Recipe
+from edgeq.recipe import Recipe, Task
 from edgeq.source import load_data, load_source
 from edgeq.stages.state import CompileState
 from edgeq.targets import load_target
@@ -39,6 +42,7 @@ def intake(
         raise InputError(CALIB_HINT)  # before the export, which takes a while
     if recipe.methods.adaround:  # refused before any work on an install without the torch extra
         require_torch("AdaRound (methods.adaround)")
+    requested = recipe
     target = load_target(recipe.target)
     backend = backend_for(target)
     with progress.stage("load", "load model"):
@@ -48,7 +52,13 @@ def intake(
             f"{source.name} is over protobuf's 2 GB limit: edgeq loads "
             "and checks such models, but compiling them is not supported yet"
         )
-    calib, evaluation = load_data(recipe, source.model, calib_data, eval_data)
+    calib, evaluation, roles = load_data(recipe, source.model, calib_data, eval_data)
+    # every session on the model and its compiled forms feeds it by these roles; constants computed in
+    source.model = with_roles(bake_constant_inputs(source.model, roles), roles)
+    if roles.streaming and recipe.task is None:
+        recipe = dataclasses.replace(recipe, task=Task("streams"))
+    if not roles.plain and target.runtime == "tensorrt":
+        raise InputError("inputs fed other than batch on axis 0 are not supported on TensorRT targets yet")
     return CompileState(
         source=source,
         recipe=recipe,
@@ -61,5 +71,5 @@ def intake(
         unmeasured=backend.unavailable(target),
         runs=runs,
         caught=caught if caught is not None else [],
-        requested=recipe,
+        requested=requested,
     )

@@ -9,6 +9,8 @@ from datetime import datetime, timezone
 
 from edgeq import __version__
 from edgeq.errors import InputError
+from edgeq.frontend.input_roles import roles_of
+from edgeq.report.feeding import describe_feeding
 from edgeq.report.gates import evaluate_gates
 from edgeq.report.schema import (
     Accuracy,
@@ -86,6 +88,7 @@ def build_report(state: CompileState) -> Report:
         sensitivity=state.analysis.ranking() if state.analysis else None,
         precision_plan=_precision_plan(state.analysis, state.summaries),
         warnings=_summarize_warnings(state.caught),
+        feeding=describe_feeding(roles_of(state.source.model)),
     )
     report.gates = evaluate_gates(report, recipe.gates)
     return report

@@ -15,8 +15,18 @@ REFERENCE_AGAIN = " reference (second session)"  # the A/A timing: no candidate 
 
 
 def batch_sizes(runner: OrtRunner, wanted: list[int]) -> list[int]:
-    """The target's batch sizes, or the model's own batch if its inputs fix it (then a warning, which
-    the report lists, says which batch was measured instead of which asked)."""
+    """The target's batch sizes (along each input's declared batch axis; a call of a streaming model
+    is one frame of that many streams), or the model's own batch if its inputs fix it, or 1 where it
+    has no batch axis (then a warning, which the report lists, says what was measured instead)."""
+    if not runner.roles.batched:
+        if wanted != [1]:
+            warnings.warn(
+                "an input of the model has no batch axis: latency measured per call (batch 1), not at "
+                f"the target's batch sizes {', '.join(map(str, wanted))}",
+                FixedBatchWarning,
+                stacklevel=2,
+            )
+        return [1]
     fixed = runner.fixed_batch
     if fixed is None:
         return wanted

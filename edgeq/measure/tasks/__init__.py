@@ -79,6 +79,7 @@ BUILTIN_EVALUATORS = {
     "binary-code": "edgeq.measure.tasks.binary_code:evaluate_binary_code",
     "pointer-hull": "edgeq.measure.tasks.pointer:evaluate_convex_hull",
     "pointer-tsp": "edgeq.measure.tasks.pointer:evaluate_tsp",
+    "streams": "edgeq.measure.streams:evaluate_streams",
 }
 
 
