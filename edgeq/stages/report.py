@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 from edgeq import __version__
 from edgeq.errors import InputError
-from edgeq.report.gates import evaluate_gates
+from edgeq.report.gates import compile_gates
 from edgeq.report.schema import (
     Accuracy,
     ArtifactInfo,
@@ -76,7 +76,9 @@ def build_report(state: CompileState) -> Report:
             engine=state.engine,
             finish_later=state.finish_later,
         ),
-        accuracy=Accuracy(sample_count(state.evaluation, state.prepared), chosen.outputs, chosen.task),
+        accuracy=Accuracy(
+            sample_count(state.evaluation, state.prepared), chosen.outputs, chosen.task, state.kinds, chosen.metrics
+        ),
         latency=chosen.latency if state.measures_latency else [],
         quantization=_quantization(state),
         stages=[StageTime(**s) for s in state.progress.stages],
@@ -87,7 +89,7 @@ def build_report(state: CompileState) -> Report:
         precision_plan=_precision_plan(state.analysis, state.summaries),
         warnings=_summarize_warnings(state.caught),
     )
-    report.gates = evaluate_gates(report, recipe.gates)
+    report.gates = compile_gates(report, recipe.gates)
     return report
 
 
