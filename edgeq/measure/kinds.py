@@ -112,14 +112,14 @@ def _from_graph(
             return OutputKind(name, "class-scores", f"{op} {where}", axis if rank > 2 else -1)
     if op == "Sigmoid" and rank == 2 and (dims[1] or 2) >= 2:
         return OutputKind(name, "class-scores", f"Sigmoid over {dims[1] or 'C'} classes")
+    lowered = name.lower()
+    if rank == 2 and (dims[1] or 2) >= 2 and any(word in lowered for word in _SCORE_NAMES):
+        return OutputKind(name, "class-scores", f"[N, C] named {name!r} (logits)")
     if rank == 2 and (dims[1] or MIN_EMBEDDING_DIM) >= MIN_EMBEDDING_DIM:
         if op in _POOLING:
             return OutputKind(name, "embedding", f"[N, D] pooled by {op}")
         if op == "LpNormalization" or (op == "Div" and _divides_by_norm(model, node)):
             return OutputKind(name, "embedding", "[N, D] L2-normalised in the graph")
-        lowered = name.lower()
-        if any(word in lowered for word in _SCORE_NAMES):
-            return OutputKind(name, "class-scores", f"[N, C] named {name!r} (logits)")
         if any(word in lowered for word in _EMBEDDING_NAMES):
             return OutputKind(name, "embedding", f"[N, D] named {name!r}")
     return None
@@ -265,11 +265,9 @@ def _measure(
         return found
     if kind.kind == "class-scores" and want.ndim >= 2:
         rows_want, rows_have = class_rows(want, kind.axis), class_rows(have, kind.axis)
-        top = min(TOP_K, rows_want.shape[1])
-        found = {
-            "top-1 agreement": top_k_agreement(rows_want, rows_have, 1),
-            f"top-{top} agreement": top_k_agreement(rows_want, rows_have, top),
-        }
+        found = {"top-1 agreement": top_k_agreement(rows_want, rows_have, 1)}
+        if rows_want.shape[1] > TOP_K:
+            found[f"top-{TOP_K} agreement"] = top_k_agreement(rows_want, rows_have, TOP_K)
         if labels is not None and labels.size == len(rows_want) and labels.dtype.kind in "iub":
             found["accuracy"] = accuracy(rows_have, labels)
             found["fp32 accuracy"] = accuracy(rows_want, labels)

@@ -271,6 +271,10 @@ class Report:
     def passed(self) -> bool:
         return all(g.passed for g in self.gates)
 
+    def metric_label(self, metric: KindMetric) -> str:
+        """`top-1 agreement`, with the output's name when the model has more than one output."""
+        return f"{metric.metric} ({metric.output})" if len(self.accuracy.kinds) > 1 else metric.metric
+
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA} | json_safe(_plain(self))
 
