@@ -81,7 +81,9 @@ def test_class_maps_count_every_pixel_and_bits_count_every_position() -> None:
 # --- recognition on real graphs ---------------------------------------------------------------
 
 
-def _graph(op_nodes: list[onnx.NodeProto], shape: list[int], dtype: int = TensorProto.FLOAT) -> onnx.ModelProto:
+def _graph(
+    op_nodes: list[onnx.NodeProto], shape: list[int], dtype: int = TensorProto.FLOAT
+) -> onnx.ModelProto:
     graph = helper.make_graph(
         op_nodes,
         "g",
@@ -127,7 +129,9 @@ def test_values_decide_what_the_graph_does_not_show_and_the_recipe_overrides() -
     assert recognise(model, {"y": unit * 3})[0].kind == "dense"
     (forced,) = recognise(model, {"y": unit * 3}, {"y": "class-scores"})
     assert forced.kind == "class-scores" and "recipe" in forced.reason
-    (metrics,) = [m for m in kind_metrics([forced], {"y": unit}, {"y": unit}) if m.metric == "top-1 agreement"]
+    (metrics,) = [
+        m for m in kind_metrics([forced], {"y": unit}, {"y": unit}) if m.metric == "top-1 agreement"
+    ]
     assert metrics.value == 1.0
 
 
@@ -158,7 +162,9 @@ def _export(module: nn.Module, features: int, output: str, path: Path) -> Path:
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model, _ = export_torch(module.eval(), torch.randn(4, features), input_names=["x"], output_names=[output])
+        model, _ = export_torch(
+            module.eval(), torch.randn(4, features), input_names=["x"], output_names=[output]
+        )
     onnx.save(model, path)
     return path
 
@@ -221,7 +227,9 @@ def test_a_recipe_overrides_a_kind_and_unknown_outputs_or_kinds_are_refused(
 ) -> None:
     model, calib = encoder
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(f"model: {model}\ncalib: {calib}\ntarget: {FAST_TARGET}\nmode: static\nkinds: {{embedding: dense}}\n")
+    recipe.write_text(
+        f"model: {model}\ncalib: {calib}\ntarget: {FAST_TARGET}\nmode: static\nkinds: {{embedding: dense}}\n"
+    )
     result = run_edgeq("compile", "--recipe", recipe, "-q", "-o", tmp_path / "dense", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "dense" / "report.json").read_text())
@@ -236,8 +244,8 @@ def test_a_recipe_overrides_a_kind_and_unknown_outputs_or_kinds_are_refused(
 
     recipe.write_text(f"model: {model}\ncalib: {calib}\nkinds: {{embedding: vector}}\n")
     out = tmp_path / "refused"
-    assert_refused(run_edgeq("compile", "--recipe", recipe, "-o", out, cwd=tmp_path), out, "vector")
+    assert_refused(run_edgeq("compile", "--recipe", recipe, "-q", "-o", out, cwd=tmp_path), out, "vector")
     recipe.write_text(f"model: {model}\ncalib: {calib}\nkinds: {{logits: class-scores}}\n")
     assert_refused(
-        run_edgeq("compile", "--recipe", recipe, "-o", out, cwd=tmp_path), out, "no output 'logits'"
+        run_edgeq("compile", "--recipe", recipe, "-q", "-o", out, cwd=tmp_path), out, "no output 'logits'"
     )

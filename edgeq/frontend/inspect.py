@@ -128,7 +128,9 @@ def describe(info: ModelInfo, calib_samples: int = 256, eval_fraction: float = 0
     for title, tensors in (("inputs", info.inputs), ("outputs", info.outputs)):
         lines.append(title)
         lines += [f"  {t.name:<{width}}  {t.dtype:<8} {shape_text(t.shape)}" for t in tensors]
-    lines.append("kinds    what each output is judged as (a compile confirms on data; recipe `kinds` overrides)")
+    lines.append(
+        "kinds    what each output is judged as (a compile confirms on data; recipe `kinds` overrides)"
+    )
     lines += [f"  {t.name:<{width}}  {_kind_text(t)}" for t in info.outputs]
     ops = ", ".join(f"{op} {count}" for op, count in info.ops.items())
     lines += textwrap.wrap(
@@ -151,7 +153,9 @@ def describe(info: ModelInfo, calib_samples: int = 256, eval_fraction: float = 0
 
 def _kind_text(output: TensorInfo) -> str:
     if output.kind is None:
-        return "decided on data: embedding if rows are unit vectors, binary if values are 0/1 or ±1, else dense"
+        return (
+            "decided on data: embedding if rows are unit vectors, binary if values are 0/1 or ±1, else dense"
+        )
     return f"{output.kind}: {output.kind_reason}"
 
 

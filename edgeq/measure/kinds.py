@@ -90,7 +90,12 @@ def opset_of(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
 
 
-_FLOATS = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
+_FLOATS = {
+    onnx.TensorProto.FLOAT,
+    onnx.TensorProto.FLOAT16,
+    onnx.TensorProto.DOUBLE,
+    onnx.TensorProto.BFLOAT16,
+}
 
 
 def _from_graph(
@@ -170,14 +175,19 @@ def _divides_by_norm(model: onnx.ModelProto, node: onnx.NodeProto, depth: int = 
 # --- metrics (pure) ------------------------------------------------------------------------
 
 
-def neighbours(embeddings: np.ndarray, k: int) -> np.ndarray:
-    """Each row's k nearest other rows by cosine similarity, nearest first (ties: lower index)."""
+def neighbours(embeddings: np.ndarray, k: int, block: int = 1024) -> np.ndarray:
+    """Each row's k nearest other rows by cosine similarity (as a set per row), `block` rows at a
+    time so a large evaluation set never holds the whole N×N similarity matrix."""
     rows = embeddings.astype(np.float64).reshape(len(embeddings), -1)
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
     unit = np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
-    similarity = unit @ unit.T
-    np.fill_diagonal(similarity, -np.inf)
-    return np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+    found = []
+    for start in range(0, len(unit), block):
+        similarity = unit[start : start + block] @ unit.T
+        own = np.arange(start, start + len(similarity))
+        similarity[own - start, own] = -np.inf
+        found.append(np.argpartition(-similarity, k - 1, axis=1)[:, :k])
+    return np.concatenate(found) if found else np.zeros((0, k), dtype=np.int64)
 
 
 def neighbour_recall(reference: np.ndarray, candidate: np.ndarray, k: int) -> float:

@@ -77,7 +77,11 @@ def build_report(state: CompileState) -> Report:
             finish_later=state.finish_later,
         ),
         accuracy=Accuracy(
-            sample_count(state.evaluation, state.prepared), chosen.outputs, chosen.task, state.kinds, chosen.metrics
+            sample_count(state.evaluation, state.prepared),
+            chosen.outputs,
+            chosen.task,
+            state.kinds,
+            chosen.metrics,
         ),
         latency=chosen.latency if state.measures_latency else [],
         quantization=_quantization(state),

@@ -53,7 +53,10 @@ def select(candidates: list[Candidate], recipe: Recipe, noise: dict[int, float])
     problems = "; ".join(f"{c.name}: {problem(c, recipe, noise)}" for c in quantized)
     if within and fp32_miss:
         best = max(within, key=lambda c: c.mean_speedup)
-        return best, f"fp32 misses the accuracy budget ({fp32_miss}); kept the fastest INT8 within it ({problems})"
+        return (
+            best,
+            f"fp32 misses the accuracy budget ({fp32_miss}); kept the fastest INT8 within it ({problems})",
+        )
     if recipe.fallback_fp32:
         if fp32_miss:
             return fp32, _nothing_met(fp32_miss, problems)
