@@ -41,9 +41,16 @@ def metric_problems(metrics: list[KindMetric], budget: Budget) -> list[str]:
     return problems
 
 
-def budget_problem(budget: Budget, metrics: list[KindMetric], task_drop: float | None) -> str | None:
+def budget_problem(
+    budget: Budget, metrics: list[KindMetric], task_drop: float | None, worst_cosine: float | None
+) -> str | None:
     """Why these measurements miss the budget, or None: the task's drop when there is a task, else
-    every output by its kind's metric."""
+    every output by its kind's metric, else (kinds not measured) the worst output cosine."""
     if task_drop is not None:
         return None if task_drop <= budget.max_drop else f"task drop {task_drop:.3g} > {budget.max_drop}"
-    return "; ".join(metric_problems(metrics, budget)) or None
+    if metrics:
+        return "; ".join(metric_problems(metrics, budget)) or None
+    if worst_cosine is None:
+        return "no output fidelity measured"
+    holds = worst_cosine >= budget.min_cosine
+    return None if holds else f"output cosine {worst_cosine:.5f} < {budget.min_cosine}"

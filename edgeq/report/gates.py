@@ -63,9 +63,10 @@ def compile_gates(report: Report, limits: Gates) -> list[Gate]:
 
 def budget_gate(report: Report) -> Gate:
     """The kept artifact against the recipe's budget (value 1 within, 0 outside; None: not measured)."""
-    if not report.accuracy.metrics and report.task is None:
-        return Gate(BUDGET, 1.0, None, False, "no kind metrics in the report")
-    why = budget_problem(_budget(report), report.accuracy.metrics, report.task_drop)
+    accuracy = report.accuracy
+    if not accuracy.metrics and report.task is None and report.worst_cosine is None:
+        return Gate(BUDGET, 1.0, None, False, "no output fidelity in the report")
+    why = budget_problem(_budget(report), accuracy.metrics, report.task_drop, report.worst_cosine)
     return Gate(BUDGET, 1.0, 0.0 if why else 1.0, why is None, why)
 
 

@@ -49,12 +49,8 @@ class Candidate:
     def budget_problem(self, recipe: Recipe) -> str | None:
         """Why this candidate misses the accuracy budget, or None: the task's drop first, else each
         output by its kind's metric (`edgeq.measure.budget`), else (kinds not measured) cosine."""
-        budget = recipe.budget
-        if self.task is not None or self.metrics:
-            drop = self.task.worst_primary_drop if self.task is not None else None
-            return budget_problem(budget, self.metrics, drop)
-        cos = self.worst_cosine
-        return None if cos >= budget.min_cosine else f"output cosine {cos:.5f} < {budget.min_cosine}"
+        drop = self.task.worst_primary_drop if self.task is not None else None
+        return budget_problem(recipe.budget, self.metrics, drop, self.worst_cosine)
 
     def summary(self, recipe: Recipe, source_bytes: int, problem: str | None = None) -> CandidateSummary:
         return CandidateSummary(
