@@ -249,3 +249,25 @@ def test_a_recipe_overrides_a_kind_and_unknown_outputs_or_kinds_are_refused(
     assert_refused(
         run_edgeq("compile", "--recipe", recipe, "-q", "-o", out, cwd=tmp_path), out, "no output 'logits'"
     )
+
+
+def test_a_pruned_fp32_outside_the_budget_is_judged_against_the_unpruned_model_and_exits_3(
+    tmp_path: Path,
+) -> None:
+    """Aggressive approximate merging breaks the model: nothing, fp32 included, meets the budget."""
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 8))
+    _export(mlp, 16, "y", tmp_path / "mlp.onnx")
+    np.savez(tmp_path / "calib.npz", x=np.random.default_rng(0).standard_normal((96, 16)).astype(np.float32))
+    recipe = tmp_path / "recipe.yaml"
+    prune = "{threshold: 0.9, max_ratio: 0.9, approximate: true}"
+    recipe.write_text(
+        f"model: mlp.onnx\ncalib: calib.npz\ntarget: {FAST_TARGET}\nmode: static\nprune: {prune}\n"
+    )
+    result = run_edgeq("compile", "--recipe", recipe, "-q", "-o", tmp_path / "out", cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert "gate failed: budget (cosine" in result.stderr and "(output 'y')" in result.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["decision"]["reason"].startswith("no candidate meets the accuracy budget; kept fp32")
+    fp32 = next(c for c in report["decision"]["candidates"] if c["name"] == "fp32")
+    assert not fp32["within_budget"] and fp32["problem"].startswith("cosine ")
