@@ -244,7 +244,7 @@ def compile_command(
         )
     failed = [g for g in result.report.gates if not g.passed]
     if failed:
-        names = ", ".join(f"{g.name} ({_measured(g.value)} vs {g.limit})" for g in failed)
+        names = ", ".join(f"{g.name} ({g.detail or f'{_measured(g.value)} vs {g.limit}'})" for g in failed)
         raise GateError(f"gate failed: {names}; report written to {result.out_dir}")
 
 

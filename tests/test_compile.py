@@ -162,7 +162,20 @@ def test_failed_gate_exits_3_and_still_writes_the_report(reference_models, tmp_p
     assert code == 3
     report = json.loads((out / "report.json").read_text())
     assert report["gates"] == [
-        {"name": "min_cosine", "limit": 1.01, "value": report["gates"][0]["value"], "passed": False}
+        {
+            "name": "min_cosine",
+            "limit": 1.01,
+            "value": report["gates"][0]["value"],
+            "passed": False,
+            "detail": None,
+        },
+        {
+            "name": "budget",
+            "limit": 1.0,
+            "value": 1.0,
+            "passed": True,
+            "detail": None,
+        },  # the kept one is within
     ]
     assert "gate failed: min_cosine" in capsys.readouterr().err
 

@@ -47,6 +47,7 @@ def test_inspect_prints_inputs_outputs_ops_size_and_the_calibration_arrays(tmp_p
     assert "input_ids  int64    [batch, sequence]" in text
     assert "features   float32  [batch, 4]" in text
     assert "score      float32  [batch, 3]" in text
+    assert "score      class-scores: [N, C] named 'score' (logits)" in text  # what a compile judges
     assert "opset    17" in text and "4 nodes: Gather 1, ReduceMean 1, Add 1, MatMul 1" in text
     assert "212 parameters, 848 B of weights" in text
     assert "input_ids=int64 [N, sequence], features=float32 [N, 4]" in text
@@ -62,7 +63,15 @@ def test_inspect_json_is_the_same_description(tmp_path: Path) -> None:
         ("input_ids", "int64", ["batch", "sequence"]),
         ("features", "float32", ["batch", 4]),
     ]
-    assert info["outputs"] == [{"name": "score", "dtype": "float32", "shape": ["batch", 3], "kind": None}]
+    assert info["outputs"] == [
+        {
+            "name": "score",
+            "dtype": "float32",
+            "shape": ["batch", 3],
+            "kind": "class-scores",
+            "kind_reason": "[N, C] named 'score' (logits)",
+        }
+    ]
     assert info["ops"] == {"Gather": 1, "ReduceMean": 1, "Add": 1, "MatMul": 1}
     assert (info["parameters"], info["parameter_bytes"], info["opset"]) == (212, 848, 17)
     assert info["quantized"] is False and info["file_bytes"] == model.stat().st_size
@@ -76,6 +85,7 @@ def test_inspect_a_shipped_model() -> None:
         "dtype": "float32",
         "shape": ["batch", 1, 8, 8],
         "kind": None,
+        "kind_reason": None,
     }
     assert info["parameters"] == 707_840 and info["ops"]["Conv"] == 2
 

@@ -47,7 +47,10 @@ def test_allow_unmeasured_writes_no_latency_and_the_speed_gate_fails_in_compile_
     assert report.latency_status.startswith("not measured on target: target gpu-ort needs")
     assert all(c.speedups == {} for c in report.decision.candidates), "no CPU speedup under a GPU target"
     assert "latency not measured" in report.decision.reason
-    assert [(g.name, g.value, g.passed) for g in report.gates] == [("min_speedup", None, False)]
+    assert [(g.name, g.value, g.passed) for g in report.gates] == [
+        ("min_speedup", None, False),
+        ("budget", 1.0, True),
+    ]
     assert (out / report.artifact.path).is_file()
     assert run_edgeq("report", out, "--min-speedup", "1", cwd=tmp_path).returncode == 3
 

@@ -9,7 +9,8 @@ from onnx import TensorProto, helper
 
 from edgeq.backends.artifact import Artifact
 from edgeq.measure.fidelity import OutputFidelity
-from edgeq.recipe import Recipe
+from edgeq.measure.kinds import KindMetric
+from edgeq.recipe import Recipe, build_recipe
 from edgeq.runtime.timing import LatencyEntry, LatencyStats
 from edgeq.stages.candidate import Candidate
 from edgeq.stages.selection import select, select_unmeasured, size_tied_leaders
@@ -76,3 +77,31 @@ def test_without_latency_the_smallest_within_budget_wins_and_equal_sizes_go_to_t
     assert reason.startswith("latency not measured on the target: the smallest candidate within")
     chosen, reason = select_unmeasured([fp32, lossy], Recipe())
     assert chosen is fp32 and "int4-uniform: output cosine" in reason
+
+
+def _recall(candidate: Candidate, value: float) -> Candidate:
+    candidate.metrics = [
+        KindMetric("embedding", "embedding", "mean cosine", 0.999),
+        KindMetric("embedding", "embedding", "neighbour recall@10", value),
+    ]
+    return candidate
+
+
+def test_each_output_is_judged_by_its_kind_metric_named_in_the_problem(tmp_path: Path) -> None:
+    lossy = _recall(_candidate(tmp_path, "int8-static", 2.0, 1000), 0.89)
+    assert lossy.budget_problem(Recipe()) == "neighbour recall@10 0.89 < 0.97 (output 'embedding')"
+    assert _recall(lossy, 0.98).budget_problem(Recipe()) is None
+    assert lossy.budget_problem(build_recipe(budget={"min_recall": 0.99})) is not None
+
+
+def test_a_pruned_fp32_outside_the_budget_is_not_kept_over_an_int8_within_it(tmp_path: Path) -> None:
+    """Pruning is judged against the unpruned model, so the fp32 candidate can miss the budget too."""
+    fp32 = _recall(_candidate(tmp_path, "fp32", 1.0, 4000), 0.90)
+    slow = _recall(_candidate(tmp_path, "int8-static", 0.5, 1000), 0.975)
+    chosen, reason = select([fp32, slow], Recipe(), NOISE)
+    assert chosen is slow and reason.startswith("fp32 misses the accuracy budget (neighbour recall@10 0.9")
+    _recall(slow, 0.80)
+    chosen, reason = select([fp32, slow], Recipe(), NOISE)
+    assert chosen is fp32 and reason.startswith("no candidate meets the accuracy budget")
+    chosen, reason = select_unmeasured([fp32, slow], Recipe())
+    assert chosen is fp32 and "no candidate meets the accuracy budget" in reason

@@ -15,6 +15,7 @@ from onnx import helper
 from edgeq.frontend.input_roles import resolve_roles
 from edgeq.frontend.onnx_load import load_onnx
 from edgeq.graph import all_nodes, default_opset, model_bytes
+from edgeq.measure.kinds import OutputKind, graph_kinds
 from edgeq.quant.prequantized import is_quantized
 
 Dim = int | str | None  # a fixed size, a symbolic name (e.g. "batch"), or unknown
@@ -28,7 +29,9 @@ class TensorInfo:
     dtype: str
     shape: list[Dim]
     kind: str | None = None
-    """What an output is (embedding, logits, ...): recognised by a later release; None for now."""
+    """What an output is for (embedding, class-scores, ...) as the graph shows it, the same rule a
+    compile starts from (`edgeq.measure.kinds`); None: a compile decides from the outputs on data."""
+    kind_reason: str | None = None
 
 
 @dataclass
@@ -62,6 +65,7 @@ def inspect_model(path: str | Path) -> ModelInfo:
     model = load_onnx(path)
     inferred = onnx.shape_inference.infer_shapes(model)  # fills output shapes an exporter left out
     initializers = {t.name for t in model.graph.initializer}
+    kinds = graph_kinds(inferred)
     weights = [*model.graph.initializer, *_constant_tensors(model.graph)]
     histogram = Counter(
         node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
@@ -72,7 +76,7 @@ def inspect_model(path: str | Path) -> ModelInfo:
         opset=default_opset(model),
         producer=" ".join(filter(None, (model.producer_name, model.producer_version))),
         inputs=[_tensor(v) for v in inferred.graph.input if v.name not in initializers],
-        outputs=[_tensor(v) for v in inferred.graph.output],
+        outputs=[_output(v, kinds[v.name]) for v in inferred.graph.output],
         ops=dict(histogram.most_common()),
         nodes=sum(histogram.values()),
         parameters=sum(_elements(t) for t in weights),
@@ -130,6 +134,13 @@ def _tensor(value: onnx.ValueInfoProto) -> TensorInfo:
     return TensorInfo(value.name, dtype, shape)
 
 
+def _output(value: onnx.ValueInfoProto, kind: OutputKind | None) -> TensorInfo:
+    info = _tensor(value)
+    if kind is not None:
+        info.kind, info.kind_reason = kind.kind, kind.reason
+    return info
+
+
 def _constant_tensors(graph: onnx.GraphProto) -> list[onnx.TensorProto]:
     """Weights held in Constant nodes (some exporters write them instead of initializers)."""
     return [
@@ -163,6 +174,10 @@ def describe(info: ModelInfo, calib_samples: int = 256, eval_fraction: float = 0
     if any(how != "batch axis 0" for how in info.roles.values()):
         lines.append("roles    (inferred; declare them in the recipe's inputs: section)")
         lines += [f"  {name:<{width}}  {how}" for name, how in info.roles.items()]
+    lines.append(
+        "kinds    what each output is judged as (a compile confirms on data; recipe `kinds` overrides)"
+    )
+    lines += [f"  {t.name:<{width}}  {_kind_text(t)}" for t in info.outputs]
     ops = ", ".join(f"{op} {count}" for op, count in info.ops.items())
     lines += textwrap.wrap(
         f"{info.nodes} nodes: {ops}", 100, initial_indent="ops      ", subsequent_indent=" " * 9
@@ -184,6 +199,14 @@ def describe(info: ModelInfo, calib_samples: int = 256, eval_fraction: float = 0
         f"calibrates on up to {calib_samples} of the rest (--calib-samples)",
     ]
     return lines
+
+
+def _kind_text(output: TensorInfo) -> str:
+    if output.kind is None:
+        return (
+            "decided on data: embedding if rows are unit vectors, binary if values are 0/1 or ±1, else dense"
+        )
+    return f"{output.kind}: {output.kind_reason}"
 
 
 def _mb(count: int) -> str:

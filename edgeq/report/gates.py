@@ -2,7 +2,10 @@
 
 - `max_drop`: the worst drop of the task's primary metrics (needs a task evaluator) must be <= limit;
 - `min_speedup`: the *slowest* speedup over the target's batch sizes must be >= limit;
-- `min_cosine`: the worst output cosine against fp32 must be >= limit.
+- `min_cosine`: the worst output cosine against fp32 must be >= limit;
+- `budget` (on unless the recipe's `budget.enforce` is false): the kept artifact meets the accuracy
+  budget, every output by its kind's metric (`edgeq.measure.budget`), so a compile never exits 0
+  with an artifact outside it.
 A value that was not measured (no task, latency not measured on the target) fails its gate, and so
 does a NaN. A report read from a file keeps only its gates' names and limits: values and verdicts
 are recomputed here, never trusted from the file.
@@ -10,14 +13,19 @@ are recomputed here, never trusted from the file.
 
 from __future__ import annotations
 
+from edgeq.config import from_dict
 from edgeq.errors import InputError
-from edgeq.recipe import Gates
+from edgeq.measure.budget import budget_problem
+from edgeq.recipe import Budget, Gates
 from edgeq.report.schema import Gate, Report
+
+BUDGET = "budget"
 
 MEANING = {
     "max_drop": "worst primary task drop <= limit",
     "min_speedup": "slowest speedup over the batch sizes >= limit",
     "min_cosine": "worst output cosine vs fp32 >= limit",
+    BUDGET: "kept artifact within the accuracy budget by each output's kind metric (1 = yes)",
 }
 
 
@@ -47,6 +55,25 @@ def evaluate_gates(report: Report, limits: Gates) -> list[Gate]:
     ]
 
 
+def compile_gates(report: Report, limits: Gates) -> list[Gate]:
+    """A compile's gates: the recipe's limits, and the accuracy budget unless `budget.enforce` is off."""
+    enforce = _budget(report).enforce
+    return evaluate_gates(report, limits) + ([budget_gate(report)] if enforce else [])
+
+
+def budget_gate(report: Report) -> Gate:
+    """The kept artifact against the recipe's budget (value 1 within, 0 outside; None: not measured)."""
+    accuracy = report.accuracy
+    if not accuracy.metrics and report.task is None and report.worst_cosine is None:
+        return Gate(BUDGET, 1.0, None, False, "no output fidelity in the report")
+    why = budget_problem(_budget(report), accuracy.metrics, report.task_drop, report.worst_cosine)
+    return Gate(BUDGET, 1.0, 0.0 if why else 1.0, why is None, why)
+
+
+def _budget(report: Report) -> Budget:
+    return from_dict(Budget, report.recipe.get("budget") or {}, "report.recipe.budget")
+
+
 def recheck_gates(report: Report) -> list[Gate]:
     """The report's gates evaluated again from their limits; refuses unknown, repeated or odd limits."""
     names = [gate.name for gate in report.gates]
@@ -58,10 +85,10 @@ def recheck_gates(report: Report) -> list[Gate]:
         if name in names[:index]:
             raise InputError(f"report.gates[{index}].name: gate {name!r} appears twice")
     try:
-        limits = Gates(**{gate.name: gate.limit for gate in report.gates})
+        limits = Gates(**{gate.name: gate.limit for gate in report.gates if gate.name != BUDGET})
     except ValueError as exc:
         raise InputError(f"report.gates: {exc}") from None
-    return evaluate_gates(report, limits)
+    return evaluate_gates(report, limits) + ([budget_gate(report)] if BUDGET in names else [])
 
 
 def verdict(gates: list[Gate]) -> str | None:

@@ -240,6 +240,7 @@ def _candidates(report: Report) -> Safe | None:
             *(fmt_times(c.speedups.get(batch)) for batch in batches),
             fmt(c.worst_cosine, 4),
             fmt(c.task_drop, 2),
+            "; ".join(f"{report.metric_label(m)} {fmt(m.value, 4)}" for m in c.metrics),
             fmt_times(c.size_ratio),
             "yes" if c.within_budget else "no",
             c.problem or "",
@@ -247,12 +248,14 @@ def _candidates(report: Report) -> Safe | None:
         for c in candidates
     ]
     headers = ["candidate", *(f"speedup b{batch}" for batch in batches)]
-    headers += ["worst cosine", "task drop", "size", "within budget", "problem"]
+    headers += ["worst cosine", "task drop", "kind metrics", "size", "within budget", "problem"]
+    kinds = "; ".join(f"{k.name}: {k.kind} ({k.reason})" for k in report.accuracy.kinds)
     noise = " · ".join(f"batch {b}: ±{v * 100:.1f}%" for b, v in sorted(report.decision.timing_noise.items()))
     return _section(
         "candidates",
         "Candidates compared",
         el("p", f"timing noise {noise}", class_="sub") if noise else None,
+        el("p", f"output kinds: {kinds}", class_="sub") if kinds else None,
         table(headers, rows),
     )
 

@@ -18,6 +18,7 @@ from typing import Any, get_args, get_type_hints
 from edgeq.config import from_dict
 from edgeq.errors import InputError
 from edgeq.measure.fidelity import OutputFidelity
+from edgeq.measure.kinds import KindMetric, OutputKind
 from edgeq.measure.layers import LayerDamage
 from edgeq.measure.tasks import TaskResult
 from edgeq.passes.ifm.summary import PruneSearch, PruningSummary
@@ -67,6 +68,7 @@ class CandidateSummary:
     size_ratio: float | None
     within_budget: bool
     problem: str | None = None
+    metrics: list[KindMetric] = field(default_factory=list)
 
 
 @dataclass
@@ -124,6 +126,9 @@ class Accuracy:
     samples: int
     outputs: list[OutputFidelity]
     task: TaskResult | None = None
+    kinds: list[OutputKind] = field(default_factory=list)
+    """Each output's recognised kind and why; `metrics` are the kind metrics the budget judges."""
+    metrics: list[KindMetric] = field(default_factory=list)
 
 
 @dataclass
@@ -180,6 +185,8 @@ class Gate:
     limit: float
     value: float | None
     passed: bool
+    detail: str | None = None
+    """What missed, in words (the `budget` gate: which metric of which output)."""
 
 
 @dataclass
@@ -283,6 +290,10 @@ class Report:
     @property
     def passed(self) -> bool:
         return all(g.passed for g in self.gates)
+
+    def metric_label(self, metric: KindMetric) -> str:
+        """`top-1 agreement`, with the output's name when the model has more than one output."""
+        return f"{metric.metric} ({metric.output})" if len(self.accuracy.kinds) > 1 else metric.metric
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA} | json_safe(_plain(self))

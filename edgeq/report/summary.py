@@ -57,6 +57,7 @@ def print_summary(report: Report, console: Console | None = None) -> None:
             _fmt(o.agreement),
         )
     console.print(fidelity)
+    _print_kinds(report, console)
 
     if report.task is not None:
         task = Table(title=f"task: {escape(report.task.task)}")
@@ -122,4 +123,32 @@ def print_summary(report: Report, console: Console | None = None) -> None:
     for gate in report.gates:
         status = "[green]pass[/green]" if gate.passed else "[red]FAIL[/red]"
         value = "not measured" if gate.value is None else _fmt(gate.value)
-        console.print(f"  {gate.name} ({MEANING[gate.name]}): {value} vs limit {gate.limit} → {status}")
+        detail = f": {escape(gate.detail)}" if gate.detail else ""
+        console.print(
+            f"  {gate.name} ({MEANING[gate.name]}): {value} vs limit {gate.limit} → {status}{detail}"
+        )
+
+
+def _print_kinds(report: Report, console: Console) -> None:
+    """Each output's recognised kind and why, then every candidate's kind metrics and verdict."""
+    if not report.accuracy.kinds:
+        return
+    kinds = Table(title="output kinds (each judged by its own metric)")
+    for column in ("output", "kind", "why"):
+        kinds.add_column(column)
+    for kind in report.accuracy.kinds:
+        kinds.add_row(escape(kind.name), kind.kind, escape(kind.reason))
+    console.print(kinds)
+    candidates = [c for c in report.decision.candidates if c.metrics]
+    if not candidates:
+        return
+    columns = list(dict.fromkeys(report.metric_label(m) for m in candidates[0].metrics))
+    table = Table(title="candidates by kind metric (vs fp32)")
+    for column in ("candidate", *columns, "in budget"):
+        table.add_column(escape(column), justify="right")
+    for c in candidates:
+        values = {report.metric_label(m): m.value for m in c.metrics}
+        chosen = " (chosen)" if c.name == report.decision.chosen else ""
+        cells = [_fmt(values.get(column)) for column in columns]
+        table.add_row(escape(c.name + chosen), *cells, "yes" if c.within_budget else "no")
+    console.print(table)

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 import onnx
 
 from edgeq.backends.artifact import Artifact
+from edgeq.measure.budget import budget_problem
 from edgeq.measure.fidelity import OutputFidelity
+from edgeq.measure.kinds import KindMetric
 from edgeq.measure.tasks import TaskResult
 from edgeq.quant.mixed import LayerGroup, PrecisionPlan
 from edgeq.quant.plan import QuantPlan
@@ -30,6 +32,8 @@ class Candidate:
     outputs: list[OutputFidelity] = field(default_factory=list)
     task: TaskResult | None = None
     latency: list[LatencyEntry] = field(default_factory=list)
+    metrics: list[KindMetric] = field(default_factory=list)
+    """Each output's kind metrics (neighbour recall, top-1 agreement, ...) against fp32."""
 
     @property
     def worst_cosine(self) -> float:
@@ -43,13 +47,10 @@ class Candidate:
         return math.exp(sum(math.log(e.speedup) for e in self.latency) / len(self.latency))
 
     def budget_problem(self, recipe: Recipe) -> str | None:
-        """Why this candidate misses the accuracy budget, or None (task metric first, else cosine)."""
-        budget = recipe.budget
-        if self.task is not None:
-            drop = self.task.worst_primary_drop
-            return None if drop <= budget.max_drop else f"task drop {drop:.3g} > {budget.max_drop}"
-        cos = self.worst_cosine
-        return None if cos >= budget.min_cosine else f"output cosine {cos:.5f} < {budget.min_cosine}"
+        """Why this candidate misses the accuracy budget, or None: the task's drop first, else each
+        output by its kind's metric (`edgeq.measure.budget`), else (kinds not measured) cosine."""
+        drop = self.task.worst_primary_drop if self.task is not None else None
+        return budget_problem(recipe.budget, self.metrics, drop, self.worst_cosine)
 
     def summary(self, recipe: Recipe, source_bytes: int, problem: str | None = None) -> CandidateSummary:
         return CandidateSummary(
@@ -60,6 +61,7 @@ class Candidate:
             size_ratio=self.artifact.bytes / source_bytes if self.artifact else None,
             within_budget=self.budget_problem(recipe) is None,
             problem=problem,
+            metrics=self.metrics,
         )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,9 @@ from edgeq.backends.tensorrt import REFERENCE_NAME, build_engine
 from edgeq.backends.tensorrt_config import settings_of
 from edgeq.config import from_dict
 from edgeq.errors import InputError
+from edgeq.feeds import EXTRA
 from edgeq.measure.fidelity import OutputFidelity, compare_outputs
+from edgeq.measure.kinds import KindMetric, kind_metrics
 from edgeq.measure.tasks import TaskResult, evaluate_task
 from edgeq.recipe import Recipe, build_recipe
 from edgeq.report.gates import recheck_gates
@@ -48,6 +50,8 @@ class EngineMeasurements:
     task: TaskResult | None
     latency: list[LatencyEntry]
     details: dict[str, Any]
+    metrics: list[KindMetric] = field(default_factory=list)
+    """The engine's outputs by their kind's metric (what the budget gate reads)."""
 
 
 def finish_engine(out_dir: Path, eval_path: str | None = None) -> Report:
@@ -85,12 +89,14 @@ def finish_engine(out_dir: Path, eval_path: str | None = None) -> Report:
     details["engine_vs_onnx_cpu"] = [
         dataclasses.asdict(o) for o in compare_outputs(OrtRunner(qdq_path).predict(evaluation), predicted)
     ]
+    reference = fp32.predict(evaluation)
     measured = EngineMeasurements(
         artifact,
-        compare_outputs(fp32.predict(evaluation), predicted),
+        compare_outputs(reference, predicted),
         evaluate_task(recipe, fp32, engine, evaluation),
         latency,
         details,
+        kind_metrics(report.accuracy.kinds, reference, predicted, evaluation.get(EXTRA)),
     )
     return rewrite_report(out_dir, report, measured)
 
@@ -105,7 +111,9 @@ def rewrite_report(out_dir: Path, report: Report, measured: EngineMeasurements) 
         artifact=info,
         size_ratio=info.bytes / report.model.bytes,
         decision=dataclasses.replace(report.decision, engine=f"built: {info.path}", finish_later=None),
-        accuracy=Accuracy(report.accuracy.samples, measured.outputs, measured.task),
+        accuracy=Accuracy(
+            report.accuracy.samples, measured.outputs, measured.task, report.accuracy.kinds, measured.metrics
+        ),
         latency=measured.latency,
         latency_status=None,
         machine=dataclasses.replace(describe_machine(), gpu=measured.details.get("device")),

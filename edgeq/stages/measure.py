@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from edgeq.errors import InputError
+from edgeq.feeds import EXTRA
 from edgeq.measure.fidelity import compare_outputs
+from edgeq.measure.kinds import kind_metrics, recognise, unknown_kinds
 from edgeq.measure.tasks import evaluate_task, resolve_evaluator
 from edgeq.stages.base import Stage
 from edgeq.stages.selection import size_tied_leaders
@@ -22,7 +24,10 @@ class Measure(Stage):
         self.runoff = runoff
 
     def check(self, state: CompileState) -> str | None:
-        """A task evaluator that is unknown or cannot be loaded is refused before any work."""
+        """A kind override of an output the model lacks, or a task evaluator that is unknown or cannot
+        be loaded, is refused before any work."""
+        if (why := unknown_kinds(state.source.model, state.recipe.kinds)) is not None:
+            return why
         if state.recipe.task is None:
             return None
         try:
@@ -34,9 +39,13 @@ class Measure(Stage):
     def run(self, state: CompileState) -> CompileState:
         judge_against = open_session(state, state.deployed or state.reference, reference=True)
         reference = judge_against.predict(state.evaluation)
+        state.kinds = recognise(state.source.model, reference, state.recipe.kinds)
         for candidate in state.candidates:
             with state.progress.stage(f"fidelity-{candidate.name}", f"measure {candidate.name} fidelity"):
-                candidate.outputs = compare_outputs(reference, candidate.runner.predict(state.evaluation))
+                predicted = candidate.runner.predict(state.evaluation)
+                candidate.outputs = compare_outputs(reference, predicted)
+                labels = state.evaluation.get(EXTRA)
+                candidate.metrics = kind_metrics(state.kinds, reference, predicted, labels)
                 candidate.task = evaluate_task(
                     state.recipe, judge_against, candidate.runner, state.evaluation
                 )

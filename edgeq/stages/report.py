@@ -11,7 +11,7 @@ from edgeq import __version__
 from edgeq.errors import InputError
 from edgeq.frontend.input_roles import roles_of
 from edgeq.report.feeding import describe_feeding
-from edgeq.report.gates import evaluate_gates
+from edgeq.report.gates import compile_gates
 from edgeq.report.schema import (
     Accuracy,
     ArtifactInfo,
@@ -78,7 +78,13 @@ def build_report(state: CompileState) -> Report:
             engine=state.engine,
             finish_later=state.finish_later,
         ),
-        accuracy=Accuracy(sample_count(state.evaluation, state.prepared), chosen.outputs, chosen.task),
+        accuracy=Accuracy(
+            sample_count(state.evaluation, state.prepared),
+            chosen.outputs,
+            chosen.task,
+            state.kinds,
+            chosen.metrics,
+        ),
         latency=chosen.latency if state.measures_latency else [],
         quantization=_quantization(state),
         stages=[StageTime(**s) for s in state.progress.stages],
@@ -90,7 +96,7 @@ def build_report(state: CompileState) -> Report:
         warnings=_summarize_warnings(state.caught),
         feeding=describe_feeding(roles_of(state.source.model)),
     )
-    report.gates = evaluate_gates(report, recipe.gates)
+    report.gates = compile_gates(report, recipe.gates)
     return report
 
 

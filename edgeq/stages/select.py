@@ -10,7 +10,11 @@ from edgeq.stages.state import CompileState
 def _summarise(state: CompileState) -> None:
     size = state.source.bytes
     state.summaries = [
-        c.summary(state.recipe, size, problem(c, state.recipe, state.noise) if c.plan else None)
+        c.summary(
+            state.recipe,
+            size,
+            problem(c, state.recipe, state.noise) if c.plan else c.budget_problem(state.recipe),
+        )
         for c in state.candidates
     ]
 

@@ -20,9 +20,11 @@ SIZE_TIE = 0.05
 def select(candidates: list[Candidate], recipe: Recipe, noise: dict[int, float]) -> tuple[Candidate, str]:
     """Among candidates within budget and not measurably slower than fp32, the fastest — ties within
     the measured noise go to the smaller artifact, the faster of equal sizes (4-bit compiles: simply
-    the smallest)."""
+    the smallest). fp32 is judged too (a pruned fp32 can miss the budget): when nothing is within
+    budget the choice still stands, and the report's `budget` gate fails the compile."""
     quantized = [c for c in candidates if c.name != "fp32"]
     fp32 = next(c for c in candidates if c.name == "fp32")
+    fp32_miss = fp32.budget_problem(recipe)
     within = [c for c in quantized if c.budget_problem(recipe) is None]
     eligible = _eligible(candidates, recipe, noise)
     if eligible and recipe.bits == 4:
@@ -41,14 +43,23 @@ def select(candidates: list[Candidate], recipe: Recipe, noise: dict[int, float])
             )
         eligible_text = ", ".join(f"{c.name} {c.mean_speedup:.2f}x" for c in eligible)
         faster = f"the fp32 artifact measured faster ({fp32.mean_speedup:.2f}x) than {eligible_text}"
-        if recipe.fallback_fp32:
+        if recipe.fallback_fp32 and fp32_miss is None:
             return fp32, faster
         best = max(eligible, key=lambda c: c.mean_speedup)
-        return best, f"fp32 fallback disabled; kept the fastest INT8 ({faster})"
+        why = f"fp32 misses the accuracy budget ({fp32_miss})" if fp32_miss else "fp32 fallback disabled"
+        return best, f"{why}; kept the fastest INT8 ({faster})"
     if not quantized:
-        return fp32, "nothing on this graph can be quantized for the target"
+        return fp32, _nothing_quantizable(fp32_miss)
     problems = "; ".join(f"{c.name}: {problem(c, recipe, noise)}" for c in quantized)
+    if within and fp32_miss:
+        best = max(within, key=lambda c: c.mean_speedup)
+        return (
+            best,
+            f"fp32 misses the accuracy budget ({fp32_miss}); kept the fastest INT8 within it ({problems})",
+        )
     if recipe.fallback_fp32:
+        if fp32_miss:
+            return fp32, _nothing_met(fp32_miss, problems)
         return fp32, f"no INT8 candidate is both within budget and not slower than fp32 ({problems})"
     pool = within or quantized
     best = max(pool, key=(lambda c: c.mean_speedup) if within else _faithfulness)
@@ -71,13 +82,26 @@ def select_unmeasured(candidates: list[Candidate], recipe: Recipe) -> tuple[Cand
             f"{unmeasured}: the smallest candidate within the accuracy budget (size first; of sizes "
             f"within {SIZE_TIE:.0%}, the most faithful)"
         )
+    fp32_miss = fp32.budget_problem(recipe)
     if not quantized:
-        return fp32, f"{unmeasured}; nothing on this graph can be quantized for the target"
+        return fp32, f"{unmeasured}; {_nothing_quantizable(fp32_miss)}"
     problems = "; ".join(f"{c.name}: {c.budget_problem(recipe)}" for c in quantized)
+    if recipe.fallback_fp32 and fp32_miss:
+        return fp32, f"{unmeasured}; {_nothing_met(fp32_miss, problems)}"
     if recipe.fallback_fp32:
         return fp32, f"{unmeasured}; no quantized candidate is within the accuracy budget ({problems})"
     best = max(quantized, key=_faithfulness)
     return best, f"{unmeasured}; fp32 fallback disabled; kept the most faithful ({problems})"
+
+
+def _nothing_quantizable(fp32_miss: str | None) -> str:
+    text = "nothing on this graph can be quantized for the target"
+    return f"{text}; fp32 misses the accuracy budget ({fp32_miss})" if fp32_miss else text
+
+
+def _nothing_met(fp32_miss: str, problems: str) -> str:
+    """The reason when no candidate, fp32 included, is within the budget (the compile then exits 3)."""
+    return f"no candidate meets the accuracy budget; kept fp32 (fp32: {fp32_miss}; {problems})"
 
 
 def size_tied_leaders(

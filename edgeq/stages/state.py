@@ -11,6 +11,7 @@ import onnx
 from edgeq.backends.artifact import Artifact
 from edgeq.backends.registry import Backend
 from edgeq.data import Arrays
+from edgeq.measure.kinds import OutputKind
 from edgeq.measure.layers import LayerDamage
 from edgeq.progress import Progress
 from edgeq.recipe import Recipe
@@ -49,6 +50,8 @@ class CompileState:
     reference: Path | None = None
     """The fp32 model latency (and, without `deployed`, fidelity) is measured against."""
     candidates: list[Candidate] = field(default_factory=list)
+    kinds: list[OutputKind] = field(default_factory=list)
+    """Each output's kind, recognised once from the fp32 outputs on the evaluation data."""
     analysis: Analysis | None = None
     target_problems: list[str] = field(default_factory=list)
     tensorrt_violations: list[str] | None = None
