@@ -259,10 +259,11 @@ def test_a_recipe_overrides_a_kind_and_unknown_outputs_or_kinds_are_refused(
     assert "kinds: the model has no output 'logits'; its outputs: embedding" in capsys.readouterr().err
 
 
-def test_a_pruned_fp32_outside_the_budget_is_judged_against_the_unpruned_model_and_exits_3(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_aggressive_pruning_settings_never_ship_an_artifact_outside_the_budget_of_the_unpruned_model(
+    tmp_path: Path,
 ) -> None:
-    """Aggressive approximate merging breaks the model: nothing, fp32 included, meets the budget."""
+    """Merging settings that would break the model only bound the measured search: every candidate,
+    the pruned fp32 included, is judged against the unpruned model, and the kept one is in budget."""
     torch.manual_seed(0)
     mlp = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 8))
     _export(mlp, 16, "y", tmp_path / "mlp.onnx")
@@ -272,10 +273,8 @@ def test_a_pruned_fp32_outside_the_budget_is_judged_against_the_unpruned_model_a
     recipe.write_text(
         f"model: mlp.onnx\ncalib: calib.npz\ntarget: {FAST_TARGET}\nmode: static\nprune: {prune}\n"
     )
-    assert _cli("compile", "--recipe", recipe, "-q", "-o", tmp_path / "out") == 3
-    stderr = capsys.readouterr().err
-    assert "gate failed: budget (cosine" in stderr and "(output 'y')" in stderr
+    assert _cli("compile", "--recipe", recipe, "-q", "-o", tmp_path / "out") == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["decision"]["reason"].startswith("no candidate meets the accuracy budget; kept fp32")
-    fp32 = next(c for c in report["decision"]["candidates"] if c["name"] == "fp32")
-    assert not fp32["within_budget"] and fp32["problem"].startswith("cosine ")
+    chosen = report["decision"]["chosen"]
+    kept = next(c for c in report["decision"]["candidates"] if c["name"] == chosen)
+    assert kept["within_budget"] and kept["worst_cosine"] >= 0.99
