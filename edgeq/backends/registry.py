@@ -10,6 +10,7 @@ import onnx
 import onnxruntime as ort
 
 from edgeq.backends.artifact import Artifact
+from edgeq.backends.openvino import OpenVINOBackend
 from edgeq.backends.ort_cpu import compile_ort_cpu
 from edgeq.backends.ort_providers import providers_unavailable, session_providers
 from edgeq.backends.tensorrt_config import fp32_baseline
@@ -114,7 +115,11 @@ class TensorRTBackend:
         return OrtRunner(artifact, threads=target.latency.threads, providers=providers or CPU_ONLY)
 
 
-BACKENDS: dict[Runtime, Backend] = {"onnxruntime": OnnxRuntimeBackend(), "tensorrt": TensorRTBackend()}
+BACKENDS: dict[Runtime, Backend] = {
+    "onnxruntime": OnnxRuntimeBackend(),
+    "tensorrt": TensorRTBackend(),
+    "openvino": OpenVINOBackend(),
+}
 
 
 def backend_for(target: TargetSpec) -> Backend:

@@ -67,6 +67,8 @@ class CandidateSummary:
     size_ratio: float | None
     within_budget: bool
     problem: str | None = None
+    speedups_vs_onnxruntime: dict[int, float] | None = None
+    """On another runtime: the speedup over ONNX Runtime's fp32, beside `speedups` (its own fp32)."""
 
 
 @dataclass
@@ -191,6 +193,20 @@ class ReportWarning:
 
 
 @dataclass
+class RuntimePrecision:
+    """What the runtime really compiled the kept artifact to (OpenVINO's runtime model): the
+    precision and settings asked for, per layer type the precisions run, the layers in int8."""
+
+    runtime: str
+    inference_precision: str
+    config: dict[str, str]
+    layer_precisions: dict[str, dict[str, int]]
+    int8_layers: list[str]
+    matrix_layers: int
+    matrix_layers_int8: int
+
+
+@dataclass
 class Report:
     """Everything one compile measured; every number was measured in that run, on the artifact.
 
@@ -218,6 +234,7 @@ class Report:
     engine: dict[str, Any] | None = None
     gates: list[Gate] = field(default_factory=list)
     warnings: list[ReportWarning] = field(default_factory=list)
+    runtime_precision: RuntimePrecision | None = None
 
     @property
     def outputs(self) -> list[OutputFidelity]:

@@ -30,6 +30,8 @@ class Candidate:
     outputs: list[OutputFidelity] = field(default_factory=list)
     task: TaskResult | None = None
     latency: list[LatencyEntry] = field(default_factory=list)
+    vs_onnxruntime: dict[int, float] = field(default_factory=dict)
+    """Speedup per batch over ONNX Runtime's fp32, where the target's runtime is another one."""
 
     @property
     def worst_cosine(self) -> float:
@@ -60,6 +62,7 @@ class Candidate:
             size_ratio=self.artifact.bytes / source_bytes if self.artifact else None,
             within_budget=self.budget_problem(recipe) is None,
             problem=problem,
+            speedups_vs_onnxruntime=dict(self.vs_onnxruntime) or None,
         )
 
 
