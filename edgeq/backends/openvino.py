@@ -61,10 +61,9 @@ def convert(path: Path) -> Any:
     except Exception as exc:  # OpenVINO raises its own exception types
         text = str(exc)
         ops = _UNCONVERTED.search(text)
-        if ops:
-            raise InputError(f"OpenVINO {ov.__version__} cannot convert the model: no conversion for {ops[1]}") from None
         last = [line for line in text.splitlines() if line.strip()]
-        raise InputError(f"OpenVINO cannot convert the model: {last[-1] if last else type(exc).__name__}") from None
+        why = f"no conversion for {ops[1]}" if ops else (last[-1] if last else type(exc).__name__)
+        raise InputError(f"OpenVINO {ov.__version__} cannot convert the model: {why}") from None
 
 
 def compile_openvino(model: onnx.ModelProto, out_dir: Path, stem: str = "model") -> Artifact:
@@ -91,7 +90,7 @@ class OpenVINOBackend:
 
     def unavailable(self, target: TargetSpec) -> str | None:
         if find_spec("openvino") is None:
-            return f"target {target.name} runs on OpenVINO, which is not installed: pip install 'edgeq[openvino]'"
+            return f"target {target.name} runs on OpenVINO, not installed: pip install 'edgeq[openvino]'"
         return None
 
     def compile(self, model: onnx.ModelProto, target: TargetSpec, out_dir: Path) -> Artifact:

@@ -114,7 +114,8 @@ class OpenVINORunner(OrtRunner):
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One inference; outputs copied out of the request's buffers, which the next call reuses."""
         results = self.request.infer(dict(feeds))
-        return {name: np.array(results[port]) for name, port in zip(self.output_names, self.compiled.outputs)}
+        ports = zip(self.output_names, self.compiled.outputs, strict=True)
+        return {name: np.array(results[port]) for name, port in ports}
 
     def timed(self, feeds: Mapping[str, np.ndarray]) -> Timer:
         feeds = dict(feeds)

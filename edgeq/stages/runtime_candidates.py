@@ -27,7 +27,8 @@ def for_runtime(state: CompileState, candidates: list[Candidate]) -> list[Candid
     kept = [fp32]
     for candidate in others:
         if why := unconvertible(candidate.model):
-            warnings.warn(f"{candidate.name} left out on {target.name}: {why}", CandidateLeftOut, stacklevel=2)
+            message = f"{candidate.name} left out on {target.name}: {why}"
+            warnings.warn(message, CandidateLeftOut, stacklevel=2)
         else:
             kept.append(candidate)
     have = cpu_precisions()
@@ -35,5 +36,6 @@ def for_runtime(state: CompileState, candidates: list[Candidate]) -> list[Candid
         if precision in have:
             kept.append(Candidate(precision, with_precision(fp32.model, precision)))
         else:
-            warnings.warn(f"{precision} left out: this CPU has no {precision} kernels", CandidateLeftOut, stacklevel=2)
+            why = f"{precision} left out: this CPU has no {precision} kernels"
+            warnings.warn(why, CandidateLeftOut, stacklevel=2)
     return kept
