@@ -160,13 +160,11 @@ class TargetSpec:
             raise ValueError(f"runtime {self.runtime!r} is not one of {', '.join(RUNTIMES)}")
         if self.runtimes and (self.runtimes[0] != self.runtime or "tensorrt" in self.runtimes):
             raise ValueError("runtimes must start with the target's runtime and cannot list tensorrt")
+        if self.runtime in ("tensorrt", "openvino") and self.providers:
+            raise ValueError(f"providers must be [] for runtime {self.runtime}: it runs without ONNX Runtime")
         if "openvino" in (self.runtime, *self.runtimes) and self.openvino is None:
             raise ValueError("an openvino runtime needs its openvino: settings")
         if self.runtime in ("tensorrt", "openvino"):
-            if self.providers:
-                raise ValueError(
-                    f"providers must be [] for a {self.runtime} target: it runs without ONNX Runtime"
-                )
             return
         known = ort.get_all_providers()
         unknown = [p for p in self.providers if p not in known]
