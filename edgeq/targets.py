@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Literal, get_args
@@ -211,8 +211,21 @@ def native_target_name() -> str:
     )
 
 
+RUNTIME_SEPARATOR = "+"
+
+
+def with_every_runtime(name: str) -> str:
+    """The target name that also measures the other CPU runtimes (`--runtime auto`)."""
+    extra = f"{RUNTIME_SEPARATOR}openvino"
+    return name if name.endswith(extra) else name + extra
+
+
 def load_target(name_or_path: str | Path) -> TargetSpec:
-    """A shipped target by name (`native`: the one for this machine's CPU), or a target file by path."""
+    """A shipped target by name (`native`: the one for this machine's CPU), or a target file by path;
+    `NAME+openvino`: that target with OpenVINO candidates measured beside its own runtime's."""
+    base, plus, extra = str(name_or_path).rpartition(RUNTIME_SEPARATOR)
+    if plus and extra in RUNTIMES:
+        return _adding_runtime(load_target(base), extra)
     known = builtin_targets()
     if str(name_or_path) == NATIVE:
         name_or_path = native_target_name()
@@ -223,3 +236,14 @@ def load_target(name_or_path: str | Path) -> TargetSpec:
             "or a YAML file path"
         )
     return from_dict(TargetSpec, load_yaml(path, "target file"), f"target {path.name}")
+
+
+def _adding_runtime(spec: TargetSpec, runtime: str) -> TargetSpec:
+    """`spec` measuring `runtime`'s candidates too (its settings: the target's threads, if it has none)."""
+    runtimes = [*(spec.runtimes or [spec.runtime]), runtime]
+    settings = spec.openvino or OpenVINOSettings(inference_num_threads=spec.latency.threads)
+    name = f"{spec.name}{RUNTIME_SEPARATOR}{runtime}"
+    try:
+        return replace(spec, name=name, runtimes=list(dict.fromkeys(runtimes)), openvino=settings)
+    except ValueError as exc:
+        raise InputError(f"target {name}: {exc}") from None

@@ -89,14 +89,15 @@ def export(root: Path, name: str, module: torch.nn.Module, shape: tuple[int, ...
     return path, calib
 
 
-def fast_target(root: Path, **openvino: object) -> Path:
-    """The shipped cpu-openvino target with latency timing cut short (tests time compiles)."""
-    spec = yaml.safe_load(builtin_targets()["cpu-openvino"].read_text())
-    spec["name"] = "cpu-openvino-test"
-    spec["openvino"] |= openvino
+def fast_target(root: Path, shipped: str = "cpu-openvino", **openvino: object) -> Path:
+    """A shipped target with latency timing cut short (tests time compiles, not models)."""
+    spec = yaml.safe_load(builtin_targets()[shipped].read_text())
+    spec["name"] = f"{shipped}-test"
+    if openvino:
+        spec["openvino"] |= openvino
     spec["latency"] = {"batch_sizes": [1, 8], "threads": 2, "warmup": 1, "rounds": 3}
     spec["latency"]["seconds_per_round"] = 0.02
-    path = root / "cpu-openvino-test.yaml"
+    path = root / f"{shipped}-test.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
 
@@ -194,3 +195,20 @@ def test_a_model_openvino_cannot_convert_is_refused_naming_the_op(tmp_path: Path
         "compile", model, "--calib", calib, "--target", fast_target(tmp_path), "-o", out, "-q", cwd=tmp_path
     )
     assert_refused(result, out, "OpenVINO", "cannot convert", "Det")
+
+
+def test_runtime_auto_measures_both_runtimes_and_keeps_the_fastest_within_budget(compiled: dict) -> None:
+    model, calib, _ = compiled["cnn"]
+    root = model.parent
+    target = fast_target(root, "cpu-x86-avx512vnni")
+    report = compile_cli(model, calib, target, root / "auto-out", "--runtime", "auto", "--mode", "static")
+    assert report["target"]["name"] == "cpu-x86-avx512vnni-test+openvino"
+    candidates = {c["name"]: c for c in report["decision"]["candidates"]}
+    assert {"fp32", "int8-static", "openvino-fp32", "openvino-int8-static"} <= set(candidates)
+    assert "per runtime" in report["decision"]["reason"]
+    noise = max(report["decision"]["timing_noise"].values())
+    mean = {n: float(np.exp(np.mean(np.log(list(c["speedups"].values()))))) for n, c in candidates.items()}
+    within = [n for n, c in candidates.items() if c["within_budget"]]
+    assert mean[report["decision"]["chosen"]] >= max(mean[n] for n in within) * (1 - noise) - 1e-9
+    chosen_format = "openvino-ir" if report["decision"]["chosen"].startswith("openvino-") else "onnx"
+    assert report["artifact"]["format"] == chosen_format

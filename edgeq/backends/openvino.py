@@ -34,16 +34,25 @@ IR_FORMAT = "openvino-ir"
 _UNCONVERTED = re.compile(r"No conversion rule found for operations: (.+)")
 
 
+def tagged(model: onnx.ModelProto, key: str, value: str) -> onnx.ModelProto:
+    """A copy of `model` with metadata `key` set to `value` (its other metadata kept)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    onnx.helper.set_model_props(copy, {**metadata(model), key: value})
+    return copy
+
+
+def metadata(model: onnx.ModelProto) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}
+
+
 def with_precision(model: onnx.ModelProto, precision: InferencePrecision) -> onnx.ModelProto:
     """A copy of `model` that OpenVINO is to run in `precision`."""
-    tagged = onnx.ModelProto()
-    tagged.CopyFrom(model)
-    onnx.helper.set_model_props(tagged, {PRECISION_METADATA: precision})
-    return tagged
+    return tagged(model, PRECISION_METADATA, precision)
 
 
 def model_precision(model: onnx.ModelProto) -> InferencePrecision:
-    return next((p.value for p in model.metadata_props if p.key == PRECISION_METADATA), "f32")
+    return metadata(model).get(PRECISION_METADATA, "f32")
 
 
 def unconvertible(model: onnx.ModelProto) -> str | None:
