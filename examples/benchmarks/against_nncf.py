@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import click
@@ -162,16 +163,20 @@ COLUMNS_TAIL = ("cosine vs ORT fp32", "recall@10", "MB")
 def main(quick: bool, only: tuple[str, ...]) -> None:
     console = Console()
     machine = describe_machine()
-    console.print(f"{machine.cpu}, {THREADS} threads; OpenVINO {openvino().__version__}")
-    rows = [row for case in CASES if not only or case.name in only for row in measure(case, quick, console)]
+    versions = f"OpenVINO {openvino().__version__}, NNCF {version('nncf')}, onnxruntime {version('onnxruntime')}"
+    console.print(f"{machine.cpu}, {THREADS} threads; {versions}")
     columns = (*COLUMNS, *COLUMNS_TAIL)
+    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns), flush=True)
+    rows = []
+    for case in CASES:
+        if not only or case.name in only:
+            rows += (measured := measure(case, quick, console))
+            for row in measured:  # as each model finishes: a long run keeps what it measured
+                print("| " + " | ".join(row) + " |", flush=True)
     table = Table(*columns, title="edgeq vs NNCF on OpenVINO, and ONNX Runtime")
     for row in rows:
-        table.add_row(*row + [""] * (len(columns) - len(row)))
+        table.add_row(*row)
     console.print(table)
-    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":
