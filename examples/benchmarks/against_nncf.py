@@ -163,7 +163,7 @@ COLUMNS_TAIL = ("cosine vs ORT fp32", "recall@10", "MB")
 def main(quick: bool, only: tuple[str, ...]) -> None:
     console = Console()
     machine = describe_machine()
-    versions = f"OpenVINO {openvino().__version__}, NNCF {version('nncf')}, onnxruntime {version('onnxruntime')}"
+    versions = ", ".join(f"{name} {version(name)}" for name in ("openvino", "nncf", "onnxruntime"))
     console.print(f"{machine.cpu}, {THREADS} threads; {versions}")
     columns = (*COLUMNS, *COLUMNS_TAIL)
     print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns), flush=True)
