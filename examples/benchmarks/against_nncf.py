@@ -27,7 +27,7 @@ from rich.table import Table
 import edgeq
 from edgeq.backends.artifact import Artifact
 from edgeq.backends.openvino import compile_openvino
-from edgeq.backends.openvino_runner import OpenVINORunner, openvino
+from edgeq.backends.openvino_runner import OpenVINORunner
 from edgeq.data import load_npz
 from edgeq.runtime.machine import describe_machine
 from edgeq.runtime.session import OrtRunner
