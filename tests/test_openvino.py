@@ -20,6 +20,7 @@ from click.testing import CliRunner  # noqa: E402
 
 from edgeq.backends.openvino_runner import cpu_precisions  # noqa: E402
 from edgeq.cli import cli  # noqa: E402
+from edgeq.report.read import load_report  # noqa: E402
 from edgeq.runtime.session import OrtRunner  # noqa: E402
 from edgeq.targets import builtin_targets  # noqa: E402
 from tests.bad_inputs.cli import assert_refused, run_edgeq  # noqa: E402
@@ -173,6 +174,8 @@ def test_the_report_names_the_layers_that_really_run_int8(tmp_path: Path) -> Non
     assert compiled["inference_precision"] == "f32"
     assert compiled["matrix_layers"] == 3 and compiled["matrix_layers_int8"] == 3, compiled
     assert any("(Convolution)" in layer for layer in compiled["int8_layers"])
+    read_back = load_report(tmp_path / "out" / "report.json")
+    assert read_back.runtime_precision.matrix_layers_int8 == 3
 
 
 def test_dynamic_int8_is_left_out_with_its_reason_and_bf16_is_a_candidate(compiled: dict) -> None:
