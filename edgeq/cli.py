@@ -23,7 +23,7 @@ from edgeq.recipe import Recipe, load_recipe
 from edgeq.report.command import report_command
 from edgeq.report.gates import verdict
 from edgeq.store.runs import record_or_explain
-from edgeq.targets import NATIVE, builtin_targets, load_target, native_target_name
+from edgeq.targets import NATIVE, builtin_targets, load_target, native_target_name, with_every_runtime
 
 
 def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -73,6 +73,11 @@ def cli() -> None:
 )
 @click.option(
     "--target", help="Target name (see `edgeq targets`; `native` = this machine's CPU) or a target YAML path."
+)
+@click.option(
+    "--runtime",
+    type=click.Choice(["auto"]),
+    help="auto: also build and measure OpenVINO candidates; keep the fastest within budget.",
 )
 @click.option("--calib", type=click.Path(dir_okay=False), help="Calibration .npz: one array per model input.")
 @click.option(
@@ -137,6 +142,7 @@ def compile_command(
     out,
     recipe_path,
     target,
+    runtime,
     calib,
     eval_path,
     reference,
@@ -205,6 +211,8 @@ def compile_command(
         for k, v in {"max_drop": max_drop, "min_speedup": min_speedup, "min_cosine": min_cosine}.items()
         if v is not None
     }
+    if runtime == "auto":
+        target = with_every_runtime(target or base.target)
     result = compile_model(
         model,
         out=out,

@@ -1,8 +1,8 @@
 """The compile pipeline: which stages run for a target and model, every check before any run.
 
     (each starts with check-options: --exclude and --reference checked against the model)
-    fp32 model, ONNX Runtime target:  prepare, prune, subpixel, mrl, lower, compile, measure (+ run-off),
-                                      select, layers, keep, report, record, write
+    fp32 model, CPU target:           prepare, prune, subpixel, mrl, lower, compile, measure (+ run-off),
+                                      select, best-per-runtime, layers, keep, report, record, write
     already-quantized model:          prepare-given, lower-given, compile, measure, select-given, keep,
                                       report, record, write
     TensorRT target:                  prepare, prune, mrl, lower-tensorrt, compile, measure (fidelity
@@ -35,6 +35,7 @@ from edgeq.stages.prepare import Prepare, PrepareGiven, Subpixel
 from edgeq.stages.prune import Prune
 from edgeq.stages.record import Record
 from edgeq.stages.report import BuildReport
+from edgeq.stages.runtime_candidates import BestPerRuntime
 from edgeq.stages.select import KeepForEngine, KeepGiven, SelectFastest
 from edgeq.stages.state import CompileState
 from edgeq.stages.write import Write
@@ -51,6 +52,7 @@ CANDIDATES: tuple[Stage, ...] = (
     CompileCandidates(),
     Measure(runoff=True),
     SelectFastest(),
+    BestPerRuntime(),
     Culprits(),
     Keep(),
     *FINISH,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Literal, get_args
@@ -14,7 +14,7 @@ from edgeq.config import from_dict, limit, load_yaml, over_limit
 from edgeq.errors import InputError
 from edgeq.runtime.session import CPU_PROVIDER
 
-Runtime = Literal["onnxruntime", "tensorrt"]
+Runtime = Literal["onnxruntime", "tensorrt", "openvino"]
 """The runtimes edgeq has a backend for (`backends.registry` keys them); a target names one."""
 RUNTIMES: tuple[str, ...] = get_args(Runtime)
 
@@ -113,6 +113,28 @@ class TensorRTSettings:
             raise ValueError("dla_core must be >= 0 (or absent for the GPU)")
 
 
+InferencePrecision = Literal["f32", "bf16", "f16"]
+
+
+@dataclass(frozen=True)
+class OpenVINOSettings:
+    """How OpenVINO compiles each artifact: every key is passed explicitly (never its defaults, which
+    pick bf16 on a CPU that has it). `precisions`: the extra candidates (an fp32 IR run in that
+    precision) built where the CPU lists them in OPTIMIZATION_CAPABILITIES."""
+
+    device: Literal["CPU"] = "CPU"
+    inference_num_threads: int = 0
+    performance_hint: Literal["LATENCY", "THROUGHPUT"] = "LATENCY"
+    num_streams: int = 1
+    precisions: list[InferencePrecision] = field(default_factory=lambda: ["bf16", "f16"])
+
+    def __post_init__(self) -> None:
+        if self.inference_num_threads < 0 or self.num_streams < 1:
+            raise ValueError("inference_num_threads must be >= 0 and num_streams >= 1")
+        if "f32" in self.precisions:
+            raise ValueError("precisions lists the reduced ones only: f32 is always a candidate")
+
+
 @dataclass(frozen=True)
 class TargetSpec:
     """One deployment target. `providers`: ONNX Runtime's execution providers, in the order a
@@ -128,15 +150,21 @@ class TargetSpec:
     latency: LatencySettings = field(default_factory=LatencySettings)
     precision: Literal["int8", "fp16"] = "int8"  # fp16: no Q/DQ, the runtime computes in half
     tensorrt: TensorRTSettings | None = None
+    openvino: OpenVINOSettings | None = None
+    runtimes: list[Runtime] = field(default_factory=list)
+    """More than one runtime: candidates for each, measured in one run, the fastest within budget
+    kept; `runtime` (listed first) is the one the fp32 reference runs in."""
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
             raise ValueError(f"runtime {self.runtime!r} is not one of {', '.join(RUNTIMES)}")
-        if self.runtime == "tensorrt":
-            if self.providers:
-                raise ValueError(
-                    "providers must be [] for a tensorrt target: its engine runs without ONNX Runtime"
-                )
+        if self.runtimes and (self.runtimes[0] != self.runtime or "tensorrt" in self.runtimes):
+            raise ValueError("runtimes must start with the target's runtime and cannot list tensorrt")
+        if self.runtime in ("tensorrt", "openvino") and self.providers:
+            raise ValueError(f"providers must be [] for runtime {self.runtime}: it runs without ONNX Runtime")
+        if "openvino" in (self.runtime, *self.runtimes) and self.openvino is None:
+            raise ValueError("an openvino runtime needs its openvino: settings")
+        if self.runtime in ("tensorrt", "openvino"):
             return
         known = ort.get_all_providers()
         unknown = [p for p in self.providers if p not in known]
@@ -183,8 +211,21 @@ def native_target_name() -> str:
     )
 
 
+RUNTIME_SEPARATOR = "+"
+
+
+def with_every_runtime(name: str) -> str:
+    """The target name that also measures the other CPU runtimes (`--runtime auto`)."""
+    extra = f"{RUNTIME_SEPARATOR}openvino"
+    return name if name.endswith(extra) else name + extra
+
+
 def load_target(name_or_path: str | Path) -> TargetSpec:
-    """A shipped target by name (`native`: the one for this machine's CPU), or a target file by path."""
+    """A shipped target by name (`native`: the one for this machine's CPU), or a target file by path;
+    `NAME+openvino`: that target with OpenVINO candidates measured beside its own runtime's."""
+    base, plus, extra = str(name_or_path).rpartition(RUNTIME_SEPARATOR)
+    if plus and extra in RUNTIMES:
+        return _adding_runtime(load_target(base), extra)
     known = builtin_targets()
     if str(name_or_path) == NATIVE:
         name_or_path = native_target_name()
@@ -195,3 +236,14 @@ def load_target(name_or_path: str | Path) -> TargetSpec:
             "or a YAML file path"
         )
     return from_dict(TargetSpec, load_yaml(path, "target file"), f"target {path.name}")
+
+
+def _adding_runtime(spec: TargetSpec, runtime: str) -> TargetSpec:
+    """`spec` measuring `runtime`'s candidates too (its settings: the target's threads, if it has none)."""
+    runtimes = [*(spec.runtimes or [spec.runtime]), runtime]
+    settings = spec.openvino or OpenVINOSettings(inference_num_threads=spec.latency.threads)
+    name = f"{spec.name}{RUNTIME_SEPARATOR}{runtime}"
+    try:
+        return replace(spec, name=name, runtimes=list(dict.fromkeys(runtimes)), openvino=settings)
+    except ValueError as exc:
+        raise InputError(f"target {name}: {exc}") from None

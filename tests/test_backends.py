@@ -29,7 +29,7 @@ def mlp(reference_models) -> onnx.ModelProto:
 
 
 def test_every_runtime_has_a_backend_and_every_shipped_target_finds_its_own() -> None:
-    assert set(BACKENDS) == set(RUNTIMES) == {"onnxruntime", "tensorrt"}
+    assert set(BACKENDS) == set(RUNTIMES) == {"onnxruntime", "tensorrt", "openvino"}
     for name in builtin_targets():
         target = load_target(name)
         assert backend_for(target).runtime == target.runtime, name

@@ -49,7 +49,11 @@ def test_native_target_follows_the_cpu_flags() -> None:
             ["providers must end with CPUExecutionProvider"],
         ),
         ({"providers": ["CPUExecutionProvider"] * 2}, ["providers lists CPUExecutionProvider twice"]),
-        ({"runtime": "tensorrt"}, ["providers must be [] for a tensorrt target"]),
+        ({"runtime": "tensorrt"}, ["providers must be [] for runtime tensorrt"]),
+        ({"runtime": "openvino"}, ["providers must be [] for runtime openvino"]),
+        ({"runtime": "openvino", "providers": []}, ["an openvino runtime needs its openvino: settings"]),
+        ({"runtimes": ["openvino", "onnxruntime"]}, ["runtimes must start with the target's runtime"]),
+        ({"runtimes": ["onnxruntime", "openvino"]}, ["an openvino runtime needs its openvino: settings"]),
     ],
 )
 def test_a_bad_runtime_or_provider_list_is_refused_in_one_line(

@@ -18,7 +18,10 @@ class Artifact:
 
     @property
     def bytes(self) -> int:
-        return model_bytes(self.path)
+        """What the runtime loads: the model file, its external data, an OpenVINO IR's weights."""
+        weights = self.path.with_suffix(".bin")
+        ir_weights = weights.stat().st_size if self.path.suffix == ".xml" and weights.exists() else 0
+        return model_bytes(self.path) + ir_weights
 
     def to_dict(self, root: Path) -> dict:
         return {

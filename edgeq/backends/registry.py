@@ -10,6 +10,7 @@ import onnx
 import onnxruntime as ort
 
 from edgeq.backends.artifact import Artifact
+from edgeq.backends.openvino import OpenVINOBackend, metadata, tagged
 from edgeq.backends.ort_cpu import compile_ort_cpu
 from edgeq.backends.ort_providers import providers_unavailable, session_providers
 from edgeq.backends.tensorrt_config import fp32_baseline
@@ -114,9 +115,56 @@ class TensorRTBackend:
         return OrtRunner(artifact, threads=target.latency.threads, providers=providers or CPU_ONLY)
 
 
-BACKENDS: dict[Runtime, Backend] = {"onnxruntime": OnnxRuntimeBackend(), "tensorrt": TensorRTBackend()}
+BACKENDS: dict[Runtime, Backend] = {
+    "onnxruntime": OnnxRuntimeBackend(),
+    "tensorrt": TensorRTBackend(),
+    "openvino": OpenVINOBackend(),
+}
+
+
+class RuntimeChoiceBackend:
+    """Several runtimes in one compile: each candidate model names its runtime (`for_runtime`), each
+    artifact is opened by the runtime that wrote it; the fp32 reference runs in the first."""
+
+    measures_latency = True
+
+    def __init__(self, runtimes: Sequence[Runtime]) -> None:
+        self.runtime: Runtime = runtimes[0]
+        self.backends = {runtime: BACKENDS[runtime] for runtime in runtimes}
+
+    def unavailable(self, target: TargetSpec) -> str | None:
+        return next((why for b in self.backends.values() if (why := b.unavailable(target))), None)
+
+    def compile(self, model: onnx.ModelProto, target: TargetSpec, out_dir: Path) -> Artifact:
+        return self.backends[runtime_of(model, self.runtime)].compile(model, target, out_dir)
+
+    def session(
+        self,
+        artifact: Path,
+        target: TargetSpec,
+        providers: Sequence[Provider] | None = None,
+        *,
+        reference: bool = False,
+    ) -> OrtRunner:
+        runtime = "openvino" if artifact.suffix == ".xml" else self.runtime
+        return self.backends[runtime].session(artifact, target, providers, reference=reference)
+
+
+RUNTIME_METADATA = "edgeq.runtime"
+
+
+def for_runtime(model: onnx.ModelProto, runtime: Runtime) -> onnx.ModelProto:
+    """A copy of a candidate model that a several-runtime target compiles for `runtime`."""
+    return tagged(model, RUNTIME_METADATA, runtime)
+
+
+def runtime_of(model: onnx.ModelProto, default: Runtime) -> Runtime:
+    return metadata(model).get(RUNTIME_METADATA, default)
 
 
 def backend_for(target: TargetSpec) -> Backend:
-    """The backend of the target's runtime (a `TargetSpec` cannot name another: it refuses one)."""
+    """The backend of the target's runtime (a `TargetSpec` cannot name another: it refuses one), or
+    the one that measures several runtimes side by side."""
+    if len(target.runtimes) > 1:
+        return RuntimeChoiceBackend(target.runtimes)
     return BACKENDS[target.runtime]

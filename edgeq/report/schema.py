@@ -69,6 +69,8 @@ class CandidateSummary:
     within_budget: bool
     problem: str | None = None
     metrics: list[KindMetric] = field(default_factory=list)
+    speedups_vs_onnxruntime: dict[int, float] | None = None
+    """On another runtime: the speedup over ONNX Runtime's fp32, beside `speedups` (its own fp32)."""
 
 
 @dataclass
@@ -217,6 +219,20 @@ class Feeding:
 
 
 @dataclass
+class RuntimePrecision:
+    """What the runtime really compiled the kept artifact to (OpenVINO's runtime model): the
+    precision and settings asked for, per layer type the precisions run, the layers in int8."""
+
+    runtime: str
+    inference_precision: str
+    config: dict[str, str]
+    layer_precisions: dict[str, dict[str, int]]
+    int8_layers: list[str]
+    matrix_layers: int
+    matrix_layers_int8: int
+
+
+@dataclass
 class Report:
     """Everything one compile measured; every number was measured in that run, on the artifact.
 
@@ -245,6 +261,7 @@ class Report:
     gates: list[Gate] = field(default_factory=list)
     warnings: list[ReportWarning] = field(default_factory=list)
     feeding: Feeding | None = None
+    runtime_precision: RuntimePrecision | None = None
 
     @property
     def outputs(self) -> list[OutputFidelity]:

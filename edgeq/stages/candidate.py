@@ -34,6 +34,8 @@ class Candidate:
     latency: list[LatencyEntry] = field(default_factory=list)
     metrics: list[KindMetric] = field(default_factory=list)
     """Each output's kind metrics (neighbour recall, top-1 agreement, ...) against fp32."""
+    vs_onnxruntime: dict[int, float] = field(default_factory=dict)
+    """Speedup per batch over ONNX Runtime's fp32, where the target's runtime is another one."""
 
     @property
     def worst_cosine(self) -> float:
@@ -62,6 +64,7 @@ class Candidate:
             within_budget=self.budget_problem(recipe) is None,
             problem=problem,
             metrics=self.metrics,
+            speedups_vs_onnxruntime=dict(self.vs_onnxruntime) or None,
         )
 
 

@@ -50,11 +50,12 @@ class CompileCandidates(Stage):
 
 
 def compile_candidate(backend: Backend, target: TargetSpec, candidate: Candidate, work: Path) -> Artifact:
-    """The backend's artifact; a candidate edgeq wrote (all but an already-quantized model compiled
-    as given) that the runtime refuses is edgeq's failure, not the user's model's."""
+    """The backend's artifact; a candidate edgeq wrote (all but the fp32 model and an
+    already-quantized one compiled as given) that the runtime refuses is edgeq's failure, not the
+    user's model's."""
     try:
         return backend.compile(candidate.model, target, work / candidate.name)
     except InputError as exc:
-        if candidate.name == GIVEN_QDQ:
+        if candidate.name in (GIVEN_QDQ, "fp32"):
             raise
         raise InternalError(f"edgeq wrote an invalid {candidate.name} candidate: {exc}") from exc

@@ -16,6 +16,7 @@ from edgeq.stages.candidate import Candidate
 from edgeq.stages.lower4 import mixed_candidates
 from edgeq.stages.prepare import GIVEN
 from edgeq.stages.quantize import quantize_static
+from edgeq.stages.runtime_candidates import for_runtime
 from edgeq.stages.state import CompileState
 
 GIVEN_QDQ = "given-qdq"
@@ -62,7 +63,7 @@ class LowerCandidates(Stage):
                     model = lower_dynamic(model, plan.dynamic, scheme.weights.reduce_range, per_tensor)
                     model = quantize_embeddings(model, bits=8)
                 candidates.append(Candidate(f"int8-{variant}", model, plan))
-        state.candidates = candidates
+        state.candidates = for_runtime(state, candidates)
         return state
 
 

@@ -26,6 +26,7 @@ from edgeq.report.schema import (
     Quantization,
     Report,
     ReportWarning,
+    RuntimePrecision,
     StageTime,
     TargetInfo,
 )
@@ -95,9 +96,16 @@ def build_report(state: CompileState) -> Report:
         precision_plan=_precision_plan(state.analysis, state.summaries),
         warnings=_summarize_warnings(state.caught),
         feeding=describe_feeding(roles_of(state.source.model)),
+        runtime_precision=_runtime_precision(chosen.runner),
     )
     report.gates = compile_gates(report, recipe.gates)
     return report
+
+
+def _runtime_precision(runner: object) -> RuntimePrecision | None:
+    """The kept artifact as its runtime compiled it, where the runtime says (OpenVINO)."""
+    describe = getattr(runner, "layer_precisions", None)
+    return RuntimePrecision(**describe()) if describe else None
 
 
 def _latency_status(state: CompileState) -> str | None:

@@ -12,6 +12,7 @@ from edgeq.stages.session import open_session
 from edgeq.stages.state import CompileState
 
 REFERENCE_AGAIN = " reference (second session)"  # the A/A timing: no candidate has this name
+ORT_FP32 = " fp32 on onnxruntime"  # beside another runtime's reference: what "vs ONNX Runtime" reads
 
 
 def batch_sizes(runner: OrtRunner, wanted: list[int]) -> list[int]:
@@ -57,6 +58,8 @@ def time_candidates(
     fp32 = open_session(state, state.reference, reference=True)
     batches = batch_sizes(fp32, settings.batch_sizes)
     runners = {"reference": fp32, REFERENCE_AGAIN: open_session(state, state.reference, reference=True)}
+    if state.target.runtime != "onnxruntime":
+        runners[ORT_FP32] = OrtRunner(state.reference, threads=threads)
     runners |= {c.name: c.runner for c in candidates}
     noise = {}
     with (
@@ -76,6 +79,8 @@ def time_candidates(
             for candidate in candidates:
                 entry = LatencyEntry(batch, threads, rounds, stats["reference"], stats[candidate.name])
                 candidate.latency = [e for e in candidate.latency if e.batch != batch] + [entry]
+                if ORT_FP32 in stats:
+                    candidate.vs_onnxruntime[batch] = speedup(stats[ORT_FP32], stats[candidate.name])
             twin = speedup(stats["reference"], stats[REFERENCE_AGAIN])
             noise[batch] = max(MIN_NOISE, abs(1.0 - twin))
     return noise

@@ -1,0 +1,117 @@
+"""OpenVINO backend: edgeq's standard QDQ ONNX converted to OpenVINO IR, run by OpenVINO's CPU plugin.
+
+The IR (`model.xml`/`model.bin`) is written beside the QDQ ONNX it came from; OpenVINO's
+low-precision transformations turn the Q/DQ pairs into integer kernels. A candidate's inference
+precision (f32, or bf16/f16 for an fp32 graph) travels in the model's metadata and is written into
+the IR, so every later session runs it the way it was measured.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from edgeq.backends.artifact import Artifact
+from edgeq.backends.openvino_runner import (
+    PRECISION_KEY,
+    RUNTIME_OPTIONS,
+    OpenVINORunner,
+    openvino,
+)
+from edgeq.errors import InputError
+from edgeq.graph import save_model
+from edgeq.runtime.session import Provider
+from edgeq.targets import InferencePrecision, Runtime, TargetSpec
+
+PRECISION_METADATA = "edgeq.inference_precision"
+"""The ONNX metadata key a candidate names its OpenVINO inference precision with (absent: f32)."""
+IR_FORMAT = "openvino-ir"
+_UNCONVERTED = re.compile(r"No conversion rule found for operations: (.+)")
+
+
+def tagged(model: onnx.ModelProto, key: str, value: str) -> onnx.ModelProto:
+    """A copy of `model` with metadata `key` set to `value` (its other metadata kept)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    onnx.helper.set_model_props(copy, {**metadata(model), key: value})
+    return copy
+
+
+def metadata(model: onnx.ModelProto) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def with_precision(model: onnx.ModelProto, precision: InferencePrecision) -> onnx.ModelProto:
+    """A copy of `model` that OpenVINO is to run in `precision`."""
+    return tagged(model, PRECISION_METADATA, precision)
+
+
+def model_precision(model: onnx.ModelProto) -> InferencePrecision:
+    return metadata(model).get(PRECISION_METADATA, "f32")
+
+
+def unconvertible(model: onnx.ModelProto) -> str | None:
+    """Why OpenVINO cannot take this candidate without trying: ONNX Runtime's com.microsoft
+    contrib ops (dynamic LSTM, 4-bit MatMulNBits) have no OpenVINO conversion."""
+    contrib = sorted({n.op_type for n in model.graph.node if n.domain == "com.microsoft"})
+    return f"OpenVINO cannot convert com.microsoft {', '.join(contrib)}" if contrib else None
+
+
+def convert(path: Path) -> Any:
+    """`ov.convert_model` of an ONNX file; a model it cannot convert is refused naming the ops."""
+    ov = openvino()
+    try:
+        return ov.convert_model(str(path))
+    except Exception as exc:  # OpenVINO raises its own exception types
+        text = str(exc)
+        ops = _UNCONVERTED.search(text)
+        last = [line for line in text.splitlines() if line.strip()]
+        why = f"no conversion for {ops[1]}" if ops else (last[-1] if last else type(exc).__name__)
+        raise InputError(f"OpenVINO {ov.__version__} cannot convert the model: {why}") from None
+
+
+def compile_openvino(model: onnx.ModelProto, out_dir: Path, stem: str = "model") -> Artifact:
+    """`stem.onnx` (the QDQ ONNX) and its IR `stem.xml`/`stem.bin`, the precision recorded in both;
+    weights stored as fp16 only for an f16 candidate (bf16 from fp16 weights would round twice)."""
+    ov = openvino()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    source = save_model(model, out_dir / f"{stem}.onnx")
+    precision = model_precision(model)
+    converted = convert(source)
+    converted.set_rt_info(precision, list(PRECISION_KEY))
+    converted.set_rt_info(precision, list(RUNTIME_OPTIONS))
+    xml = out_dir / f"{stem}.xml"
+    ov.save_model(converted, str(xml), compress_to_fp16=precision == "f16")
+    beside = [p for p in (source.with_name(source.name + ".data"),) if p.exists()]
+    return Artifact(xml, IR_FORMAT, [xml, xml.with_suffix(".bin"), source, *beside])
+
+
+class OpenVINOBackend:
+    """OpenVINO's CPU plugin with the target's threads and hint; every precision set explicitly."""
+
+    runtime: Runtime = "openvino"
+    measures_latency = True
+
+    def unavailable(self, target: TargetSpec) -> str | None:
+        if find_spec("openvino") is None:
+            return f"target {target.name} runs on OpenVINO, not installed: pip install 'edgeq[openvino]'"
+        return None
+
+    def compile(self, model: onnx.ModelProto, target: TargetSpec, out_dir: Path) -> Artifact:
+        return compile_openvino(model, out_dir)
+
+    def session(
+        self,
+        artifact: Path,
+        target: TargetSpec,
+        providers: Sequence[Provider] | None = None,
+        *,
+        reference: bool = False,
+    ) -> OpenVINORunner:
+        """An IR (in the precision it records) or an ONNX file (f32); `reference`: always f32."""
+        return OpenVINORunner(artifact, target.openvino, precision="f32" if reference else None)

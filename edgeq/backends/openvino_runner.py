@@ -1,0 +1,159 @@
+"""Run an OpenVINO model like `OrtRunner` does, compiled with every precision setting explicit.
+
+OpenVINO's CPU plugin computes in bf16 by default where the CPU has it: a precision the user never
+asked for. Each runner names its inference precision, checks the compiled model took it, and says
+which layers really run in int8 (the compiled model's runtime info), since a Q/DQ pair is a request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeq.errors import InputError
+from edgeq.runtime.session import OrtRunner, fixed_batch
+from edgeq.runtime.timing import Timer, timed_calls
+from edgeq.targets import InferencePrecision, OpenVINOSettings
+
+PRECISION_KEY = ("edgeq", "inference_precision")
+"""Where an IR edgeq wrote records the precision it was measured in (read back by every runner)."""
+RUNTIME_OPTIONS = ("runtime_options", "INFERENCE_PRECISION_HINT")
+"""The same precision where OpenVINO's own `compile_model` reads it, for users loading the IR."""
+INT8 = {"u8", "i8"}
+MATRIX_LAYERS = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul"}
+_PLUMBING = {"Input", "Output", "Const", "Reorder", "Reshape"}
+
+
+def openvino() -> Any:
+    """The `openvino` module, or one line saying how to install it."""
+    try:
+        import openvino as ov
+    except ImportError:
+        raise InputError("this target runs on OpenVINO: pip install 'edgeq[openvino]'") from None
+    return ov
+
+
+@cache
+def core() -> Any:
+    """One OpenVINO Core per process (it holds the loaded plugins)."""
+    return openvino().Core()
+
+
+def cpu_precisions() -> set[str]:
+    """The reduced precisions this machine's OpenVINO CPU plugin has kernels for (f16, bf16)."""
+    capabilities = set(core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    return {name for name, cap in (("bf16", "BF16"), ("f16", "FP16")) if cap in capabilities}
+
+
+def compile_config(settings: OpenVINOSettings, precision: InferencePrecision) -> dict[str, str]:
+    """The properties every compile passes: precision, threads, hint and streams, none left default."""
+    return {
+        "INFERENCE_PRECISION_HINT": precision,
+        "INFERENCE_NUM_THREADS": str(settings.inference_num_threads),
+        "PERFORMANCE_HINT": settings.performance_hint,
+        "NUM_STREAMS": str(settings.num_streams),
+        "EXECUTION_MODE_HINT": "ACCURACY" if precision == "f32" else "PERFORMANCE",
+    }
+
+
+def ir_precision(model: Any) -> InferencePrecision:
+    """The precision an IR edgeq wrote was measured in; f32 for any other model."""
+    if model.has_rt_info(list(PRECISION_KEY)):
+        return model.get_rt_info(list(PRECISION_KEY)).astype(str)
+    return "f32"
+
+
+@dataclass(frozen=True)
+class Port:
+    """A model input: static dims as ints (None where dynamic) and the numpy dtype it takes."""
+
+    shape: tuple[int | None, ...]
+    dtype: Any
+
+
+class OpenVINORunner(OrtRunner):
+    """An OpenVINO compiled model with one infer request; predicts whole arrays in batches
+    (`OrtRunner`'s batching and padding, OpenVINO's calls)."""
+
+    def __init__(
+        self,
+        model: str | Path,
+        settings: OpenVINOSettings,
+        *,
+        precision: InferencePrecision | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        """`precision`: run in it (the fp32 reference: f32); None: the one the IR was measured in."""
+        source = core().read_model(str(model))
+        self.precision = precision or ir_precision(source)
+        self.config = compile_config(settings, self.precision)
+        try:
+            self.compiled = core().compile_model(source, settings.device, self.config)
+        except RuntimeError as exc:
+            raise InputError(f"OpenVINO cannot compile {Path(model).name}: {_first_line(exc)}") from None
+        took = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        if took != str(getattr(openvino().Type, self.precision)):
+            raise InputError(f"OpenVINO compiled {Path(model).name} in {took}, not {self.precision} as asked")
+        self.request = self.compiled.create_infer_request()
+        self.inputs = {port.get_any_name(): _port(port) for port in self.compiled.inputs}
+        self.output_names = [port.get_any_name() for port in self.compiled.outputs]
+        self.fixed_batch = fixed_batch(self.inputs.values())
+        self.batch_size = self.fixed_batch or batch_size
+
+    def feeds(self, data: Mapping[str, np.ndarray], start: int = 0, stop: int | None = None):
+        return {
+            name: np.ascontiguousarray(data[name][start:stop], dtype=port.dtype)
+            for name, port in self.inputs.items()
+        }
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One inference; outputs copied out of the request's buffers, which the next call reuses."""
+        results = self.request.infer(dict(feeds))
+        ports = zip(self.output_names, self.compiled.outputs, strict=True)
+        return {name: np.array(results[port]) for name, port in ports}
+
+    def timed(self, feeds: Mapping[str, np.ndarray]) -> Timer:
+        feeds = dict(feeds)
+        return lambda runs: timed_calls(lambda: self.request.infer(feeds, share_inputs=True), runs)
+
+    def layer_precisions(self) -> dict[str, Any]:
+        """What the CPU plugin compiled: per layer type the precisions it runs in, and the layers in
+        int8 (u8/i8), from the runtime model's `layerType` / `runtimePrecision` info."""
+        counts: dict[str, dict[str, int]] = {}
+        int8_layers, matrix, matrix_int8 = [], 0, 0
+        for op in self.compiled.get_runtime_model().get_ordered_ops():
+            info = op.get_rt_info()
+            kind, precision = info["layerType"].astype(str), info["runtimePrecision"].astype(str)
+            if kind in _PLUMBING:
+                continue
+            by_precision = counts.setdefault(kind, {})
+            by_precision[precision] = by_precision.get(precision, 0) + 1
+            matrix += kind in MATRIX_LAYERS
+            if precision in INT8:
+                int8_layers.append(f"{op.get_friendly_name()} ({kind})")
+                matrix_int8 += kind in MATRIX_LAYERS
+        return {
+            "runtime": "openvino",
+            "inference_precision": self.precision,
+            "config": dict(self.config),
+            "layer_precisions": counts,
+            "int8_layers": int8_layers,
+            "matrix_layers": matrix,
+            "matrix_layers_int8": matrix_int8,
+        }
+
+
+def _port(port: Any) -> Port:
+    shape = port.get_partial_shape()
+    dims = () if shape.rank.is_dynamic else tuple(d.get_length() if d.is_static else None for d in shape)
+    return Port(dims, port.get_element_type().to_dtype())
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip() and not line.startswith("Check ")]
+    return lines[-1].strip() if lines else type(exc).__name__

@@ -1,0 +1,183 @@
+"""edgeq on OpenVINO against NNCF's post-training quantization on OpenVINO, and both against ORT.
+
+For each model: NNCF's `nncf.quantize` on the ONNX model (its QDQ ONNX converted to OpenVINO IR),
+edgeq's chosen artifact for `cpu-openvino` and for the ORT target `cpu-x86-avx512vnni`, all timed
+interleaved in one process with the fp32 model on both runtimes (OpenVINO in true f32). Speedups
+are medians of per-round ratios against each runtime's own fp32; fidelity is the output cosine vs
+ORT fp32 and, for the encoders, the recall@10 of the fp32 neighbours over the evaluation set.
+Calibration and evaluation samples are disjoint halves of each model's data.
+
+    pip install 'edgeq[bench]'    # openvino, nncf
+    python examples/benchmarks/against_nncf.py [--quick] [--only minilm_l6_ts]
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import click
+import numpy as np
+import onnx
+from rich.console import Console
+from rich.table import Table
+
+import edgeq
+from edgeq.backends.artifact import Artifact
+from edgeq.backends.openvino import compile_openvino
+from edgeq.backends.openvino_runner import OpenVINORunner
+from edgeq.data import load_npz
+from edgeq.runtime.machine import describe_machine
+from edgeq.runtime.session import OrtRunner
+from edgeq.runtime.timing import measure_interleaved, speedup
+from edgeq.targets import load_target
+
+ROOT = Path(__file__).resolve().parents[2]
+WILD = Path.home() / ".cache" / "edgeq-wild"
+ORT_TARGET, OV_TARGET = "cpu-x86-avx512vnni", "cpu-openvino"
+THREADS = 2
+ORT = "ORT fp32"
+Arrays = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    model: Path
+    data: Path
+    encoder: bool  # an embedding model: neighbour recall is its own metric
+    samples: int = 128  # calibration + evaluation, split in halves
+
+    def halves(self) -> tuple[Arrays, Arrays]:
+        arrays = {k: v[: self.samples] for k, v in load_npz(self.data).items() if not k.startswith("label")}
+        half = len(next(iter(arrays.values()))) // 2
+        return {k: v[:half] for k, v in arrays.items()}, {k: v[half:] for k, v in arrays.items()}
+
+
+CASES = [
+    Case("minilm_l6_ts", WILD / "minilm_l6_ts/model.onnx", WILD / "minilm_l6_ts/calib.npz", True),
+    Case("crepe_tiny", WILD / "crepe_tiny/model.onnx", WILD / "crepe_tiny/calib.npz", False),
+    Case("rapidocr_cls", WILD / "rapidocr_cls/model.onnx", WILD / "rapidocr_cls/calib.npz", False, 96),
+    Case("mrl_encoder", ROOT / "examples/mrl_encoder/model.onnx", ROOT / "calib/mrl_digits.npz", True, 256),
+]
+
+
+def nncf_ptq(case: Case, calib: Arrays, out: Path) -> Path:
+    """NNCF's default PTQ of the ONNX model (the transformer preset for encoders), as OpenVINO IR."""
+    import nncf
+
+    rows = len(next(iter(calib.values())))
+    dataset = nncf.Dataset([{k: v[i : i + 1] for k, v in calib.items()} for i in range(rows)])
+    kind = nncf.ModelType.TRANSFORMER if case.name.startswith("minilm") else None
+    quantized = nncf.quantize(onnx.load(str(case.model)), dataset, model_type=kind, subset_size=rows)
+    return compile_openvino(quantized, out / "nncf").path
+
+
+def edgeq_artifact(case: Case, target: str, calib: Arrays, evaluation: Arrays, out: Path) -> tuple[Path, str]:
+    """edgeq's kept artifact for `target` and the candidate it chose."""
+    result = edgeq.compile(
+        case.model, out=out / target, target=target, calib=calib, eval=evaluation, runs=False
+    )
+    return result.artifact, result.report.decision.chosen
+
+
+def cosine(reference: np.ndarray, other: np.ndarray) -> float:
+    """Mean per-sample cosine of the first output."""
+    a, b = reference.reshape(len(reference), -1), other.reshape(len(other), -1)
+    return float(np.mean((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))))
+
+
+def neighbours(embeddings: np.ndarray, k: int = 10) -> np.ndarray:
+    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)
+    return np.argsort(-similarity, axis=1)[:, :k]
+
+
+def recall_at_10(reference: np.ndarray, other: np.ndarray) -> float:
+    """The fraction of each sample's 10 fp32 neighbours (cosine, eval set) the other model keeps."""
+    ours, theirs = neighbours(reference), neighbours(other)
+    return float(np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(ours, theirs, strict=True)]))
+
+
+def model_bytes(path: Path) -> int:
+    """What the runtime loads: the file, its external data or an IR's weights."""
+    return Artifact(path, "").bytes
+
+
+def measure(case: Case, quick: bool, console: Console) -> list[list[str]]:
+    calib, evaluation = case.halves()
+    settings = load_target(OV_TARGET).openvino
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        console.print(f"[bold]{case.name}[/]: nncf, edgeq {OV_TARGET}, edgeq {ORT_TARGET}")
+        nncf_ir = nncf_ptq(case, calib, work)
+        ov_path, ov_chosen = edgeq_artifact(case, OV_TARGET, calib, evaluation, work)
+        ort_path, ort_chosen = edgeq_artifact(case, ORT_TARGET, calib, evaluation, work)
+        runners = {
+            ORT: OrtRunner(case.model, threads=THREADS),
+            "OpenVINO f32": OpenVINORunner(case.model, settings, precision="f32"),
+            "NNCF PTQ → OpenVINO": OpenVINORunner(nncf_ir, settings),
+            f"edgeq {OV_TARGET} ({ov_chosen})": OpenVINORunner(ov_path, settings),
+            f"edgeq {ORT_TARGET} ({ort_chosen})": OrtRunner(ort_path, threads=THREADS),
+        }
+        sizes = [model_bytes(p) for p in (case.model, case.model, nncf_ir, ov_path, ort_path)]
+        fp32 = runners[ORT].predict(evaluation)
+        first = next(iter(fp32))
+        outputs = {name: r.predict(evaluation)[first] for name, r in runners.items()}
+        batches = [runners[ORT].fixed_batch] if runners[ORT].fixed_batch else [1, 32]
+        timing = {
+            batch: measure_interleaved(
+                runners,
+                evaluation,
+                batch=batch,
+                warmup=3,
+                rounds=5 if quick else 9,
+                seconds_per_round=0.25 * len(runners) if quick else 0.5 * len(runners),
+            )
+            for batch in batches
+        }
+    rows, timings = [], list(timing.values())
+    for (name, output), size in zip(outputs.items(), sizes, strict=True):
+        own = "OpenVINO f32" if "OpenVINO" in name or OV_TARGET in name else ORT
+        ratios = [f"{speedup(t[own], t[name]):.2f}× / {speedup(t[ORT], t[name]):.2f}×" for t in timings]
+        ratios += ["—"] * (2 - len(ratios))
+        recall = f"{recall_at_10(fp32[first], output):.3f}" if case.encoder else "—"
+        ms = " / ".join(f"{t[name].p50_ms:.2f}" for t in timings)
+        rows.append(
+            [case.name, name, ms, *ratios, f"{cosine(fp32[first], output):.5f}", recall, f"{size / 1e6:.2f}"]
+        )
+    console.print(f"  batches {batches}")
+    return rows
+
+
+COLUMNS = ("model", "artifact", "p50 ms (b1 / b32)", "speedup b1 own / ORT", "speedup b32 own / ORT")
+COLUMNS_TAIL = ("cosine vs ORT fp32", "recall@10", "MB")
+
+
+@click.command()
+@click.option("--quick", is_flag=True, help="Fewer, shorter timing rounds.")
+@click.option("--only", multiple=True, help="Case names to run (default: all).")
+def main(quick: bool, only: tuple[str, ...]) -> None:
+    console = Console()
+    machine = describe_machine()
+    versions = ", ".join(f"{name} {version(name)}" for name in ("openvino", "nncf", "onnxruntime"))
+    console.print(f"{machine.cpu}, {THREADS} threads; {versions}")
+    columns = (*COLUMNS, *COLUMNS_TAIL)
+    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns), flush=True)
+    rows = []
+    for case in CASES:
+        if not only or case.name in only:
+            rows += (measured := measure(case, quick, console))
+            for row in measured:  # as each model finishes: a long run keeps what it measured
+                print("| " + " | ".join(row) + " |", flush=True)
+    table = Table(*columns, title="edgeq vs NNCF on OpenVINO, and ONNX Runtime")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

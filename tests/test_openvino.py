@@ -1,0 +1,217 @@
+"""The OpenVINO backend through the real CLI: a CNN, a transformer encoder and an LSTM compiled for
+cpu-openvino, each IR loaded by OpenVINO in a fresh process and checked against ORT fp32; which layers
+really run int8; bf16 where the CPU has it; a model OpenVINO cannot convert refused in one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("openvino")
+
+import torch  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from edgeq.backends.openvino_runner import cpu_precisions  # noqa: E402
+from edgeq.cli import cli  # noqa: E402
+from edgeq.report.read import load_report  # noqa: E402
+from edgeq.runtime.session import OrtRunner  # noqa: E402
+from edgeq.targets import builtin_targets  # noqa: E402
+from tests.bad_inputs.cli import assert_refused, run_edgeq  # noqa: E402
+
+SAMPLES = 48
+
+
+class SmallCnn(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(3, 16, 3, padding=1)
+        self.c2 = torch.nn.Conv2d(16, 32, 3, padding=1, stride=2)
+        self.fc = torch.nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.c2(torch.relu(self.c1(x))))
+        return self.fc(x.mean((2, 3)))
+
+
+class Encoder(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        layer = torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True)
+        self.body = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x).mean(1)
+
+
+class Tagger(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = torch.nn.LSTM(16, 32, batch_first=True)
+        self.head = torch.nn.Linear(32, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.lstm(x)[0])
+
+
+class Determinant(torch.nn.Module):
+    """Det has an ONNX Runtime kernel and no OpenVINO conversion."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.det(x @ x.transpose(1, 2))
+
+
+MODELS = {"cnn": (SmallCnn, (3, 16, 16)), "encoder": (Encoder, (8, 32)), "lstm": (Tagger, (10, 16))}
+
+
+def export(root: Path, name: str, module: torch.nn.Module, shape: tuple[int, ...]) -> tuple[Path, Path]:
+    """`module` exported with a dynamic batch axis, and a calibration .npz of SAMPLES inputs."""
+    torch.manual_seed(0)
+    module = module.eval()
+    path = root / f"{name}.onnx"
+    torch.onnx.export(
+        module,
+        (torch.randn(1, *shape),),
+        str(path),
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    calib = root / f"{name}.npz"
+    np.savez(calib, x=np.random.default_rng(0).standard_normal((SAMPLES, *shape)).astype(np.float32))
+    return path, calib
+
+
+def fast_target(root: Path, shipped: str = "cpu-openvino", **openvino: object) -> Path:
+    """A shipped target with latency timing cut short (tests time compiles, not models)."""
+    spec = yaml.safe_load(builtin_targets()[shipped].read_text())
+    spec["name"] = f"{shipped}-test"
+    if openvino:
+        spec["openvino"] |= openvino
+    spec["latency"] = {"batch_sizes": [1, 8], "threads": 2, "warmup": 1, "rounds": 3}
+    spec["latency"]["seconds_per_round"] = 0.02
+    path = root / f"{shipped}-test.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def compile_cli(model: Path, calib: Path, target: Path, out: Path, *extra: str) -> dict:
+    args = ["compile", str(model), "--calib", str(calib), "--target", str(target), "-o", str(out), "-q"]
+    result = CliRunner().invoke(cli, [*args, *extra])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return json.loads((out / "report.json").read_text())
+
+
+LOAD_AND_RUN = """
+import sys, numpy as np, openvino as ov
+core = ov.Core()
+xml, npz, precision, out = sys.argv[1:]
+model = core.compile_model(xml, "CPU", {"INFERENCE_PRECISION_HINT": precision})
+assert str(model.get_property("INFERENCE_PRECISION_HINT")) == str(getattr(ov.Type, precision))
+x = np.load(npz)["x"]
+np.save(out, np.concatenate([model(x[i : i + 8])[0] for i in range(0, len(x), 8)]))
+"""
+
+
+def run_in_fresh_process(xml: Path, calib: Path, precision: str, root: Path) -> np.ndarray:
+    """The IR's outputs on the calibration inputs, from plain OpenVINO in a new Python process."""
+    out = root / "fresh.npy"
+    command = [sys.executable, "-c", LOAD_AND_RUN, str(xml), str(calib), precision, str(out)]
+    subprocess.run(command, check=True, timeout=120)
+    return np.load(out)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path, dict]]:
+    """Each of MODELS compiled once for the test target: (model, calibration, report) by name."""
+    root = tmp_path_factory.mktemp("openvino")
+    target, done = fast_target(root, precisions=["bf16"]), {}
+    for name, (module, shape) in MODELS.items():
+        model, calib = export(root, name, module(), shape)
+        done[name] = (model, calib, compile_cli(model, calib, target, root / f"{name}-out"))
+    return done
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_an_openvino_compile_writes_an_ir_a_fresh_process_runs_like_fp32(
+    compiled: dict, tmp_path: Path, name: str
+) -> None:
+    model, calib, report = compiled[name]
+    artifact = report["artifact"]
+    assert report["target"]["runtime"] == "openvino" and artifact["format"] == "openvino-ir"
+    assert {"model.xml", "model.bin", "model.onnx"} <= set(artifact["files"])
+    compiled = report["runtime_precision"]
+    assert compiled["config"]["INFERENCE_PRECISION_HINT"] == compiled["inference_precision"]
+    assert compiled["config"]["INFERENCE_NUM_THREADS"] == "2"
+    for candidate in report["decision"]["candidates"]:
+        assert set(candidate["speedups_vs_onnxruntime"]) == {"1", "8"}, candidate
+    xml = model.parent / f"{name}-out" / "model.xml"
+    fresh = run_in_fresh_process(xml, calib, compiled["inference_precision"], tmp_path)
+    fp32 = OrtRunner(model).predict({"x": np.load(calib)["x"]})["y"]
+    assert fresh.shape == fp32.shape
+    assert cosine(fresh, fp32) > 0.99
+
+
+def test_the_report_names_the_layers_that_really_run_int8(tmp_path: Path) -> None:
+    model, calib = export(tmp_path, "cnn", SmallCnn(), MODELS["cnn"][1])
+    target = fast_target(tmp_path, precisions=[])
+    report = compile_cli(model, calib, target, tmp_path / "out", "--mode", "static", "--no-fallback")
+    assert report["decision"]["chosen"].startswith("int8-static")
+    compiled = report["runtime_precision"]
+    assert compiled["inference_precision"] == "f32"
+    assert compiled["matrix_layers"] == 3 and compiled["matrix_layers_int8"] == 3, compiled
+    assert any("(Convolution)" in layer for layer in compiled["int8_layers"])
+    read_back = load_report(tmp_path / "out" / "report.json")
+    assert read_back.runtime_precision.matrix_layers_int8 == 3
+
+
+def test_dynamic_int8_is_left_out_with_its_reason_and_bf16_is_a_candidate(compiled: dict) -> None:
+    report = compiled["encoder"][2]
+    names = [c["name"] for c in report["decision"]["candidates"]]
+    assert not any("dynamic" in n for n in names)
+    left_out = [w["message"] for w in report["warnings"] if w["source"] == "CandidateLeftOut"]
+    assert any("int8-dynamic" in m and "com.microsoft" in m for m in left_out), left_out
+    if "bf16" in cpu_precisions():
+        (bf16,) = [c for c in report["decision"]["candidates"] if c["name"] == "bf16"]
+        assert bf16["speedups"] and bf16["worst_cosine"] > 0.99
+    else:
+        assert any(m.startswith("bf16 left out") for m in left_out)
+
+
+def test_a_model_openvino_cannot_convert_is_refused_naming_the_op(tmp_path: Path) -> None:
+    model, calib = export(tmp_path, "det", Determinant(), (4, 4))
+    out = tmp_path / "out"
+    result = run_edgeq(
+        "compile", model, "--calib", calib, "--target", fast_target(tmp_path), "-o", out, "-q", cwd=tmp_path
+    )
+    assert_refused(result, out, "OpenVINO", "cannot convert", "Det")
+
+
+def test_runtime_auto_measures_both_runtimes_and_keeps_the_fastest_within_budget(compiled: dict) -> None:
+    model, calib, _ = compiled["cnn"]
+    root = model.parent
+    target = fast_target(root, "cpu-x86-avx512vnni")
+    report = compile_cli(model, calib, target, root / "auto-out", "--runtime", "auto", "--mode", "static")
+    assert report["target"]["name"] == "cpu-x86-avx512vnni-test+openvino"
+    candidates = {c["name"]: c for c in report["decision"]["candidates"]}
+    assert {"fp32", "int8-static", "openvino-fp32", "openvino-int8-static"} <= set(candidates)
+    assert "per runtime" in report["decision"]["reason"]
+    noise = max(report["decision"]["timing_noise"].values())
+    mean = {n: float(np.exp(np.mean(np.log(list(c["speedups"].values()))))) for n, c in candidates.items()}
+    within = [n for n, c in candidates.items() if c["within_budget"]]
+    assert mean[report["decision"]["chosen"]] >= max(mean[n] for n in within) * (1 - noise) - 1e-9
+    chosen_format = "openvino-ir" if report["decision"]["chosen"].startswith("openvino-") else "onnx"
+    assert report["artifact"]["format"] == chosen_format
