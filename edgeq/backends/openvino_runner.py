@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgeq.errors import InputError
+from edgeq.runtime.roles import default_roles
 from edgeq.runtime.session import OrtRunner, fixed_batch
 from edgeq.runtime.timing import Timer, timed_calls
 from edgeq.targets import InferencePrecision, OpenVINOSettings
@@ -70,8 +71,9 @@ def ir_precision(model: Any) -> InferencePrecision:
 
 @dataclass(frozen=True)
 class Port:
-    """A model input: static dims as ints (None where dynamic) and the numpy dtype it takes."""
+    """A model input: its name, static dims as ints (None where dynamic) and the numpy dtype it takes."""
 
+    name: str
     shape: tuple[int | None, ...]
     dtype: Any
 
@@ -102,10 +104,11 @@ class OpenVINORunner(OrtRunner):
         self.request = self.compiled.create_infer_request()
         self.inputs = {port.get_any_name(): _port(port) for port in self.compiled.inputs}
         self.output_names = [port.get_any_name() for port in self.compiled.outputs]
-        self.fixed_batch = fixed_batch(self.inputs.values())
+        self.roles = default_roles(list(self.inputs))  # other roles are refused for OpenVINO at intake
+        self.fixed_batch = fixed_batch(self.inputs.values(), self.roles)
         self.batch_size = self.fixed_batch or batch_size
 
-    def feeds(self, data: Mapping[str, np.ndarray], start: int = 0, stop: int | None = None):
+    def feeds(self, data: Mapping[str, np.ndarray], start: int = 0, stop: int | None = None, frame: int = 0):
         return {
             name: np.ascontiguousarray(data[name][start:stop], dtype=port.dtype)
             for name, port in self.inputs.items()
@@ -151,7 +154,7 @@ class OpenVINORunner(OrtRunner):
 def _port(port: Any) -> Port:
     shape = port.get_partial_shape()
     dims = () if shape.rank.is_dynamic else tuple(d.get_length() if d.is_static else None for d in shape)
-    return Port(dims, port.get_element_type().to_dtype())
+    return Port(port.get_any_name(), dims, port.get_element_type().to_dtype())
 
 
 def _first_line(exc: BaseException) -> str:

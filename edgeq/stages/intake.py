@@ -57,8 +57,11 @@ def intake(
     source.model = with_roles(bake_constant_inputs(source.model, roles), roles)
     if roles.streaming and recipe.task is None:
         recipe = dataclasses.replace(recipe, task=Task("streams"))
-    if not roles.plain and target.runtime == "tensorrt":
-        raise InputError("inputs fed other than batch on axis 0 are not supported on TensorRT targets yet")
+    unsupported = [r for r in (target.runtime, *target.runtimes) if r in ("tensorrt", "openvino")]
+    if not roles.plain and unsupported:
+        raise InputError(
+            f"inputs fed other than batch on axis 0 are not supported on {unsupported[0]} targets yet"
+        )
     return CompileState(
         source=source,
         recipe=recipe,
