@@ -117,6 +117,7 @@ def cli() -> None:
 @click.option(
     "--mlflow", "to_mlflow", is_flag=True, help="Also log the report to the active MLflow run store."
 )
+@click.option("--no-cache", is_flag=True, help="Compute every stage afresh and store nothing ($EDGEQ_CACHE).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary (report files only).")
 def compile_command(
     model,
@@ -145,6 +146,7 @@ def compile_command(
     allow_unmeasured,
     force,
     to_mlflow,
+    no_cache,
     quiet,
 ) -> None:
     """Compile MODEL (an .onnx file) for a target and measure it against fp32.
@@ -194,6 +196,7 @@ def compile_command(
         recipe=base,
         force=force,
         progress=not quiet,
+        cache=not no_cache,
         target=target,
         calib=calib,
         eval=eval_path,

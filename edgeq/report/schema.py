@@ -191,6 +191,15 @@ class ReportWarning:
 
 
 @dataclass
+class CacheUse:
+    """Stages whose results a compile restored from the cache, and when they were measured."""
+
+    key: str
+    reused: list[str]
+    measured_at: str
+
+
+@dataclass
 class Report:
     """Everything one compile measured; every number was measured in that run, on the artifact.
 
@@ -218,6 +227,7 @@ class Report:
     engine: dict[str, Any] | None = None
     gates: list[Gate] = field(default_factory=list)
     warnings: list[ReportWarning] = field(default_factory=list)
+    cache: CacheUse | None = None
 
     @property
     def outputs(self) -> list[OutputFidelity]:
