@@ -89,9 +89,7 @@ def timing_lock() -> Iterator[None]:
 def measured_key(state: CompileState) -> dict[str, Any]:
     """Everything lowering, compiling and measuring read, by content."""
     recipe = state.recipe
-    settings = {
-        k: v for k, v in recipe.to_dict().items() if k not in AFTER_MEASUREMENT + NAMED_BY_CONTENT
-    }
+    settings = {k: v for k, v in recipe.to_dict().items() if k not in AFTER_MEASUREMENT + NAMED_BY_CONTENT}
     if recipe.bits != 4 and not recipe.analyze:
         settings.pop("budget")
     return {
@@ -203,12 +201,14 @@ def _apply(state: CompileState, saved: dict[str, Any], entry: Path, key: str) ->
         note = f"{measured} reused from a run on this machine at {saved['measured_at']}"
         warnings.warn(note, CacheReuseWarning, stacklevel=1)
         state.progress.note(note)
-        state.reused = CacheUse(key=key, reused=["lower", "compile", "measure"], measured_at=saved["measured_at"])
+        state.reused = CacheUse(
+            key=key, reused=["lower", "compile", "measure"], measured_at=saved["measured_at"]
+        )
     return state
 
 
 class NoteReuse(Stage):
-    """The report says what the cache supplied (its `cache` field), so a reader knows what was measured now."""
+    """The report says what the cache supplied (its `cache` field): what was not measured now."""
 
     name = "note-reuse"
 
