@@ -23,6 +23,7 @@ from edgeq.recipe import Recipe, load_recipe
 from edgeq.report.command import report_command
 from edgeq.report.gates import verdict
 from edgeq.store.runs import record_or_explain
+from edgeq.sweep.command import sweep_command
 from edgeq.targets import NATIVE, builtin_targets, load_target, native_target_name
 
 
@@ -342,6 +343,7 @@ def examples_command(dest: Path | None, force: bool) -> None:
 cli.add_command(report_command)
 cli.add_command(calib_command)
 cli.add_command(dashboard_command)
+cli.add_command(sweep_command)
 
 
 INTERRUPTED = (

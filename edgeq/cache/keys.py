@@ -29,6 +29,12 @@ def digest_arrays(arrays: Mapping[str, np.ndarray], count: int | None = None) ->
     return sha.hexdigest()
 
 
+PRESENTATION = (
+    "sweep",
+    "dashboard",
+)  # edgeq's parts that only show results: no cached result depends on them
+
+
 @cache
 def code_versions() -> dict[str, str | None]:
     """edgeq's version and a hash of its own source (a result computed by other code is never reused),
@@ -36,6 +42,8 @@ def code_versions() -> dict[str, str | None]:
     source = Path(__file__).resolve().parents[1]
     sha = hashlib.sha256()
     for path in sorted(source.rglob("*.py")):
+        if path.relative_to(source).parts[0] in PRESENTATION:
+            continue
         sha.update(str(path.relative_to(source)).encode())
         sha.update(path.read_bytes())
     versions: dict[str, str | None] = {"edgeq-source": sha.hexdigest()[:16]}
