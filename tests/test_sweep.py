@@ -97,3 +97,12 @@ def test_a_killed_sweep_resumes_without_redoing_done_runs(tmp_path: Path, isolat
     assert {p: p.stat().st_mtime_ns for p in done} == done  # not compiled again
     assert len(list(out.glob("*/*/*/report.json"))) == 4
     assert _recorded(isolated_runs_store) == 4  # each run recorded once
+
+
+def test_a_bad_sweep_file_is_refused_in_one_line_before_any_run(tmp_path: Path) -> None:
+    sweep = _sweep_file(tmp_path)
+    sweep.write_text(sweep.read_text() + "grid:\n  calibration.methd: [mse]\n")
+    refused = _edgeq("sweep", str(sweep), "-o", str(tmp_path / "out"))
+    assert refused.returncode == 2
+    assert "unknown key 'methd'" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "out").exists()

@@ -116,13 +116,5 @@ def table_rows(results: list[RunResult], out: Path) -> list[list[str]]:
     return rows
 
 
-HEADERS = [
-    "model",
-    "target",
-    "recipe",
-    "chosen",
-    "speedup (slowest batch)",
-    "fidelity",
-    "size vs fp32",
-    "front",
-]
+HEADERS = ["model", "target", "recipe", "chosen", "speedup", "fidelity", "size", "front"]
+"""speedup: at the slowest batch; fidelity: `drop` (task) or `cos` (output cosine); size: vs fp32."""
