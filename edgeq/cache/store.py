@@ -75,7 +75,8 @@ class Cache:
             fill(temporary)
             (temporary / ".size").write_text(str(_folder_bytes(temporary)))
             os.rename(temporary, entry)
-        except OSError:  # full disk, read-only cache, or another process's entry already there
+        except Exception:  # noqa: BLE001 - full disk, read-only cache, a value that cannot be
+            # written, or another process's entry already there: never a failed compile
             shutil.rmtree(temporary, ignore_errors=True)
             return self.get(key)
         self.evict()

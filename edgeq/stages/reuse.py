@@ -62,9 +62,10 @@ class ReuseMeasured(Stage):
         restored = _restore(cache, base, state)
         if restored is not None:
             return restored
-        first_warning = len(state.caught)
+        first_warning, before = len(state.caught), dict(vars(state))
         state = self._measure(state)
-        _store(cache, base, state, state.caught[first_warning:])
+        changed = {name: value for name, value in vars(state).items() if before.get(name) is not value}
+        _store(cache, base, state, changed, state.caught[first_warning:])
         return state
 
     def _measure(self, state: CompileState) -> CompileState:
@@ -123,14 +124,18 @@ def _variant(base: str, within: list[str]) -> str:
     return content_key("measured-variant", {"base": base, "within": within})
 
 
-def _store(cache: Cache, base: str, state: CompileState, caught: list[warnings.WarningMessage]) -> None:
-    """The candidates (without their sessions), what measuring set, and the work folder's files."""
+def _store(
+    cache: Cache,
+    base: str,
+    state: CompileState,
+    changed: dict[str, Any],
+    caught: list[warnings.WarningMessage],
+) -> None:
+    """The state fields the stages set (candidates without their sessions), the warnings they raised,
+    and the work folder's files."""
+    changed["candidates"] = [dataclasses.replace(c, runner=None) for c in state.candidates]
     saved = {
-        "candidates": [dataclasses.replace(c, runner=None) for c in state.candidates],
-        "analysis": state.analysis,
-        "noise": state.noise,
-        "target_problems": state.target_problems,
-        "reference": state.reference,
+        "fields": changed,
         "work": state.work,
         "warnings": [(w.message, w.category) for w in caught],
         "within": within_budget(state.candidates, state.recipe),
@@ -152,7 +157,7 @@ def _restore(cache: Cache, base: str, state: CompileState) -> CompileState | Non
     saved = _load(cache, key)
     if saved is None:
         return None
-    within = within_budget(saved["candidates"], state.recipe)
+    within = within_budget(saved["fields"]["candidates"], state.recipe)
     if saved["within"] != within:
         key = _variant(base, within)
         saved = _load(cache, key)
@@ -187,14 +192,14 @@ def _apply(state: CompileState, saved: dict[str, Any], entry: Path, key: str) ->
         def moved(path: Path) -> Path:
             return state.work / path.relative_to(old) if path.is_relative_to(old) else path
 
-        for candidate in saved["candidates"]:
+        for name, value in saved["fields"].items():
+            setattr(state, name, moved(value) if isinstance(value, Path) else value)
+        for candidate in state.candidates:
             if candidate.artifact is not None:
                 artifact = candidate.artifact
                 files = [moved(f) for f in artifact.files]
                 candidate.artifact = Artifact(moved(artifact.path), artifact.format, files)
                 candidate.runner = open_session(state, candidate.artifact.path)
-        state.candidates, state.analysis, state.noise = saved["candidates"], saved["analysis"], saved["noise"]
-        state.target_problems, state.reference = saved["target_problems"], moved(saved["reference"])
         for message, category in saved["warnings"]:
             warnings.warn(message, category, stacklevel=1)
         measured = "latency and fidelity" if state.measures_latency else "fidelity"
