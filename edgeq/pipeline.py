@@ -39,7 +39,7 @@ from edgeq.stages.prepare import Prepare, PrepareGiven, Subpixel
 from edgeq.stages.prune import Prune
 from edgeq.stages.record import Record
 from edgeq.stages.report import BuildReport
-from edgeq.stages.reuse import NoteReuse, ReuseMeasured
+from edgeq.stages.reuse import NoteReuse, ReuseLayers, ReuseMeasured
 from edgeq.stages.select import KeepForEngine, KeepGiven, SelectFastest
 from edgeq.stages.state import CompileState
 from edgeq.stages.write import Write
@@ -54,7 +54,7 @@ CANDIDATES: tuple[Stage, ...] = (
     Mrl(),
     ReuseMeasured((LowerCandidates(), CompileCandidates(), Measure(runoff=True))),
     SelectFastest(),
-    Culprits(),
+    ReuseLayers(Culprits()),
     Keep(),
     *FINISH,
 )

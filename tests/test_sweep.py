@@ -61,9 +61,9 @@ def test_local_pool_and_ray_cluster_give_the_same_table(tmp_path: Path, isolated
     assert "2 of 6 runs failed" in local.stderr
     rows = json.loads((tmp_path / "local" / "sweep.json").read_text())["runs"]
     failed = [r for r in rows if r["chosen"] == "failed"]
-    assert [r["model"] for r in failed] == ["broken", "broken"] and "broken.onnx" in failed[0]["front"]
+    assert [r["model"] for r in failed] == ["broken", "broken"] and "broken.onnx" in failed[0]["note"]
     assert "broken.onnx" in (tmp_path / "local" / "sweep.html").read_text()
-    assert sum(r["front"] == "recommended" for r in rows) == 2  # one per model that compiled
+    assert sum(r["note"] == "recommended" for r in rows) == 2  # one per model that compiled
     assert _recorded(isolated_runs_store) == 4
 
     ray.init(num_cpus=2, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}}, log_to_driver=False)

@@ -22,7 +22,7 @@ from typing import Any
 
 from edgeq.backends.artifact import Artifact
 from edgeq.cache import Cache, active_cache, content_key, digest_arrays, digest_bytes
-from edgeq.cache.memo import UNREADABLE
+from edgeq.cache.memo import UNREADABLE, memo
 from edgeq.cache.store import stamp
 from edgeq.recipe import Recipe
 from edgeq.report.schema import CacheUse
@@ -210,6 +210,41 @@ def _apply(state: CompileState, saved: dict[str, Any], entry: Path, key: str) ->
             key=key, reused=["lower", "compile", "measure"], measured_at=saved["measured_at"]
         )
     return state
+
+
+class ReuseLayers(Stage):
+    """`stage` (the culprit table), or its result from the active cache: the layer damage of one
+    candidate follows from the prepared graph, the candidates' graphs, the choice and the data."""
+
+    name = "layers"
+
+    def __init__(self, stage: Stage) -> None:
+        self.stage = stage
+
+    def run(self, state: CompileState) -> CompileState:
+        def parts() -> dict[str, Any]:
+            graphs = [digest_bytes(c.model.SerializeToString()) for c in state.candidates]
+            return {
+                "prepared": digest_bytes(state.prepared.SerializeToString()),
+                "candidates": [c.name for c in state.candidates],
+                "graphs": graphs,
+                "chosen": state.chosen.name,
+                "eval": digest_arrays(state.evaluation),
+            }
+
+        computed = False
+
+        def compute() -> tuple[str | None, list]:
+            nonlocal computed
+            computed = True
+            ran = self.stage.run(state)
+            return (ran.explained.name if ran.explained else None), ran.layers
+
+        explained, state.layers = memo("layers", parts, compute)
+        state.explained = next((c for c in state.candidates if c.name == explained), None)
+        if not computed and state.reused is not None:
+            state.reused.reused.append("layers")
+        return state
 
 
 class NoteReuse(Stage):

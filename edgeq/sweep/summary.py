@@ -116,5 +116,6 @@ def table_rows(results: list[RunResult], out: Path) -> list[list[str]]:
     return rows
 
 
-HEADERS = ["model", "target", "recipe", "chosen", "speedup", "fidelity", "size", "front"]
-"""speedup: at the slowest batch; fidelity: `drop` (task) or `cos` (output cosine); size: vs fp32."""
+HEADERS = ["model", "target", "recipe", "chosen", "speedup", "fidelity", "size", "note"]
+"""speedup: at the slowest batch; fidelity: `drop` (task) or `cos` (output cosine); size: vs fp32;
+note: recommended, on the Pareto front, or why the run failed."""
