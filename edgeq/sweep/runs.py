@@ -10,6 +10,7 @@ from pathlib import Path
 from edgeq.errors import EdgeqError, GateError
 from edgeq.report.read import load_report
 from edgeq.report.schema import Report
+from edgeq.stages.reuse import TIMING_LOCK
 from edgeq.sweep.spec import RunSpec
 
 REPORT = "report.json"
@@ -60,4 +61,4 @@ def _one_line(exc: BaseException) -> str:
 
 def worker_setup(timing_lock: str) -> None:
     """In each worker: every compile on this machine takes the same timing lock while it measures."""
-    os.environ["EDGEQ_TIMING_LOCK"] = timing_lock
+    os.environ[TIMING_LOCK] = timing_lock
