@@ -60,6 +60,7 @@ def cli() -> None:
       edgeq compile model.onnx --target native --calib calib.npz -o out/model
       edgeq targets                               the shipped targets
       edgeq build-engine out/trt/                 finish a TensorRT compile on a GPU machine
+      edgeq sweep sweep.yaml -o out/sweep --jobs 2   models x targets x recipes, resumable
 
     Add --debug to any command for tracebacks and the library warnings a compile captured.
     Exit codes: 0 ok, 2 bad input (one line), 3 a gate failed.

@@ -6,7 +6,7 @@ import warnings
 
 import onnx
 
-from edgeq.cache import digest_arrays
+from edgeq.cache import digest_arrays, digest_bytes
 from edgeq.cache.memo import memo
 from edgeq.frontend.runs_on_data import check_runs_on
 from edgeq.passes.opset import upgrade_opset
@@ -14,6 +14,7 @@ from edgeq.passes.prepare import prepare_model
 from edgeq.passes.subpixel import lower_conv_transposes, subpixel_summary
 from edgeq.quant.equalize import equalize_cross_layer
 from edgeq.quant.plan import ensure_node_names
+from edgeq.runtime.machine import describe_machine
 from edgeq.stages.base import Stage, first_refusal
 from edgeq.stages.state import CompileState
 
@@ -102,10 +103,16 @@ class Subpixel(Stage):
     def run(self, state: CompileState) -> CompileState:
         if not any(n.op_type == "ConvTranspose" for n in state.prepared.graph.node):
             return state
-        latency = state.target.latency
+        latency, prepared = state.target.latency, state.prepared
+
+        def parts() -> dict:  # a timing: reused on this machine only, like the candidates' latency
+            graph = digest_bytes(prepared.SerializeToString())
+            return {"graph": graph, "latency": latency, "machine": describe_machine()}
+
+        def lower() -> tuple[onnx.ModelProto, list]:
+            return lower_conv_transposes(prepared, latency.batch_sizes, latency.threads)
+
         with state.progress.stage("subpixel", "time ConvTranspose against its sub-pixel Conv form"):
-            state.prepared, decisions = lower_conv_transposes(
-                state.prepared, latency.batch_sizes, latency.threads
-            )
+            state.prepared, decisions = memo("subpixel", parts, lower)
             state.progress.note(subpixel_summary(decisions))
         return state
