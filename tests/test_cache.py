@@ -49,7 +49,7 @@ def test_a_changed_gate_or_budget_reuses_the_measurement(setup: dict) -> None:
     assert warm.quantization.layers == cold.quantization.layers
     assert warm.latency == cold.latency  # the very numbers measured cold, not new ones
     assert warm.decision.chosen == cold.decision.chosen
-    assert [g.name for g in warm.gates] == ["min_cosine"]
+    assert "min_cosine" in {g.name for g in warm.gates} - {g.name for g in cold.gates}
     assert any(
         "latency and fidelity reused from a run on this machine at" in w.message for w in warm.warnings
     )
