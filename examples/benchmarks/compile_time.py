@@ -56,7 +56,16 @@ def build_bert(layers: int, path: Path) -> None:
     config = BertConfig(
         num_hidden_layers=layers, hidden_size=384, num_attention_heads=12, intermediate_size=1536
     )
-    model = BertModel(config, add_pooling_layer=False).eval()
+
+    class Encoder(torch.nn.Module):  # inputs by name: BertModel's positional order is not stable
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = BertModel(config, add_pooling_layer=False)
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    model = Encoder().eval()
     ids = torch.ones(2, 64, dtype=torch.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(
