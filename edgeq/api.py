@@ -12,6 +12,7 @@ from typing import Any
 import onnx
 
 from edgeq import pipeline
+from edgeq.cache import Cache
 from edgeq.config import from_dict
 from edgeq.errors import InputError
 from edgeq.feeds import is_file_data
@@ -46,6 +47,7 @@ def compile(  # noqa: A001 - the verb users expect: edgeq.compile(...)
     force: bool = False,
     progress: bool = False,
     runs: str | Path | None | bool = None,
+    cache: bool | str | Path = True,
     **overrides: Any,
 ) -> CompileResult:
     """Compile a model (ONNX path, ModelProto, or torch.nn.Module + example_inputs) for a target.
@@ -57,7 +59,8 @@ def compile(  # noqa: A001 - the verb users expect: edgeq.compile(...)
     or, for a model with a carried state, a list of streams (each a list of per-frame feed dicts; a flat
     list of feeds is one stream); `progress=True` shows the stages and bars on stderr as the CLI does. Every
     compile is recorded in the runs store (`runs`: a path, None for $EDGEQ_RUNS or the user data dir,
-    False to skip).
+    False to skip). `cache`: reuse and store stage results in $EDGEQ_CACHE (or this folder; False:
+    compute everything, docs/cache.md).
     """
     out, runs = _output_and_store(out, runs)
     in_memory = {key: overrides.pop(key) for key in ("calib", "eval") if not is_file_data(overrides.get(key))}
@@ -82,7 +85,7 @@ def compile(  # noqa: A001 - the verb users expect: edgeq.compile(...)
             eval_data=in_memory.get("eval"),
             caught=caught,
         )
-        state = pipeline.run(state, force, inputs)
+        state = pipeline.run(state, force, inputs, _cache(cache))
     if os.environ.get("EDGEQ_DEBUG"):
         for caught_warning in caught:
             warnings.showwarning(
@@ -92,6 +95,12 @@ def compile(  # noqa: A001 - the verb users expect: edgeq.compile(...)
                 caught_warning.lineno,
             )
     return CompileResult(state.report, out / state.report.artifact.path, out)
+
+
+def _cache(cache: Any) -> Cache | None:
+    if cache is False:
+        return None
+    return Cache(None if cache is True else cache)
 
 
 def _output_and_store(out: Any, runs: Any) -> tuple[Path, Path | None | bool]:

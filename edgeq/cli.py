@@ -23,6 +23,7 @@ from edgeq.recipe import Recipe, load_recipe
 from edgeq.report.command import report_command
 from edgeq.report.gates import verdict
 from edgeq.store.runs import record_or_explain
+from edgeq.sweep.command import sweep_command
 from edgeq.targets import NATIVE, builtin_targets, load_target, native_target_name, with_every_runtime
 
 
@@ -59,6 +60,7 @@ def cli() -> None:
       edgeq compile model.onnx --target native --calib calib.npz -o out/model
       edgeq targets                               the shipped targets
       edgeq build-engine out/trt/                 finish a TensorRT compile on a GPU machine
+      edgeq sweep sweep.yaml -o out/sweep --jobs 2   models x targets x recipes, resumable
 
     Add --debug to any command for tracebacks and the library warnings a compile captured.
     Exit codes: 0 ok, 2 bad input (one line), 3 a gate failed.
@@ -136,6 +138,7 @@ def cli() -> None:
 @click.option(
     "--mlflow", "to_mlflow", is_flag=True, help="Also log the report to the active MLflow run store."
 )
+@click.option("--no-cache", is_flag=True, help="Compute every stage afresh and store nothing ($EDGEQ_CACHE).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary (report files only).")
 def compile_command(
     model,
@@ -166,6 +169,7 @@ def compile_command(
     allow_unmeasured,
     force,
     to_mlflow,
+    no_cache,
     quiet,
 ) -> None:
     """Compile MODEL (an .onnx file, or a local Hugging Face encoder folder) for a target and
@@ -219,6 +223,7 @@ def compile_command(
         recipe=base,
         force=force,
         progress=not quiet,
+        cache=not no_cache,
         target=target,
         calib=calib,
         eval=eval_path,
@@ -365,6 +370,7 @@ def examples_command(dest: Path | None, force: bool) -> None:
 cli.add_command(report_command)
 cli.add_command(calib_command)
 cli.add_command(dashboard_command)
+cli.add_command(sweep_command)
 
 
 INTERRUPTED = (

@@ -9,6 +9,9 @@
                                       only), select-engine, layers, engine-inputs, keep, report,
                                       record, write, build-engine
 
+With a cache, lower, compile and measure are one stage (`measured`) restored from it when the same
+model, data, recipe (less gates) and target were measured on this machine before (docs/cache.md).
+
 A stage that cannot honour a recipe option refuses it in `check` (one line, exit 2), before the
 output's staging directory exists. The stages then run in order inside it; the output is renamed
 into place only after the report was written there once.
@@ -19,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from edgeq.cache import Cache, using_cache
 from edgeq.errors import InputError
 from edgeq.outdir import OutputAppeared, staged_output
 from edgeq.quant.prequantized import is_quantized
@@ -35,12 +39,13 @@ from edgeq.stages.prepare import Prepare, PrepareGiven, Subpixel
 from edgeq.stages.prune import Prune
 from edgeq.stages.record import Record
 from edgeq.stages.report import BuildReport
+from edgeq.stages.reuse import NoteReuse, ReuseLayers, ReuseMeasured
 from edgeq.stages.runtime_candidates import BestPerRuntime
 from edgeq.stages.select import KeepForEngine, KeepGiven, SelectFastest
 from edgeq.stages.state import CompileState
 from edgeq.stages.write import Write
 
-FINISH = (BuildReport(), Record(), Write())
+FINISH = (BuildReport(), NoteReuse(), Record(), Write())
 
 CANDIDATES: tuple[Stage, ...] = (
     CheckModelOptions(),
@@ -48,12 +53,10 @@ CANDIDATES: tuple[Stage, ...] = (
     Prune(),
     Subpixel(),
     Mrl(),
-    LowerCandidates(),
-    CompileCandidates(),
-    Measure(runoff=True),
+    ReuseMeasured((LowerCandidates(), CompileCandidates(), Measure(runoff=True))),
     SelectFastest(),
     BestPerRuntime(),
-    Culprits(),
+    ReuseLayers(Culprits()),
     Keep(),
     *FINISH,
 )
@@ -93,14 +96,17 @@ def stages_for(state: CompileState) -> tuple[Stage, ...]:
     return CANDIDATES
 
 
-def run(state: CompileState, force: bool = False, inputs: Iterable[str | Path] = ()) -> CompileState:
+def run(
+    state: CompileState, force: bool = False, inputs: Iterable[str | Path] = (), cache: Cache | None = None
+) -> CompileState:
     """Check every stage, then run them all in a staging directory renamed to `state.out` at the end.
 
-    `inputs` are the files the compile reads: `--force` refuses to replace an output holding one."""
+    `inputs` are the files the compile reads: `--force` refuses to replace an output holding one.
+    `cache`: where the stages find and store their results (docs/cache.md), None for none."""
     stages = stages_for(state)
     check(stages, state)
     try:
-        with staged_output(state.out, force, inputs) as staging:
+        with using_cache(cache), staged_output(state.out, force, inputs) as staging:
             state.staging = staging
             state.work.mkdir()
             return run_stages(stages, state)

@@ -11,9 +11,11 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def isolated_runs_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """$EDGEQ_RUNS points at a fresh tmp file (subprocesses inherit it)."""
+    """$EDGEQ_RUNS points at a fresh tmp file and $EDGEQ_CACHE at a fresh folder (subprocesses inherit
+    them): no test reuses another's results."""
     path = tmp_path_factory.mktemp("runs") / "runs.sqlite"
     monkeypatch.setenv("EDGEQ_RUNS", str(path))
+    monkeypatch.setenv("EDGEQ_CACHE", str(tmp_path_factory.mktemp("cache")))
     return path
 
 

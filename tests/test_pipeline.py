@@ -193,4 +193,8 @@ def test_the_three_paths_share_the_report_and_record_stages() -> None:
     finish = [type(s).__name__ for s in pipeline.FINISH]
     for stages in (pipeline.CANDIDATES, pipeline.PREQUANTIZED, pipeline.TENSORRT):
         names = [type(s).__name__ for s in stages]
-        assert names[names.index("BuildReport") :][:3] == finish == ["BuildReport", "Record", "Write"]
+        assert (
+            names[names.index("BuildReport") :][:4]
+            == finish
+            == ["BuildReport", "NoteReuse", "Record", "Write"]
+        )

@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import onnx
 
+from edgeq.cache import digest_arrays, digest_bytes
+from edgeq.cache.memo import memo
 from edgeq.errors import InputError
 from edgeq.graph.edit import with_outputs
 from edgeq.quant.observers import CalibrationDataError, make_observer
@@ -28,9 +30,30 @@ def calibrate_ranges(
     batch_size: int = 32,
     progress: Progress | None = None,
 ) -> dict[str, tuple[float, float]]:
-    """The clip range of every tensor, by the recipe's method, over `settings.samples` samples."""
+    """The clip range of every tensor, by the recipe's method, over `settings.samples` samples
+    (stored in the active cache, keyed by the model, tensors, samples used and settings)."""
     if not tensors:
         return {}
+
+    def parts() -> dict:
+        inputs = {i.name for i in model.graph.input}
+        used = {name: array for name, array in data.items() if name in inputs}
+        return {
+            "model": digest_bytes(model.SerializeToString()),
+            "tensors": list(tensors),
+            "data": digest_arrays(used, settings.samples),
+            "settings": settings,
+            "format": fmt,
+            "batch_size": batch_size,
+        }
+
+    def compute() -> dict[str, tuple[float, float]]:
+        return _calibrate(model, tensors, data, settings, fmt, batch_size, progress)
+
+    return memo("calibration", parts, compute)
+
+
+def _calibrate(model, tensors, data, settings, fmt, batch_size, progress) -> dict[str, tuple[float, float]]:
     runner = OrtRunner(with_outputs(model, tensors).SerializeToString(), batch_size=batch_size)
     count = min(settings.samples, len(next(iter(data[n] for n in runner.input_names))))
     options = {"percentile": settings.percentile} if settings.method == "percentile" else {}

@@ -233,6 +233,15 @@ class RuntimePrecision:
 
 
 @dataclass
+class CacheUse:
+    """Stages whose results a compile restored from the cache, and when they were measured."""
+
+    key: str
+    reused: list[str]
+    measured_at: str
+
+
+@dataclass
 class Report:
     """Everything one compile measured; every number was measured in that run, on the artifact.
 
@@ -262,6 +271,7 @@ class Report:
     warnings: list[ReportWarning] = field(default_factory=list)
     feeding: Feeding | None = None
     runtime_precision: RuntimePrecision | None = None
+    cache: CacheUse | None = None
 
     @property
     def outputs(self) -> list[OutputFidelity]:

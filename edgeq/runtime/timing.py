@@ -113,6 +113,7 @@ def measure_interleaved(
     rounds: int,
     seconds_per_round: float,
     tick: Callable[[], None] | None = None,
+    stop: Callable[[Mapping[str, list[list[float]]]], bool] | None = None,
 ) -> dict[str, LatencyStats]:
     """Time every model round by round, rotating the order each round so drift hits all alike.
 
@@ -120,7 +121,8 @@ def measure_interleaved(
     would otherwise cut fast ones to a dozen calls a round, timed mostly warming up after the switch
     between sessions (ResNet-64 INT8 read 1.69x fp32 instead of 2.36x beside ORT's 22 ms
     ConvInteger model). Each runner's own timer clocks it: the host clock for ONNX Runtime, CUDA
-    events for a TensorRT engine."""
+    events for a TensorRT engine. `stop(samples so far)` may end the rounds early (each model's list
+    of per-round samples, every model through the same rounds)."""
     names = list(runners)
     timers = {name: runner.timed(batch_feeds(runner, data, batch)) for name, runner in runners.items()}
     for timer in timers.values():
@@ -137,4 +139,6 @@ def measure_interleaved(
             samples[name].append(timers[name](runs[name]))
         if tick:
             tick()
+        if stop is not None and stop(samples):
+            break
     return {name: LatencyStats.of(per_round) for name, per_round in samples.items()}

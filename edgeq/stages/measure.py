@@ -59,8 +59,9 @@ class Measure(Stage):
     def _runoff(self, state: CompileState) -> None:
         """Static and dynamic INT8 of a transformer differ by less than these machines' noise and by < 1%
         in bytes, so the first run cannot tell them apart; a second run between only them, with twice
-        the rounds, can. Its noise is the one to select with."""
+        the rounds, can (stopping early once one is faster in every round). Its noise is the one to
+        select with."""
         leaders = size_tied_leaders(state.candidates, state.recipe, state.noise)
         if len(leaders) >= 2:
             rounds = 2 * state.target.latency.rounds
-            state.noise = time_candidates(state, leaders, rounds, stage="runoff")
+            state.noise = time_candidates(state, leaders, rounds, stage="runoff", until_ordered=True)

@@ -6,12 +6,15 @@ import warnings
 
 import onnx
 
+from edgeq.cache import digest_arrays, digest_bytes
+from edgeq.cache.memo import memo
 from edgeq.frontend.runs_on_data import check_runs_on
 from edgeq.passes.opset import upgrade_opset
 from edgeq.passes.prepare import prepare_model
 from edgeq.passes.subpixel import lower_conv_transposes, subpixel_summary
 from edgeq.quant.equalize import equalize_cross_layer
 from edgeq.quant.plan import ensure_node_names
+from edgeq.runtime.machine import describe_machine
 from edgeq.stages.base import Stage, first_refusal
 from edgeq.stages.state import CompileState
 
@@ -37,12 +40,10 @@ class Prepare(Stage):
     def run(self, state: CompileState) -> CompileState:
         progress = state.progress
         with progress.stage("prepare", "prepare graph (fold BatchNorm, constants and static shapes)"):
-            check_data(state)
-            model, note = upgrade_opset(state.source.model, state.evaluation)
+            state.prepared, note = memo("prepared", lambda: _prepare_key(state), lambda: _prepare(state))
             if note:  # the artifact's opset is not the user's: the report lists this warning
                 warnings.warn(note, OpsetWarning, stacklevel=1)
                 progress.note(note)
-            state.prepared = prepare_model(model, check=state.evaluation)
             ensure_node_names(state.prepared)
         if state.recipe.methods.equalize:
             with progress.stage("equalize", "equalize cross-layer weight ranges"):
@@ -50,6 +51,22 @@ class Prepare(Stage):
                 progress.note(f"{len(summary['pairs'])} layer pairs equalized")
                 state.prepared = onnx.shape_inference.infer_shapes(prepared)
         return state
+
+
+def _prepare(state: CompileState) -> tuple[onnx.ModelProto, str | None]:
+    check_data(state)
+    model, note = upgrade_opset(state.source.model, state.evaluation)
+    return prepare_model(model, check=state.evaluation), note
+
+
+def _prepare_key(state: CompileState) -> dict:
+    """What the prepared graph follows from: the model and the data it was checked on."""
+    samples = state.recipe.calibration.samples
+    return {
+        "model": state.source.sha256,
+        "calib": digest_arrays(state.calib, samples),
+        "eval": digest_arrays(state.evaluation),
+    }
 
 
 class PrepareGiven(Stage):
@@ -86,10 +103,16 @@ class Subpixel(Stage):
     def run(self, state: CompileState) -> CompileState:
         if not any(n.op_type == "ConvTranspose" for n in state.prepared.graph.node):
             return state
-        latency = state.target.latency
+        latency, prepared = state.target.latency, state.prepared
+
+        def parts() -> dict:  # a timing: reused on this machine only, like the candidates' latency
+            graph = digest_bytes(prepared.SerializeToString())
+            return {"graph": graph, "latency": latency, "machine": describe_machine()}
+
+        def lower() -> tuple[onnx.ModelProto, list]:
+            return lower_conv_transposes(prepared, latency.batch_sizes, latency.threads)
+
         with state.progress.stage("subpixel", "time ConvTranspose against its sub-pixel Conv form"):
-            state.prepared, decisions = lower_conv_transposes(
-                state.prepared, latency.batch_sizes, latency.threads
-            )
+            state.prepared, decisions = memo("subpixel", parts, lower)
             state.progress.note(subpixel_summary(decisions))
         return state

@@ -15,7 +15,7 @@ from edgeq.measure.kinds import OutputKind
 from edgeq.measure.layers import LayerDamage
 from edgeq.progress import Progress
 from edgeq.recipe import Recipe
-from edgeq.report.schema import CandidateSummary, Pruning, Report
+from edgeq.report.schema import CacheUse, CandidateSummary, Pruning, Report
 from edgeq.source import SourceModel
 from edgeq.stages.candidate import Analysis, Candidate
 from edgeq.targets import TargetSpec
@@ -68,6 +68,8 @@ class CompileState:
     engine: str | None = None
     finish_later: str | None = None
     report: Report | None = None
+    reused: CacheUse | None = None
+    """What the cache supplied (the report's `cache`), or None when everything was computed now."""
 
     @property
     def work(self) -> Path:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
+from collections.abc import Callable, Mapping
+
+import numpy as np
 
 from edgeq.runtime.session import OrtRunner
 from edgeq.runtime.timing import LatencyEntry, measure_interleaved, speedup
@@ -47,12 +51,17 @@ class FixedBatchWarning(UserWarning):
 
 
 def time_candidates(
-    state: CompileState, candidates: list[Candidate], rounds: int | None = None, stage: str = "latency"
+    state: CompileState,
+    candidates: list[Candidate],
+    rounds: int | None = None,
+    stage: str = "latency",
+    until_ordered: bool = False,
 ) -> dict[int, float]:
     """Time fp32, a second session of it and `candidates` interleaved; sets each candidate's latency.
 
     Returns the timing noise per batch size: how far the second fp32 session strays from 1.0x in the
-    same run (never below MIN_NOISE), the margin no speed difference is read inside."""
+    same run (never below MIN_NOISE), the margin no speed difference is read inside. `until_ordered`:
+    stop a batch size's rounds once the candidates' order is clear (`candidates_ordered`)."""
     settings, threads = state.target.latency, state.target.latency.threads
     rounds = rounds or settings.rounds
     fp32 = open_session(state, state.reference, reference=True)
@@ -75,12 +84,33 @@ def time_candidates(
                 rounds=rounds,
                 seconds_per_round=settings.seconds_per_round,
                 tick=tick,
+                stop=candidates_ordered([c.name for c in candidates]) if until_ordered else None,
             )
+            timed = len(stats["reference"].round_p50_ms)
             for candidate in candidates:
-                entry = LatencyEntry(batch, threads, rounds, stats["reference"], stats[candidate.name])
+                entry = LatencyEntry(batch, threads, timed, stats["reference"], stats[candidate.name])
                 candidate.latency = [e for e in candidate.latency if e.batch != batch] + [entry]
                 if ORT_FP32 in stats:
                     candidate.vs_onnxruntime[batch] = speedup(stats[ORT_FP32], stats[candidate.name])
             twin = speedup(stats["reference"], stats[REFERENCE_AGAIN])
             noise[batch] = max(MIN_NOISE, abs(1.0 - twin))
     return noise
+
+
+SIGN_TEST_ROUNDS = 6  # one model faster in each of 6 paired rounds: a two-sided sign test's p = 0.03
+
+
+def candidates_ordered(names: list[str]) -> Callable[[Mapping[str, list[list[float]]]], bool]:
+    """A stop rule: after SIGN_TEST_ROUNDS rounds or more, every pair of `names` ran the same way
+    (one's round median below the other's) in every round so far. Tied models never stop it."""
+
+    def ordered(samples: Mapping[str, list[list[float]]]) -> bool:
+        if len(samples[names[0]]) < SIGN_TEST_ROUNDS:
+            return False
+        medians = {name: [float(np.median(r)) for r in samples[name]] for name in names}
+        return all(
+            len({a < b for a, b in zip(medians[x], medians[y], strict=True)}) == 1
+            for x, y in itertools.combinations(names, 2)
+        )
+
+    return ordered
