@@ -2,7 +2,7 @@
 
     (each starts with check-options: --exclude and --reference checked against the model)
     fp32 model, ONNX Runtime target:  prepare, prune, subpixel, mrl, lower, compile, measure (+ run-off),
-                                      select, layers, keep, report, record, write
+                                      repair, select, layers, keep, report, record, write
     already-quantized model:          prepare-given, lower-given, compile, measure, select-given, keep,
                                       report, record, write
     TensorRT target:                  prepare, prune, mrl, lower-tensorrt, compile, measure (fidelity
@@ -34,6 +34,7 @@ from edgeq.stages.mrl import Mrl
 from edgeq.stages.prepare import Prepare, PrepareGiven, Subpixel
 from edgeq.stages.prune import Prune
 from edgeq.stages.record import Record
+from edgeq.stages.repair import Repair
 from edgeq.stages.report import BuildReport
 from edgeq.stages.select import KeepForEngine, KeepGiven, SelectFastest
 from edgeq.stages.state import CompileState
@@ -50,6 +51,7 @@ CANDIDATES: tuple[Stage, ...] = (
     LowerCandidates(),
     CompileCandidates(),
     Measure(runoff=True),
+    Repair(),
     SelectFastest(),
     Culprits(),
     Keep(),
