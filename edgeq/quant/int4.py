@@ -121,8 +121,11 @@ def lower_conv_to_int4(model: onnx.ModelProto, nodes: Iterable[str]) -> onnx.Mod
     return editor.finish()
 
 
-def quantize_embeddings(model: onnx.ModelProto, bits: int = 8, block_size: int = 32) -> onnx.ModelProto:
-    """Store constant Gather tables (axis 0, 2-D fp32) in 8 or 4 bits so the file really shrinks.
+def quantize_embeddings(
+    model: onnx.ModelProto, bits: int = 8, block_size: int = 32, nodes: Iterable[str] | None = None
+) -> onnx.ModelProto:
+    """Store constant Gather tables (axis 0, 2-D fp32) in 8 or 4 bits so the file really shrinks
+    (`nodes`: only those Gathers, as a precision plan chooses).
 
     8 bits: int8 table with per-row scales; Gather the int8 rows, then Cast and scale them
     (standard ONNX, and only the looked-up rows are dequantized per call).
@@ -134,7 +137,12 @@ def quantize_embeddings(model: onnx.ModelProto, bits: int = 8, block_size: int =
     if bits == 4:
         _check_block_size(block_size)
     index = GraphIndex(model.graph)
-    tables = {n.name: table for n in model.graph.node if (table := _embedding_table(n, index)) is not None}
+    wanted = None if nodes is None else set(nodes)
+    tables = {
+        n.name: table
+        for n in model.graph.node
+        if (wanted is None or n.name in wanted) and (table := embedding_table(n, index)) is not None
+    }
     editor = GraphEditor(model)
     for name, table in tables.items():
         if bits == 4 and table.shape[1] % 2:
@@ -148,7 +156,7 @@ def quantize_embeddings(model: onnx.ModelProto, bits: int = 8, block_size: int =
     return editor.finish()
 
 
-def _embedding_table(node: onnx.NodeProto, index: GraphIndex) -> np.ndarray | None:
+def embedding_table(node: onnx.NodeProto, index: GraphIndex) -> np.ndarray | None:
     """The fp32 [rows, dim] constant a Gather reads rows of, or None."""
     if node.op_type != "Gather" or attribute(node, "axis", 0) != 0:
         return None
