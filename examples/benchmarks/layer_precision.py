@@ -8,9 +8,9 @@ Compiles MODEL_DIR/model.onnx with MODEL_DIR/calib.npz (edgeq's default recipe, 
 judged by `--judge`: output cosine (the default budget), neighbour recall@10 >= 0.97 or top-1
 agreement >= 99.5% (given to edgeq as a task evaluator from this file, so the budget the compile
 and its repairs meet is that metric), then runs fp32 and the kept artifact on the compile's own
-held-out split and prints, per output: cosine, neighbour recall@10 (2-D embeddings: how many of each sample's 10 nearest fp32
-neighbours stay in the artifact's top 10) and top-1 agreement (argmax over the last axis), beside
-the compile's interleaved speedups, the size ratio and every candidate's line (repairs with the
+held-out split and prints, per output: cosine, neighbour recall@10 (2-D embeddings: how many of
+each sample's 10 nearest fp32 neighbours stay in the artifact's top 10) and top-1 agreement (argmax
+over the last axis), beside the compile's interleaved speedups, the size ratio and every candidate's line (repairs with the
 layers they kept). Prints one JSON object.
 """
 
