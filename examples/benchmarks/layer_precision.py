@@ -10,8 +10,8 @@ agreement >= 99.5% (given to edgeq as a task evaluator from this file, so the bu
 and its repairs meet is that metric), then runs fp32 and the kept artifact on the compile's own
 held-out split and prints, per output: cosine, neighbour recall@10 (2-D embeddings: how many of
 each sample's 10 nearest fp32 neighbours stay in the artifact's top 10) and top-1 agreement (argmax
-over the last axis), beside the compile's interleaved speedups, the size ratio and every candidate's line (repairs with the
-layers they kept). Prints one JSON object.
+over the last axis), beside the compile's interleaved speedups, the size ratio and every
+candidate's line (repairs with the layers they kept). Prints one JSON object.
 """
 
 from __future__ import annotations
