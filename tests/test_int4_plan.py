@@ -31,8 +31,13 @@ def encoder(tmp_path_factory):
     ids = torch.randint(0, 2048, (128, 16), generator=torch.Generator().manual_seed(1))
     path = folder / "model.onnx"
     torch.onnx.export(
-        TokenEncoder().eval(), (ids[:1],), path, input_names=["ids"], output_names=["embedding"],
-        dynamic_axes={"ids": {0: "batch"}, "embedding": {0: "batch"}}, dynamo=False,
+        TokenEncoder().eval(),
+        (ids[:1],),
+        path,
+        input_names=["ids"],
+        output_names=["embedding"],
+        dynamic_axes={"ids": {0: "batch"}, "embedding": {0: "batch"}},
+        dynamo=False,
     )
     np.savez(folder / "calib.npz", ids=ids.numpy())
     return path, folder / "calib.npz"
@@ -42,8 +47,13 @@ def test_the_plan_stops_where_its_artifact_measures_within_budget(encoder, tmp_p
     model, calib = encoder
     budget = 0.999  # tighter than uniform 4 bits holds, so the plan must promote something
     report = edgeq.compile(
-        model, out=tmp_path / "out", calib=calib, target=FAST_TARGET, bits=4,
-        budget={"min_cosine": budget}, runs=False,
+        model,
+        out=tmp_path / "out",
+        calib=calib,
+        target=FAST_TARGET,
+        bits=4,
+        budget={"min_cosine": budget},
+        runs=False,
     ).report
     candidates = {c.name: c for c in report.decision.candidates}
     assert not candidates["int4-uniform"].within_budget, "uniform 4 bits must miss this budget"
@@ -60,8 +70,13 @@ def test_the_plan_stops_where_its_artifact_measures_within_budget(encoder, tmp_p
 def test_a_four_bit_embedding_table_takes_the_encoder_below_a_fifth_of_its_bytes(encoder, tmp_path):
     model, calib = encoder
     report = edgeq.compile(
-        model, out=tmp_path / "out", calib=calib, target=FAST_TARGET, bits=4,
-        budget={"min_cosine": 0.95}, runs=False,
+        model,
+        out=tmp_path / "out",
+        calib=calib,
+        target=FAST_TARGET,
+        bits=4,
+        budget={"min_cosine": 0.95},
+        runs=False,
     ).report
     assert report.precision_plan.precisions["/table/Gather"] == "int4"
     uniform = {c.name: c for c in report.decision.candidates}["int4-uniform"]

@@ -40,8 +40,13 @@ def _export(module: nn.Module, folder: Path) -> tuple[Path, Path]:
     x = torch.randn(192, 16, 64, generator=torch.Generator().manual_seed(1))
     path = folder / "model.onnx"
     torch.onnx.export(
-        module.eval(), (x[:1],), path, input_names=["x"], output_names=["y"],
-        dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, dynamo=False,
+        module.eval(),
+        (x[:1],),
+        path,
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+        dynamo=False,
     )
     calib = folder / "calib.npz"
     np.savez(calib, x=x.numpy())
@@ -52,8 +57,21 @@ def test_plain_int8_misses_and_the_repair_keeps_exactly_the_hurt_layer(tmp_path)
     model, calib = _export(OutlierMLP(width=1024, wide=1024, out=64), tmp_path)
     out = tmp_path / "out"
     try:
-        main(["compile", str(model), "--calib", str(calib), "--target", TARGET, "--mode", "static",
-              "-q", "-o", str(out)])
+        main(
+            [
+                "compile",
+                str(model),
+                "--calib",
+                str(calib),
+                "--target",
+                TARGET,
+                "--mode",
+                "static",
+                "-q",
+                "-o",
+                str(out),
+            ]
+        )
     except SystemExit as exit_info:
         assert not exit_info.code
     report = edgeq.load_report(out / "report.json")
