@@ -114,9 +114,11 @@ def build_mixed(
     ranges: Mapping[str, tuple[float, float]],
     exclude: list[str],
     block_size: int = 32,
+    hessians: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[onnx.ModelProto, QuantPlan]:
-    """The model with the plan applied: static QDQ on its int8 layers, 4-bit weights on its int4,
-    and recurrent layers (the target's dynamic ops, not planned per layer) dynamic int8."""
+    """The model with the plan applied: static QDQ on its int8 layers, 4-bit weights on its int4
+    (GPTQ-rounded where `hessians` has the node), and recurrent layers (the target's dynamic ops,
+    not planned per layer) dynamic int8."""
     recurrent = {n.name for n in prepared.graph.node if n.op_type in scheme.dynamic_ops}
     int8_plan = plan_int8(prepared, scheme, exclude, include=plan.nodes_at("int8") | recurrent)
     model = rewrite_qdq(prepared, int8_plan, ranges, scheme)
@@ -131,7 +133,7 @@ def build_mixed(
     ]
     convs = [n for n in int4 if n in by_name and by_name[n].op_type in CONV_OPS]
     if linear:
-        model = lower_to_matmul_nbits(model, linear, block_size=block_size)
+        model = lower_to_matmul_nbits(model, linear, block_size=block_size, hessians=hessians)
     if convs:
         model = lower_conv_to_int4(model, convs)
     for precision, bits in (("int4", 4), ("int8", 8)):

@@ -42,7 +42,11 @@ class LowerCandidates(Stage):
     name = "lower"
 
     def check(self, state: CompileState) -> str | None:
-        return _given_only(state)
+        recipe = state.recipe
+        gptq = recipe.methods.gptq and recipe.bits != 4
+        return first_refusal([("methods.gptq", gptq, "GPTQ rounds 4-bit weights; add --bits 4")]) or (
+            _given_only(state)
+        )
 
     def run(self, state: CompileState) -> CompileState:
         recipe = state.recipe
@@ -128,6 +132,7 @@ class LowerGiven(Stage):
                 (f"mode {recipe.mode}", recipe.mode != "auto", again),
                 ("methods.bias_correction", methods.bias_correction, again),
                 ("methods.adaround", methods.adaround, again),
+                ("methods.gptq", methods.gptq, again),
             ]
         )
 

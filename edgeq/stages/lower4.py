@@ -5,13 +5,16 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 
+import numpy as np
 import onnx
 
 from edgeq.data import Arrays
+from edgeq.graph.ops import LINEAR_OPS
 from edgeq.measure.fidelity import compare_outputs
 from edgeq.measure.tasks import TaskResult
 from edgeq.passes.nbits_accuracy import fastest_accuracy_level
 from edgeq.quant.int4 import set_accuracy_level
+from edgeq.quant.layer_inputs import input_second_moments, planned_layers
 from edgeq.quant.mixed import (
     PrecisionPlan,
     build_mixed,
@@ -20,7 +23,7 @@ from edgeq.quant.mixed import (
     plan_precision,
     smallest,
 )
-from edgeq.quant.plan import plan_int8
+from edgeq.quant.plan import QuantPlan, plan_int8
 from edgeq.runtime.session import OrtRunner
 from edgeq.runtime.timing import batch_feeds
 from edgeq.stages.candidate import Analysis, Candidate
@@ -44,10 +47,13 @@ def mixed_candidates(state: CompileState, run_task: TaskRunner) -> tuple[list[Ca
     fp32 = OrtRunner(prepared.SerializeToString())
     reference = fp32.predict(state.evaluation)
 
+    hessians = _gptq_hessians(state, static) if recipe.methods.gptq and recipe.bits == 4 else None
+
+    def mixed(plan: PrecisionPlan) -> tuple[onnx.ModelProto, QuantPlan]:
+        return build_mixed(prepared, plan, scheme, ranges, recipe.exclude, recipe.block_size, hessians)
+
     def build(assignment: dict[str, str]) -> onnx.ModelProto:
-        return build_mixed(
-            prepared, PrecisionPlan(groups, assignment), scheme, ranges, recipe.exclude, recipe.block_size
-        )[0]
+        return mixed(PrecisionPlan(groups, assignment))[0]
 
     def judge_runner(model: onnx.ModelProto, runner: OrtRunner) -> tuple[str | None, float]:
         probe = Candidate("probe", model)
@@ -92,9 +98,18 @@ def mixed_candidates(state: CompileState, run_task: TaskRunner) -> tuple[list[Ca
     for name, plan in (("int4-uniform", uniform), ("int4-planned", analysis.plan)):
         if name == "int4-planned" and plan.assignment == uniform.assignment:
             continue
-        int8_plan = build_mixed(prepared, plan, scheme, ranges, recipe.exclude, recipe.block_size)[1]
+        int8_plan = mixed(plan)[1]
         candidates.append(Candidate(name, build_final(plan.assignment), int8_plan))
     return candidates, analysis
+
+
+def _gptq_hessians(state: CompileState, static: QuantPlan) -> dict[str, np.ndarray]:
+    """E[x xᵀ] of each MatMul/Gemm's input on the calibration samples, by node name (for GPTQ)."""
+    layers = [q for q in planned_layers(state.prepared, static) if q.op_type in LINEAR_OPS]
+    with state.progress.stage("gptq-inputs", "collect layer inputs for GPTQ rounding"):
+        return input_second_moments(
+            state.prepared, layers, state.calib, samples=state.recipe.calibration.samples
+        )
 
 
 def _fastest_4bit_compute(model: onnx.ModelProto, evaluation: Arrays, target: TargetSpec) -> int | None:
