@@ -1,8 +1,10 @@
 """Per-layer precision on real models: compile, then judge the kept artifact by its outputs' own metric.
 
-    python examples/benchmarks/layer_precision.py ~/.cache/edgeq-wild/minilm_l6_ts --judge recall
-    python examples/benchmarks/layer_precision.py ~/.cache/edgeq-wild/minilm_l6_ts --judge recall --bits 4
-    python examples/benchmarks/layer_precision.py ~/.cache/edgeq-wild/crepe_tiny --judge top1
+    W=~/.cache/edgeq-wild
+    python examples/benchmarks/layer_precision.py $W/minilm_l6_ts --judge recall
+    python examples/benchmarks/layer_precision.py $W/minilm_l6_ts --judge recall --bits 4
+    python examples/benchmarks/layer_precision.py $W/minilm_l6_ts --judge recall --bits 4 --gptq
+    python examples/benchmarks/layer_precision.py $W/crepe_tiny --judge top1
 
 Compiles MODEL_DIR/model.onnx with MODEL_DIR/calib.npz (edgeq's default recipe, the bits given),
 judged by `--judge`: output cosine (the default budget), neighbour recall@10 >= 0.97 or top-1
@@ -77,10 +79,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--bits", type=int, choices=(8, 4), default=8)
     parser.add_argument("--judge", choices=("cosine", *JUDGES), default="cosine")
+    parser.add_argument("--gptq", action="store_true", help="4-bit weights rounded by GPTQ")
     parser.add_argument("--target", default=str(Path(__file__).parent / "cpu-x86-avx2-b1.yaml"))
     args = parser.parse_args()
     folder = args.model_dir.expanduser()
-    out = args.out or Path("/tmp/edgeq-layer-precision") / f"{folder.name}-{args.bits}-{args.judge}"
+    name = f"{folder.name}-{args.bits}-{args.judge}" + ("-gptq" if args.gptq else "")
+    out = args.out or Path("/tmp/edgeq-layer-precision") / name
     judged = {}
     if args.judge in JUDGES:
         function, max_drop = JUDGES[args.judge]
@@ -92,6 +96,7 @@ def main() -> None:
         calib=folder / "calib.npz",
         target=args.target,
         bits=args.bits,
+        methods={"gptq": args.gptq},
         **judged,
         force=True,
         progress=True,
@@ -108,6 +113,7 @@ def main() -> None:
                 "model": folder.name,
                 "bits": args.bits,
                 "judge": args.judge,
+                "gptq": args.gptq,
                 "chosen": report.decision.chosen,
                 "reason": report.decision.reason,
                 "size_ratio": round(report.size_ratio, 4),
