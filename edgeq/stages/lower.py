@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
+import onnx
+
 from edgeq.graph.ops import LINEAR_OPS
 from edgeq.measure.tasks import evaluate_task
 from edgeq.quant.dynamic import lower_dynamic
@@ -14,6 +16,7 @@ from edgeq.quant.int4 import quantize_embeddings
 from edgeq.quant.plan import QuantPlan, plan_int8
 from edgeq.quant.prequantized import is_quantized, recognise
 from edgeq.quant.qdq import rewrite_qdq
+from edgeq.quant.smoothquant import smooth_matmul_inputs
 from edgeq.quant.trt_rules import check_tensorrt_placement
 from edgeq.stages.base import Stage, first_refusal
 from edgeq.stages.candidate import Candidate
@@ -69,17 +72,39 @@ class Int8Variant:
 
     mode: Literal["static", "dynamic"]
     per_tensor: bool = False
+    smooth: bool = False  # built on the SmoothQuant-smoothed model (`methods.smoothquant`)
 
     @property
     def name(self) -> str:
-        return f"int8-{self.mode}" + ("-per-tensor" if self.per_tensor else "")
+        return (
+            f"int8-{self.mode}"
+            + ("-per-tensor" if self.per_tensor else "")
+            + ("-smooth" if self.smooth else "")
+        )
 
 
 def int8_variants(state: CompileState) -> list[Int8Variant]:
-    """The INT8 lowerings this recipe and target ask for (`mode: auto`: static and dynamic)."""
+    """The INT8 lowerings this recipe and target ask for (`mode: auto`: static and dynamic); with
+    `methods.smoothquant` each mode also on the smoothed model, measured beside the plain one."""
     modes = ["static", "dynamic"] if state.recipe.mode == "auto" else [state.recipe.mode]
     weights = state.target.quantization.int8.weights
-    return [Int8Variant(m, t) for m in modes for t in ((False, True) if weights.per_channel else (False,))]
+    variants = [
+        Int8Variant(m, t) for m in modes for t in ((False, True) if weights.per_channel else (False,))
+    ]
+    if state.recipe.methods.smoothquant:
+        variants += [Int8Variant(m, smooth=True) for m in modes]
+    return variants
+
+
+def int8_source(state: CompileState, variant: Int8Variant) -> onnx.ModelProto:
+    """The fp32 graph a variant quantizes: the prepared model, or its smoothed copy (made once)."""
+    if not variant.smooth:
+        return state.prepared
+    if state.smoothed is None:
+        with state.progress.stage("smoothquant", "migrate activation outliers into MatMul weights"):
+            samples = state.recipe.calibration.samples
+            state.smoothed = smooth_matmul_inputs(state.prepared, state.calib, samples)
+    return state.smoothed
 
 
 def build_int8(
@@ -92,7 +117,12 @@ def build_int8(
     """The variant's candidate with the `keep` nodes left fp32 (None when nothing is quantized, or
     a per-tensor variant has no int8 MatMul). `ranges`, measured once on the full static plan
     (`calibrate(every=True)`), spare a static rebuild its calibration when no method changes weights."""
-    prepared, recipe, target, progress = state.prepared, state.recipe, state.target, state.progress
+    prepared, recipe, target, progress = (
+        int8_source(state, variant),
+        state.recipe,
+        state.target,
+        state.progress,
+    )
     scheme = target.quantization.int8
     exclude = [*recipe.exclude, *keep]
     plan = plan_int8(prepared, scheme, exclude, mode=variant.mode, per_tensor_matmul=variant.per_tensor)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import onnx
+
 from edgeq.graph.ops import RECURRENT_OPS, WEIGHTED_OPS
 from edgeq.measure.layers import layer_damage
 from edgeq.quant.plan import plan_int8
@@ -20,7 +22,7 @@ from edgeq.report.schema import CandidateSummary, LayerRepair, RepairStep
 from edgeq.stages.base import Stage
 from edgeq.stages.candidate import Candidate
 from edgeq.stages.compile import compile_candidate
-from edgeq.stages.lower import Int8Variant, build_int8, int8_variants
+from edgeq.stages.lower import Int8Variant, build_int8, int8_source, int8_variants
 from edgeq.stages.measure import measure_fidelity
 from edgeq.stages.quantize import calibrate
 from edgeq.stages.session import open_session
@@ -63,9 +65,7 @@ class Repair(Stage):
         bases = worth_repairing(state, variants)
         if not bases:
             return state
-        static = any(variants[b.name].mode == "static" for b in bases)
-        ranges = shared_ranges(state) if static else None
-        repaired = [r for b in bases if (r := repair(state, b, variants[b.name], ranges)) is not None]
+        repaired = [r for b in bases if (r := repair(state, b, variants[b.name])) is not None]
         if repaired:
             state.candidates += repaired
             if state.measures_latency:  # one run for every candidate selection may pick, side by side
@@ -74,14 +74,12 @@ class Repair(Stage):
         return state
 
 
-def shared_ranges(state: CompileState) -> dict[str, tuple[float, float]]:
+def shared_ranges(state: CompileState, source: onnx.ModelProto) -> dict[str, tuple[float, float]]:
     """Activation ranges of every tensor of the full static plan: any rebuild that keeps some layers
     fp32 is a subset of it, so one calibration serves every rebuild."""
-    static = plan_int8(state.prepared, state.target.quantization.int8, state.recipe.exclude)
+    static = plan_int8(source, state.target.quantization.int8, state.recipe.exclude)
     with state.progress.stage("repair-calibrate", "calibrate once for the repair rebuilds"):
-        return calibrate(
-            state.prepared, static, state.recipe, state.target, state.calib, state.progress, every=True
-        )
+        return calibrate(source, static, state.recipe, state.target, state.calib, state.progress, every=True)
 
 
 def worth_repairing(state: CompileState, variants: dict[str, Int8Variant]) -> list[Candidate]:
@@ -108,23 +106,24 @@ def pays(candidate: Candidate, noise: dict[int, float]) -> bool:
     return bool(latency) and not slower and candidate.mean_speedup > 1.0 + margin
 
 
-def keep_order(state: CompileState, base: Candidate) -> list[str]:
-    """The base's quantized layers, the most damaging first (lowest SQNR each adds on its own)."""
+def keep_order(state: CompileState, base: Candidate, source: onnx.ModelProto) -> list[str]:
+    """The base's quantized layers, the most damaging first (lowest SQNR each adds on its own), each
+    compared with the same tensor of the fp32 graph it was quantized from."""
     plan = base.plan
     ops = {d.name: d.op_type for d in plan.decisions}
     nodes = {n: "int8" for n in plan.quantized} | {n: "int8-dynamic" for n in plan.dynamic}
     nodes = {n: p for n, p in nodes.items() if ops[n] in KEEPABLE_OPS}
     with state.progress.stage(f"repair-rank-{base.name}", f"rank {base.name} layers by the noise they add"):
-        ranked = [d.name for d in layer_damage(state.prepared, base.model, nodes, state.evaluation)]
+        ranked = [d.name for d in layer_damage(source, base.model, nodes, state.evaluation)]
     return ranked + sorted(set(nodes) - set(ranked))  # layers the probe could not see go last
 
 
-def repair(
-    state: CompileState, base: Candidate, variant: Int8Variant, ranges: dict | None
-) -> RepairedCandidate | None:
+def repair(state: CompileState, base: Candidate, variant: Int8Variant) -> RepairedCandidate | None:
     """The base rebuilt with the fewest worst layers fp32 that hold the budget, or None when none
     does while still running faster than fp32."""
-    order = keep_order(state, base)
+    source = int8_source(state, variant)
+    order = keep_order(state, base, source)
+    ranges = shared_ranges(state, source) if variant.mode == "static" else None
     steps: list[RepairStep] = []
 
     def build(k: int) -> RepairedCandidate | None:
