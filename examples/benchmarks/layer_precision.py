@@ -2,6 +2,7 @@
 
     W=~/.cache/edgeq-wild
     python examples/benchmarks/layer_precision.py $W/minilm_l6_ts --judge recall
+    python examples/benchmarks/layer_precision.py $W/minilm_l6_ts --judge recall --smoothquant
     python examples/benchmarks/layer_precision.py $W/minilm_l6_ts --judge recall --bits 4
     python examples/benchmarks/layer_precision.py $W/minilm_l6_ts --judge recall --bits 4 --gptq
     python examples/benchmarks/layer_precision.py $W/crepe_tiny --judge top1
@@ -80,10 +81,12 @@ def main() -> None:
     parser.add_argument("--bits", type=int, choices=(8, 4), default=8)
     parser.add_argument("--judge", choices=("cosine", *JUDGES), default="cosine")
     parser.add_argument("--gptq", action="store_true", help="4-bit weights rounded by GPTQ")
+    parser.add_argument("--smoothquant", action="store_true", help="INT8 also on the smoothed graph")
     parser.add_argument("--target", default=str(Path(__file__).parent / "cpu-x86-avx2-b1.yaml"))
     args = parser.parse_args()
     folder = args.model_dir.expanduser()
-    name = f"{folder.name}-{args.bits}-{args.judge}" + ("-gptq" if args.gptq else "")
+    methods = {"gptq": args.gptq, "smoothquant": args.smoothquant}
+    name = "-".join([folder.name, str(args.bits), args.judge, *(m for m, on in methods.items() if on)])
     out = args.out or Path("/tmp/edgeq-layer-precision") / name
     judged = {}
     if args.judge in JUDGES:
@@ -96,7 +99,7 @@ def main() -> None:
         calib=folder / "calib.npz",
         target=args.target,
         bits=args.bits,
-        methods={"gptq": args.gptq},
+        methods=methods,
         **judged,
         force=True,
         progress=True,
@@ -113,7 +116,7 @@ def main() -> None:
                 "model": folder.name,
                 "bits": args.bits,
                 "judge": args.judge,
-                "gptq": args.gptq,
+                "methods": methods,
                 "chosen": report.decision.chosen,
                 "reason": report.decision.reason,
                 "size_ratio": round(report.size_ratio, 4),
