@@ -83,15 +83,14 @@ def shared_ranges(state: CompileState, source: onnx.ModelProto) -> dict[str, tup
 
 
 def worth_repairing(state: CompileState, variants: dict[str, Int8Variant]) -> list[Candidate]:
-    """Per mode, the most faithful INT8 candidate that misses the budget and runs faster than fp32."""
+    """Per mode, the most faithful INT8 candidate that misses the budget and runs faster than fp32
+    and than every candidate within budget (a repair only slows its base down)."""
     recipe, noise = state.recipe, state.noise
-    missing = [
-        c
-        for c in state.candidates
-        if c.name in variants
-        and c.budget_problem(recipe) is not None
-        and (not state.measures_latency or pays(c, noise))
-    ]
+    missing = [c for c in state.candidates if c.name in variants and c.budget_problem(recipe) is not None]
+    if state.measures_latency:
+        within = [c.mean_speedup for c in state.candidates if c.plan and c.budget_problem(recipe) is None]
+        beat = max(within, default=1.0) * (1 + max(noise.values(), default=0.0))
+        missing = [c for c in missing if pays(c, noise) and c.mean_speedup > beat]
     best = {}
     for candidate in sorted(missing, key=lambda c: c.worst_cosine, reverse=True):
         best.setdefault(variants[candidate.name].mode, candidate)
