@@ -152,7 +152,9 @@ def repair(state: CompileState, base: Candidate, variant: Int8Variant) -> Repair
         if steps[-1].problem is None:
             held = probe
         else:
-            missed, k = k, 2 * k
+            missed, k = k, min(2 * k, len(order) - 1)  # the last try keeps all layers but one
+            if k == missed:
+                break
     if held is None:
         state.progress.note(f"{base.name}: no repair within budget short of keeping every layer fp32")
         return None
