@@ -56,7 +56,8 @@ class RepairedCandidate(Candidate):
 
 class Repair(Stage):
     """Per mode (static, dynamic), the most faithful INT8 candidate that misses the budget but runs
-    faster than fp32 is repaired; what holds the budget joins the candidates selection picks from."""
+    faster than fp32 and than any candidate within budget is repaired; what holds the budget joins
+    the candidates selection picks from, all of them timed again side by side."""
 
     name = "repair"
 
