@@ -2,7 +2,7 @@
 
     (each starts with check-options: --exclude and --reference checked against the model)
     fp32 model, CPU target:           prepare, prune, subpixel, mrl, lower, compile, measure (+ run-off),
-                                      select, best-per-runtime, layers, keep, report, record, write
+                                      repair, select, best-per-runtime, layers, keep, report, record, write
     already-quantized model:          prepare-given, lower-given, compile, measure, select-given, keep,
                                       report, record, write
     TensorRT target:                  prepare, prune, mrl, lower-tensorrt, compile, measure (fidelity
@@ -38,6 +38,7 @@ from edgeq.stages.mrl import Mrl
 from edgeq.stages.prepare import Prepare, PrepareGiven, Subpixel
 from edgeq.stages.prune import Prune
 from edgeq.stages.record import Record
+from edgeq.stages.repair import Repair
 from edgeq.stages.report import BuildReport
 from edgeq.stages.reuse import NoteReuse, ReuseLayers, ReuseMeasured
 from edgeq.stages.runtime_candidates import BestPerRuntime
@@ -54,6 +55,7 @@ CANDIDATES: tuple[Stage, ...] = (
     Subpixel(),
     Mrl(),
     ReuseMeasured((LowerCandidates(), CompileCandidates(), Measure(runoff=True))),
+    Repair(),
     SelectFastest(),
     BestPerRuntime(),
     ReuseLayers(Culprits()),

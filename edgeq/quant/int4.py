@@ -4,7 +4,7 @@ behind an opset-21 DequantizeLinear, block-quantized embedding tables, and the a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +15,7 @@ from onnx import version_converter
 from edgeq.graph import GraphIndex, attribute, default_opset
 from edgeq.graph.edit import GraphEditor
 from edgeq.graph.ops import CONV_OPS, LINEAR_OPS, MS_DOMAIN, optional_input, output_axis, weighted_layer
+from edgeq.quant.gptq import gptq_blocked
 from edgeq.quant.primitives import (
     QuantFormat,
     block_weight_params,
@@ -47,11 +48,13 @@ def lower_to_matmul_nbits(
     block_size: int = 32,
     symmetric: bool = True,
     accuracy_level: int | None = None,
+    hessians: Mapping[str, np.ndarray] | None = None,
 ) -> onnx.ModelProto:
     """Replace MatMul/Gemm with constant fp32 weights by com.microsoft MatMulNBits (4-bit blocks).
 
     `nodes` None lowers every eligible node; a named node that is not eligible raises ValueError.
     Gemm's transB/alpha fold into the weight; its bias (times beta) becomes a following Add.
+    `hessians` (by node name) round those nodes' weights by GPTQ.
     """
     _check_block_size(block_size)
     index = GraphIndex(model.graph)
@@ -60,7 +63,8 @@ def lower_to_matmul_nbits(
     fmt = INT4_SYMMETRIC if symmetric else UINT4_ASYMMETRIC
     shared: dict[tuple, list[ir.Value]] = {}  # an unrolled loop reuses one weight: pack it once
     for layer in layers:
-        _lower_to_matmul_nbits(editor, layer, fmt, block_size, accuracy_level, shared)
+        hessian = (hessians or {}).get(layer.node.name)
+        _lower_to_matmul_nbits(editor, layer, fmt, block_size, accuracy_level, shared, hessian)
     editor.ensure_opset(MS_DOMAIN, 1)
     return editor.finish()
 
@@ -74,13 +78,18 @@ def pack_uint4(codes: np.ndarray) -> np.ndarray:
 
 
 def matmul_nbits_weights(
-    weight: np.ndarray, fmt: QuantFormat, block_size: int
+    weight: np.ndarray, fmt: QuantFormat, block_size: int, hessian: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
     """MatMulNBits inputs for a weight [K, N] in blocks of `block_size` along K: B [N, blocks,
-    block_size/2] uint8, scales [N*blocks], packed zero points (None: symmetric), dequantized W."""
+    block_size/2] uint8, scales [N*blocks], packed zero points (None: symmetric), dequantized W.
+    `hessian` (the layer's E[x xᵀ], symmetric formats): GPTQ rounding instead of round-to-nearest."""
     k, n = weight.shape
-    scale, zero = block_weight_params(weight, fmt, axis=0, block_size=block_size)
-    q = quantize_blocked(weight, scale, zero, fmt, axis=0, block_size=block_size)
+    if hessian is not None and fmt.symmetric:
+        q, scale = gptq_blocked(weight, hessian, fmt, block_size)
+        zero = np.zeros_like(scale, dtype=np.int8)
+    else:
+        scale, zero = block_weight_params(weight, fmt, axis=0, block_size=block_size)
+        q = quantize_blocked(weight, scale, zero, fmt, axis=0, block_size=block_size)
     offset = UINT4_DEFAULT_ZERO_POINT if fmt.signed else 0  # signed int4 -> uint4 code
     codes = (q.astype(np.int16) + offset).astype(np.uint8).T  # [N, K]
     blocks = scale.shape[0]
@@ -121,8 +130,11 @@ def lower_conv_to_int4(model: onnx.ModelProto, nodes: Iterable[str]) -> onnx.Mod
     return editor.finish()
 
 
-def quantize_embeddings(model: onnx.ModelProto, bits: int = 8, block_size: int = 32) -> onnx.ModelProto:
-    """Store constant Gather tables (axis 0, 2-D fp32) in 8 or 4 bits so the file really shrinks.
+def quantize_embeddings(
+    model: onnx.ModelProto, bits: int = 8, block_size: int = 32, nodes: Iterable[str] | None = None
+) -> onnx.ModelProto:
+    """Store constant Gather tables (axis 0, 2-D fp32) in 8 or 4 bits so the file really shrinks
+    (`nodes`: only those Gathers, as a precision plan chooses).
 
     8 bits: int8 table with per-row scales; Gather the int8 rows, then Cast and scale them
     (standard ONNX, and only the looked-up rows are dequantized per call).
@@ -134,7 +146,12 @@ def quantize_embeddings(model: onnx.ModelProto, bits: int = 8, block_size: int =
     if bits == 4:
         _check_block_size(block_size)
     index = GraphIndex(model.graph)
-    tables = {n.name: table for n in model.graph.node if (table := _embedding_table(n, index)) is not None}
+    wanted = None if nodes is None else set(nodes)
+    tables = {
+        n.name: table
+        for n in model.graph.node
+        if (wanted is None or n.name in wanted) and (table := embedding_table(n, index)) is not None
+    }
     editor = GraphEditor(model)
     for name, table in tables.items():
         if bits == 4 and table.shape[1] % 2:
@@ -148,7 +165,7 @@ def quantize_embeddings(model: onnx.ModelProto, bits: int = 8, block_size: int =
     return editor.finish()
 
 
-def _embedding_table(node: onnx.NodeProto, index: GraphIndex) -> np.ndarray | None:
+def embedding_table(node: onnx.NodeProto, index: GraphIndex) -> np.ndarray | None:
     """The fp32 [rows, dim] constant a Gather reads rows of, or None."""
     if node.op_type != "Gather" or attribute(node, "axis", 0) != 0:
         return None
@@ -262,6 +279,7 @@ def _lower_to_matmul_nbits(
     block_size: int,
     accuracy_level: int | None,
     shared: dict[tuple, list[ir.Value]],
+    hessian: np.ndarray | None = None,
 ) -> None:
     """Replace one layer by MatMulNBits (+ a bias Add), packing its weight unless already packed."""
     node = editor.nodes[layer.node.name]
@@ -270,7 +288,7 @@ def _lower_to_matmul_nbits(
     base = f"{weight_name}_{node.name}_q4"
     key = (weight_name, attribute(layer.node, "transB", 0), attribute(layer.node, "alpha", 1.0))
     if key not in shared:
-        packed, scales, zero_points, _ = matmul_nbits_weights(layer.weight, fmt, block_size)
+        packed, scales, zero_points, _ = matmul_nbits_weights(layer.weight, fmt, block_size, hessian)
         shared[key] = [editor.initializer(base, packed), editor.initializer(base + "_scales", scales)]
         if zero_points is not None:
             shared[key].append(editor.initializer(base + "_zero_points", zero_points))

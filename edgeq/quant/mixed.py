@@ -18,7 +18,13 @@ import onnx
 from edgeq.graph import GraphIndex
 from edgeq.graph.ops import CONV_OPS, LINEAR_OPS, WEIGHTED_OPS
 from edgeq.quant.dynamic import lower_dynamic
-from edgeq.quant.int4 import linear_layer, lower_conv_to_int4, lower_to_matmul_nbits
+from edgeq.quant.int4 import (
+    embedding_table,
+    linear_layer,
+    lower_conv_to_int4,
+    lower_to_matmul_nbits,
+    quantize_embeddings,
+)
 from edgeq.quant.plan import QuantPlan, plan_int8
 from edgeq.quant.qdq import rewrite_qdq
 from edgeq.targets import Int8Scheme
@@ -70,12 +76,19 @@ class PrecisionPlan:
 
 def layer_groups(model: onnx.ModelProto, static_plan: QuantPlan) -> list[LayerGroup]:
     """Weighted layers grouped by weight tensor; int8 where the static plan allows, int4 where a
-    4-bit form exists (MatMulNBits for MatMul/Gemm, int4 weights for Conv/ConvTranspose)."""
+    4-bit form exists (MatMulNBits for MatMul/Gemm, int4 weights for Conv/ConvTranspose). Embedding
+    tables (a Gather on a constant) are groups too: in a small encoder they are half the bytes."""
     index = GraphIndex(model.graph)
     int8_ok = static_plan.quantized
     blocked = {d.name for d in static_plan.decisions if d.pinned}
     groups: dict[str, LayerGroup] = {}
     for node in model.graph.node:
+        table = embedding_table(node, index)
+        if table is not None:
+            options = (["int4"] if table.shape[1] % 2 == 0 else []) + ["int8", "fp32"]
+            group = LayerGroup(node.name, "Gather", node.input[0], [], int(table.size), options)
+            groups.setdefault(node.input[0], group).nodes.append(node.name)
+            continue
         weight = node.input[1] if len(node.input) > 1 else ""
         value = index.constant(weight) if weight else None
         if node.op_type not in WEIGHTED_OPS or value is None:
@@ -101,9 +114,11 @@ def build_mixed(
     ranges: Mapping[str, tuple[float, float]],
     exclude: list[str],
     block_size: int = 32,
+    hessians: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[onnx.ModelProto, QuantPlan]:
-    """The model with the plan applied: static QDQ on its int8 layers, 4-bit weights on its int4,
-    and recurrent layers (the target's dynamic ops, not planned per layer) dynamic int8."""
+    """The model with the plan applied: static QDQ on its int8 layers, 4-bit weights on its int4
+    (GPTQ-rounded where `hessians` has the node), and recurrent layers (the target's dynamic ops,
+    not planned per layer) dynamic int8."""
     recurrent = {n.name for n in prepared.graph.node if n.op_type in scheme.dynamic_ops}
     int8_plan = plan_int8(prepared, scheme, exclude, include=plan.nodes_at("int8") | recurrent)
     model = rewrite_qdq(prepared, int8_plan, ranges, scheme)
@@ -118,9 +133,13 @@ def build_mixed(
     ]
     convs = [n for n in int4 if n in by_name and by_name[n].op_type in CONV_OPS]
     if linear:
-        model = lower_to_matmul_nbits(model, linear, block_size=block_size)
+        model = lower_to_matmul_nbits(model, linear, block_size=block_size, hessians=hessians)
     if convs:
         model = lower_conv_to_int4(model, convs)
+    for precision, bits in (("int4", 4), ("int8", 8)):
+        tables = [n for n in plan.nodes_at(precision) if n in by_name and by_name[n].op_type == "Gather"]
+        if tables:
+            model = quantize_embeddings(model, bits=bits, block_size=block_size, nodes=tables)
     for decision in int8_plan.decisions:
         if decision.name in int4:
             decision.precision, decision.reason = "int4", "4-bit weights (precision plan)"
@@ -153,7 +172,8 @@ def smallest_with_kernels(groups: list[LayerGroup]) -> dict[str, str]:
 
 
 def _has_kernel(group: LayerGroup, precision: str) -> bool:
-    return precision != "int4" or group.op_type in LINEAR_OPS
+    """MatMulNBits for MatMul/Gemm, GatherBlockQuantized for embedding tables."""
+    return precision != "int4" or group.op_type in LINEAR_OPS | {"Gather"}
 
 
 def plan_precision(

@@ -58,6 +58,28 @@ class ArtifactInfo:
 
 
 @dataclass
+class RepairStep:
+    """One rebuild of a repair: how many of the worst layers it kept fp32 and what it measured."""
+
+    kept: int
+    worst_cosine: float
+    problem: str | None
+    speedup: float | None = None  # slowest batch's speedup over fp32; None where not timed
+
+
+@dataclass
+class LayerRepair:
+    """A candidate that missed the budget, rebuilt with its most damaging layers kept fp32: the trade."""
+
+    base: str
+    kept_layers: list[str]
+    base_speedups: dict[int, float]
+    base_worst_cosine: float
+    base_problem: str | None
+    steps: list[RepairStep] = field(default_factory=list)
+
+
+@dataclass
 class CandidateSummary:
     """One lowering the compile built and measured; `problem` says why it was not eligible."""
 
@@ -71,6 +93,7 @@ class CandidateSummary:
     metrics: list[KindMetric] = field(default_factory=list)
     speedups_vs_onnxruntime: dict[int, float] | None = None
     """On another runtime: the speedup over ONNX Runtime's fp32, beside `speedups` (its own fp32)."""
+    repair: LayerRepair | None = None
 
 
 @dataclass

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
+from typing import Literal
+
+import onnx
 
 from edgeq.graph.ops import LINEAR_OPS
 from edgeq.measure.tasks import evaluate_task
@@ -10,6 +15,8 @@ from edgeq.quant.dynamic import lower_dynamic
 from edgeq.quant.int4 import quantize_embeddings
 from edgeq.quant.plan import QuantPlan, plan_int8
 from edgeq.quant.prequantized import is_quantized, recognise
+from edgeq.quant.qdq import rewrite_qdq
+from edgeq.quant.smoothquant import smooth_matmul_inputs
 from edgeq.quant.trt_rules import check_tensorrt_placement
 from edgeq.stages.base import Stage, first_refusal
 from edgeq.stages.candidate import Candidate
@@ -39,32 +46,101 @@ class LowerCandidates(Stage):
     name = "lower"
 
     def check(self, state: CompileState) -> str | None:
-        return _given_only(state)
+        recipe = state.recipe
+        gptq = recipe.methods.gptq and recipe.bits != 4
+        return first_refusal([("methods.gptq", gptq, "GPTQ rounds 4-bit weights; add --bits 4")]) or (
+            _given_only(state)
+        )
 
     def run(self, state: CompileState) -> CompileState:
-        prepared, recipe, target, progress = state.prepared, state.recipe, state.target, state.progress
-        scheme = target.quantization.int8
-        candidates = [Candidate("fp32", prepared)]
+        recipe = state.recipe
+        candidates = [Candidate("fp32", state.prepared)]
         if recipe.bits == 4 or recipe.analyze:
             run_task = partial(evaluate_task, recipe, evaluation=state.evaluation)
             candidates_4bit, state.analysis = mixed_candidates(state, run_task)
             candidates += candidates_4bit
-        modes = ["static", "dynamic"] if recipe.mode == "auto" else [recipe.mode]
-        for mode in modes:
-            for per_tensor in (False, True) if scheme.weights.per_channel else (False,):
-                plan = plan_int8(prepared, scheme, recipe.exclude, mode=mode, per_tensor_matmul=per_tensor)
-                if (not plan.quantized and not plan.dynamic) or (per_tensor and not _int8_matmuls(plan)):
-                    continue
-                variant = mode + ("-per-tensor" if per_tensor else "")
-                with progress.stage(f"quantize-{variant}", f"quantize: {variant.replace('-', ' ')} int8"):
-                    model = prepared
-                    if mode == "static":
-                        model, plan = quantize_static(prepared, plan, recipe, target, state.calib, progress)
-                    model = lower_dynamic(model, plan.dynamic, scheme.weights.reduce_range, per_tensor)
-                    model = quantize_embeddings(model, bits=8)
-                candidates.append(Candidate(f"int8-{variant}", model, plan))
+        for variant in int8_variants(state):
+            candidate = build_int8(state, variant)
+            if candidate is not None:
+                candidates.append(candidate)
         state.candidates = for_runtime(state, candidates)
         return state
+
+
+@dataclass(frozen=True)
+class Int8Variant:
+    """One INT8 lowering: static QDQ or dynamic, MatMul/Gemm weights per channel or per tensor."""
+
+    mode: Literal["static", "dynamic"]
+    per_tensor: bool = False
+    smooth: bool = False  # built on the SmoothQuant-smoothed model (`methods.smoothquant`)
+
+    @property
+    def name(self) -> str:
+        return (
+            f"int8-{self.mode}"
+            + ("-per-tensor" if self.per_tensor else "")
+            + ("-smooth" if self.smooth else "")
+        )
+
+
+def int8_variants(state: CompileState) -> list[Int8Variant]:
+    """The INT8 lowerings this recipe and target ask for (`mode: auto`: static and dynamic); with
+    `methods.smoothquant` each mode also on the smoothed model, measured beside the plain one."""
+    modes = ["static", "dynamic"] if state.recipe.mode == "auto" else [state.recipe.mode]
+    weights = state.target.quantization.int8.weights
+    variants = [
+        Int8Variant(m, t) for m in modes for t in ((False, True) if weights.per_channel else (False,))
+    ]
+    if state.recipe.methods.smoothquant:
+        variants += [Int8Variant(m, smooth=True) for m in modes]
+    return variants
+
+
+def int8_source(state: CompileState, variant: Int8Variant) -> onnx.ModelProto:
+    """The fp32 graph a variant quantizes: the prepared model, or its smoothed copy (made once)."""
+    if not variant.smooth:
+        return state.prepared
+    if state.smoothed is None:
+        with state.progress.stage("smoothquant", "migrate activation outliers into MatMul weights"):
+            samples = state.recipe.calibration.samples
+            state.smoothed = smooth_matmul_inputs(state.prepared, state.calib, samples)
+    return state.smoothed
+
+
+def build_int8(
+    state: CompileState,
+    variant: Int8Variant,
+    keep: Sequence[str] = (),
+    ranges: Mapping[str, tuple[float, float]] | None = None,
+    name: str | None = None,
+) -> Candidate | None:
+    """The variant's candidate with the `keep` nodes left fp32 (None when nothing is quantized, or
+    a per-tensor variant has no int8 MatMul). `ranges`, measured once on the full static plan
+    (`calibrate(every=True)`), spare a static rebuild its calibration when no method changes weights."""
+    prepared, recipe, target, progress = (
+        int8_source(state, variant),
+        state.recipe,
+        state.target,
+        state.progress,
+    )
+    scheme = target.quantization.int8
+    exclude = [*recipe.exclude, *keep]
+    plan = plan_int8(prepared, scheme, exclude, mode=variant.mode, per_tensor_matmul=variant.per_tensor)
+    if (not plan.quantized and not plan.dynamic) or (variant.per_tensor and not _int8_matmuls(plan)):
+        return None
+    name = name or variant.name
+    with progress.stage(f"quantize-{name}", f"quantize: {name.replace('-', ' ')} int8"):
+        model = prepared
+        if variant.mode == "static":
+            reuse = ranges is not None and not (recipe.methods.bias_correction or recipe.methods.adaround)
+            if reuse:
+                model = rewrite_qdq(prepared, plan, ranges, scheme)
+            else:
+                model, plan = quantize_static(prepared, plan, recipe, target, state.calib, progress)
+        model = lower_dynamic(model, plan.dynamic, scheme.weights.reduce_range, variant.per_tensor)
+        model = quantize_embeddings(model, bits=8)
+    return Candidate(name, model, plan)
 
 
 def _int8_matmuls(plan: QuantPlan) -> bool:
@@ -87,6 +163,7 @@ class LowerGiven(Stage):
                 (f"mode {recipe.mode}", recipe.mode != "auto", again),
                 ("methods.bias_correction", methods.bias_correction, again),
                 ("methods.adaround", methods.adaround, again),
+                ("methods.gptq", methods.gptq, again),
             ]
         )
 

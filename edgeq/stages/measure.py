@@ -8,6 +8,7 @@ from edgeq.measure.fidelity import compare_outputs
 from edgeq.measure.kinds import kind_metrics, recognise, unknown_kinds
 from edgeq.measure.tasks import evaluate_task, resolve_evaluator
 from edgeq.stages.base import Stage
+from edgeq.stages.candidate import Candidate
 from edgeq.stages.selection import size_tied_leaders
 from edgeq.stages.session import open_session
 from edgeq.stages.state import CompileState
@@ -37,18 +38,7 @@ class Measure(Stage):
         return None
 
     def run(self, state: CompileState) -> CompileState:
-        judge_against = open_session(state, state.deployed or state.reference, reference=True)
-        reference = judge_against.predict(state.evaluation)
-        state.kinds = recognise(state.source.model, reference, state.recipe.kinds)
-        for candidate in state.candidates:
-            with state.progress.stage(f"fidelity-{candidate.name}", f"measure {candidate.name} fidelity"):
-                predicted = candidate.runner.predict(state.evaluation)
-                candidate.outputs = compare_outputs(reference, predicted)
-                labels = state.evaluation.get(EXTRA)
-                candidate.metrics = kind_metrics(state.kinds, reference, predicted, labels)
-                candidate.task = evaluate_task(
-                    state.recipe, judge_against, candidate.runner, state.evaluation
-                )
+        measure_fidelity(state, state.candidates)
         if not state.measures_latency:
             return state
         state.noise = time_candidates(state, state.candidates)
@@ -65,3 +55,18 @@ class Measure(Stage):
         if len(leaders) >= 2:
             rounds = 2 * state.target.latency.rounds
             state.noise = time_candidates(state, leaders, rounds, stage="runoff", until_ordered=True)
+
+
+def measure_fidelity(state: CompileState, candidates: list[Candidate]) -> None:
+    """Each candidate's outputs, kind metrics and task metric against fp32 (the deployed MRL cut when
+    there is one), on its compiled artifact: the one fidelity path, also for candidates built later."""
+    judge_against = open_session(state, state.deployed or state.reference, reference=True)
+    reference = judge_against.predict(state.evaluation)
+    state.kinds = recognise(state.source.model, reference, state.recipe.kinds)
+    labels = state.evaluation.get(EXTRA)
+    for candidate in candidates:
+        with state.progress.stage(f"fidelity-{candidate.name}", f"measure {candidate.name} fidelity"):
+            predicted = candidate.runner.predict(state.evaluation)
+            candidate.outputs = compare_outputs(reference, predicted)
+            candidate.metrics = kind_metrics(state.kinds, reference, predicted, labels)
+            candidate.task = evaluate_task(state.recipe, judge_against, candidate.runner, state.evaluation)

@@ -44,6 +44,8 @@ class CompileState:
     caught: list[warnings.WarningMessage] = field(default_factory=list)
     staging: Path | None = None
     prepared: onnx.ModelProto | None = None
+    smoothed: onnx.ModelProto | None = None
+    """The prepared model with activation outliers migrated into MatMul weights (`methods.smoothquant`)."""
     pruning: Pruning | None = None
     deployed: Path | None = None
     """The fp32 model cut to the deployed MRL dim: what fidelity is judged against, when set."""

@@ -1,0 +1,88 @@
+"""SmoothQuant-style scale migration (Xiao et al. 2023): activation outlier channels moved into the
+weights of the MatMuls that read them, so per-tensor INT8 activations keep their resolution.
+
+For an activation X read by MatMuls with constant weights W [K, N], each input channel j gets
+s_j = max|X_j|^α / max|W_j,:|^(1−α) (α = 0.5, X maxima measured on calibration data); the readers
+then compute (X · 1/s) · (diag(s) W) — the same product. 1/s is one inserted Mul, because in a
+transformer the LayerNorm output that carries the outliers also feeds the residual Add, which
+must keep the unscaled X.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from edgeq.graph import GraphIndex
+from edgeq.quant.layer_inputs import stream_layer_inputs
+
+ALPHA = 0.5
+
+
+def smooth_matmul_inputs(
+    model: onnx.ModelProto, data: Mapping[str, np.ndarray], samples: int, alpha: float = ALPHA
+) -> onnx.ModelProto:
+    """A copy of `model` with every activation read by constant-weight MatMuls smoothed."""
+    index = GraphIndex(model.graph)
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        weight = index.constant(node.input[1]) if node.op_type == "MatMul" else None
+        constant_weight = weight is not None and weight.ndim == 2 and weight.dtype == np.float32
+        if constant_weight and not index.is_constant(node.input[0]):
+            readers.setdefault(node.input[0], []).append(node)
+    types = {v.name: v for v in [*model.graph.input, *model.graph.value_info]}
+    readers = {t: group for t, group in readers.items() if t in types}  # the plan needs its type
+    if not readers:
+        return model
+    maxima = _channel_maxima(model, list(readers), data, samples)
+    smoothed = onnx.ModelProto.FromString(model.SerializeToString())
+    nodes = {n.name: n for n in smoothed.graph.node}
+    added = []
+    for tensor, group in readers.items():
+        weights = [index.constant(r.input[1]) for r in group]
+        w_max = np.max([np.abs(w).max(axis=1) for w in weights], axis=0)
+        x_max = maxima[tensor]
+        scale = np.where(
+            (x_max > 0) & (w_max > 0), x_max**alpha / np.maximum(w_max, 1e-12) ** (1 - alpha), 1.0
+        )
+        scale = np.clip(scale, 1e-4, 1e4).astype(np.float32)
+        inverse = f"{tensor}_smooth_inverse"
+        scaled = f"{tensor}_smoothed"
+        smoothed.graph.initializer.append(numpy_helper.from_array((1.0 / scale).astype(np.float32), inverse))
+        added.append(onnx.helper.make_node("Mul", [tensor, inverse], [scaled], name=f"{tensor}_smooth"))
+        typed = onnx.ValueInfoProto.FromString(types[tensor].SerializeToString())
+        typed.name = scaled
+        smoothed.graph.value_info.append(typed)
+        for reader, weight in zip(group, weights, strict=True):
+            node = nodes[reader.name]
+            name = f"{node.input[1]}_{node.name}_smoothed"
+            smoothed.graph.initializer.append(numpy_helper.from_array(weight * scale[:, None], name))
+            node.input[0], node.input[1] = scaled, name
+    _insert_in_order(smoothed, added)
+    return smoothed
+
+
+def _channel_maxima(
+    model: onnx.ModelProto, tensors: list[str], data: Mapping[str, np.ndarray], samples: int
+) -> dict[str, np.ndarray]:
+    """max |x| per last-axis channel of each tensor over the calibration samples."""
+    maxima: dict[str, np.ndarray] = {}
+    for batch in stream_layer_inputs(model, tensors, data, samples=samples):
+        for name, value in batch.items():
+            channels = np.abs(value.reshape(-1, value.shape[-1])).max(axis=0)
+            maxima[name] = np.maximum(maxima.get(name, channels), channels)
+    return maxima
+
+
+def _insert_in_order(model: onnx.ModelProto, added: list[onnx.NodeProto]) -> None:
+    """Each inserted Mul right after the node that produces its input (graph inputs: first)."""
+    by_input = {m.input[0]: m for m in added}
+    ordered = [m for m in added if m.input[0] in {i.name for i in model.graph.input}]
+    for node in model.graph.node:
+        ordered.append(node)
+        ordered += [by_input[o] for o in node.output if o in by_input]
+    del model.graph.node[:]
+    model.graph.node.extend(ordered)
