@@ -9,8 +9,8 @@ import numpy as np
 import onnx
 
 from edgeq.data import Arrays
-from edgeq.graph.ops import LINEAR_OPS
 from edgeq.feeds import EXTRA
+from edgeq.graph.ops import LINEAR_OPS
 from edgeq.measure.fidelity import compare_outputs
 from edgeq.measure.kinds import kind_metrics, recognise
 from edgeq.measure.tasks import TaskResult
