@@ -239,7 +239,7 @@ def test_recipe_switches_on_equalization_bias_correction_and_adaround(reference_
         fallback_fp32=False,
         methods=methods,
     )
-    assert result.report.recipe["methods"] == methods
+    assert result.report.recipe["methods"] == methods | {"smoothquant": False, "gptq": False}
     assert {"equalize", "quantize-static"} <= {s.name for s in result.report.stages}
     assert result.report.worst_cosine > 0.99
 

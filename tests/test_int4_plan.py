@@ -53,6 +53,7 @@ def test_the_plan_stops_where_its_artifact_measures_within_budget(encoder, tmp_p
         target=FAST_TARGET,
         bits=4,
         budget={"min_cosine": budget},
+        kinds={"embedding": "dense"},  # judged by cosine: this test is about the planner, not recall
         runs=False,
     ).report
     candidates = {c.name: c for c in report.decision.candidates}
@@ -76,6 +77,7 @@ def test_a_four_bit_embedding_table_takes_the_encoder_below_a_fifth_of_its_bytes
         target=FAST_TARGET,
         bits=4,
         budget={"min_cosine": 0.95},
+        kinds={"embedding": "dense"},
         runs=False,
     ).report
     assert report.precision_plan.precisions["/table/Gather"] == "int4"

@@ -130,7 +130,8 @@ def build_int8(
     if (not plan.quantized and not plan.dynamic) or (variant.per_tensor and not _int8_matmuls(plan)):
         return None
     name = name or variant.name
-    with progress.stage(f"quantize-{name}", f"quantize: {name.replace('-', ' ')} int8"):
+    variant_id = name.removeprefix("int8-")
+    with progress.stage(f"quantize-{variant_id}", f"quantize: {variant_id.replace('-', ' ')} int8"):
         model = prepared
         if variant.mode == "static":
             reuse = ranges is not None and not (recipe.methods.bias_correction or recipe.methods.adaround)
