@@ -102,3 +102,23 @@ def test_the_repair_stops_once_keeping_a_layer_is_no_faster_than_fp32(tmp_path):
     assert {"quantize-int8-static-keep1", "repair-latency-int8-static-keep1"} <= stages, "it was tried"
     assert not any("-keep" in name for name in candidates), "a repair no faster than fp32 is not kept"
     assert report.decision.chosen == "fp32"
+
+
+def test_a_warm_recompile_repairs_the_cached_candidates_again(tmp_path, monkeypatch):
+    """Repair reads the budget, so it is not cached: on a warm recompile (only a gate changed) it
+    runs again over the candidates restored from the cache and reaches the same repaired artifact."""
+    monkeypatch.setenv("EDGEQ_CACHE", str(tmp_path / "cache"))
+    model, calib = _export(OutlierMLP(width=256, wide=256, out=16), tmp_path)
+    chosen = []
+    for number, gate in enumerate(("0.5", "0.6")):
+        out = tmp_path / f"out{number}"
+        args = ["compile", str(model), "--calib", str(calib), "--target", TARGET, "--mode", "static"]
+        try:
+            main([*args, "--min-cosine", gate, "-q", "-o", str(out)])
+        except SystemExit as exit_info:
+            assert not exit_info.code
+        report = edgeq.load_report(out / "report.json")
+        chosen.append({c.name: c.within_budget for c in report.decision.candidates})
+    assert report.cache is not None, "the second compile reused the measured candidates"
+    assert chosen[0] == chosen[1]
+    assert any("-keep" in name for name in chosen[1]), "the repair ran on the restored candidates"
