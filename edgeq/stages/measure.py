@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
+
 from edgeq.errors import InputError
 from edgeq.feeds import EXTRA
 from edgeq.measure.fidelity import compare_outputs
 from edgeq.measure.kinds import kind_metrics, recognise, unknown_kinds
 from edgeq.measure.tasks import evaluate_task, resolve_evaluator
+from edgeq.runtime.session import OrtRunner
 from edgeq.stages.base import Stage
 from edgeq.stages.candidate import Candidate
 from edgeq.stages.selection import size_tied_leaders
@@ -57,16 +62,33 @@ class Measure(Stage):
             state.noise = time_candidates(state, leaders, rounds, stage="runoff", until_ordered=True)
 
 
-def measure_fidelity(state: CompileState, candidates: list[Candidate]) -> None:
-    """Each candidate's outputs, kind metrics and task metric against fp32 (the deployed MRL cut when
-    there is one), on its compiled artifact: the one fidelity path, also for candidates built later."""
-    judge_against = open_session(state, state.deployed or state.reference, reference=True)
-    reference = judge_against.predict(state.evaluation)
-    state.kinds = recognise(state.source.model, reference, state.recipe.kinds)
+@dataclass(frozen=True)
+class Fp32Judge:
+    """The fp32 session candidates are judged against and its outputs on the evaluation data."""
+
+    runner: OrtRunner
+    outputs: dict[str, np.ndarray]
+
+
+def fp32_judge(state: CompileState) -> Fp32Judge:
+    """fp32 (the deployed MRL cut when there is one) run once on the evaluation data; recognises the
+    outputs' kinds from it."""
+    runner = open_session(state, state.deployed or state.reference, reference=True)
+    outputs = runner.predict(state.evaluation)
+    state.kinds = recognise(state.source.model, outputs, state.recipe.kinds)
+    return Fp32Judge(runner, outputs)
+
+
+def measure_fidelity(
+    state: CompileState, candidates: list[Candidate], judge: Fp32Judge | None = None
+) -> None:
+    """Each candidate's outputs, kind metrics and task metric against fp32, on its compiled artifact:
+    the one fidelity path, also for candidates built later (`judge`: fp32's run, when already made)."""
+    judge = judge or fp32_judge(state)
     labels = state.evaluation.get(EXTRA)
     for candidate in candidates:
         with state.progress.stage(f"fidelity-{candidate.name}", f"measure {candidate.name} fidelity"):
             predicted = candidate.runner.predict(state.evaluation)
-            candidate.outputs = compare_outputs(reference, predicted)
-            candidate.metrics = kind_metrics(state.kinds, reference, predicted, labels)
-            candidate.task = evaluate_task(state.recipe, judge_against, candidate.runner, state.evaluation)
+            candidate.outputs = compare_outputs(judge.outputs, predicted)
+            candidate.metrics = kind_metrics(state.kinds, judge.outputs, predicted, labels)
+            candidate.task = evaluate_task(state.recipe, judge.runner, candidate.runner, state.evaluation)

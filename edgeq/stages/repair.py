@@ -23,7 +23,7 @@ from edgeq.stages.base import Stage
 from edgeq.stages.candidate import Candidate
 from edgeq.stages.compile import compile_candidate
 from edgeq.stages.lower import Int8Variant, build_int8, int8_source, int8_variants
-from edgeq.stages.measure import measure_fidelity
+from edgeq.stages.measure import Fp32Judge, fp32_judge, measure_fidelity
 from edgeq.stages.quantize import calibrate
 from edgeq.stages.session import open_session
 from edgeq.stages.state import CompileState
@@ -66,7 +66,8 @@ class Repair(Stage):
         bases = worth_repairing(state, variants)
         if not bases:
             return state
-        repaired = [r for b in bases if (r := repair(state, b, variants[b.name])) is not None]
+        judge = fp32_judge(state)  # one fp32 run serves every repair try
+        repaired = [r for b in bases if (r := repair(state, b, variants[b.name], judge)) is not None]
         if repaired:
             state.candidates += repaired
             if state.measures_latency:  # one run for every candidate selection may pick, side by side
@@ -118,7 +119,9 @@ def keep_order(state: CompileState, base: Candidate, source: onnx.ModelProto) ->
     return ranked + sorted(set(nodes) - set(ranked))  # layers the probe could not see go last
 
 
-def repair(state: CompileState, base: Candidate, variant: Int8Variant) -> RepairedCandidate | None:
+def repair(
+    state: CompileState, base: Candidate, variant: Int8Variant, judge: Fp32Judge
+) -> RepairedCandidate | None:
     """The base rebuilt with the fewest worst layers fp32 that hold the budget, or None when none
     does while still running faster than fp32."""
     source = int8_source(state, variant)
@@ -133,7 +136,7 @@ def repair(state: CompileState, base: Candidate, variant: Int8Variant) -> Repair
         probe = RepairedCandidate(built.name, built.model, built.plan, base=base, kept=order[:k])
         probe.artifact = compile_candidate(state.backend, state.target, probe, state.work)
         probe.runner = open_session(state, probe.artifact.path)
-        measure_fidelity(state, [probe])
+        measure_fidelity(state, [probe], judge)
         steps.append(RepairStep(k, probe.worst_cosine, probe.budget_problem(state.recipe)))
         return probe
 
