@@ -40,6 +40,7 @@ class Int8Scheme:
     fold_relu: bool = True
     activation_matmul: bool = False
     dynamic_ops: list[str] = field(default_factory=list)
+    per_token: bool = False  # also a dynamic candidate with one activation scale per row (token)
     quantize_bias: bool = True  # int32 bias DQ; TensorRT's parser rejects it, so its targets say false
 
 

@@ -30,6 +30,17 @@ INT4_SYMMETRIC = QuantFormat(bits=4, signed=True, symmetric=True)
 UINT4_ASYMMETRIC = QuantFormat(bits=4, signed=False, symmetric=False)
 UINT4_DEFAULT_ZERO_POINT = 8
 """MatMulNBits / GatherBlockQuantized read uint4 codes; without zero points they subtract 8."""
+INT8_BLOCKED = QuantFormat(bits=8, signed=True, symmetric=True, narrow_range=True)
+UINT8_ASYMMETRIC = QuantFormat(bits=8, signed=False, symmetric=False)
+
+
+def nbits_format(bits: int, symmetric: bool) -> QuantFormat:
+    """The weight format MatMulNBits stores at `bits` (4 or 8): signed symmetric or unsigned."""
+    formats = {(4, True): INT4_SYMMETRIC, (4, False): UINT4_ASYMMETRIC}
+    formats |= {(8, True): INT8_BLOCKED, (8, False): UINT8_ASYMMETRIC}
+    if (bits, symmetric) not in formats:
+        raise ValueError(f"MatMulNBits bits must be 4 or 8, got {bits!r}")
+    return formats[bits, symmetric]
 
 
 @dataclass(frozen=True)
@@ -49,18 +60,20 @@ def lower_to_matmul_nbits(
     symmetric: bool = True,
     accuracy_level: int | None = None,
     hessians: Mapping[str, np.ndarray] | None = None,
+    bits: int = 4,
 ) -> onnx.ModelProto:
-    """Replace MatMul/Gemm with constant fp32 weights by com.microsoft MatMulNBits (4-bit blocks).
+    """Replace MatMul/Gemm with constant fp32 weights by com.microsoft MatMulNBits (4- or 8-bit blocks).
 
     `nodes` None lowers every eligible node; a named node that is not eligible raises ValueError.
     Gemm's transB/alpha fold into the weight; its bias (times beta) becomes a following Add.
-    `hessians` (by node name) round those nodes' weights by GPTQ.
+    `hessians` (by node name) round those nodes' weights by GPTQ. With accuracy_level 4 ORT
+    quantizes each row of A to int8 per block of K as it runs: per-token activation scales.
     """
     _check_block_size(block_size)
+    fmt = nbits_format(bits, symmetric)
     index = GraphIndex(model.graph)
     layers = _selected_layers(model, index, nodes)
     editor = GraphEditor(model)
-    fmt = INT4_SYMMETRIC if symmetric else UINT4_ASYMMETRIC
     shared: dict[tuple, list[ir.Value]] = {}  # an unrolled loop reuses one weight: pack it once
     for layer in layers:
         hessian = (hessians or {}).get(layer.node.name)
@@ -81,8 +94,9 @@ def matmul_nbits_weights(
     weight: np.ndarray, fmt: QuantFormat, block_size: int, hessian: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
     """MatMulNBits inputs for a weight [K, N] in blocks of `block_size` along K: B [N, blocks,
-    block_size/2] uint8, scales [N*blocks], packed zero points (None: symmetric), dequantized W.
-    `hessian` (the layer's E[x xᵀ], symmetric formats): GPTQ rounding instead of round-to-nearest."""
+    block_size·bits/8] uint8, scales [N*blocks], zero points (None: symmetric; 4 bits packed),
+    dequantized W. `hessian` (the layer's E[x xᵀ], symmetric formats): GPTQ rounding instead of
+    round-to-nearest."""
     k, n = weight.shape
     if hessian is not None and fmt.symmetric:
         q, scale = gptq_blocked(weight, hessian, fmt, block_size)
@@ -90,13 +104,18 @@ def matmul_nbits_weights(
     else:
         scale, zero = block_weight_params(weight, fmt, axis=0, block_size=block_size)
         q = quantize_blocked(weight, scale, zero, fmt, axis=0, block_size=block_size)
-    offset = UINT4_DEFAULT_ZERO_POINT if fmt.signed else 0  # signed int4 -> uint4 code
+    default_zero = 2 ** (fmt.bits - 1)  # what MatMulNBits subtracts without zero points
+    offset = default_zero if fmt.signed else 0  # signed code -> unsigned code
     codes = (q.astype(np.int16) + offset).astype(np.uint8).T  # [N, K]
     blocks = scale.shape[0]
-    padded = np.full((n, blocks * block_size), UINT4_DEFAULT_ZERO_POINT, np.uint8)
+    padded = np.full((n, blocks * block_size), default_zero, np.uint8)
     padded[:, :k] = codes
-    packed = pack_uint4(padded.reshape(n, blocks, block_size))
-    zero_points = None if fmt.signed else pack_uint4(zero.T).reshape(-1)
+    packed = padded.reshape(n, blocks, block_size)
+    zero_points = None if fmt.signed else zero.T.astype(np.uint8)
+    if fmt.bits == 4:
+        packed = pack_uint4(packed)
+        zero_points = None if zero_points is None else pack_uint4(zero_points)
+    zero_points = None if zero_points is None else zero_points.reshape(-1)
     dequantized = dequantize_blocked(q, scale, zero, axis=0, block_size=block_size)
     return packed, scale.T.reshape(-1).astype(np.float32), zero_points, dequantized
 
@@ -285,7 +304,7 @@ def _lower_to_matmul_nbits(
     node = editor.nodes[layer.node.name]
     k, n = layer.weight.shape
     weight_name = node.inputs[1].name
-    base = f"{weight_name}_{node.name}_q4"
+    base = f"{weight_name}_{node.name}_q{fmt.bits}"
     key = (weight_name, attribute(layer.node, "transB", 0), attribute(layer.node, "alpha", 1.0))
     if key not in shared:
         packed, scales, zero_points, _ = matmul_nbits_weights(layer.weight, fmt, block_size, hessian)
@@ -293,7 +312,7 @@ def _lower_to_matmul_nbits(
         if zero_points is not None:
             shared[key].append(editor.initializer(base + "_zero_points", zero_points))
     output = node.outputs[0].name
-    attributes = {"K": k, "N": n, "bits": 4, "block_size": block_size}
+    attributes = {"K": k, "N": n, "bits": fmt.bits, "block_size": block_size}
     if accuracy_level is not None:
         attributes["accuracy_level"] = accuracy_level
     matmul_output = output if layer.bias is None else f"{output}_before_bias"

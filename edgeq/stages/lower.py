@@ -11,7 +11,8 @@ import onnx
 
 from edgeq.graph.ops import LINEAR_OPS
 from edgeq.measure.tasks import evaluate_task
-from edgeq.quant.dynamic import lower_dynamic
+from edgeq.graph import default_opset
+from edgeq.quant.dynamic import PER_TOKEN_OPSET, lower_dynamic
 from edgeq.quant.int4 import quantize_embeddings
 from edgeq.quant.plan import QuantPlan, plan_int8
 from edgeq.quant.prequantized import is_quantized, recognise
@@ -69,31 +70,38 @@ class LowerCandidates(Stage):
 
 @dataclass(frozen=True)
 class Int8Variant:
-    """One INT8 lowering: static QDQ or dynamic, MatMul/Gemm weights per channel or per tensor."""
+    """One INT8 lowering: static QDQ or dynamic, MatMul/Gemm weights per channel or per tensor,
+    dynamic activations per tensor or per token (row)."""
 
     mode: Literal["static", "dynamic"]
     per_tensor: bool = False
     smooth: bool = False  # built on the SmoothQuant-smoothed model (`methods.smoothquant`)
+    per_token: bool = False  # dynamic only: one activation scale per row (`Int8Scheme.per_token`)
 
     @property
     def name(self) -> str:
         return (
             f"int8-{self.mode}"
             + ("-per-tensor" if self.per_tensor else "")
+            + ("-per-token" if self.per_token else "")
             + ("-smooth" if self.smooth else "")
         )
 
 
 def int8_variants(state: CompileState) -> list[Int8Variant]:
     """The INT8 lowerings this recipe and target ask for (`mode: auto`: static and dynamic); with
-    `methods.smoothquant` each mode also on the smoothed model, measured beside the plain one."""
+    `methods.smoothquant` each mode also on the smoothed model, measured beside the plain one; on a
+    target with `per_token`, dynamic also with per-row activation scales on the smoothed model
+    (SmoothQuant's own setting: the outlier channels per-row scales cannot fix go to the weights)."""
     modes = ["static", "dynamic"] if state.recipe.mode == "auto" else [state.recipe.mode]
-    weights = state.target.quantization.int8.weights
+    scheme = state.target.quantization.int8
     variants = [
-        Int8Variant(m, t) for m in modes for t in ((False, True) if weights.per_channel else (False,))
+        Int8Variant(m, t) for m in modes for t in ((False, True) if scheme.weights.per_channel else (False,))
     ]
     if state.recipe.methods.smoothquant:
         variants += [Int8Variant(m, smooth=True) for m in modes]
+    if scheme.per_token and "dynamic" in modes and default_opset(state.prepared) >= PER_TOKEN_OPSET:
+        variants.append(Int8Variant("dynamic", smooth=True, per_token=True))
     return variants
 
 
@@ -127,7 +135,8 @@ def build_int8(
     scheme = target.quantization.int8
     exclude = [*recipe.exclude, *keep]
     plan = plan_int8(prepared, scheme, exclude, mode=variant.mode, per_tensor_matmul=variant.per_tensor)
-    if (not plan.quantized and not plan.dynamic) or (variant.per_tensor and not _int8_matmuls(plan)):
+    matmul_form = variant.per_tensor or variant.per_token  # forms of MatMul/Gemm only
+    if (not plan.quantized and not plan.dynamic) or (matmul_form and not _int8_matmuls(plan)):
         return None
     name = name or variant.name
     variant_id = name.removeprefix("int8-")
@@ -139,7 +148,9 @@ def build_int8(
                 model = rewrite_qdq(prepared, plan, ranges, scheme)
             else:
                 model, plan = quantize_static(prepared, plan, recipe, target, state.calib, progress)
-        model = lower_dynamic(model, plan.dynamic, scheme.weights.reduce_range, variant.per_tensor)
+        model = lower_dynamic(
+            model, plan.dynamic, scheme.weights.reduce_range, variant.per_tensor, variant.per_token
+        )
         model = quantize_embeddings(model, bits=8)
     return Candidate(name, model, plan)
 
