@@ -54,3 +54,27 @@ def budget_problem(
         return "no output fidelity measured"
     holds = worst_cosine >= budget.min_cosine
     return None if holds else f"output cosine {worst_cosine:.5f} < {budget.min_cosine}"
+
+
+def budget_margin(
+    budget: Budget, metrics: list[KindMetric], task_drop: float | None, worst_cosine: float | None
+) -> float:
+    """How far inside the budget the measurements are, in units of each limit's allowance (the
+    worst budgeted metric; >= 0 within, < 0 outside): what `budget_problem` judges, as a number to
+    rank by. The same precedence: the task's drop, else the kind metrics, else cosine."""
+    if task_drop is not None:
+        return (budget.max_drop - task_drop) / max(budget.max_drop, 1e-9)
+    margins = []
+    for m in metrics:
+        limit, floor = limit_of(m.metric, budget)
+        if limit is None:
+            continue
+        if math.isnan(m.value):
+            return -math.inf
+        allowance = max(1.0 - limit if floor else limit, 1e-9)
+        margins.append((m.value - limit if floor else limit - m.value) / allowance)
+    if margins:
+        return min(margins)
+    if worst_cosine is None:
+        return -math.inf
+    return (worst_cosine - budget.min_cosine) / max(1.0 - budget.min_cosine, 1e-9)

@@ -59,7 +59,7 @@ class ArtifactInfo:
 
 @dataclass
 class RepairStep:
-    """One rebuild of a repair: how many of the worst layers it kept fp32 and what it measured."""
+    """One rebuild of a repair: how many of the worst layers it kept and what it measured."""
 
     kept: int
     worst_cosine: float
@@ -69,7 +69,8 @@ class RepairStep:
 
 @dataclass
 class LayerRepair:
-    """A candidate that missed the budget, rebuilt with its most damaging layers kept fp32: the trade."""
+    """A candidate that missed the budget, rebuilt with its most damaging layers kept at a higher
+    precision (`kept_as`: fp32, or dynamic INT8 for a static candidate's MatMul/Gemm): the trade."""
 
     base: str
     kept_layers: list[str]
@@ -77,6 +78,7 @@ class LayerRepair:
     base_worst_cosine: float
     base_problem: str | None
     steps: list[RepairStep] = field(default_factory=list)
+    kept_as: str = "fp32"
 
 
 @dataclass

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import onnx
 
 from edgeq.backends.artifact import Artifact
-from edgeq.measure.budget import budget_problem
+from edgeq.measure.budget import budget_margin, budget_problem
 from edgeq.measure.fidelity import OutputFidelity
 from edgeq.measure.kinds import KindMetric
 from edgeq.measure.tasks import TaskResult
@@ -53,6 +53,11 @@ class Candidate:
         output by its kind's metric (`edgeq.measure.budget`), else (kinds not measured) cosine."""
         drop = self.task.worst_primary_drop if self.task is not None else None
         return budget_problem(recipe.budget, self.metrics, drop, self.worst_cosine)
+
+    def budget_margin(self, recipe: Recipe) -> float:
+        """How far inside the budget it measured (`edgeq.measure.budget.budget_margin`)."""
+        drop = self.task.worst_primary_drop if self.task is not None else None
+        return budget_margin(recipe.budget, self.metrics, drop, self.worst_cosine)
 
     def summary(self, recipe: Recipe, source_bytes: int, problem: str | None = None) -> CandidateSummary:
         return CandidateSummary(

@@ -9,9 +9,9 @@ from typing import Literal
 
 import onnx
 
+from edgeq.graph import default_opset
 from edgeq.graph.ops import LINEAR_OPS
 from edgeq.measure.tasks import evaluate_task
-from edgeq.graph import default_opset
 from edgeq.quant.dynamic import PER_TOKEN_OPSET, lower_dynamic
 from edgeq.quant.int4 import quantize_embeddings
 from edgeq.quant.plan import QuantPlan, plan_int8
