@@ -107,3 +107,55 @@ def test_per_token_candidate_is_closer_to_fp32_than_per_tensor_dynamic(tmp_path)
     per_tensor, per_token = found["int8-dynamic"], found["int8-dynamic-per-token-smooth"]
     error = {c.name: 1 - c.worst_cosine for c in (per_tensor, per_token)}
     assert error[per_token.name] < 0.5 * error[per_tensor.name], error  # measured 4x less
+
+
+class PooledEncoder(nn.Module):
+    """Token MLP, mean-pooled and L2-normalised (an embedding, judged by mean row cosine); the
+    LayerNorm after the first layer leaves only that layer's input with the samples' scales."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b, self.c = nn.Linear(256, 1024), nn.Linear(1024, 1024), nn.Linear(1024, 256)
+        self.norm = nn.LayerNorm(1024)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.c(torch.relu(self.b(torch.relu(self.norm(self.a(x))))))
+        return nn.functional.normalize(h.mean(dim=1), dim=-1)
+
+
+def test_static_repair_keeps_layers_at_dynamic_int8_not_fp32(tmp_path):
+    """Samples whose scale spans 1000x: one calibrated scale for the first layer's input leaves the
+    small ones a few levels, so static INT8 misses; the repair keeps that layer at per-token
+    dynamic INT8, not fp32."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((96, 16, 256)).astype(np.float32)
+    x *= (10.0 ** rng.uniform(-1.5, 1.5, (96, 1, 1))).astype(np.float32)
+    path = tmp_path / "model.onnx"
+    dynamic = {"x": {0: "batch"}, "y": {0: "batch"}}
+    torch.onnx.export(
+        PooledEncoder().eval(),
+        (torch.from_numpy(x[:1]),),
+        path,
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes=dynamic,
+        opset_version=17,
+        dynamo=False,
+    )
+    np.savez(tmp_path / "calib.npz", x=x)
+    report = edgeq.compile(
+        path,
+        out=tmp_path / "out",
+        calib=tmp_path / "calib.npz",
+        target=TARGET,
+        mode="static",
+        budget={"min_cosine": 0.998, "min_recall": 0.0},
+        runs=False,
+    ).report
+    found = {c.name: c for c in report.decision.candidates}
+    assert not found["int8-static"].within_budget, found["int8-static"]
+    repaired = [c for c in found.values() if c.repair is not None]
+    assert [c.name for c in repaired] == ["int8-static-dyn1"], [c.name for c in found.values()]
+    assert repaired[0].repair.kept_as == "dynamic INT8" and repaired[0].within_budget
+    assert repaired[0].repair.kept_layers == ["/a/MatMul"]

@@ -14,6 +14,7 @@ faster than fp32: keeping more layers only makes it slower.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 
 import onnx
@@ -135,23 +136,33 @@ def metric_order(
     ranges: dict[str, tuple[float, float]] | None,
     judge: Fp32Judge,
 ) -> list[str]:
-    """`order` re-ranked by the budget's own metric: the base rebuilt with each layer alone kept
-    fp32 (not compiled: a ranking, not a decision), most budget margin gained first; ties keep
-    the noise order. Own-SQNR ranks how loud a layer is, not what the metric loses to it: on
-    all-MiniLM-L6-v2 the 16 noisiest layers kept fp32 left recall@10 short, the 6 value
-    projections alone held it. One build and evaluation per layer."""
+    """`order` re-ranked by the budget's own metric: the base rebuilt with each role's layers kept
+    fp32 (not compiled: a ranking, not a decision), the role that gains the most budget margin
+    first, its layers in noise order. Own-SQNR ranks how loud a layer is, not what the metric
+    loses to it: on all-MiniLM-L6-v2 the 16 noisiest layers kept fp32 left recall@10 short, the 6
+    value projections alone held it. One build and evaluation per role (`layer_role`)."""
+    roles: dict[str, list[str]] = {}
+    for name in order:
+        roles.setdefault(layer_role(name), []).append(name)
     margins: dict[str, float] = {}
-    with state.progress.stage(
-        f"repair-probe-{variant.name}", f"rank {len(order)} layers by the budget metric"
-    ):
-        for name in order:
-            built = build_int8(state, variant, [name], ranges, name=f"{variant.name}-probe")
+    stage = f"repair-probe-{variant.name}"
+    with state.progress.stage(stage, f"rank {len(roles)} {variant.name} layer roles by the budget metric"):
+        for role, members in roles.items():
+            built = build_int8(state, variant, members, ranges, name=f"{variant.name}-probe")
             if built is None:
                 continue
             built.runner = OrtRunner(built.model.SerializeToString(), threads=state.target.latency.threads)
             measure_fidelity(state, [built], judge)
-            margins[name] = built.budget_margin(state.recipe)
-    return sorted(order, key=lambda n: -margins.get(n, -math.inf))
+            margins[role] = built.budget_margin(state.recipe)
+    ranked = sorted(roles, key=lambda r: -margins.get(r, -math.inf))  # stable: noise order on ties
+    return [name for role in ranked for name in roles[role]]
+
+
+def layer_role(name: str) -> str:
+    """A node's place in a repeated block: its name with the block numbers blanked
+    (`/encoder/layer.3/attention/self/value/MatMul` -> `/encoder/layer.#/attention/self/value/MatMul`),
+    so the six blocks' value projections are probed as one."""
+    return re.sub(r"\d+", "#", name)
 
 
 def dynamic_fallback(state: CompileState, built: Candidate, kept: list[str]) -> Candidate:
