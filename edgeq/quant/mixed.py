@@ -2,9 +2,10 @@
 
 Layers that share one weight (an unrolled decoder's steps) form one group and get one precision.
 Sensitivity quantizes one group at a time (int4 weights; int8: 8-bit MatMulNBits for MatMul/Gemm,
-static QDQ for the rest) and measures output SQNR and the task metric on held-out data. The plan starts every group at its smallest precision and
-promotes the most damaging group one step (int4 → int8 → fp32) until the budget holds — a greedy
-form of HAWQ-style allocation with measured, not Hessian-estimated, damage.
+static QDQ for the rest) and measures output SQNR and the task metric on held-out data. The plan
+starts every group at its smallest precision and promotes the most damaging group one step
+(int4 → int8 → fp32) until the budget holds — a greedy form of HAWQ-style allocation with
+measured, not Hessian-estimated, damage.
 """
 
 from __future__ import annotations
