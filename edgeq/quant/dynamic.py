@@ -76,10 +76,11 @@ def lower_dynamic(
     index = GraphIndex(model.graph)
     wanted = set(nodes)
     selected = [n.name for n in model.graph.node if n.name in wanted and lowerable(n, index) is None]
-    fmt = dynamic_weight_format(reduce_range)
-    lowering = _Lowering(GraphEditor(model), fmt, None if per_tensor else 1)
+    fmt, editor, axis = dynamic_weight_format(reduce_range), GraphEditor(model), None if per_tensor else 1
     if per_token:
-        lowering = _PerTokenLowering(GraphEditor(model), fmt, None if per_tensor else 1, default_opset(model))
+        lowering = _PerTokenLowering(editor, fmt, axis, default_opset(model))
+    else:
+        lowering = _Lowering(editor, fmt, axis)
     for name in selected:
         node = lowering.editor.nodes[name]
         if node.op_type == "LSTM":
