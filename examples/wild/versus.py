@@ -133,7 +133,14 @@ def table(results: list[dict]) -> str:
 
 
 def _metric(entry: dict) -> str:
-    return "" if entry.get("value") is None else f"{entry['metric']} {entry['value']:.4f}"
+    """The judged value, and the worst cosine beside a kind metric (a classifier whose top-1 holds
+    while its cosine is 0 outputs near-constant scores: the metric alone would hide that)."""
+    if entry.get("value") is None:
+        return ""
+    text = f"{entry['metric']} {entry['value']:.4f}"
+    if entry["metric"] != "cosine" and entry.get("cosine") is not None:
+        text += f" (cos {entry['cosine']:.4f})"
+    return text
 
 
 def _fmt(value: float | None, spec: str, unit: str = "") -> str:
