@@ -60,14 +60,15 @@ def halves(arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[s
     return {k: v[:cut] for k, v in arrays.items()}, {k: v[cut:] for k, v in arrays.items()}
 
 
-def session(path: Path) -> ort.InferenceSession:
+def session(path: Path, threads: int = 2) -> ort.InferenceSession:
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def outputs(sess: ort.InferenceSession, feeds: list[dict[str, np.ndarray]]) -> list[list[np.ndarray]]:
-    return [sess.run(None, feed) for feed in feeds]
+    return [sess.run(None, feed_for(sess, feed)) for feed in feeds]
 
 
 def metric_of(purpose: str) -> str | None:
@@ -121,16 +122,29 @@ def fidelity(
 
 
 def speedups(sessions: dict[str, ort.InferenceSession], feed: dict[str, np.ndarray], rounds: int) -> dict:
-    """Batch-1 speed of each session vs fp32: medians of per-round ratios, sessions interleaved."""
-    for sess in sessions.values():
+    """Batch-1 speed of each session vs fp32: medians of per-round ratios, sessions interleaved in
+    an order rotated every round (so a model is not always timed right after the same other one)."""
+    feeds = {name: feed_for(sess, feed) for name, sess in sessions.items()}
+    for name, sess in sessions.items():
         for _ in range(3):
-            sess.run(None, feed)
+            sess.run(None, feeds[name])
     ratios: dict[str, list[float]] = {name: [] for name in sessions if name != "fp32"}
-    for _ in range(rounds):
-        seconds = {name: _per_call(sess, feed) for name, sess in sessions.items()}
+    names = list(sessions)
+    for index in range(rounds):
+        turn = names[index % len(names) :] + names[: index % len(names)]
+        seconds = {name: _per_call(sessions[name], feeds[name]) for name in turn}
         for name in ratios:
             ratios[name].append(seconds["fp32"] / seconds[name])
     return {name: statistics.median(values) for name, values in ratios.items()}
+
+
+def feed_for(sess: ort.InferenceSession, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays a session declares inputs for, in its dtypes (an artifact may have fewer inputs:
+    edgeq bakes a constant input such as silero-vad's `sr` into the graph)."""
+    types = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
+    types |= {"tensor(bool)": np.bool_, "tensor(float16)": np.float16}
+    wanted = {i.name: types.get(i.type) for i in sess.get_inputs()}
+    return {k: v if wanted[k] is None else v.astype(wanted[k]) for k, v in feed.items() if k in wanted}
 
 
 def _per_call(sess: ort.InferenceSession, feed: dict[str, np.ndarray], budget: float = 0.2) -> float:
@@ -141,55 +155,81 @@ def _per_call(sess: ort.InferenceSession, feed: dict[str, np.ndarray], budget: f
     return elapsed / calls
 
 
-def stock_one(meta: dict, rounds: int) -> dict:
-    """Quantize one model both stock ways; fidelity and batch-1 speed of each against fp32."""
-    folder = Path(meta["dir"])
-    with np.load(folder / "calib.npz", allow_pickle=False) as archive:
+def split_feeds(meta: dict) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]]]:
+    """Calibration feeds (first half of calib.npz) and evaluation feeds (second half), batch 1 per
+    feed, or the whole set as one feed for models without a batch axis (both halves then the same)."""
+    with np.load(Path(meta["dir"]) / "calib.npz", allow_pickle=False) as archive:
         arrays = {name: archive[name] for name in archive.files}
     per_sample = meta.get("ort_check") == "ok"
     calib, evaluation = halves(arrays) if per_sample else (arrays, arrays)
-    calib_feeds, eval_feeds = feeds_of(calib, per_sample), feeds_of(evaluation, per_sample)
-    result: dict = {"name": meta["name"]}
-    with tempfile.TemporaryDirectory() as work:
-        paths = {"fp32": folder / "model.onnx"}
-        for method in METHODS:
-            target = Path(work) / f"{method}.onnx"
-            try:
-                if method == "dynamic":
-                    quantize_dynamic(paths["fp32"], target)
-                elif method == "static":
-                    quantize_static(paths["fp32"], target, _Reader(calib_feeds), quant_format=QuantFormat.QDQ)
-                elif not _has_matmul(paths["fp32"]):
-                    continue
-                else:
-                    quantizer = MatMulNBitsQuantizer(onnx.load(paths["fp32"]), bits=4, block_size=128)
-                    quantizer.process()
-                    quantizer.model.save_model_to_file(str(target), use_external_data_format=False)
-                paths[method] = target
-            except Exception as exc:  # noqa: BLE001 - the stock tool's failure is the result
-                result[method] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
-        sessions = {}
-        for name, path in paths.items():
-            try:
-                sessions[name] = session(path)
-            except Exception as exc:  # noqa: BLE001
-                result[name] = {"error": f"does not load: {str(exc).splitlines()[0][:200]}"}
-        if "fp32" not in sessions:
-            return result
-        reference = outputs(sessions["fp32"], eval_feeds)
-        for name in list(sessions):
-            if name == "fp32":
+    return feeds_of(calib, per_sample), feeds_of(evaluation, per_sample)
+
+
+def quantize_stock(fp32: Path, calib_feeds: list[dict[str, np.ndarray]], work: Path) -> tuple[dict, dict]:
+    """Each stock method's model written into `work` ({method: path}) and the ones that failed
+    ({method: {"error": line}}); nbits only for models with MatMuls."""
+    paths, failed = {}, {}
+    for method in METHODS:
+        target = work / f"{method}.onnx"
+        try:
+            if method == "dynamic":
+                quantize_dynamic(fp32, target)
+            elif method == "static":
+                quantize_static(fp32, target, _Reader(calib_feeds), quant_format=QuantFormat.QDQ)
+            elif not _has_matmul(fp32):
                 continue
-            try:
-                metric = metric_of(meta.get("purpose", ""))
-                result[name] = fidelity(reference, outputs(sessions[name], eval_feeds), metric)
-                result[name]["bytes_ratio"] = paths[name].stat().st_size / paths["fp32"].stat().st_size
-            except Exception as exc:  # noqa: BLE001
-                result[name] = {"error": f"does not run: {str(exc).splitlines()[0][:200]}"}
-                del sessions[name]
-        for name, ratio in speedups(sessions, eval_feeds[0], rounds).items():
-            result[name]["b1"] = ratio
-    return result
+            else:
+                quantizer = MatMulNBitsQuantizer(onnx.load(fp32), bits=4, block_size=128)
+                quantizer.process()
+                quantizer.model.save_model_to_file(str(target), use_external_data_format=False)
+            paths[method] = target
+        except Exception as exc:  # noqa: BLE001 - the stock tool's failure is the result
+            failed[method] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+    return paths, failed
+
+
+def judged(
+    paths: dict[str, Path], eval_feeds: list[dict[str, np.ndarray]], metric: str | None, threads: int = 2
+) -> tuple[dict[str, ort.InferenceSession], dict[str, dict]]:
+    """Sessions of every model that loads and runs, and each one's fidelity against `paths["fp32"]`
+    on the evaluation feeds (with its bytes over fp32's), or the line saying why it did not."""
+    sessions, result = {}, {}
+    for name, path in paths.items():
+        try:
+            sessions[name] = session(path, threads)
+        except Exception as exc:  # noqa: BLE001
+            result[name] = {"error": f"does not load: {str(exc).splitlines()[0][:200]}"}
+    if "fp32" not in sessions:
+        return {}, result
+    reference = outputs(sessions["fp32"], eval_feeds)
+    for name in [n for n in sessions if n != "fp32"]:
+        try:
+            result[name] = fidelity(reference, outputs(sessions[name], eval_feeds), metric)
+            result[name]["bytes_ratio"] = _bytes(paths[name]) / _bytes(paths["fp32"])
+        except Exception as exc:  # noqa: BLE001
+            result[name] = {"error": f"does not run: {str(exc).splitlines()[0][:200]}"}
+            del sessions[name]
+    return sessions, result
+
+
+def _bytes(path: Path) -> int:
+    """A model file's bytes plus its external-data file's, if it has one."""
+    data = path.with_name(path.name + ".data")
+    return path.stat().st_size + (data.stat().st_size if data.is_file() else 0)
+
+
+def stock_one(meta: dict, rounds: int) -> dict:
+    """Quantize one model the stock ways; fidelity and batch-1 speed of each against fp32."""
+    calib_feeds, eval_feeds = split_feeds(meta)
+    fp32 = Path(meta["dir"]) / "model.onnx"
+    with tempfile.TemporaryDirectory() as work:
+        paths, result = quantize_stock(fp32, calib_feeds, Path(work))
+        sessions, judgements = judged({"fp32": fp32} | paths, eval_feeds, metric_of(meta.get("purpose", "")))
+        result |= judgements
+        if sessions:
+            for name, ratio in speedups(sessions, eval_feeds[0], rounds).items():
+                result[name]["b1"] = ratio
+    return {"name": meta["name"]} | result
 
 
 def _has_matmul(path: Path) -> bool:
