@@ -20,7 +20,9 @@ from torch import nn
 import edgeq
 from edgeq.cli import main
 from edgeq.frontend.torch_export import export_torch
+from edgeq.measure.budget import budget_problem
 from edgeq.measure.kinds import (
+    OutputKind,
     bit_agreement,
     class_rows,
     iou,
@@ -29,6 +31,7 @@ from edgeq.measure.kinds import (
     recognise,
     top_k_agreement,
 )
+from edgeq.recipe import Budget
 from tests.bad_inputs.cli import assert_refused, run_edgeq
 from tests.conftest import FAST_TARGET
 
@@ -65,6 +68,22 @@ def test_top1_agreement_is_computed_per_sample(n: int, classes: int, seed: int) 
     flipped[0, np.argmax(scores[0])] = scores[0].min() - 1.0  # one sample's label changes
     assert top_k_agreement(scores, flipped, 1) == pytest.approx(1 - 1 / n)
     assert top_k_agreement(scores, flipped, classes) == 1.0  # still among all classes
+
+
+def test_a_classifier_that_gives_every_sample_one_class_is_judged_by_its_scores_too() -> None:
+    """Top-1 agreement of a model that always answers class 0 passes any artifact: the cosine must hold."""
+    rng = np.random.default_rng(0)
+    fp32 = rng.standard_normal((16, 5)) * 1e-3
+    fp32[:, 0] += 1.0
+    broken = np.abs(rng.standard_normal((16, 5))) * 1e-3
+    broken[:, 0] += 10.0 * rng.standard_normal(16) ** 2 + 1.0  # same argmax, scores unrelated
+    kind = OutputKind("y", "class-scores", "Softmax", -1)
+    metrics = kind_metrics([kind], {"y": fp32}, {"y": broken})
+    assert {m.metric for m in metrics} >= {"top-1 agreement", "cosine"}
+    assert "cosine" in budget_problem(Budget(), metrics, None, None)
+    assert budget_problem(Budget(), kind_metrics([kind], {"y": fp32}, {"y": fp32}), None, None) is None
+    varied = rng.standard_normal((16, 5))
+    assert "cosine" not in {m.metric for m in kind_metrics([kind], {"y": varied}, {"y": varied})}
 
 
 def test_class_maps_count_every_pixel_and_bits_count_every_position() -> None:

@@ -276,6 +276,9 @@ def _measure(
     if kind.kind == "class-scores" and want.ndim >= 2:
         rows_want, rows_have = class_rows(want, kind.axis), class_rows(have, kind.axis)
         found = {"top-1 agreement": top_k_agreement(rows_want, rows_have, 1)}
+        if len(rows_want) > 1 and np.unique(rows_want.argmax(axis=1)).size == 1:
+            # fp32 gives every sample one class: agreement cannot see damage, so the scores are judged too
+            found["cosine"] = cosine(want, have)
         if rows_want.shape[1] > TOP_K:
             found[f"top-{TOP_K} agreement"] = top_k_agreement(rows_want, rows_have, TOP_K)
         if labels is not None and labels.size == len(rows_want) and labels.dtype.kind in "iub":
