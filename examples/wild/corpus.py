@@ -258,7 +258,7 @@ def hf(
 
         torch.manual_seed(0)
         arrays = feed(cache)
-        net = Field(make(), list(arrays), output)
+        net = settle_batch_norm(Field(make(), list(arrays), output), arrays)
         example = {k: torch.from_numpy(v[:2]) for k, v in arrays.items()}
         torch_to_onnx(net, example, [output], folder / "model.onnx", exporter)
         _save(folder, arrays)
@@ -301,21 +301,28 @@ _DATA = {
 def _resnet18() -> torch.nn.Module:
     from transformers import ResNetConfig, ResNetForImageClassification
 
-    config = ResNetConfig(layer_type="basic", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512])
+    config = ResNetConfig(
+        layer_type="basic", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512], num_labels=1000
+    )
     return ResNetForImageClassification(config)
 
 
 def _mobilenet_v2() -> torch.nn.Module:
     from transformers import MobileNetV2Config, MobileNetV2ForImageClassification
 
-    return MobileNetV2ForImageClassification(MobileNetV2Config())
+    return MobileNetV2ForImageClassification(MobileNetV2Config(num_labels=1000))
 
 
 def _efficientnet_b0() -> torch.nn.Module:
     from transformers import EfficientNetConfig, EfficientNetForImageClassification
 
     config = EfficientNetConfig(
-        width_coefficient=1.0, depth_coefficient=1.0, image_size=224, hidden_dim=1280, dropout_rate=0.2
+        width_coefficient=1.0,
+        depth_coefficient=1.0,
+        image_size=224,
+        hidden_dim=1280,
+        dropout_rate=0.2,
+        num_labels=1000,
     )
     return EfficientNetForImageClassification(config)
 
@@ -329,6 +336,7 @@ def _vit() -> torch.nn.Module:
         num_attention_heads=3,
         intermediate_size=768,
         attn_implementation="eager",
+        num_labels=1000,
     )
     return ViTForImageClassification(config)
 
@@ -401,6 +409,26 @@ def _whisper_encoder() -> torch.nn.Module:
 # ---------------------------------------------------------------- shapes that broke edgeq before
 
 
+def settle_batch_norm(module: torch.nn.Module, arrays: Feed) -> torch.nn.Module:
+    """Set every BatchNorm's statistics from the model's own calibration data (one pass, cumulative).
+
+    Random weights with BatchNorm's initial statistics (mean 0, var 1) shrink or blow up the
+    activations layer by layer: MobileNetV2's logits came out ~1e-22 and one class won every image,
+    so top-1 agreement could not tell a broken artifact from a good one. Settled, they behave like a
+    trained network's (spread logits, varied classes)."""
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if norms:
+        module.eval()
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None
+            norm.train()
+        with torch.no_grad():
+            module(*(torch.from_numpy(v) for v in arrays.values()))
+        module.eval()
+    return module
+
+
 def probe(
     module: Callable[[], torch.nn.Module],
     feed: Callable[[Path], Feed],
@@ -417,7 +445,8 @@ def probe(
         torch.manual_seed(0)
         arrays = feed(cache)
         example = {k: torch.from_numpy(v[:1] if not batch_axis else v[:2]) for k, v in arrays.items()}
-        torch_to_onnx(module(), example, outputs, folder / "model.onnx", exporter, batch_axis, opset)
+        net = settle_batch_norm(module(), arrays)
+        torch_to_onnx(net, example, outputs, folder / "model.onnx", exporter, batch_axis, opset)
         if post:
             post(folder / "model.onnx")
         _save(folder, arrays)
