@@ -248,7 +248,9 @@ class SessionOnUse:
 
 class ReuseLayers(Stage):
     """`stage` (the culprit table), or its result from the active cache: the layer damage of one
-    candidate follows from the prepared graph, the candidates' graphs, the choice and the data."""
+    candidate follows from the prepared graph, the candidates' graphs, the choice and the data, and
+    the candidates' graphs from what the measurement is keyed by and their names (a repaired one's
+    name says how many layers it keeps fp32), so no candidate graph is hashed."""
 
     name = "layers"
 
@@ -257,13 +259,10 @@ class ReuseLayers(Stage):
 
     def run(self, state: CompileState) -> CompileState:
         def parts() -> dict[str, Any]:
-            graphs = [digest_bytes(c.model.SerializeToString()) for c in state.candidates]
             return {
-                "prepared": digest_bytes(state.prepared.SerializeToString()),
+                "measured": content_key("measured", measured_key(state)),
                 "candidates": [c.name for c in state.candidates],
-                "graphs": graphs,
                 "chosen": state.chosen.name,
-                "eval": digest_arrays(state.evaluation),
             }
 
         computed = False
