@@ -159,12 +159,25 @@ def _store(
         "measured_at": stamp(),
     }
 
+    used = _used_folders(state, changed)
+
+    def unused(at: str, names: list[str]) -> set[str]:  # at the work folder's top; a model's .data stays
+        return {n for n in names if n.removesuffix(".data") not in used} if Path(at) == state.work else set()
+
     def fill(folder: Path) -> None:
-        shutil.copytree(state.work, folder / "work")
+        shutil.copytree(state.work, folder / "work", ignore=unused)
         (folder / "state.pickle").write_bytes(pickle.dumps(saved, protocol=pickle.HIGHEST_PROTOCOL))
 
     key = base if cache.get(base) is None else _variant(base, saved["budget_read"])
     cache.put(key, fill)
+
+
+def _used_folders(state: CompileState, changed: dict[str, Any]) -> set[str]:
+    """The work folder's entries a stored path points into: every candidate's artifact and the saved
+    reference, not the builds a repair tried and dropped."""
+    paths = [f for c in state.candidates if c.artifact for f in (c.artifact.path, *c.artifact.files)]
+    paths += [v for v in changed.values() if isinstance(v, Path)]
+    return {p.relative_to(state.work).parts[0] for p in paths if p.is_relative_to(state.work)}
 
 
 def _restore(cache: Cache, base: str, state: CompileState) -> CompileState | None:
