@@ -1,5 +1,4 @@
-"""4-bit candidates: per-layer sensitivity (screened on a few evaluation samples), then uniform-4-bit
-and the planned mix under the budget (each plan judged on the whole evaluation set)."""
+"""4-bit candidates: per-layer sensitivity, then uniform-4-bit and the planned mix under the budget."""
 
 from __future__ import annotations
 
@@ -9,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import onnx
 
-from edgeq.data import Arrays, take
+from edgeq.data import Arrays
 from edgeq.feeds import EXTRA
 from edgeq.graph.ops import LINEAR_OPS
 from edgeq.measure.fidelity import compare_outputs
@@ -71,23 +70,12 @@ def mixed_candidates(state: CompileState, run_task: TaskRunner) -> tuple[list[Ca
     def judge(model: onnx.ModelProto) -> tuple[str | None, float]:
         return judge_runner(model, OrtRunner(model.SerializeToString()))
 
-    screen = screening_set(state.evaluation) if recipe.task is None else None
-    screen_reference = fp32.predict(screen) if screen is not None else None
-
-    def damage(model: onnx.ModelProto) -> tuple[str | None, float]:
-        """A layer's damage, on the screening samples where no task needs the whole set."""
-        if screen is None:
-            return judge(model)
-        probe, runner = Candidate("probe", model), OrtRunner(model.SerializeToString())
-        probe.outputs = compare_outputs(screen_reference, runner.predict(screen))
-        return None, 100 * (1 - probe.worst_cosine)
-
     steps = sum(len(g.options) - 1 for g in groups)
     with (
         progress.stage("sensitivity", "measure per-layer sensitivity"),
         progress.bar("layers x precisions", steps) as tick,
     ):
-        measure_sensitivity(groups, build, damage, tick)
+        measure_sensitivity(groups, build, judge, tick)
     analysis = Analysis(groups)
     if recipe.bits != 4:
         return [], analysis
@@ -118,18 +106,6 @@ def mixed_candidates(state: CompileState, run_task: TaskRunner) -> tuple[list[Ca
         int8_plan = mixed(plan)[1]
         candidates.append(Candidate(name, build_final(plan.assignment), int8_plan))
     return candidates, analysis
-
-
-SCREENING_SAMPLES = 16
-"""Sensitivity only orders the layers for the planner, which judges every plan it tries on the whole
-evaluation set: this many samples order them at a fraction of the runs (one layer at a time, each
-probe its own session and pass)."""
-
-
-def screening_set(evaluation: Arrays) -> Arrays:
-    """The first SCREENING_SAMPLES evaluation samples (all of them when there are no more)."""
-    count = len(next(iter(evaluation.values())))
-    return take(evaluation, np.arange(min(count, SCREENING_SAMPLES)), count)
 
 
 def _gptq_hessians(state: CompileState, static: QuantPlan) -> dict[str, np.ndarray]:
