@@ -9,8 +9,8 @@
                                       only), select-engine, layers, engine-inputs, keep, report,
                                       record, write, build-engine
 
-With a cache, lower, compile and measure are one stage (`measured`) restored from it when the same
-model, data, recipe (less gates) and target were measured on this machine before (docs/cache.md).
+With a cache, lower, compile, measure and repair are one stage (`measured`) restored from it when the
+same model, data, recipe (less gates) and target were measured on this machine before (docs/cache.md).
 
 A stage that cannot honour a recipe option refuses it in `check` (one line, exit 2), before the
 output's staging directory exists. The stages then run in order inside it; the output is renamed
@@ -54,8 +54,7 @@ CANDIDATES: tuple[Stage, ...] = (
     Prune(),
     Subpixel(),
     Mrl(),
-    ReuseMeasured((LowerCandidates(), CompileCandidates(), Measure(runoff=True))),
-    Repair(),
+    ReuseMeasured((LowerCandidates(), CompileCandidates(), Measure(runoff=True), Repair())),
     SelectFastest(),
     BestPerRuntime(),
     ReuseLayers(Culprits()),

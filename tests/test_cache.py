@@ -45,7 +45,7 @@ def test_a_changed_gate_or_budget_reuses_the_measurement(setup: dict) -> None:
     cold = _compile(setup, "cold")
     assert cold.cache is None
     warm = _compile(setup, "warm", gates={"min_cosine": 0.5}, budget={"min_cosine": 0.95})
-    assert warm.cache is not None and warm.cache.reused == ["lower", "compile", "measure", "layers"]
+    assert warm.cache is not None and warm.cache.reused == ["lower", "compile", "measure", "repair", "layers"]
     assert warm.quantization.layers == cold.quantization.layers
     assert warm.latency == cold.latency  # the very numbers measured cold, not new ones
     assert warm.decision.chosen == cold.decision.chosen

@@ -1,5 +1,6 @@
-"""The run-off's early stop: clearly ordered models stop after SIGN_TEST_ROUNDS rounds, tied ones
-run every round they were given."""
+"""Timing stops once the models are decided: clearly ordered or tied models stop after
+SIGN_TEST_ROUNDS rounds, models that swap places beyond the noise floor run every round they were
+given, and a run-off is skipped when the first run's rounds already decide the leaders."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from edgeq.runtime.session import OrtRunner
-from edgeq.runtime.timing import measure_interleaved
-from edgeq.stages.timing import SIGN_TEST_ROUNDS, candidates_ordered
+from edgeq.runtime.timing import LatencyEntry, LatencyStats, measure_interleaved
+from edgeq.stages.candidate import Candidate
+from edgeq.stages.timing import SIGN_TEST_ROUNDS, decided, decided_already
 from tests.tiny_models import FEATURES, tiny_mlp
 
 
@@ -24,16 +26,41 @@ def test_clearly_ordered_models_stop_after_the_sign_test_rounds(tmp_path: Path) 
         warmup=1,
         rounds=20,
         seconds_per_round=0.02,
-        stop=candidates_ordered(["small", "large"]),
+        stop=decided(["small", "large"]),
     )
     assert len(stats["small"].round_p50_ms) == len(stats["large"].round_p50_ms) == SIGN_TEST_ROUNDS
 
 
+def rounds(*medians: float) -> list[list[float]]:
+    return [[m] for m in medians]
+
+
 def test_models_that_swap_places_are_timed_every_round() -> None:
-    ordered = candidates_ordered(["a", "b"])
-    rounds = [[[1.0, 1.1]] for _ in range(SIGN_TEST_ROUNDS + 2)]
-    swapped = [[[1.2, 1.2]] if i == 3 else [[0.9, 1.0]] for i in range(SIGN_TEST_ROUNDS + 2)]
-    samples = {"a": [r[0] for r in rounds], "b": [r[0] for r in swapped]}
-    assert not ordered(samples)  # b was slower in round 3 and faster in the others
-    assert not ordered({"a": samples["a"][:5], "b": [[2.0]] * 5})  # too few rounds to tell
-    assert ordered({"a": samples["a"], "b": [[2.0]] * len(samples["a"])})
+    stop = decided(["a", "b"])
+    a = rounds(*[1.05] * (SIGN_TEST_ROUNDS + 2))
+    b = rounds(*[1.2 if i == 3 else 0.95 for i in range(SIGN_TEST_ROUNDS + 2)])
+    assert not stop({"a": a, "b": b})  # b was 14% slower in round 3 and 10% faster in the others
+    assert not stop({"a": a[:5], "b": rounds(2.0, 2.0, 2.0, 2.0, 2.0)})  # too few rounds to tell
+    assert stop({"a": a, "b": rounds(*[2.0] * len(a))})
+
+
+def test_models_within_the_noise_floor_in_every_round_are_tied_and_stop() -> None:
+    stop = decided(["a", "b"], margin=0.03)
+    a = rounds(*[1.0] * SIGN_TEST_ROUNDS)
+    tied = rounds(1.01, 0.99, 1.02, 0.98, 1.0, 1.01)  # swaps places, never more than 2% apart
+    assert stop({"a": a, "b": tied})
+    assert not stop({"a": a, "b": rounds(1.01, 0.99, 1.05, 0.98, 1.0, 1.01)})  # one round 5% apart
+
+
+def timed(name: str, *medians: float) -> Candidate:
+    candidate = Candidate(name, model=None)  # type: ignore[arg-type]  # only its latency is read
+    fp32 = LatencyStats.of([[2.0]] * len(medians))
+    candidate.latency = [LatencyEntry(1, 1, len(medians), fp32, LatencyStats.of([[m] for m in medians]))]
+    return candidate
+
+
+def test_a_run_off_is_needed_only_when_the_first_run_left_the_leaders_undecided() -> None:
+    steady = timed("static", *[1.0] * 7)
+    assert decided_already([steady, timed("dynamic", *[1.1] * 7)])  # dynamic slower in every round
+    assert decided_already([steady, timed("dynamic", 1.01, 0.99, 1.0, 1.02, 0.98, 1.0, 1.01)])  # tied
+    assert not decided_already([steady, timed("dynamic", 1.1, 0.9, 1.1, 0.9, 1.1, 0.9, 1.1)])

@@ -11,6 +11,11 @@ import numpy as np
 
 MAX_KEPT_SAMPLES = 200  # per model and batch size: enough to draw the distribution in a report
 MAX_CALLS_PER_ROUND = 500
+MIN_CALLS_PER_ROUND = 3  # a round's median discards the first call after the switch between sessions
+LONG_CALL_MS = 50.0
+"""A call this long is warmed up once and timed once a round: the switch between sessions (cache
+refill, thread wake-up) costs it well under 1%, and at batch 32 three calls a round of six encoders
+were most of a compile (MiniLM fp32 A/A noise under load: 1-call rounds 0.4-5.5%, 3-call 1.2-8%)."""
 MIN_PAIRED_ROUNDS = 3  # fewer rounds than this: a median of ratios is no more robust than one ratio
 
 
@@ -104,6 +109,21 @@ def timed_calls(call: Callable[[], object], runs: int) -> list[float]:
     return samples
 
 
+def warm_up(timer: Timer, warmup: int) -> float:
+    """Run the warm-up calls; the fastest one's milliseconds. A long call is warm after its first
+    (ONNX Runtime allocates on the first call), so it stops there."""
+    fastest = min(timer(1))
+    if fastest < LONG_CALL_MS and warmup > 1:
+        fastest = min(fastest, *timer(warmup - 1))
+    return fastest
+
+
+def calls_per_round(call_ms: float, share_ms: float) -> int:
+    """How many calls fill a model's share of a round (its fastest warm-up call sets the pace)."""
+    least = 1 if call_ms >= LONG_CALL_MS else MIN_CALLS_PER_ROUND
+    return int(np.clip(share_ms / max(call_ms, 1e-3), least, MAX_CALLS_PER_ROUND))
+
+
 def measure_interleaved(
     runners: Mapping[str, Runner],
     data: Mapping[str, np.ndarray],
@@ -120,18 +140,14 @@ def measure_interleaved(
     Each model gets an equal share of a round's time, not an equal number of calls: one slow model
     would otherwise cut fast ones to a dozen calls a round, timed mostly warming up after the switch
     between sessions (ResNet-64 INT8 read 1.69x fp32 instead of 2.36x beside ORT's 22 ms
-    ConvInteger model). Each runner's own timer clocks it: the host clock for ONNX Runtime, CUDA
-    events for a TensorRT engine. `stop(samples so far)` may end the rounds early (each model's list
-    of per-round samples, every model through the same rounds)."""
+    ConvInteger model); the warm-up calls (one for a long call) set each model's pace. Each runner's own
+    timer clocks it: the host clock for ONNX Runtime, CUDA events for a TensorRT engine.
+    `stop(samples so far)` may end the rounds early (each model's list of per-round samples, every
+    model through the same rounds)."""
     names = list(runners)
     timers = {name: runner.timed(batch_feeds(runner, data, batch)) for name, runner in runners.items()}
-    for timer in timers.values():
-        timer(warmup)
     share_ms = seconds_per_round * 1e3 / len(names)
-    runs = {
-        name: int(np.clip(share_ms / max(min(timer(3)), 1e-3), 3, MAX_CALLS_PER_ROUND))
-        for name, timer in timers.items()
-    }
+    runs = {name: calls_per_round(warm_up(timer, warmup), share_ms) for name, timer in timers.items()}
     samples: dict[str, list[list[float]]] = {name: [] for name in names}
     for round_index in range(rounds):
         shift = round_index % len(names)

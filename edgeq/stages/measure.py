@@ -17,7 +17,7 @@ from edgeq.stages.candidate import Candidate
 from edgeq.stages.selection import size_tied_leaders
 from edgeq.stages.session import open_session
 from edgeq.stages.state import CompileState
-from edgeq.stages.timing import time_candidates
+from edgeq.stages.timing import decided_already, time_candidates
 
 
 class Measure(Stage):
@@ -53,13 +53,13 @@ class Measure(Stage):
 
     def _runoff(self, state: CompileState) -> None:
         """Static and dynamic INT8 of a transformer differ by less than these machines' noise and by < 1%
-        in bytes, so the first run cannot tell them apart; a second run between only them, with twice
-        the rounds, can (stopping early once one is faster in every round). Its noise is the one to
-        select with."""
+        in bytes, so the first run may not tell them apart; a second run between only them, with up
+        to twice the rounds, can (stopping once they are ordered or tied within the noise floor). Its
+        noise is the one to select with. No run-off when the first run's rounds already decide them."""
         leaders = size_tied_leaders(state.candidates, state.recipe, state.noise)
-        if len(leaders) >= 2:
+        if len(leaders) >= 2 and not decided_already(leaders):
             rounds = 2 * state.target.latency.rounds
-            state.noise = time_candidates(state, leaders, rounds, stage="runoff", until_ordered=True)
+            state.noise = time_candidates(state, leaders, rounds, stage="runoff")
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
-"""Lowering, compiling and measuring the candidates, or all of it restored from the cache.
+"""Lowering, compiling, measuring and repairing the candidates, or all of it restored from the cache.
 
 The entry is keyed by everything those stages read except what only later stages read (gates, the
 fp32 fallback; the budget too unless the compile is 4-bit or analyzed, where the planner and the
 sensitivity probes read it), and by this machine: latency is never reused from another. The run-off
-after the first timing reads the budget through which candidates are within it, so an entry holds
-that set and is reused only while the budget leaves it unchanged (docs/cache.md).
+after the first timing reads the budget through which candidates are within it, and a repair reads
+all of it when a candidate misses it, so an entry holds what it read of the budget and is reused
+only while the budget reads the same (docs/cache.md).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from edgeq.cache.store import stamp
 from edgeq.recipe import Recipe
 from edgeq.report.schema import CacheUse
 from edgeq.runtime.machine import describe_machine
+from edgeq.runtime.session import OrtRunner
 from edgeq.stages.base import Stage
 from edgeq.stages.candidate import Candidate
 from edgeq.stages.session import open_session
@@ -34,6 +36,7 @@ from edgeq.stages.state import CompileState
 
 TIMING_LOCK = "EDGEQ_TIMING_LOCK"
 """A file every compile on one machine locks while it measures, so parallel compiles never time at once."""
+TIMED_STAGES = ("measure", "repair")
 AFTER_MEASUREMENT = ("gates", "fallback_fp32", "allow_unmeasured")
 NAMED_BY_CONTENT = ("calib", "eval", "reference", "target")
 
@@ -43,8 +46,8 @@ class CacheReuseWarning(UserWarning):
 
 
 class ReuseMeasured(Stage):
-    """`stages` (lower, compile, measure) run, or restored from the active cache's entry for this
-    state; a fresh result is stored for the next compile."""
+    """`stages` (lower, compile, measure, repair) run, or restored from the active cache's entry for
+    this state; a fresh result is stored for the next compile."""
 
     name = "measured"
 
@@ -70,7 +73,7 @@ class ReuseMeasured(Stage):
 
     def _measure(self, state: CompileState) -> CompileState:
         for stage in self.stages:
-            with timing_lock() if stage.name == "measure" else contextlib.nullcontext():
+            with timing_lock() if stage.name in TIMED_STAGES else contextlib.nullcontext():
                 state = stage.run(state)
         return state
 
@@ -115,13 +118,27 @@ def _file_digest(path: str | Path | None) -> str | None:
     return digest_bytes(Path(path).read_bytes())
 
 
-def within_budget(candidates: list[Candidate], recipe: Recipe) -> list[str]:
-    """The candidates within `recipe`'s budget: the run-off's leaders follow from this set."""
-    return sorted(c.name for c in candidates if c.budget_problem(recipe) is None)
+def budget_read(candidates: list[Candidate], recipe: Recipe) -> dict[str, Any]:
+    """What the measurement read of `recipe`'s budget: the candidates within it (the run-off's
+    leaders follow from this set) and, once a quantized one misses it, the whole budget (a repair
+    then searched for the layers to keep fp32 under exactly that budget)."""
+    within = sorted(c.name for c in candidates if c.budget_problem(recipe) is None)
+    missed = any(c.plan is not None and c.name not in within for c in candidates)
+    return {"within": within, "budget": dataclasses.asdict(recipe.budget) if missed else None}
 
 
-def _variant(base: str, within: list[str]) -> str:
-    return content_key("measured-variant", {"base": base, "within": within})
+def _variant(base: str, read: dict[str, Any]) -> str:
+    return content_key("measured-variant", {"base": base, **read})
+
+
+def _without_sessions(candidates: list[Candidate]) -> list[Candidate]:
+    """Copies without their sessions (which cannot be stored), a repaired one's base the stored copy."""
+    copies = {id(c): dataclasses.replace(c, runner=None) for c in candidates}
+    for copy in copies.values():
+        base = getattr(copy, "base", None)
+        if base is not None:
+            copy.base = copies.get(id(base)) or dataclasses.replace(base, runner=None)
+    return list(copies.values())
 
 
 def _store(
@@ -133,33 +150,46 @@ def _store(
 ) -> None:
     """The state fields the stages set (candidates without their sessions), the warnings they raised,
     and the work folder's files."""
-    changed["candidates"] = [dataclasses.replace(c, runner=None) for c in state.candidates]
+    changed["candidates"] = _without_sessions(state.candidates)
     saved = {
         "fields": changed,
         "work": state.work,
         "warnings": [(w.message, w.category) for w in caught],
-        "within": within_budget(state.candidates, state.recipe),
+        "budget_read": budget_read(state.candidates, state.recipe),
         "measured_at": stamp(),
     }
 
+    used = _used_folders(state, changed)
+
+    def unused(at: str, names: list[str]) -> set[str]:  # at the work folder's top; a model's .data stays
+        return {n for n in names if n.removesuffix(".data") not in used} if Path(at) == state.work else set()
+
     def fill(folder: Path) -> None:
-        shutil.copytree(state.work, folder / "work")
+        shutil.copytree(state.work, folder / "work", ignore=unused)
         (folder / "state.pickle").write_bytes(pickle.dumps(saved, protocol=pickle.HIGHEST_PROTOCOL))
 
-    key = base if cache.get(base) is None else _variant(base, saved["within"])
+    key = base if cache.get(base) is None else _variant(base, saved["budget_read"])
     cache.put(key, fill)
+
+
+def _used_folders(state: CompileState, changed: dict[str, Any]) -> set[str]:
+    """The work folder's entries a stored path points into: every candidate's artifact and the saved
+    reference, not the builds a repair tried and dropped."""
+    paths = [f for c in state.candidates if c.artifact for f in (c.artifact.path, *c.artifact.files)]
+    paths += [v for v in changed.values() if isinstance(v, Path)]
+    return {p.relative_to(state.work).parts[0] for p in paths if p.is_relative_to(state.work)}
 
 
 def _restore(cache: Cache, base: str, state: CompileState) -> CompileState | None:
     """The state as the stored measurement left it, or None: no entry, an unreadable one, or only
-    one measured under a budget that put other candidates within it."""
+    one measured under a budget that reads differently (`budget_read`)."""
     key = base
     saved = _load(cache, key)
     if saved is None:
         return None
-    within = within_budget(saved["fields"]["candidates"], state.recipe)
-    if saved["within"] != within:
-        key = _variant(base, within)
+    read = budget_read(saved["fields"]["candidates"], state.recipe)
+    if saved["budget_read"] != read:
+        key = _variant(base, read)
         saved = _load(cache, key)
     return _apply(state, saved, cache.root / "entries" / key, key) if saved is not None else None
 
@@ -199,7 +229,7 @@ def _apply(state: CompileState, saved: dict[str, Any], entry: Path, key: str) ->
                 artifact = candidate.artifact
                 files = [moved(f) for f in artifact.files]
                 candidate.artifact = Artifact(moved(artifact.path), artifact.format, files)
-                candidate.runner = open_session(state, candidate.artifact.path)
+                candidate.runner = SessionOnUse(state, candidate)  # type: ignore[assignment]
         for message, category in saved["warnings"]:
             warnings.warn(message, category, stacklevel=1)
         measured = "latency and fidelity" if state.measures_latency else "fidelity"
@@ -207,14 +237,33 @@ def _apply(state: CompileState, saved: dict[str, Any], entry: Path, key: str) ->
         warnings.warn(note, CacheReuseWarning, stacklevel=1)
         state.progress.note(note)
         state.reused = CacheUse(
-            key=key, reused=["lower", "compile", "measure"], measured_at=saved["measured_at"]
+            key=key, reused=["lower", "compile", "measure", "repair"], measured_at=saved["measured_at"]
         )
     return state
 
 
+class SessionOnUse:
+    """A restored candidate's session, opened when first used: a warm compile reads only the kept
+    one's (opening every candidate's was most of a warm recompile of an encoder)."""
+
+    def __init__(self, state: CompileState, candidate: Candidate) -> None:
+        self._state, self._candidate = state, candidate
+        self._session: OrtRunner | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._session is None:
+            state, candidate = self._state, self._candidate
+            kept = candidate is state.chosen and state.artifact is not None  # moved by `keep`
+            path = state.artifact.path if kept else candidate.artifact.path
+            self._session = open_session(state, path)
+        return getattr(self._session, name)
+
+
 class ReuseLayers(Stage):
     """`stage` (the culprit table), or its result from the active cache: the layer damage of one
-    candidate follows from the prepared graph, the candidates' graphs, the choice and the data."""
+    candidate follows from the prepared graph, the candidates' graphs, the choice and the data, and
+    the candidates' graphs from what the measurement is keyed by and their names (a repaired one's
+    name says how many layers it keeps fp32), so no candidate graph is hashed."""
 
     name = "layers"
 
@@ -223,13 +272,10 @@ class ReuseLayers(Stage):
 
     def run(self, state: CompileState) -> CompileState:
         def parts() -> dict[str, Any]:
-            graphs = [digest_bytes(c.model.SerializeToString()) for c in state.candidates]
             return {
-                "prepared": digest_bytes(state.prepared.SerializeToString()),
+                "measured": content_key("measured", measured_key(state)),
                 "candidates": [c.name for c in state.candidates],
-                "graphs": graphs,
                 "chosen": state.chosen.name,
-                "eval": digest_arrays(state.evaluation),
             }
 
         computed = False

@@ -55,13 +55,12 @@ def time_candidates(
     candidates: list[Candidate],
     rounds: int | None = None,
     stage: str = "latency",
-    until_ordered: bool = False,
 ) -> dict[int, float]:
     """Time fp32, a second session of it and `candidates` interleaved; sets each candidate's latency.
 
     Returns the timing noise per batch size: how far the second fp32 session strays from 1.0x in the
-    same run (never below MIN_NOISE), the margin no speed difference is read inside. `until_ordered`:
-    stop a batch size's rounds once the candidates' order is clear (`candidates_ordered`)."""
+    same run (never below MIN_NOISE), the margin no speed difference is read inside. A batch size's
+    rounds stop once fp32 and the candidates are pairwise ordered or tied (`decided`)."""
     settings, threads = state.target.latency, state.target.latency.threads
     rounds = rounds or settings.rounds
     fp32 = open_session(state, state.reference, reference=True)
@@ -84,7 +83,7 @@ def time_candidates(
                 rounds=rounds,
                 seconds_per_round=settings.seconds_per_round,
                 tick=tick,
-                stop=candidates_ordered([c.name for c in candidates]) if until_ordered else None,
+                stop=decided(["reference", *(c.name for c in candidates)]),
             )
             timed = len(stats["reference"].round_p50_ms)
             for candidate in candidates:
@@ -100,17 +99,33 @@ def time_candidates(
 SIGN_TEST_ROUNDS = 6  # one model faster in each of 6 paired rounds: a two-sided sign test's p = 0.03
 
 
-def candidates_ordered(names: list[str]) -> Callable[[Mapping[str, list[list[float]]]], bool]:
-    """A stop rule: after SIGN_TEST_ROUNDS rounds or more, every pair of `names` ran the same way
-    (one's round median below the other's) in every round so far. Tied models never stop it."""
+def decided(names: list[str], margin: float = MIN_NOISE) -> Callable[[Mapping[str, list[list[float]]]], bool]:
+    """A stop rule: after SIGN_TEST_ROUNDS rounds or more, every pair of `names` is ordered (one
+    model's round median below the other's in every round so far) or tied (every round's ratio within
+    `margin` of 1, so the median ratio is, at the same confidence, and either choice is as good)."""
 
-    def ordered(samples: Mapping[str, list[list[float]]]) -> bool:
+    def stop(samples: Mapping[str, list[list[float]]]) -> bool:
         if len(samples[names[0]]) < SIGN_TEST_ROUNDS:
             return False
-        medians = {name: [float(np.median(r)) for r in samples[name]] for name in names}
-        return all(
-            len({a < b for a, b in zip(medians[x], medians[y], strict=True)}) == 1
-            for x, y in itertools.combinations(names, 2)
-        )
+        medians = {name: np.array([np.median(r) for r in samples[name]]) for name in names}
+        return all(pair_decided(medians[x] / medians[y], margin) for x, y in itertools.combinations(names, 2))
 
-    return ordered
+    return stop
+
+
+def pair_decided(ratios: np.ndarray, margin: float) -> bool:
+    """Per-round time ratios of two models: all on one side of 1, or all within `margin` of it."""
+    return bool(np.all(ratios < 1) or np.all(ratios > 1) or np.all(np.abs(ratios - 1) <= margin))
+
+
+def decided_already(candidates: list[Candidate]) -> bool:
+    """Whether the rounds the candidates were timed in already decide them at every batch size."""
+    names = [c.name for c in candidates]
+    by_batch: dict[int, dict[str, list[list[float]]]] = {}
+    for candidate in candidates:
+        for entry in candidate.latency:
+            rounds = [[m] for m in entry.compiled.round_p50_ms]
+            by_batch.setdefault(entry.batch, {})[candidate.name] = rounds
+    return bool(by_batch) and all(
+        len(rounds) == len(names) and decided(names)(rounds) for rounds in by_batch.values()
+    )

@@ -108,24 +108,25 @@ def main() -> None:
     parser.add_argument("--target", default="cpu-x86-avx2")
     parser.add_argument("--out", type=Path, default=Path("/tmp/edgeq-compile-time"))
     args = parser.parse_args()
-    header = ["model", "bits", "cold s (cpu s)", "warm s (cpu s), changed gate", "warm/cold", "chosen"]
-    rows = ["| " + " | ".join([*header, "slowest cold stages"]) + " |", "|---" * 7 + "|"]
+    header = ["model", "bits", "cold s (cpu s)", "warm s (cpu s), changed gate", "warm/cold", "load"]
+    header.append("chosen")
+    rows = ["| " + " | ".join([*header, "slowest cold stages"]) + " |", "|---" * 8 + "|"]
     for name in args.models.split(","):
         for bits in args.bits:
             run = args.out / f"{name}-{bits}"
             shutil.rmtree(run, ignore_errors=True)
             arguments = [*model_arguments(name, args.out), "--target", args.target, "--bits", bits]
+            load = os.getloadavg()[0]
             cold, cold_cpu, report = timed_compile(arguments, run / "cold", run / "cache")
             gated = [*arguments, "--min-cosine", "0.5"]
             warm, warm_cpu, again = timed_compile(gated, run / "warm", run / "cache")
             reused = "" if again.get("cache") else " (not reused)"
             row = f"| {name} | {bits} | {cold:.1f} ({cold_cpu:.1f}) | {warm:.1f} ({warm_cpu:.1f}){reused} | "
-            row += f"{warm / cold:.0%} | "
+            row += f"{warm / cold:.0%} | {load:.1f}-{os.getloadavg()[0]:.1f} | "
             row += f"{report['decision']['chosen']} | {slowest_stages(report)} |"
             rows.append(row)
             print(row, flush=True)
-    load = os.getloadavg()[0]
-    rows.append(f"\n{os.cpu_count()} cores, load average {load:.1f} at the end; target {args.target}.")
+    rows.append(f"\n{os.cpu_count()} cores; load: the 1-minute load average before and after; {args.target}.")
     text = "\n".join(rows)
     (args.out / "compile_time.md").write_text(text + "\n")
     print(text)
