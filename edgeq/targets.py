@@ -41,6 +41,7 @@ class Int8Scheme:
     activation_matmul: bool = False
     dynamic_ops: list[str] = field(default_factory=list)
     quantize_bias: bool = True  # int32 bias DQ; TensorRT's parser rejects it, so its targets say false
+    smoothquant: bool = False  # SmoothQuant candidates by default (as `methods.smoothquant`), measured
 
 
 @dataclass(frozen=True)
