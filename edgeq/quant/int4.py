@@ -92,13 +92,8 @@ def lower_to_int4_dequantize(
             shared[key] = _int4_blocks(editor, f"{weight_name}_{node.name}_int4", layer, block_size, hessians)
         output = node.outputs[0].name
         matmul_output = output if layer.bias is None else f"{output}_before_bias"
-        nodes = [editor.node("MatMul", [node.inputs[0], shared[key]], [matmul_output], name=node.name)]
-        if layer.bias is not None:
-            bias = editor.value(layer.bias) if isinstance(layer.bias, str) else None
-            if bias is None:
-                bias = editor.initializer(f"{node.name}_int4_bias", layer.bias)
-            nodes.append(editor.node("Add", [*nodes[0].outputs, bias], [output], name=f"{node.name}_bias"))
-        editor.replace(node, nodes)
+        matmul = editor.node("MatMul", [node.inputs[0], shared[key]], [matmul_output], name=node.name)
+        _replace_adding_bias(editor, node, layer, matmul, f"{node.name}_int4")
     return editor.finish()
 
 
@@ -355,21 +350,28 @@ def _lower_to_matmul_nbits(
     if accuracy_level is not None:
         attributes["accuracy_level"] = accuracy_level
     matmul_output = output if layer.bias is None else f"{output}_before_bias"
-    nodes = [
-        editor.node(
-            "MatMulNBits",
-            [node.inputs[0], *shared[key]],
-            [matmul_output],
-            name=node.name,
-            domain=MS_DOMAIN,
-            attributes=attributes,
-        )
-    ]
+    matmul = editor.node(
+        "MatMulNBits",
+        [node.inputs[0], *shared[key]],
+        [matmul_output],
+        name=node.name,
+        domain=MS_DOMAIN,
+        attributes=attributes,
+    )
+    _replace_adding_bias(editor, node, layer, matmul, base)
+
+
+def _replace_adding_bias(
+    editor: GraphEditor, node: ir.Node, layer: LinearLayer, matmul: ir.Node, base: str
+) -> None:
+    """`matmul` in place of `node`, followed by an Add of the layer's bias when it has one."""
+    nodes = [matmul]
     if layer.bias is not None:
         bias = editor.value(layer.bias) if isinstance(layer.bias, str) else None
         if bias is None:
             bias = editor.initializer(f"{base}_bias", layer.bias)
-        nodes.append(editor.node("Add", [*nodes[0].outputs, bias], [output], name=f"{node.name}_bias"))
+        output = node.outputs[0].name
+        nodes.append(editor.node("Add", [*matmul.outputs, bias], [output], name=f"{node.name}_bias"))
     editor.replace(node, nodes)
 
 
