@@ -41,7 +41,7 @@ class Methods:
     bias_correction: bool = False  # b ← b − (W_q − W)·E[x] on calibration data
     adaround: bool = False  # learned rounding of weights (Nagel et al. 2020)
     adaround_iterations: int = 500
-    smoothquant: bool = False  # INT8 candidates also on the SmoothQuant-smoothed model (alpha 0.5)
+    smoothquant: bool = False  # INT8 candidates also on the SmoothQuant-smoothed model (alpha 0.95)
     gptq: bool = False  # 4-bit weights rounded by GPTQ (calibration-input Hessian), not to nearest
 
     def __post_init__(self) -> None:

@@ -42,6 +42,7 @@ class Int8Scheme:
     dynamic_ops: list[str] = field(default_factory=list)
     per_token: bool = False  # also a dynamic candidate with one activation scale per row (token)
     quantize_bias: bool = True  # int32 bias DQ; TensorRT's parser rejects it, so its targets say false
+    smoothquant: bool = False  # SmoothQuant candidates by default (as `methods.smoothquant`), measured
 
 
 @dataclass(frozen=True)

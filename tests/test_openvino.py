@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import yaml
 
@@ -18,11 +19,13 @@ pytest.importorskip("openvino")
 import torch  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
-from edgeq.backends.openvino_runner import cpu_precisions  # noqa: E402
+from edgeq.backends.openvino import compile_openvino, with_precision  # noqa: E402
+from edgeq.backends.openvino_runner import OpenVINORunner, core, cpu_precisions  # noqa: E402
 from edgeq.cli import cli  # noqa: E402
+from edgeq.quant.int4 import lower_to_int4_dequantize  # noqa: E402
 from edgeq.report.read import load_report  # noqa: E402
 from edgeq.runtime.session import OrtRunner  # noqa: E402
-from edgeq.targets import builtin_targets  # noqa: E402
+from edgeq.targets import builtin_targets, load_target  # noqa: E402
 from tests.bad_inputs.cli import assert_refused, run_edgeq  # noqa: E402
 
 SAMPLES = 48
@@ -215,3 +218,33 @@ def test_runtime_auto_measures_both_runtimes_and_keeps_the_fastest_within_budget
     assert mean[report["decision"]["chosen"]] >= max(mean[n] for n in within) * (1 - noise) - 1e-9
     chosen_format = "openvino-ir" if report["decision"]["chosen"].startswith("openvino-") else "onnx"
     assert report["artifact"]["format"] == chosen_format
+
+
+def test_int4_weight_blocks_stay_4_bit_in_the_ir_and_run_as_compressed_layers(tmp_path: Path) -> None:
+    model, calib = export(tmp_path, "encoder", Encoder(), MODELS["encoder"][1])
+    fp32 = onnx.shape_inference.infer_shapes(onnx.load(model))
+    artifact = compile_openvino(with_precision(lower_to_int4_dequantize(fp32), "f32", 32), tmp_path / "ir")
+    constants = {str(op.get_output_element_type(0)) for op in core().read_model(str(artifact.path)).get_ops()}
+    assert "<Type: 'int4_t'>" in constants, constants
+    runner = OpenVINORunner(artifact.path, load_target("cpu-openvino").openvino)
+    assert runner.dynamic_group == 32 and runner.config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] == "32"
+    layers = runner.layer_precisions()["layer_precisions"]
+    assert layers["FullyConnected"].get("i4", 0) == 4, layers  # the feed-forward MatMuls (unprepared graph)
+    x = {"x": np.load(calib)["x"]}
+    assert cosine(runner.predict(x)["y"], OrtRunner(model).predict(x)["y"]) > 0.98
+
+
+def test_bits_4_on_openvino_measures_int4_and_int8_weight_candidates(tmp_path: Path) -> None:
+    model, calib = export(tmp_path, "encoder", Encoder(), MODELS["encoder"][1])
+    target = fast_target(tmp_path, precisions=[])
+    report = compile_cli(model, calib, target, tmp_path / "out", "--bits", "4", "--mode", "static")
+    candidates = {c["name"]: c for c in report["decision"]["candidates"]}
+    assert {"int8-static-smooth", "int8-weights", "int4-weights"} <= set(candidates), list(candidates)
+    for name in ("int8-weights", "int4-weights"):
+        assert candidates[name]["speedups"] and candidates[name]["worst_cosine"] > 0.95, candidates[name]
+    assert candidates["int4-weights"]["size_ratio"] < candidates["int8-weights"]["size_ratio"]
+    out = tmp_path / "analyze"
+    refused = run_edgeq(
+        "compile", model, "--calib", calib, "--target", target, "--analyze", "-q", "-o", out, cwd=tmp_path
+    )
+    assert_refused(refused, out, "OpenVINO", "MatMulNBits")

@@ -1,9 +1,10 @@
 """OpenVINO backend: edgeq's standard QDQ ONNX converted to OpenVINO IR, run by OpenVINO's CPU plugin.
 
 The IR (`model.xml`/`model.bin`) is written beside the QDQ ONNX it came from; OpenVINO's
-low-precision transformations turn the Q/DQ pairs into integer kernels. A candidate's inference
-precision (f32, or bf16/f16 for an fp32 graph) travels in the model's metadata and is written into
-the IR, so every later session runs it the way it was measured.
+low-precision transformations turn the Q/DQ pairs into integer kernels, and weights behind a lone
+DequantizeLinear (int8, or int4 blocks) into compressed-weight layers. A candidate's inference
+precision (f32, or bf16/f16) and dynamic-quantization group travel in the model's metadata and are
+written into the IR, so every later session runs it the way it was measured.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import onnx
 
 from edgeq.backends.artifact import Artifact
 from edgeq.backends.openvino_runner import (
+    GROUP_KEY,
+    GROUP_OPTIONS,
     PRECISION_KEY,
     RUNTIME_OPTIONS,
     OpenVINORunner,
@@ -30,6 +33,8 @@ from edgeq.targets import InferencePrecision, Runtime, TargetSpec
 
 PRECISION_METADATA = "edgeq.inference_precision"
 """The ONNX metadata key a candidate names its OpenVINO inference precision with (absent: f32)."""
+GROUP_METADATA = "edgeq.dynamic_quantization_group_size"
+"""The key naming the group OpenVINO quantizes compressed-weight layers' inputs in (absent: 0, off)."""
 IR_FORMAT = "openvino-ir"
 _UNCONVERTED = re.compile(r"No conversion rule found for operations: (.+)")
 
@@ -46,13 +51,21 @@ def metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-def with_precision(model: onnx.ModelProto, precision: InferencePrecision) -> onnx.ModelProto:
-    """A copy of `model` that OpenVINO is to run in `precision`."""
-    return tagged(model, PRECISION_METADATA, precision)
+def with_precision(
+    model: onnx.ModelProto, precision: InferencePrecision, dynamic_group: int = 0
+) -> onnx.ModelProto:
+    """A copy of `model` that OpenVINO is to run in `precision`, the inputs of its compressed-weight
+    layers quantized to int8 per call in groups of `dynamic_group` channels (0: not quantized)."""
+    precise = tagged(model, PRECISION_METADATA, precision)
+    return tagged(precise, GROUP_METADATA, str(dynamic_group)) if dynamic_group else precise
 
 
 def model_precision(model: onnx.ModelProto) -> InferencePrecision:
     return metadata(model).get(PRECISION_METADATA, "f32")
+
+
+def model_dynamic_group(model: onnx.ModelProto) -> int:
+    return int(metadata(model).get(GROUP_METADATA, "0"))
 
 
 def unconvertible(model: onnx.ModelProto) -> str | None:
@@ -76,15 +89,18 @@ def convert(path: Path) -> Any:
 
 
 def compile_openvino(model: onnx.ModelProto, out_dir: Path, stem: str = "model") -> Artifact:
-    """`stem.onnx` (the QDQ ONNX) and its IR `stem.xml`/`stem.bin`, the precision recorded in both;
-    weights stored as fp16 only for an f16 candidate (bf16 from fp16 weights would round twice)."""
+    """`stem.onnx` (the QDQ ONNX) and its IR `stem.xml`/`stem.bin`, precision and dynamic group
+    recorded in both; weights stored as fp16 only for an f16 candidate (bf16 from fp16 weights
+    would round twice)."""
     ov = openvino()
     out_dir.mkdir(parents=True, exist_ok=True)
     source = save_model(model, out_dir / f"{stem}.onnx")
-    precision = model_precision(model)
+    precision, group = model_precision(model), str(model_dynamic_group(model))
     converted = convert(source)
-    converted.set_rt_info(precision, list(PRECISION_KEY))
-    converted.set_rt_info(precision, list(RUNTIME_OPTIONS))
+    for value, key in ((precision, PRECISION_KEY), (precision, RUNTIME_OPTIONS)):
+        converted.set_rt_info(value, list(key))
+    for value, key in ((group, GROUP_KEY), (group, GROUP_OPTIONS)):
+        converted.set_rt_info(value, list(key))
     xml = out_dir / f"{stem}.xml"
     ov.save_model(converted, str(xml), compress_to_fp16=precision == "f16")
     beside = [p for p in (source.with_name(source.name + ".data"),) if p.exists()]

@@ -1,8 +1,10 @@
 """Run an OpenVINO model like `OrtRunner` does, compiled with every precision setting explicit.
 
-OpenVINO's CPU plugin computes in bf16 by default where the CPU has it: a precision the user never
-asked for. Each runner names its inference precision, checks the compiled model took it, and says
-which layers really run in int8 (the compiled model's runtime info), since a Q/DQ pair is a request.
+OpenVINO's CPU plugin computes in bf16 by default where the CPU has it, and quantizes the inputs of
+compressed-weight layers to int8 on the fly: precisions the user never asked for. Each runner names
+its inference precision and dynamic-quantization group, checks the compiled model took them, and
+says which layers really run in int8 (the compiled model's runtime info), since a Q/DQ pair is a
+request.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from edgeq.errors import InputError
 from edgeq.runtime.roles import default_roles
-from edgeq.runtime.session import OrtRunner, fixed_batch
+from edgeq.runtime.runner import BatchRunner, fixed_batch
 from edgeq.runtime.timing import Timer, timed_calls
 from edgeq.targets import InferencePrecision, OpenVINOSettings
 
@@ -25,6 +27,9 @@ PRECISION_KEY = ("edgeq", "inference_precision")
 """Where an IR edgeq wrote records the precision it was measured in (read back by every runner)."""
 RUNTIME_OPTIONS = ("runtime_options", "INFERENCE_PRECISION_HINT")
 """The same precision where OpenVINO's own `compile_model` reads it, for users loading the IR."""
+GROUP_KEY = ("edgeq", "dynamic_quantization_group_size")
+"""Where an IR records the group its activations were quantized in per call (0: not quantized)."""
+GROUP_OPTIONS = ("runtime_options", "DYNAMIC_QUANTIZATION_GROUP_SIZE")
 INT8 = {"u8", "i8"}
 MATRIX_LAYERS = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul"}
 _PLUMBING = {"Input", "Output", "Const", "Reorder", "Reshape"}
@@ -51,10 +56,14 @@ def cpu_precisions() -> set[str]:
     return {name for name, cap in (("bf16", "BF16"), ("f16", "FP16")) if cap in capabilities}
 
 
-def compile_config(settings: OpenVINOSettings, precision: InferencePrecision) -> dict[str, str]:
-    """The properties every compile passes: precision, threads, hint and streams, none left default."""
+def compile_config(
+    settings: OpenVINOSettings, precision: InferencePrecision, dynamic_group: int = 0
+) -> dict[str, str]:
+    """The properties every compile passes: precision, dynamic quantization (0: off), threads, hint
+    and streams, none left default."""
     return {
         "INFERENCE_PRECISION_HINT": precision,
+        "DYNAMIC_QUANTIZATION_GROUP_SIZE": str(dynamic_group),
         "INFERENCE_NUM_THREADS": str(settings.inference_num_threads),
         "PERFORMANCE_HINT": settings.performance_hint,
         "NUM_STREAMS": str(settings.num_streams),
@@ -69,6 +78,13 @@ def ir_precision(model: Any) -> InferencePrecision:
     return "f32"
 
 
+def ir_dynamic_group(model: Any) -> int:
+    """The dynamic-quantization group an IR edgeq wrote was measured with; 0 (off) for any other."""
+    if model.has_rt_info(list(GROUP_KEY)):
+        return int(model.get_rt_info(list(GROUP_KEY)).astype(str))
+    return 0
+
+
 @dataclass(frozen=True)
 class Port:
     """A model input: its name, static dims as ints (None where dynamic) and the numpy dtype it takes."""
@@ -78,9 +94,8 @@ class Port:
     dtype: Any
 
 
-class OpenVINORunner(OrtRunner):
-    """An OpenVINO compiled model with one infer request; predicts whole arrays in batches
-    (`OrtRunner`'s batching and padding, OpenVINO's calls)."""
+class OpenVINORunner(BatchRunner):
+    """An OpenVINO compiled model with one infer request; predicts whole arrays in batches."""
 
     def __init__(
         self,
@@ -90,10 +105,12 @@ class OpenVINORunner(OrtRunner):
         precision: InferencePrecision | None = None,
         batch_size: int = 64,
     ) -> None:
-        """`precision`: run in it (the fp32 reference: f32); None: the one the IR was measured in."""
+        """`precision`: run in it, activations unquantized (the fp32 reference: f32); None: the
+        precision and dynamic-quantization group the IR was measured with."""
         source = core().read_model(str(model))
         self.precision = precision or ir_precision(source)
-        self.config = compile_config(settings, self.precision)
+        self.dynamic_group = 0 if precision else ir_dynamic_group(source)
+        self.config = compile_config(settings, self.precision, self.dynamic_group)
         try:
             self.compiled = core().compile_model(source, settings.device, self.config)
         except RuntimeError as exc:
@@ -101,6 +118,12 @@ class OpenVINORunner(OrtRunner):
         took = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
         if took != str(getattr(openvino().Type, self.precision)):
             raise InputError(f"OpenVINO compiled {Path(model).name} in {took}, not {self.precision} as asked")
+        group = int(self.compiled.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE"))
+        if group != self.dynamic_group:
+            raise InputError(
+                f"OpenVINO compiled {Path(model).name} with dynamic quantization group {group}, "
+                f"not {self.dynamic_group} as asked"
+            )
         self.request = self.compiled.create_infer_request()
         self.inputs = {port.get_any_name(): _port(port) for port in self.compiled.inputs}
         self.output_names = [port.get_any_name() for port in self.compiled.outputs]
@@ -109,6 +132,7 @@ class OpenVINORunner(OrtRunner):
         self.batch_size = self.fixed_batch or batch_size
 
     def feeds(self, data: Mapping[str, np.ndarray], start: int = 0, stop: int | None = None, frame: int = 0):
+        """One call's inputs (default roles only: samples on axis 0), cast to the ports' dtypes."""
         return {
             name: np.ascontiguousarray(data[name][start:stop], dtype=port.dtype)
             for name, port in self.inputs.items()
@@ -143,6 +167,7 @@ class OpenVINORunner(OrtRunner):
         return {
             "runtime": "openvino",
             "inference_precision": self.precision,
+            "dynamic_quantization_group_size": self.dynamic_group,
             "config": dict(self.config),
             "layer_precisions": counts,
             "int8_layers": int8_layers,

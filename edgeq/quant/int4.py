@@ -1,5 +1,6 @@
-"""4-bit weights in the forms runtimes execute: MatMulNBits (ORT CPU), INT4 convolution weights
-behind an opset-21 DequantizeLinear, block-quantized embedding tables, and the accuracy_level choice.
+"""4-bit weights in the forms runtimes execute: MatMulNBits (ORT CPU), INT4 MatMul weight blocks
+behind an opset-21 DequantizeLinear (OpenVINO's compressed-weight layers), INT4 convolution weights
+the same way, block-quantized embedding tables, and the accuracy_level choice.
 """
 
 from __future__ import annotations
@@ -80,6 +81,58 @@ def lower_to_matmul_nbits(
         _lower_to_matmul_nbits(editor, layer, fmt, block_size, accuracy_level, shared, hessian)
     editor.ensure_opset(MS_DOMAIN, 1)
     return editor.finish()
+
+
+def lower_to_int4_dequantize(
+    model: onnx.ModelProto,
+    block_size: int = 32,
+    hessians: Mapping[str, np.ndarray] | None = None,
+) -> onnx.ModelProto:
+    """Every MatMul/Gemm with a constant fp32 weight as MatMul(A, DequantizeLinear(int4 W [K, N],
+    blocks of `block_size` along K)) (+ bias Add): standard ONNX (opset 21), which OpenVINO keeps as
+    i4 weights of a compressed FullyConnected. `hessians` (by node name) round by GPTQ."""
+    _check_block_size(block_size)
+    model = _at_least_opset(model, INT4_DQ_OPSET)
+    index = GraphIndex(model.graph)
+    layers = _selected_layers(model, index, None)
+    editor = GraphEditor(model)
+    shared: dict[tuple, ir.Value] = {}  # a weight several layers read: stored once
+    for layer in layers:
+        node = editor.nodes[layer.node.name]
+        weight_name = node.inputs[1].name
+        key = (weight_name, attribute(layer.node, "transB", 0), attribute(layer.node, "alpha", 1.0))
+        if key not in shared:
+            shared[key] = _int4_blocks(editor, f"{weight_name}_{node.name}_int4", layer, block_size, hessians)
+        output = node.outputs[0].name
+        matmul_output = output if layer.bias is None else f"{output}_before_bias"
+        matmul = editor.node("MatMul", [node.inputs[0], shared[key]], [matmul_output], name=node.name)
+        _replace_adding_bias(editor, node, layer, matmul, f"{node.name}_int4")
+    return editor.finish()
+
+
+def _int4_blocks(
+    editor: GraphEditor,
+    base: str,
+    layer: LinearLayer,
+    block_size: int,
+    hessians: Mapping[str, np.ndarray] | None,
+) -> ir.Value:
+    """The layer's weight as signed int4 blocks along K and its DequantizeLinear (placed first)."""
+    hessian = (hessians or {}).get(layer.node.name)
+    if hessian is not None:
+        q, scale = gptq_blocked(layer.weight, hessian, INT4_SYMMETRIC, block_size)
+    else:
+        scale, zero = block_weight_params(layer.weight, INT4_SYMMETRIC, axis=0, block_size=block_size)
+        q = quantize_blocked(layer.weight, scale, zero, INT4_SYMMETRIC, axis=0, block_size=block_size)
+    inputs = [
+        editor.initializer(base, q, ir.DataType.INT4),
+        editor.initializer(base + "_scale", scale.astype(np.float32)),
+    ]
+    attributes = {"axis": 0, "block_size": block_size}
+    output = base + "_dequantized"
+    dq = editor.node("DequantizeLinear", inputs, [output], name=output + "_node", attributes=attributes)
+    editor.insert_first([dq])
+    return dq.outputs[0]
 
 
 def pack_uint4(codes: np.ndarray) -> np.ndarray:
@@ -316,21 +369,28 @@ def _lower_to_matmul_nbits(
     if accuracy_level is not None:
         attributes["accuracy_level"] = accuracy_level
     matmul_output = output if layer.bias is None else f"{output}_before_bias"
-    nodes = [
-        editor.node(
-            "MatMulNBits",
-            [node.inputs[0], *shared[key]],
-            [matmul_output],
-            name=node.name,
-            domain=MS_DOMAIN,
-            attributes=attributes,
-        )
-    ]
+    matmul = editor.node(
+        "MatMulNBits",
+        [node.inputs[0], *shared[key]],
+        [matmul_output],
+        name=node.name,
+        domain=MS_DOMAIN,
+        attributes=attributes,
+    )
+    _replace_adding_bias(editor, node, layer, matmul, base)
+
+
+def _replace_adding_bias(
+    editor: GraphEditor, node: ir.Node, layer: LinearLayer, matmul: ir.Node, base: str
+) -> None:
+    """`matmul` in place of `node`, followed by an Add of the layer's bias when it has one."""
+    nodes = [matmul]
     if layer.bias is not None:
         bias = editor.value(layer.bias) if isinstance(layer.bias, str) else None
         if bias is None:
             bias = editor.initializer(f"{base}_bias", layer.bias)
-        nodes.append(editor.node("Add", [*nodes[0].outputs, bias], [output], name=f"{node.name}_bias"))
+        output = node.outputs[0].name
+        nodes.append(editor.node("Add", [*matmul.outputs, bias], [output], name=f"{node.name}_bias"))
     editor.replace(node, nodes)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -141,6 +142,13 @@ def rewrite_qdq(
                 editor.rewire(consumer, tensor, dequantized)
     _quantize_weights(writer, plan, params, weight_format(scheme), weight_overrides or {})
     return editor.finish()
+
+
+def rewrite_weights_only(model: onnx.ModelProto, plan: QuantPlan, scheme: Int8Scheme) -> onnx.ModelProto:
+    """The plan's weights as int8 behind DequantizeLinear, activations and biases left float: the
+    form OpenVINO runs as compressed-weight layers (quantizing their inputs itself, per call)."""
+    only = replace(plan, activations=[], shared_params={}, folded_relu={}, biases=[])
+    return rewrite_qdq(model, only, {}, scheme)
 
 
 def _quantize_weights(

@@ -2,10 +2,15 @@
 weights of the MatMuls that read them, so per-tensor INT8 activations keep their resolution.
 
 For an activation X read by MatMuls with constant weights W [K, N], each input channel j gets
-s_j = max|X_j|^α / max|W_j,:|^(1−α) (α = 0.5, X maxima measured on calibration data); the readers
-then compute (X · 1/s) · (diag(s) W) — the same product. 1/s is one inserted Mul, because in a
+s_j = max|X_j|^α / max|W_j,:|^(1−α) (X maxima measured on calibration data); the readers then
+compute (X · 1/s) · (diag(s) W) — the same product. 1/s is one inserted Mul, because in a
 transformer the LayerNorm output that carries the outliers also feeds the residual Add, which
 must keep the unscaled X.
+
+α = 0.95 with s clipped to [its 10% quantile, 100] (NNCF's transformer rule): nearly all of the
+outliers move into the per-channel-quantized weights, and the floor keeps quiet channels from
+shrinking their weight rows below the weights' int8 step. On all-MiniLM-L6-v2 (OpenVINO, static
+INT8) recall@10 0.919 plain → 0.961 (α = 0.5 without the clip: 0.90 on ONNX Runtime).
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from onnx import numpy_helper
 from edgeq.graph import GraphIndex
 from edgeq.quant.layer_inputs import stream_layer_inputs
 
-ALPHA = 0.5
+ALPHA = 0.95
+FLOOR_QUANTILE, CEILING = 0.1, 100.0
 
 
 def smooth_matmul_inputs(
@@ -45,10 +51,7 @@ def smooth_matmul_inputs(
         weights = [index.constant(r.input[1]) for r in group]
         w_max = np.max([np.abs(w).max(axis=1) for w in weights], axis=0)
         x_max = maxima[tensor]
-        scale = np.where(
-            (x_max > 0) & (w_max > 0), x_max**alpha / np.maximum(w_max, 1e-12) ** (1 - alpha), 1.0
-        )
-        scale = np.clip(scale, 1e-4, 1e4).astype(np.float32)
+        scale = _scales(x_max, w_max, alpha)
         inverse = f"{tensor}_smooth_inverse"
         scaled = f"{tensor}_smoothed"
         smoothed.graph.initializer.append(numpy_helper.from_array((1.0 / scale).astype(np.float32), inverse))
@@ -63,6 +66,13 @@ def smooth_matmul_inputs(
             node.input[0], node.input[1] = scaled, name
     _insert_in_order(smoothed, added)
     return smoothed
+
+
+def _scales(x_max: np.ndarray, w_max: np.ndarray, alpha: float) -> np.ndarray:
+    """s_j = x_j^α / w_j^(1−α), floored at its 10% quantile and capped at 100 (1 for dead channels)."""
+    live = (x_max > 0) & (w_max > 0)
+    scale = np.where(live, x_max**alpha / np.maximum(w_max, 1e-12) ** (1 - alpha), 1.0)
+    return np.clip(scale, np.quantile(scale, FLOOR_QUANTILE), CEILING).astype(np.float32)
 
 
 def _channel_maxima(

@@ -246,7 +246,9 @@ class Feeding:
 @dataclass
 class RuntimePrecision:
     """What the runtime really compiled the kept artifact to (OpenVINO's runtime model): the
-    precision and settings asked for, per layer type the precisions run, the layers in int8."""
+    precision and settings asked for, per layer type the precisions run, the layers in int8;
+    `dynamic_quantization_group_size`: channels per int8 scale of the activations OpenVINO
+    quantizes per call for compressed-weight layers (0: none)."""
 
     runtime: str
     inference_precision: str
@@ -255,6 +257,7 @@ class RuntimePrecision:
     int8_layers: list[str]
     matrix_layers: int
     matrix_layers_int8: int
+    dynamic_quantization_group_size: int = 0
 
 
 @dataclass

@@ -1,19 +1,23 @@
 """edgeq on OpenVINO against NNCF's post-training quantization on OpenVINO, and both against ORT.
 
 For each model: NNCF's `nncf.quantize` on the ONNX model (its QDQ ONNX converted to OpenVINO IR),
-edgeq's chosen artifact for `cpu-openvino` and for the ORT target `cpu-x86-avx512vnni`, all timed
-interleaved in one process with the fp32 model on both runtimes (OpenVINO in true f32). Speedups
-are medians of per-round ratios against each runtime's own fp32; fidelity is the output cosine vs
-ORT fp32 and, for the encoders, the recall@10 of the fp32 neighbours over the evaluation set.
-Calibration and evaluation samples are disjoint halves of each model's data.
+NNCF's `quantize_with_accuracy_control` on the OpenVINO model (judged by the model's own metric on
+the evaluation half), edgeq's chosen artifact for `cpu-openvino` and for the ORT target
+`cpu-x86-avx512vnni`, all timed interleaved in one process with the fp32 model on both runtimes
+(OpenVINO in true f32; NNCF's IRs run in f32 too, as asked explicitly). Speedups are medians of
+per-round ratios against each runtime's own fp32; fidelity is the output cosine vs ORT fp32 and
+the model's own metric: the recall@10 of the fp32 neighbours over the evaluation set (encoders) or
+the top-1 agreement with fp32 (classifiers). Calibration and evaluation samples are disjoint
+halves of each model's data.
 
     pip install 'edgeq[bench]'    # openvino, nncf
-    python examples/benchmarks/against_nncf.py [--quick] [--only minilm_l6_ts]
+    python examples/benchmarks/against_nncf.py [--quick] [--only minilm_l6_ts] [--no-accuracy-control]
 """
 
 from __future__ import annotations
 
 import tempfile
+import time
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -40,6 +44,8 @@ ORT_TARGET, OV_TARGET = "cpu-x86-avx512vnni", "cpu-openvino"
 THREADS = 2
 ORT = "ORT fp32"
 Arrays = dict[str, np.ndarray]
+MAX_DROP = {True: 0.03, False: 0.005}
+"""NNCF accuracy control's absolute budget: recall@10 >= 0.97 (encoders), top-1 >= 99.5% (classifiers)."""
 
 
 @dataclass(frozen=True)
@@ -64,15 +70,56 @@ CASES = [
 ]
 
 
+def singles(arrays: Arrays) -> list[Arrays]:
+    """One feed per sample (batch 1), as NNCF's datasets take them."""
+    return [{k: v[i : i + 1] for k, v in arrays.items()} for i in range(len(next(iter(arrays.values()))))]
+
+
 def nncf_ptq(case: Case, calib: Arrays, out: Path) -> Path:
     """NNCF's default PTQ of the ONNX model (the transformer preset for encoders), as OpenVINO IR."""
     import nncf
 
-    rows = len(next(iter(calib.values())))
-    dataset = nncf.Dataset([{k: v[i : i + 1] for k, v in calib.items()} for i in range(rows)])
+    dataset = singles(calib)
     kind = nncf.ModelType.TRANSFORMER if case.name.startswith("minilm") else None
-    quantized = nncf.quantize(onnx.load(str(case.model)), dataset, model_type=kind, subset_size=rows)
+    quantized = nncf.quantize(
+        onnx.load(str(case.model)), nncf.Dataset(dataset), model_type=kind, subset_size=len(dataset)
+    )
     return compile_openvino(quantized, out / "nncf").path
+
+
+def nncf_accuracy_control(case: Case, calib: Arrays, evaluation: Arrays, out: Path) -> tuple[Path, float]:
+    """NNCF's PTQ with accuracy control on the OpenVINO model, judged by the model's own metric
+    against fp32 (OpenVINO in f32) on the evaluation half; the IR and the seconds it took."""
+    import nncf
+    import openvino as ov
+
+    from edgeq.backends.openvino_runner import core
+
+    model = ov.convert_model(str(case.model))
+    reference = core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    items = singles(evaluation)
+    fp32 = np.concatenate([reference(item)[0] for item in items])
+
+    def validate(compiled, data) -> float:
+        return own_metric(case, fp32, np.concatenate([compiled(item)[0] for item in data]))
+
+    kind = nncf.ModelType.TRANSFORMER if case.name.startswith("minilm") else None
+    start = time.perf_counter()
+    quantized = nncf.quantize_with_accuracy_control(
+        model,
+        nncf.Dataset(calibration := singles(calib)),
+        nncf.Dataset(items),
+        validation_fn=validate,
+        max_drop=MAX_DROP[case.encoder],
+        drop_type=nncf.DropType.ABSOLUTE,
+        model_type=kind,
+        subset_size=len(calibration),
+    )
+    seconds = time.perf_counter() - start
+    xml = out / "nncf-ac" / "model.xml"
+    xml.parent.mkdir(parents=True)
+    ov.save_model(quantized, str(xml), compress_to_fp16=False)
+    return xml, seconds
 
 
 def edgeq_artifact(case: Case, target: str, calib: Arrays, evaluation: Arrays, out: Path) -> tuple[Path, str]:
@@ -102,28 +149,44 @@ def recall_at_10(reference: np.ndarray, other: np.ndarray) -> float:
     return float(np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(ours, theirs, strict=True)]))
 
 
+def top1_agreement(reference: np.ndarray, other: np.ndarray) -> float:
+    """The fraction of samples whose arg-max over the last axis (every position) matches fp32's."""
+    return float(np.mean(reference.argmax(-1) == other.argmax(-1)))
+
+
+def own_metric(case: Case, reference: np.ndarray, other: np.ndarray) -> float:
+    """The model's own fidelity metric: neighbour recall@10 (encoders) or top-1 agreement."""
+    return recall_at_10(reference, other) if case.encoder else top1_agreement(reference, other)
+
+
 def model_bytes(path: Path) -> int:
     """What the runtime loads: the file, its external data or an IR's weights."""
     return Artifact(path, "").bytes
 
 
-def measure(case: Case, quick: bool, console: Console) -> list[list[str]]:
+def measure(case: Case, quick: bool, accuracy_control: bool, console: Console) -> list[list[str]]:
     calib, evaluation = case.halves()
     settings = load_target(OV_TARGET).openvino
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         console.print(f"[bold]{case.name}[/]: nncf, edgeq {OV_TARGET}, edgeq {ORT_TARGET}")
         nncf_ir = nncf_ptq(case, calib, work)
-        ov_path, ov_chosen = edgeq_artifact(case, OV_TARGET, calib, evaluation, work)
-        ort_path, ort_chosen = edgeq_artifact(case, ORT_TARGET, calib, evaluation, work)
         runners = {
             ORT: OrtRunner(case.model, threads=THREADS),
             "OpenVINO f32": OpenVINORunner(case.model, settings, precision="f32"),
             "NNCF PTQ → OpenVINO": OpenVINORunner(nncf_ir, settings),
-            f"edgeq {OV_TARGET} ({ov_chosen})": OpenVINORunner(ov_path, settings),
-            f"edgeq {ORT_TARGET} ({ort_chosen})": OrtRunner(ort_path, threads=THREADS),
         }
-        sizes = [model_bytes(p) for p in (case.model, case.model, nncf_ir, ov_path, ort_path)]
+        sizes = [model_bytes(p) for p in (case.model, case.model, nncf_ir)]
+        if accuracy_control:
+            ac_ir, seconds = nncf_accuracy_control(case, calib, evaluation, work)
+            console.print(f"  NNCF accuracy control: {seconds:.0f} s")
+            runners[f"NNCF AC (drop ≤ {MAX_DROP[case.encoder]}) → OpenVINO"] = OpenVINORunner(ac_ir, settings)
+            sizes.append(model_bytes(ac_ir))
+        ov_path, ov_chosen = edgeq_artifact(case, OV_TARGET, calib, evaluation, work)
+        ort_path, ort_chosen = edgeq_artifact(case, ORT_TARGET, calib, evaluation, work)
+        runners[f"edgeq {OV_TARGET} ({ov_chosen})"] = OpenVINORunner(ov_path, settings)
+        runners[f"edgeq {ORT_TARGET} ({ort_chosen})"] = OrtRunner(ort_path, threads=THREADS)
+        sizes += [model_bytes(ov_path), model_bytes(ort_path)]
         fp32 = runners[ORT].predict(evaluation)
         first = next(iter(fp32))
         outputs = {name: r.predict(evaluation)[first] for name, r in runners.items()}
@@ -144,7 +207,7 @@ def measure(case: Case, quick: bool, console: Console) -> list[list[str]]:
         own = "OpenVINO f32" if "OpenVINO" in name or OV_TARGET in name else ORT
         ratios = [f"{speedup(t[own], t[name]):.2f}× / {speedup(t[ORT], t[name]):.2f}×" for t in timings]
         ratios += ["—"] * (2 - len(ratios))
-        recall = f"{recall_at_10(fp32[first], output):.3f}" if case.encoder else "—"
+        recall = f"{own_metric(case, fp32[first], output):.3f}"
         ms = " / ".join(f"{t[name].p50_ms:.2f}" for t in timings)
         rows.append(
             [case.name, name, ms, *ratios, f"{cosine(fp32[first], output):.5f}", recall, f"{size / 1e6:.2f}"]
@@ -154,13 +217,14 @@ def measure(case: Case, quick: bool, console: Console) -> list[list[str]]:
 
 
 COLUMNS = ("model", "artifact", "p50 ms (b1 / b32)", "speedup b1 own / ORT", "speedup b32 own / ORT")
-COLUMNS_TAIL = ("cosine vs ORT fp32", "recall@10", "MB")
+COLUMNS_TAIL = ("cosine vs ORT fp32", "recall@10 / top-1", "MB")
 
 
 @click.command()
 @click.option("--quick", is_flag=True, help="Fewer, shorter timing rounds.")
 @click.option("--only", multiple=True, help="Case names to run (default: all).")
-def main(quick: bool, only: tuple[str, ...]) -> None:
+@click.option("--no-accuracy-control", is_flag=True, help="Skip NNCF's quantize_with_accuracy_control.")
+def main(quick: bool, only: tuple[str, ...], no_accuracy_control: bool) -> None:
     console = Console()
     machine = describe_machine()
     versions = ", ".join(f"{name} {version(name)}" for name in ("openvino", "nncf", "onnxruntime"))
@@ -170,7 +234,7 @@ def main(quick: bool, only: tuple[str, ...]) -> None:
     rows = []
     for case in CASES:
         if not only or case.name in only:
-            rows += (measured := measure(case, quick, console))
+            rows += (measured := measure(case, quick, not no_accuracy_control, console))
             for row in measured:  # as each model finishes: a long run keeps what it measured
                 print("| " + " | ".join(row) + " |", flush=True)
     table = Table(*columns, title="edgeq vs NNCF on OpenVINO, and ONNX Runtime")
