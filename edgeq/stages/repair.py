@@ -7,8 +7,8 @@ A candidate is not dropped whole for a few layers' noise. Its quantized layers a
 noise each adds (`layer_damage`, the culprit table's ranking), and the candidate is built again
 with the worst k of them kept, compiled and measured on the artifact like every candidate:
 k doubles (1, 2, 4, ...) until the budget holds, then bisects down to the fewest that hold, so a
-model with n layers costs about 2·log2(n) rebuilds. The search stops early once a rebuild is no
-faster than fp32: keeping more layers only makes it slower.
+model with n layers costs about 2·log2(n) rebuilds, judged on fidelity; two of them are timed (one
+layer kept, and the fewest that hold), and a rebuild no faster than fp32 ends the search.
 """
 
 from __future__ import annotations
@@ -240,14 +240,8 @@ def _search(
         probe = build(k)
         if probe is None:
             return None
-        if state.measures_latency:
-            again = time_candidates(state, [probe], stage=f"repair-latency-{probe.name}")
-            noise = {b: max(n, state.noise.get(b, 0.0)) for b, n in again.items()}  # the wider reading
-            steps[-1].speedup = min(e.speedup for e in probe.latency)
-            if not pays(probe, noise):
-                speeds = ", ".join(f"batch {e.batch} {e.speedup:.2f}x" for e in probe.latency)
-                state.progress.note(f"{base.name}: {k} layers {kept_as} runs no faster than fp32 ({speeds})")
-                return None
+        if k == 1 and state.measures_latency and not _pays_when_timed(state, base, probe, steps[-1]):
+            return None  # keeping more layers only runs slower
         if steps[-1].problem is None:
             held = probe
         else:
@@ -265,5 +259,27 @@ def _search(
         else:
             missed = middle
     held.steps = steps
+    timed = len(held.kept) == 1
+    step = next(s for s in reversed(steps) if s.kept == len(held.kept))
+    if state.measures_latency and not timed and not _pays_when_timed(state, base, held, step):
+        return None
     state.progress.note(f"{base.name}: {len(held.kept)} layers kept {kept_as} hold the budget ({held.name})")
     return held
+
+
+def _pays_when_timed(
+    state: CompileState, base: Candidate, probe: RepairedCandidate, step: RepairStep
+) -> bool:
+    """Whether a rebuild still beats fp32, timed. Only two rebuilds per search are timed: the first
+    (one layer kept: if it is no faster, none is) and the fewest kept layers that hold the budget;
+    the search between them is judged on fidelity alone, since keeping more only runs slower."""
+    again = time_candidates(state, [probe], stage=f"repair-latency-{probe.name}")
+    noise = {b: max(n, state.noise.get(b, 0.0)) for b, n in again.items()}  # the wider reading
+    step.speedup = min(e.speedup for e in probe.latency)
+    if pays(probe, noise):
+        return True
+    speeds = ", ".join(f"batch {e.batch} {e.speedup:.2f}x" for e in probe.latency)
+    state.progress.note(
+        f"{base.name}: {len(probe.kept)} layers {probe.kept_as} run no faster than fp32 ({speeds})"
+    )
+    return False
