@@ -237,7 +237,7 @@ def test_int4_weight_blocks_stay_4_bit_in_the_ir_and_run_as_compressed_layers(tm
 def test_bits_4_on_openvino_measures_int4_and_int8_weight_candidates(tmp_path: Path) -> None:
     model, calib = export(tmp_path, "encoder", Encoder(), MODELS["encoder"][1])
     target = fast_target(tmp_path, precisions=[])
-    report = compile_cli(model, calib, target, tmp_path / "out", "--bits", "4", "--mode", "static")
+    report = compile_cli(model, calib, target, tmp_path / "out", "--bits", "4")
     candidates = {c["name"]: c for c in report["decision"]["candidates"]}
     assert {"int8-static-smooth", "int8-weights", "int4-weights"} <= set(candidates), list(candidates)
     for name in ("int8-weights", "int4-weights"):

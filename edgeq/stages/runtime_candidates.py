@@ -84,14 +84,17 @@ def _reduced_precisions(state: CompileState) -> list[InferencePrecision]:
 def _compressed_weights(
     state: CompileState, fp32: Candidate, precision: InferencePrecision
 ) -> list[Candidate]:
-    """`int8-weights` (and `int4-weights` with `--bits 4`): MatMul/Gemm weights stored int8 (int4
-    blocks), activations quantized by OpenVINO per call in groups of DYNAMIC_GROUP channels, the rest
-    run in `precision`; embedding tables int8."""
+    """`int8-weights` (not under `--mode static`: its activations are quantized per call) and
+    `int4-weights` with `--bits 4`: MatMul/Gemm weights stored int8 (int4 blocks), activations
+    quantized by OpenVINO per call in groups of DYNAMIC_GROUP channels, the rest run in `precision`;
+    embedding tables int8."""
     scheme, recipe = state.target.quantization.int8, state.recipe
     plan = plan_int8(fp32.model, scheme, recipe.exclude, mode="static")
     if not plan.weights:
         return []
-    forms = [("int8-weights", rewrite_weights_only(fp32.model, plan, scheme))]
+    forms = []
+    if recipe.mode != "static":  # activations quantized per call: dynamic quantization, by OpenVINO
+        forms.append(("int8-weights", rewrite_weights_only(fp32.model, plan, scheme)))
     if recipe.bits == 4:
         forms.append(("int4-weights", lower_to_int4_dequantize(fp32.model, recipe.block_size)))
     return [
