@@ -16,6 +16,7 @@ from edgeq.passes.prepare import prepare_model
 from edgeq.quant.dynamic import lower_dynamic
 from edgeq.quant.plan import ensure_node_names
 from edgeq.runtime.session import OrtRunner
+from edgeq.targets import native_target_name
 
 TARGET = str(Path(__file__).parent / "data" / "cpu-fast-per-token.yaml")
 
@@ -60,9 +61,9 @@ def _export(folder: Path, x: np.ndarray, opset: int) -> onnx.ModelProto:
     return model
 
 
-def _per_token_reference(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """x @ W + b with x's rows in uint8 around 128 (scale max|row| / 127), W int8 per column."""
-    column_scale = np.abs(weight).max(axis=0) / 127
+def _per_token_reference(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, qmax: int) -> np.ndarray:
+    """x @ W + b with x's rows in uint8 around 128 (scale max|row| / 127), W in ±qmax per column."""
+    column_scale = np.abs(weight).max(axis=0) / qmax
     w = np.round(weight / column_scale)
     row_scale = np.abs(x).max(axis=-1, keepdims=True) / 127
     q = np.round(x / np.where(row_scale > 0, row_scale, 1.0))
@@ -76,12 +77,16 @@ def test_per_token_lowering_computes_its_own_arithmetic(tmp_path, opset, rank):
     x = x if rank == 3 else x.reshape(-1, 32)
     model = _export(tmp_path, x, opset)
     first = next(n for n in model.graph.node if n.op_type in ("MatMul", "Gemm"))
-    lowered = lower_dynamic(model, [first.name], reduce_range=False, per_token=True)
+    # without VNNI the u8×s8 kernel adds pairs of products in int16: 7-bit weights keep it exact
+    reduce_range = native_target_name() == "cpu-x86-avx2"
+    lowered = lower_dynamic(model, [first.name], reduce_range=reduce_range, per_token=True)
     ops = {n.op_type for n in lowered.graph.node}
     assert {"MatMulIntegerToFloat", "QuantizeLinear"} <= ops and "DynamicQuantizeLinear" not in ops
     up = TokenMLP().up
     weight, bias = up.weight.detach().numpy().T, up.bias.detach().numpy()
-    hidden = np.maximum(_per_token_reference(x.astype(np.float64), weight, bias), 0)
+    hidden = np.maximum(
+        _per_token_reference(x.astype(np.float64), weight, bias, 63 if reduce_range else 127), 0
+    )
     down = TokenMLP().down
     want = hidden @ down.weight.detach().numpy().T.astype(np.float64) + down.bias.detach().numpy()
     have = OrtRunner(lowered.SerializeToString()).predict({"x": x})["y"]
@@ -89,21 +94,26 @@ def test_per_token_lowering_computes_its_own_arithmetic(tmp_path, opset, rank):
     np.testing.assert_allclose(have, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
 
 
-def test_per_token_candidate_is_closer_to_fp32_than_per_tensor_dynamic(tmp_path):
-    x = _tokens(96, seed=2)
-    model = tmp_path / "model.onnx"
-    onnx.save(_export(tmp_path, x, 17), model)
+def _compiled_candidates(tmp_path: Path, model: Path, x: np.ndarray, mode: str, budget: dict) -> dict:
+    """Compile `model` on TARGET with `x` as its calibration data; its candidates by name."""
     np.savez(tmp_path / "calib.npz", x=x)
     report = edgeq.compile(
         model,
         out=tmp_path / "out",
         calib=tmp_path / "calib.npz",
         target=TARGET,
-        mode="dynamic",
-        budget={"min_cosine": 0.5},
+        mode=mode,
+        budget=budget,
         runs=False,
     ).report
-    found = {c.name: c for c in report.decision.candidates}
+    return {c.name: c for c in report.decision.candidates}
+
+
+def test_per_token_candidate_is_closer_to_fp32_than_per_tensor_dynamic(tmp_path):
+    x = _tokens(96, seed=2)
+    model = tmp_path / "model.onnx"
+    onnx.save(_export(tmp_path, x, 17), model)
+    found = _compiled_candidates(tmp_path, model, x, "dynamic", {"min_cosine": 0.5})
     per_tensor, per_token = found["int8-dynamic"], found["int8-dynamic-per-token-smooth"]
     error = {c.name: 1 - c.worst_cosine for c in (per_tensor, per_token)}
     assert error[per_token.name] < 0.5 * error[per_tensor.name], error  # measured 4x less
@@ -143,17 +153,7 @@ def test_static_repair_keeps_layers_at_dynamic_int8_not_fp32(tmp_path):
         opset_version=17,
         dynamo=False,
     )
-    np.savez(tmp_path / "calib.npz", x=x)
-    report = edgeq.compile(
-        path,
-        out=tmp_path / "out",
-        calib=tmp_path / "calib.npz",
-        target=TARGET,
-        mode="static",
-        budget={"min_cosine": 0.998, "min_recall": 0.0},
-        runs=False,
-    ).report
-    found = {c.name: c for c in report.decision.candidates}
+    found = _compiled_candidates(tmp_path, path, x, "static", {"min_cosine": 0.998, "min_recall": 0.0})
     assert not found["int8-static"].within_budget, found["int8-static"]
     repaired = [c for c in found.values() if c.repair is not None]
     assert [c.name for c in repaired] == ["int8-static-dyn1"], [c.name for c in found.values()]

@@ -13,9 +13,12 @@ MAX_KEPT_SAMPLES = 200  # per model and batch size: enough to draw the distribut
 MAX_CALLS_PER_ROUND = 500
 MIN_CALLS_PER_ROUND = 3  # a round's median discards the first call after the switch between sessions
 LONG_CALL_MS = 50.0
-"""A call this long is warmed up once and timed once a round: the switch between sessions (cache
-refill, thread wake-up) costs it well under 1%, and at batch 32 three calls a round of six encoders
-were most of a compile (MiniLM fp32 A/A noise under load: 1-call rounds 0.4-5.5%, 3-call 1.2-8%)."""
+"""When every model's call is this long, each is timed once a round: the switch between sessions
+(cache refill, thread wake-up) costs it well under 1%, and at batch 32 three calls a round of six
+encoders were most of a compile (MiniLM fp32 A/A noise under load: 1-call rounds 0.4-5.5%, 3-call
+1.2-8%). One model under it keeps every model at three: the first call after a switch can take
+twice a 30 ms call (RapidOCR's detector, its own fp32 artifact read 0.78x when only it was timed
+once a round)."""
 MIN_PAIRED_ROUNDS = 3  # fewer rounds than this: a median of ratios is no more robust than one ratio
 
 
@@ -110,18 +113,21 @@ def timed_calls(call: Callable[[], object], runs: int) -> list[float]:
 
 
 def warm_up(timer: Timer, warmup: int) -> float:
-    """Run the warm-up calls; the fastest one's milliseconds. A long call is warm after its first
-    (ONNX Runtime allocates on the first call), so it stops there."""
-    fastest = min(timer(1))
-    if fastest < LONG_CALL_MS and warmup > 1:
-        fastest = min(fastest, *timer(warmup - 1))
+    """Run the warm-up calls; the fastest one's milliseconds. A long call is warm after its second
+    (ONNX Runtime allocates on the first, which alone would call a 30 ms model long), so it stops there."""
+    fastest = min(timer(min(warmup, 2)))
+    if fastest < LONG_CALL_MS and warmup > 2:
+        fastest = min(fastest, *timer(warmup - 2))
     return fastest
 
 
-def calls_per_round(call_ms: float, share_ms: float) -> int:
-    """How many calls fill a model's share of a round (its fastest warm-up call sets the pace)."""
-    least = 1 if call_ms >= LONG_CALL_MS else MIN_CALLS_PER_ROUND
-    return int(np.clip(share_ms / max(call_ms, 1e-3), least, MAX_CALLS_PER_ROUND))
+def calls_per_round(paces_ms: Mapping[str, float], share_ms: float) -> dict[str, int]:
+    """How many calls fill each model's share of a round (its fastest warm-up call sets its pace);
+    at least MIN_CALLS_PER_ROUND for every model unless every one of them is a long call, so paired
+    models are never timed one warm and one straight after the switch."""
+    least = 1 if min(paces_ms.values()) >= LONG_CALL_MS else MIN_CALLS_PER_ROUND
+    calls = {name: share_ms / max(ms, 1e-3) for name, ms in paces_ms.items()}
+    return {name: int(np.clip(count, least, MAX_CALLS_PER_ROUND)) for name, count in calls.items()}
 
 
 def measure_interleaved(
@@ -147,7 +153,7 @@ def measure_interleaved(
     names = list(runners)
     timers = {name: runner.timed(batch_feeds(runner, data, batch)) for name, runner in runners.items()}
     share_ms = seconds_per_round * 1e3 / len(names)
-    runs = {name: calls_per_round(warm_up(timer, warmup), share_ms) for name, timer in timers.items()}
+    runs = calls_per_round({name: warm_up(timer, warmup) for name, timer in timers.items()}, share_ms)
     samples: dict[str, list[list[float]]] = {name: [] for name in names}
     for round_index in range(rounds):
         shift = round_index % len(names)
