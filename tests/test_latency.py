@@ -80,8 +80,8 @@ def test_the_one_loop_shares_each_round_by_time_and_rotates_the_order() -> None:
     stats = measure_interleaved(runners, data, batch=8, warmup=2, rounds=3, seconds_per_round=0.04)
     assert speedup(stats["slow"], stats["fast"]) == 4.0
     assert all(s.round_p50_ms == [s.p50_ms] * 3 for s in stats.values())
-    warmups, timed = log[:2], log[2:]
-    assert warmups == [("slow", 2), ("fast", 2)], "they also pace the rounds"
+    warmups, timed = log[:4], log[4:]
+    assert warmups == [("slow", 1), ("slow", 1), ("fast", 1), ("fast", 1)], "they also pace the rounds"
     assert timed == [("slow", 5), ("fast", 20), ("fast", 20), ("slow", 5), ("slow", 5), ("fast", 20)]
 
 
@@ -93,13 +93,13 @@ def test_long_calls_are_timed_once_a_round_only_when_every_model_is_long() -> No
     data = {"x": np.zeros((3, 2), np.float32)}
     measure_interleaved(runners, data, batch=8, warmup=3, rounds=2, seconds_per_round=0.001)
     least = MIN_CALLS_PER_ROUND
-    assert log[:3] == [("long", 2), ("short", 2), ("short", 1)], "a long call is warm after two"
-    assert log[3:] == [("long", least), ("short", least), ("short", least), ("long", least)]
+    assert log[:4] == [("long", 1), ("long", 1), ("short", 1), ("short", 2)], "a long call: warm after two"
+    assert log[4:] == [("long", least), ("short", least), ("short", least), ("long", least)]
 
     log.clear()
     runners = {name: ClockedRunner(LONG_CALL_MS, log, name) for name in ("a", "b")}
     measure_interleaved(runners, data, batch=8, warmup=3, rounds=2, seconds_per_round=0.001)
-    assert log == [("a", 2), ("b", 2), ("a", 1), ("b", 1), ("b", 1), ("a", 1)]
+    assert log == [("a", 1), ("a", 1), ("b", 1), ("b", 1), ("a", 1), ("b", 1), ("b", 1), ("a", 1)]
 
 
 def test_engine_timing_goes_through_the_shared_loop(reference_models) -> None:

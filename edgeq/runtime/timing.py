@@ -115,10 +115,10 @@ def timed_calls(call: Callable[[], object], runs: int) -> list[float]:
 def warm_up(timer: Timer, warmup: int) -> float:
     """Run the warm-up calls; the fastest one's milliseconds. A long call is warm after its second
     (ONNX Runtime allocates on the first, which alone would call a 30 ms model long), so it stops there."""
-    fastest = min(timer(min(warmup, 2)))
-    if fastest < LONG_CALL_MS and warmup > 2:
-        fastest = min(fastest, *timer(warmup - 2))
-    return fastest
+    fastest = min(timer(1))
+    if fastest >= LONG_CALL_MS:
+        return min(fastest, *timer(1))
+    return min(fastest, *timer(warmup - 1)) if warmup > 1 else fastest
 
 
 def calls_per_round(paces_ms: Mapping[str, float], share_ms: float) -> dict[str, int]:
