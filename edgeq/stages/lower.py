@@ -17,7 +17,7 @@ from edgeq.quant.int4 import quantize_embeddings
 from edgeq.quant.plan import QuantPlan, plan_int8
 from edgeq.quant.prequantized import is_quantized, recognise
 from edgeq.quant.qdq import rewrite_qdq
-from edgeq.quant.smoothquant import smooth_matmul_inputs
+from edgeq.quant.smoothquant import PER_TENSOR_RULE, PER_TOKEN_RULE, smooth_matmul_inputs
 from edgeq.quant.trt_rules import check_tensorrt_placement
 from edgeq.recipe import Recipe
 from edgeq.stages.base import Stage, first_refusal
@@ -117,14 +117,16 @@ def int8_variants(state: CompileState) -> list[Int8Variant]:
 
 
 def int8_source(state: CompileState, variant: Int8Variant) -> onnx.ModelProto:
-    """The fp32 graph a variant quantizes: the prepared model, or its smoothed copy (made once)."""
+    """The fp32 graph a variant quantizes: the prepared model, or its copy smoothed by the rule
+    for its activation scales (each made once)."""
     if not variant.smooth:
         return state.prepared
-    if state.smoothed is None:
+    rule = PER_TOKEN_RULE if variant.per_token else PER_TENSOR_RULE
+    if rule not in state.smoothed:
         with state.progress.stage("smoothquant", "migrate activation outliers into MatMul weights"):
             samples = state.recipe.calibration.samples
-            state.smoothed = smooth_matmul_inputs(state.prepared, state.calib, samples)
-    return state.smoothed
+            state.smoothed[rule] = smooth_matmul_inputs(state.prepared, state.calib, samples, rule)
+    return state.smoothed[rule]
 
 
 def build_int8(

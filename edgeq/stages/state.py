@@ -14,6 +14,7 @@ from edgeq.data import Arrays
 from edgeq.measure.kinds import OutputKind
 from edgeq.measure.layers import LayerDamage
 from edgeq.progress import Progress
+from edgeq.quant.smoothquant import SmoothRule
 from edgeq.recipe import Recipe
 from edgeq.report.schema import CacheUse, CandidateSummary, Pruning, Report
 from edgeq.source import SourceModel
@@ -44,7 +45,7 @@ class CompileState:
     caught: list[warnings.WarningMessage] = field(default_factory=list)
     staging: Path | None = None
     prepared: onnx.ModelProto | None = None
-    smoothed: onnx.ModelProto | None = None
+    smoothed: dict[SmoothRule, onnx.ModelProto] = field(default_factory=dict)
     """The prepared model with activation outliers migrated into MatMul weights (`methods.smoothquant`)."""
     pruning: Pruning | None = None
     deployed: Path | None = None
