@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import onnx
 
-from edgeq.graph import GraphIndex, layer_role
+from edgeq.graph import GraphIndex, default_opset, layer_role
 from edgeq.graph.ops import CONV_OPS, LINEAR_OPS, WEIGHTED_OPS
-from edgeq.quant.dynamic import lower_dynamic
+from edgeq.quant.dynamic import PER_TOKEN_OPSET, lower_dynamic, lowerable
 from edgeq.quant.int4 import (
     embedding_table,
     linear_layer,
@@ -165,14 +165,16 @@ def build_mixed(
     block_size: int = 32,
     hessians: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[onnx.ModelProto, QuantPlan]:
-    """The model with the plan applied: 4-bit weights on its int4 layers and 8-bit MatMulNBits on
-    its int8 MatMul/Gemm (both GPTQ-rounded where `hessians` has the node), static QDQ on its other
-    int8 layers, and recurrent layers (the target's dynamic ops, not planned per layer) dynamic int8.
+    """The model with the plan applied: 4-bit weights on its int4 layers (GPTQ-rounded where
+    `hessians` has the node), static QDQ on its int8 layers other than MatMul/Gemm, and recurrent
+    layers (the target's dynamic ops, not planned per layer) dynamic int8.
 
-    An int8 MatMul/Gemm in a 4-bit plan is MatMulNBits too: blocks of weights with their own
-    scales and, at the plan's int8-compute accuracy_level, each block of activations quantized
-    per row as it runs. Static QDQ would add one calibrated activation scale per tensor, the loss
-    that keeps all-MiniLM-L6-v2's static INT8 at recall@10 0.90 (8-bit MatMulNBits: 0.98)."""
+    An int8 MatMul/Gemm in a 4-bit plan keeps a per-row activation scale: dynamic INT8 per token
+    where the target has it (ORT's u8 x s8 kernels, fast on AVX2 too), else 8-bit MatMulNBits
+    (blocks of weights with their own scales, each block of activations quantized per row at the
+    int8-compute accuracy_level). Static QDQ would add one calibrated activation scale per tensor,
+    the loss that keeps all-MiniLM-L6-v2's static INT8 at recall@10 0.90 (8-bit MatMulNBits:
+    0.98); on an AVX2 CPU without VNNI 8-bit MatMulNBits ran at 0.77x fp32 at batch 1."""
     by_name = {n.name: n for n in prepared.graph.node}
     index = GraphIndex(prepared.graph)
 
@@ -180,12 +182,17 @@ def build_mixed(
         nodes = [n for n in plan.nodes_at(precision) if n in by_name]
         return [n for n in nodes if by_name[n].op_type in LINEAR_OPS and linear_layer(by_name[n], index)]
 
-    int4, blocked = plan.nodes_at("int4"), {"int4": linear("int4"), "int8": linear("int8")}
+    int4, linear8 = plan.nodes_at("int4"), linear("int8")
+    per_token = scheme.per_token and default_opset(prepared) >= PER_TOKEN_OPSET
+    tokens = [n for n in linear8 if per_token and lowerable(by_name[n], index) is None]
+    blocked = {"int4": linear("int4"), "int8": [n for n in linear8 if n not in tokens]}
     recurrent = {n.name for n in prepared.graph.node if n.op_type in scheme.dynamic_ops}
-    static = (plan.nodes_at("int8") - set(blocked["int8"])) | recurrent
+    static = (plan.nodes_at("int8") - set(linear8)) | recurrent
     int8_plan = plan_int8(prepared, scheme, exclude, include=static)
     model = rewrite_qdq(prepared, int8_plan, ranges, scheme)
     model = lower_dynamic(model, int8_plan.dynamic, scheme.weights.reduce_range)
+    if tokens:
+        model = lower_dynamic(model, tokens, scheme.weights.reduce_range, per_token=True)
     for precision, bits, block in (("int4", 4, block_size), ("int8", 8, max(block_size, INT8_BLOCK))):
         if blocked[precision]:
             model = lower_to_matmul_nbits(
@@ -203,6 +210,8 @@ def build_mixed(
             decision.precision, decision.reason = "int4", "4-bit weights (precision plan)"
         elif decision.name in blocked["int8"]:
             decision.precision, decision.reason = "int8", "8-bit MatMulNBits weights (precision plan)"
+        elif decision.name in tokens:
+            decision.precision, decision.reason = "int8-dynamic", "dynamic INT8 per token (precision plan)"
     return model, int8_plan
 
 
