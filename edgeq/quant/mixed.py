@@ -3,12 +3,12 @@
 Layers that share one weight (an unrolled decoder's steps) form one group and get one precision.
 Groups in the same place of repeated blocks (names equal once digits are blanked, same op and
 size: a transformer's six query projections) form one role and share a precision in the plan.
-Sensitivity quantizes one role at a time (int4 weights; int8: 8-bit MatMulNBits for MatMul/Gemm,
-static QDQ for the rest) and measures the damage on held-out data. The plan starts every role at
-its smallest precision and promotes the role that recovers the most damage per byte added, one
-step at a time (int4 → int8 → fp32), until the budget holds, then demotes the roles whose bytes
-it can spare — a greedy form of HAWQ-style allocation with measured, not Hessian-estimated,
-damage.
+Sensitivity quantizes one role at a time (int4 weights; int8: per-token dynamic INT8 or 8-bit
+MatMulNBits for MatMul/Gemm, static QDQ for the rest) and measures the damage on held-out data.
+The plan starts every role at its smallest precision and promotes the role that recovers the
+most damage per byte added, one step at a time (int4 → int8 → fp32), until the budget holds,
+then demotes the roles whose bytes it can spare — a greedy form of HAWQ-style allocation with
+measured, not Hessian-estimated, damage.
 """
 
 from __future__ import annotations
