@@ -42,6 +42,8 @@ TABLE_BLOCK = 64
 """Blocks of a 4-bit embedding table: at 32 its fp32 scales were a fifth of its bytes (MiniLM's
 word table: 1.47 of 7.3 MB), and a looked-up row is added to others, not multiplied."""
 
+NEGLIGIBLE = 1e-3  # of a model's weights: a role this small is not planned
+
 # (model) -> (budget problem or None, damage score: larger is worse)
 Judge = Callable[[onnx.ModelProto], tuple[str | None, float]]
 
@@ -88,7 +90,10 @@ class Role:
 
 def layer_roles(groups: list[LayerGroup]) -> list[Role]:
     """Groups by `layer_role` of their name, op type and size (fills `group.role`); a model
-    without repeated blocks gets one role per group."""
+    without repeated blocks gets one role per group. A role under `NEGLIGIBLE` of the weights
+    stays fp32, unprobed: its bytes cannot matter, its probes and plan steps cost a large role's
+    (MiniLM's 768-weight token-type table took 2 probes and 2 steps to end fp32)."""
+    total = sum(g.params for g in groups)
     by_key: dict[tuple, list[LayerGroup]] = {}
     for group in groups:
         by_key.setdefault((layer_role(group.name), group.op_type, group.params), []).append(group)
@@ -98,6 +103,7 @@ def layer_roles(groups: list[LayerGroup]) -> list[Role]:
         name = f"{name} ({params} params)" if name in names else name
         names.add(name)
         options = [p for p in PRECISIONS if all(p in g.options for g in members)]
+        options = ["fp32"] if sum(g.params for g in members) < NEGLIGIBLE * total else options
         for group in members:
             group.role = name
         roles.append(Role(name, members, options))
