@@ -5,6 +5,7 @@ Rewriting goes through `edgeq.graph.edit`; op-type sets and the weighted-layer v
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -106,3 +107,10 @@ def model_bytes(path: Path) -> int:
     """Bytes on disk of a model file plus its external-data file, if any."""
     extra = path.with_name(path.name + ".data")
     return path.stat().st_size + (extra.stat().st_size if extra.exists() else 0)
+
+
+def layer_role(name: str) -> str:
+    """A node's place in a repeated block: its name with the block numbers blanked
+    (`/encoder/layer.3/attention/self/value/MatMul` -> `/encoder/layer.#/attention/self/value/MatMul`),
+    so the six blocks' value projections are probed and planned as one."""
+    return re.sub(r"\d+", "#", name)

@@ -81,5 +81,7 @@ class Analysis:
     plan: PrecisionPlan | None = None
 
     def ranking(self) -> list[LayerGroup]:
-        """Groups by their worst single-layer damage, most damaging first (the culprit table)."""
-        return sorted(self.groups, key=lambda g: max(g.sensitivity.values(), default=0.0), reverse=True)
+        """Groups measured alone, by their worst damage, most damaging first (the culprit table);
+        a 4-bit compile probes repeated blocks by role, so only `--analyze` measures every group."""
+        measured = [g for g in self.groups if g.sensitivity]
+        return sorted(measured, key=lambda g: max(g.sensitivity.values()), reverse=True)

@@ -1,4 +1,5 @@
-"""4-bit candidates: per-layer sensitivity, then uniform-4-bit and the planned mix under the budget."""
+"""4-bit candidates: per-role sensitivity, then uniform-4-bit and the planned mix under the budget;
+per-layer sensitivity when analyzed."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from edgeq.quant.mixed import (
     PrecisionPlan,
     build_mixed,
     layer_groups,
+    layer_roles,
+    measure_role_sensitivity,
     measure_sensitivity,
     plan_precision,
     smallest,
@@ -39,7 +42,8 @@ TaskRunner = Callable[[OrtRunner, OrtRunner], TaskResult | None]
 
 
 def mixed_candidates(state: CompileState, run_task: TaskRunner) -> tuple[list[Candidate], Analysis]:
-    """Sensitivity of every weighted layer group; with `bits: 4` also the 4-bit candidates."""
+    """Sensitivity of every layer role (`bits: 4`) or group (`analyze`); with `bits: 4` also the
+    4-bit candidates."""
     prepared, recipe, target, progress = state.prepared, state.recipe, state.target, state.progress
     scheme = target.quantization.int8
     static = plan_int8(prepared, scheme, recipe.exclude, mode="static")
@@ -70,12 +74,18 @@ def mixed_candidates(state: CompileState, run_task: TaskRunner) -> tuple[list[Ca
     def judge(model: onnx.ModelProto) -> tuple[str | None, float]:
         return judge_runner(model, OrtRunner(model.SerializeToString()))
 
-    steps = sum(len(g.options) - 1 for g in groups)
-    with (
-        progress.stage("sensitivity", "measure per-layer sensitivity"),
-        progress.bar("layers x precisions", steps) as tick,
-    ):
-        measure_sensitivity(groups, build, judge, tick)
+    def measure_probes(stage: str, what: str, items: list, measure: Callable) -> None:
+        """One probe per item and reduced precision not measured yet, with a progress bar."""
+        steps = sum(1 for i in items for o in i.options if o != "fp32" and o not in i.sensitivity)
+        with progress.stage(stage, what), progress.bar(f"{stage} probes", steps) as tick:
+            measure(items, build, judge, tick)
+
+    roles = layer_roles(groups)
+    if recipe.bits == 4:
+        what = f"measure sensitivity of {len(roles)} layer roles"
+        measure_probes("sensitivity", what, roles, measure_role_sensitivity)
+    if recipe.analyze:
+        measure_probes("sensitivity-layers", "measure per-layer sensitivity", groups, measure_sensitivity)
     analysis = Analysis(groups)
     if recipe.bits != 4:
         return [], analysis
@@ -98,7 +108,7 @@ def mixed_candidates(state: CompileState, run_task: TaskRunner) -> tuple[list[Ca
             shutil.rmtree(folder)
 
     with progress.stage("plan", "choose per-layer precision under the budget, judged on the artifact"):
-        analysis.plan = plan_precision(groups, build_final, judge_artifact)
+        analysis.plan = plan_precision(roles, build_final, judge_artifact)
     candidates = []
     for name, plan in (("int4-uniform", uniform), ("int4-planned", analysis.plan)):
         if name == "int4-planned" and plan.assignment == uniform.assignment:

@@ -14,12 +14,11 @@ layer kept, and the fewest that hold), and a rebuild no faster than fp32 ends th
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field, replace
 
 import onnx
 
-from edgeq.graph import GraphIndex, default_opset
+from edgeq.graph import GraphIndex, default_opset, layer_role
 from edgeq.graph.ops import LINEAR_OPS, RECURRENT_OPS, WEIGHTED_OPS
 from edgeq.measure.layers import layer_damage
 from edgeq.quant.dynamic import PER_TOKEN_OPSET, lower_dynamic, lowerable
@@ -156,13 +155,6 @@ def metric_order(
             margins[role] = built.budget_margin(state.recipe)
     ranked = sorted(roles, key=lambda r: -margins.get(r, -math.inf))  # stable: noise order on ties
     return [name for role in ranked for name in roles[role]]
-
-
-def layer_role(name: str) -> str:
-    """A node's place in a repeated block: its name with the block numbers blanked
-    (`/encoder/layer.3/attention/self/value/MatMul` -> `/encoder/layer.#/attention/self/value/MatMul`),
-    so the six blocks' value projections are probed as one."""
-    return re.sub(r"\d+", "#", name)
 
 
 def dynamic_fallback(state: CompileState, built: Candidate, kept: list[str]) -> Candidate:
