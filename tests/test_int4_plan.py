@@ -3,6 +3,8 @@ candidate, exactly what the planner measured, and embedding tables are planned l
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -25,13 +27,13 @@ class TokenEncoder(nn.Module):
         return self.down(torch.relu(self.up(self.table(ids)))).mean(dim=1)
 
 
-@pytest.fixture(scope="module")
-def encoder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("encoder")
-    ids = torch.randint(0, 2048, (128, 16), generator=torch.Generator().manual_seed(1))
+def export_id_encoder(module: nn.Module, folder: Path, vocab: int) -> tuple[Path, Path]:
+    """`module` (token ids [B, 16] -> embedding) exported with a dynamic batch, and 128 random
+    id rows as its calibration file."""
+    ids = torch.randint(0, vocab, (128, 16), generator=torch.Generator().manual_seed(1))
     path = folder / "model.onnx"
     torch.onnx.export(
-        TokenEncoder().eval(),
+        module.eval(),
         (ids[:1],),
         path,
         input_names=["ids"],
@@ -41,6 +43,11 @@ def encoder(tmp_path_factory):
     )
     np.savez(folder / "calib.npz", ids=ids.numpy())
     return path, folder / "calib.npz"
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    return export_id_encoder(TokenEncoder(), tmp_path_factory.mktemp("encoder"), vocab=2048)
 
 
 def test_the_plan_stops_where_its_artifact_measures_within_budget(encoder, tmp_path):

@@ -4,13 +4,13 @@ layer alone."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import edgeq
 from tests.conftest import FAST_TARGET
+from tests.test_int4_plan import export_id_encoder
 
 BLOCKS = 3
 
@@ -41,20 +41,7 @@ class BlockEncoder(nn.Module):
 
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("blocks")
-    ids = torch.randint(0, 1024, (128, 16), generator=torch.Generator().manual_seed(1))
-    path = folder / "model.onnx"
-    torch.onnx.export(
-        BlockEncoder().eval(),
-        (ids[:1],),
-        path,
-        input_names=["ids"],
-        output_names=["embedding"],
-        dynamic_axes={"ids": {0: "batch"}, "embedding": {0: "batch"}},
-        dynamo=False,
-    )
-    np.savez(folder / "calib.npz", ids=ids.numpy())
-    return path, folder / "calib.npz"
+    return export_id_encoder(BlockEncoder(), tmp_path_factory.mktemp("blocks"), vocab=1024)
 
 
 def _compile(encoder, out, **overrides):
