@@ -110,3 +110,10 @@ def test_engine_timing_goes_through_the_shared_loop(reference_models) -> None:
     assert entry.batch == 2 and entry.rounds == 4
     assert len(entry.fp32.round_p50_ms) == len(entry.compiled.round_p50_ms) == 4
     assert 0.2 < entry.speedup < 5.0
+
+
+def test_sessions_timed_side_by_side_stop_spinning_when_a_call_returns(reference_models) -> None:
+    """An idle session's spinning workers would slow the session timed after it (docs/compile-time.md)."""
+    model, _ = reference_models["mlp"]
+    options = OrtRunner(model, threads=2).session.get_session_options()
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"

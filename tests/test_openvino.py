@@ -73,6 +73,22 @@ class Determinant(torch.nn.Module):
 MODELS = {"cnn": (SmallCnn, (3, 16, 16)), "encoder": (Encoder, (8, 32)), "lstm": (Tagger, (10, 16))}
 
 
+class LoudFirstLayer(torch.nn.Module):
+    """A token-wise MLP whose first layer reads the raw input and the rest a LayerNorm's output: with
+    inputs whose loudness spans 100x across samples, one static scale for the first layer's input
+    rounds the quiet samples to a few levels; a scale per call and row (OpenVINO's dynamic
+    quantization of a compressed-weight layer) does not. Only `/a/MatMul` is hurt."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Linear(256, 1024, bias=False)
+        self.norm = torch.nn.LayerNorm(1024)
+        self.b, self.c = torch.nn.Linear(1024, 1024), torch.nn.Linear(1024, 256)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c(torch.relu(self.b(torch.relu(self.norm(self.a(x))))))
+
+
 def export(root: Path, name: str, module: torch.nn.Module, shape: tuple[int, ...]) -> tuple[Path, Path]:
     """`module` exported with a dynamic batch axis, and a calibration .npz of SAMPLES inputs."""
     torch.manual_seed(0)
@@ -248,3 +264,23 @@ def test_bits_4_on_openvino_measures_int4_and_int8_weight_candidates(tmp_path: P
         "compile", model, "--calib", calib, "--target", target, "--analyze", "-q", "-o", out, cwd=tmp_path
     )
     assert_refused(refused, out, "OpenVINO", "MatMulNBits")
+
+
+def test_a_static_candidate_keeps_its_hurt_layer_as_int8_weights_quantized_per_call(tmp_path: Path) -> None:
+    """The repair on OpenVINO keeps a static candidate's hurt MatMul at int8 weights, its input
+    quantized by OpenVINO per call and row: the budget holds and the layer still runs int8."""
+    model, calib = export(tmp_path, "loud", LoudFirstLayer(), (16, 256))
+    quiet_to_loud = 10 ** np.linspace(-2, 0, SAMPLES, dtype=np.float32)[:, None, None]
+    np.savez(calib, x=np.load(calib)["x"] * quiet_to_loud)
+    target = fast_target(tmp_path, precisions=[])
+    report = compile_cli(model, calib, target, tmp_path / "out", "--mode", "static")
+    candidates = {c["name"]: c for c in report["decision"]["candidates"]}
+    assert not candidates["int8-static-smooth"]["within_budget"], "one static scale breaks the first layer"
+    (repaired,) = [c for c in candidates.values() if c["repair"]]
+    assert repaired["within_budget"] and repaired["repair"]["kept_layers"] == ["/a/MatMul"], repaired
+    assert repaired["repair"]["kept_as"] == "dynamic INT8"
+    assert report["decision"]["chosen"] == repaired["name"], report["decision"]["reason"]
+    compiled = report["runtime_precision"]
+    assert compiled["dynamic_quantization_group_size"] == 64
+    assert "/a/MatMul (FullyConnected)" in compiled["int8_layers"], compiled["int8_layers"]
+    assert compiled["matrix_layers_int8"] == 3

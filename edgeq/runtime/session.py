@@ -34,10 +34,16 @@ _ORT_TO_NUMPY = {
 
 
 def session_options(threads: int = 0, level: str = "all") -> ort.SessionOptions:
-    """Session options with a fixed thread count and quiet logging (warnings go to the report)."""
+    """Session options with a fixed thread count and quiet logging (warnings go to the report).
+
+    The worker threads stop spinning when a call returns: an idle session's spinning workers
+    otherwise hold the cores for ~50 ms after its last call, so the next session timed beside it ran
+    its first calls 1.5-2.5x slow (all-MiniLM-L6-v2, batch 1, 2 threads, AMD Zen 4), and its own
+    back-to-back latency wandered 10-16 ms between runs where the stopped form read 10.6-11.0."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     options.log_severity_level = 4  # errors come back as exceptions; warnings go to the report
     options.graph_optimization_level = {
         "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,

@@ -1,7 +1,7 @@
 """Repair: an INT8 candidate that misses the budget keeps its most damaging layers at a higher
 precision until it holds: a static candidate's MatMul/Gemm layers at dynamic INT8 (per token where
-the target has it: the runtime's own activation scales, still the int8 kernels), every other kept
-layer fp32.
+the target has it; on OpenVINO int8 weights whose inputs it quantizes per call: the runtime's own
+activation scales, still the int8 kernels), every other kept layer fp32.
 
 A candidate is not dropped whole for a few layers' noise. Its quantized layers are ranked by the
 noise each adds (`layer_damage`, the culprit table's ranking), and the candidate is built again
@@ -18,11 +18,13 @@ from dataclasses import dataclass, field, replace
 
 import onnx
 
+from edgeq.backends.openvino import model_precision, with_precision
 from edgeq.graph import GraphIndex, default_opset, layer_role
 from edgeq.graph.ops import LINEAR_OPS, RECURRENT_OPS, WEIGHTED_OPS
 from edgeq.measure.layers import layer_damage
 from edgeq.quant.dynamic import PER_TOKEN_OPSET, lower_dynamic, lowerable
 from edgeq.quant.plan import NodeDecision, plan_int8
+from edgeq.quant.qdq import rewrite_weights_only
 from edgeq.recipe import Recipe
 from edgeq.report.schema import CandidateSummary, LayerRepair, RepairStep
 from edgeq.runtime.session import OrtRunner
@@ -32,6 +34,7 @@ from edgeq.stages.compile import compile_candidate
 from edgeq.stages.lower import Int8Variant, build_int8, int8_source, int8_variants
 from edgeq.stages.measure import Fp32Judge, fp32_judge, measure_fidelity
 from edgeq.stages.quantize import calibrate
+from edgeq.stages.runtime_candidates import DYNAMIC_GROUP
 from edgeq.stages.session import open_session
 from edgeq.stages.state import CompileState
 from edgeq.stages.timing import time_candidates
@@ -159,7 +162,9 @@ def metric_order(
 
 def dynamic_fallback(state: CompileState, built: Candidate, kept: list[str]) -> Candidate:
     """A static rebuild with its kept MatMul/Gemm layers at dynamic INT8 instead of fp32: their
-    noise is the calibrated activation scale, and a per-call scale keeps the int8 kernel's speed."""
+    noise is the calibrated activation scale, and a per-call scale keeps the int8 kernel's speed.
+    On OpenVINO the kept layers hold int8 weights alone: OpenVINO quantizes their inputs per call,
+    in groups of channels (ONNX Runtime's per-tensor DynamicQuantizeLinear form is coarser)."""
     model, plan = built.model, built.plan
     index = GraphIndex(model.graph)
     wanted = set(kept)
@@ -171,10 +176,16 @@ def dynamic_fallback(state: CompileState, built: Candidate, kept: list[str]) -> 
     if not nodes:
         return built
     scheme = state.target.quantization.int8
-    per_token = scheme.per_token and default_opset(model) >= PER_TOKEN_OPSET
-    model = lower_dynamic(model, nodes, scheme.weights.reduce_range, per_token=per_token)
-    form = "per-token dynamic" if per_token else "dynamic"
-    dynamic = NodeDecision("", "", "int8-dynamic", f"repair: kept from static INT8 at {form} INT8")
+    if state.target.runtime == "openvino":  # OpenVINO quantizes a compressed-weight layer's input
+        only = plan_int8(model, scheme, mode="static", include=set(nodes))
+        weights_only = rewrite_weights_only(model, only, scheme)
+        model = with_precision(weights_only, model_precision(model), DYNAMIC_GROUP)
+        form = f"int8 weights, inputs quantized by OpenVINO per call (groups of {DYNAMIC_GROUP})"
+    else:
+        per_token = scheme.per_token and default_opset(model) >= PER_TOKEN_OPSET
+        model = lower_dynamic(model, nodes, scheme.weights.reduce_range, per_token=per_token)
+        form = "per-token dynamic INT8" if per_token else "dynamic INT8"
+    dynamic = NodeDecision("", "", "int8-dynamic", f"repair: kept from static INT8 at {form}")
     decisions = [
         replace(dynamic, name=d.name, op_type=d.op_type) if d.name in nodes else d for d in plan.decisions
     ]
