@@ -20,6 +20,7 @@ def isolated_runs_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
 
 
 FAST_TARGET = str(Path(__file__).parent / "data" / "cpu-fast.yaml")
+REPO = Path(__file__).resolve().parents[1]  # shipped models and data, wherever pytest runs from
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from edgeq.cli import main
 from edgeq.report.read import load_report
 from edgeq.report.schema import SCHEMA
 from edgeq.runtime.session import OrtRunner
-from tests.conftest import FAST_TARGET
+from tests.conftest import FAST_TARGET, REPO
 from tests.reference_models import SmallCNN
 
 
@@ -216,7 +216,7 @@ def test_pointer_decision_head_stays_fp32_and_lstm_goes_dynamic(tmp_path):
     from edgeq.quant.plan import ensure_node_names, plan_int8
     from edgeq.targets import load_target
 
-    model = prepare_model(load_onnx("examples/pointer_net/tsp.onnx"))
+    model = prepare_model(load_onnx(REPO / "examples/pointer_net/tsp.onnx"))
     ensure_node_names(model)
     plan = plan_int8(model, load_target("cpu-x86-avx2").quantization.int8)
     by_op = {}
@@ -383,10 +383,10 @@ def test_qat_check_compares_simulated_with_the_measured_artifact(tmp_path):
     from edgeq.stages.quantize import quantize_static
     from edgeq.targets import load_target
 
-    prepared = prepare_model(onnx.load("examples/mrl_encoder/model.onnx"))
+    prepared = prepare_model(onnx.load(REPO / "examples/mrl_encoder/model.onnx"))
     ensure_node_names(prepared)
     target = load_target(FAST_TARGET)
-    calib = dict(np.load("calib/mrl_digits.npz"))
+    calib = dict(np.load(REPO / "calib/mrl_digits.npz"))
     qdq, _ = quantize_static(
         prepared, plan_int8(prepared, target.quantization.int8), Recipe(), target, calib, Progress(False)
     )
@@ -395,8 +395,8 @@ def test_qat_check_compares_simulated_with_the_measured_artifact(tmp_path):
         tmp_path / "qat.onnx",
         out=tmp_path / "out",
         target=FAST_TARGET,
-        calib="calib/mrl_digits.npz",
-        reference="examples/mrl_encoder/model.onnx",
+        calib=REPO / "calib/mrl_digits.npz",
+        reference=REPO / "examples/mrl_encoder/model.onnx",
         task={"name": "mrl-retrieval", "options": {"dims": [8, 128]}},
         qat={"metric": "1nn_acc@8", "simulated": 90.0, "tolerance": 0.5},
     )

@@ -11,10 +11,10 @@ from edgeq.errors import InputError
 from edgeq.passes.mrl import deployed_task_options, slice_embedding
 from edgeq.passes.prepare import prepare_model
 from edgeq.runtime.session import OrtRunner
-from tests.conftest import FAST_TARGET
+from tests.conftest import FAST_TARGET, REPO
 
-MRL_MODEL = "examples/mrl_encoder/model.onnx"
-MRL_DATA = "calib/mrl_digits.npz"
+MRL_MODEL = str(REPO / "examples/mrl_encoder/model.onnx")
+MRL_DATA = str(REPO / "calib/mrl_digits.npz")
 
 
 @pytest.mark.parametrize("dim", [8, 64, 128])

@@ -15,9 +15,10 @@ from edgeq.passes.ort_offline import ort_optimize
 from edgeq.passes.prepare import fold_linear_batchnorm, prepare_model
 from edgeq.passes.simplify import simplify_static_shapes
 from edgeq.runtime.session import OrtRunner
+from tests.conftest import REPO
 
-TSP_MODEL = "examples/pointer_net/tsp.onnx"
-TSP_DATA = "calib/pointer_tsp.npz"
+TSP_MODEL = str(REPO / "examples/pointer_net/tsp.onnx")
+TSP_DATA = str(REPO / "calib/pointer_tsp.npz")
 
 
 def _ops(model: onnx.ModelProto) -> Counter:
