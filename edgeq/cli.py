@@ -19,6 +19,7 @@ from edgeq.backends.tensorrt import NEEDS_TENSORRT, tensorrt_available
 from edgeq.calibdata.command import calib_command
 from edgeq.dashboard.commands import MLFLOW_MISSING, dashboard_command, log_to_mlflow
 from edgeq.errors import EdgeqError, GateError, InputError, Interrupted, terminal_safe
+from edgeq.quant.observers import CALIBRATION_METHODS
 from edgeq.recipe import Recipe, load_recipe
 from edgeq.report.command import report_command
 from edgeq.report.gates import verdict
@@ -90,7 +91,7 @@ def cli() -> None:
     type=click.Path(dir_okay=False),
     help="fp32 ONNX to measure an already-quantized MODEL against (e.g. before QAT).",
 )
-@click.option("--calib-method", type=click.Choice(["minmax", "percentile", "mse", "entropy"]))
+@click.option("--calib-method", type=click.Choice(CALIBRATION_METHODS))
 @click.option("--calib-samples", type=click.IntRange(min=1), help="Calibration samples to use.")
 @click.option(
     "--bits",

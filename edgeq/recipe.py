@@ -11,7 +11,7 @@ from typing import Any, Literal
 from edgeq.config import from_dict, limit, load_yaml, over_limit
 from edgeq.errors import InputError
 
-CalibrationMethod = Literal["minmax", "percentile", "mse", "entropy"]
+CalibrationMethod = Literal["minmax", "mean_minmax", "percentile", "mse", "entropy"]
 OutputKindName = Literal["embedding", "class-scores", "binary", "dense", "integer"]
 
 

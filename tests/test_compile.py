@@ -12,6 +12,7 @@ import yaml
 
 import edgeq
 from edgeq.cli import main
+from edgeq.quant.observers import CALIBRATION_METHODS
 from edgeq.report.read import load_report
 from edgeq.report.schema import SCHEMA
 from edgeq.runtime.session import OrtRunner
@@ -128,7 +129,7 @@ def test_recipe_file_equals_flags(reference_models, tmp_path):
     assert saved["calibration"]["method"] == "percentile" and saved["calibration"]["percentile"] == 99.9
 
 
-@pytest.mark.parametrize("method", ["minmax", "percentile", "mse", "entropy"])
+@pytest.mark.parametrize("method", CALIBRATION_METHODS)
 def test_every_calibration_method_gives_a_faithful_encoder(reference_models, tmp_path, method):
     model, data = reference_models["encoder"]
     result = edgeq.compile(

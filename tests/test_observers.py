@@ -41,6 +41,13 @@ def test_minmax_of_known_data() -> None:
     assert make_observer("minmax").needs_histogram is False
 
 
+def test_mean_minmax_averages_each_samples_own_extremes_over_batches() -> None:
+    samples = np.array([[0.0, 1.0], [-1.0, 3.0], [-2.0, 5.0], [-5.0, 40.0]])  # the last one loud
+    lo, hi = calibrate("mean_minmax", samples, UINT8_ASYM, batches=3)
+    assert (lo, hi) == (-2.0, 12.25)
+    assert calibrate("minmax", samples, UINT8_ASYM) == (-5.0, 40.0)
+
+
 def test_empty_batches_are_ignored() -> None:
     observer = make_observer("mse")
     for batch in (np.array([]), np.array([1.0, -1.0]), np.zeros((0, 3))):

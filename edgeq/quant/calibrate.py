@@ -57,7 +57,7 @@ def _calibrate(model, tensors, data, settings, fmt, batch_size, progress) -> dic
     runner = OrtRunner(with_outputs(model, tensors).SerializeToString(), batch_size=batch_size)
     count = min(settings.samples, len(next(iter(data[n] for n in runner.input_names))))
     options = {"percentile": settings.percentile} if settings.method == "percentile" else {}
-    if settings.method != "minmax":
+    if settings.method not in ("minmax", "mean_minmax"):
         options["bins"] = settings.bins
     observers = {name: make_observer(settings.method, **options) for name in tensors}
     _stream(runner, data, count, observers, "update_range", progress)

@@ -18,7 +18,7 @@ import numpy as np
 from edgeq.errors import InputError
 from edgeq.quant.primitives import QuantFormat
 
-CALIBRATION_METHODS = ("minmax", "percentile", "mse", "entropy")
+CALIBRATION_METHODS = ("minmax", "mean_minmax", "percentile", "mse", "entropy")
 DEFAULT_BINS = 2048
 MIN_BINS = 16
 CLIP_CANDIDATES = 512
@@ -113,6 +113,30 @@ class MinMaxObserver(Observer):
 
     def _clip_range(self, fmt: QuantFormat) -> tuple[float, float]:
         return self._min, self._max
+
+
+class MeanMinMaxObserver(Observer):
+    """Range = the mean over samples (axis 0) of each sample's own min and max: one loud sample
+    widens the scale by its share only (NNCF's default for activations). A batch of one value per
+    sample counts as one sample (a scalar's min is its max)."""
+
+    needs_histogram = False
+
+    def __init__(self, bins: int = DEFAULT_BINS) -> None:
+        super().__init__(bins)
+        self._sums, self._samples = np.zeros(2), 0
+
+    def update_range(self, x: np.ndarray) -> None:
+        super().update_range(x)
+        x = np.asarray(x)
+        if x.size:
+            rows = x.reshape(len(x), -1) if x.ndim and x.size > len(x) else x.reshape(1, -1)
+            self._sums += (float(rows.min(1).sum()), float(rows.max(1).sum()))
+            self._samples += len(rows)
+
+    def _clip_range(self, fmt: QuantFormat) -> tuple[float, float]:
+        lo, hi = self._sums / self._samples
+        return float(lo), float(hi)
 
 
 class PercentileObserver(Observer):
@@ -338,6 +362,7 @@ def _suffix_sums(values: np.ndarray) -> np.ndarray:
 
 _OBSERVERS: dict[str, tuple[type[Observer], tuple[str, ...]]] = {
     "minmax": (MinMaxObserver, ()),
+    "mean_minmax": (MeanMinMaxObserver, ()),
     "percentile": (PercentileObserver, ("bins", "percentile")),
     "mse": (MSEObserver, ("bins",)),
     "entropy": (EntropyObserver, ("bins",)),
