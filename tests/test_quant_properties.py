@@ -153,7 +153,7 @@ def test_every_calibrator_is_invariant_to_batching(
 
 
 def run_observer(method: str, batches: list[np.ndarray], fmt: QuantFormat) -> tuple[float, float]:
-    options = {} if method == "minmax" else {"bins": 256}
+    options = {} if method in ("minmax", "mean_minmax") else {"bins": 256}
     observer = make_observer(method, **options)
     for batch in batches:
         observer.update_range(batch)

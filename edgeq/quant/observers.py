@@ -117,8 +117,8 @@ class MinMaxObserver(Observer):
 
 class MeanMinMaxObserver(Observer):
     """Range = the mean over samples (axis 0) of each sample's own min and max: one loud sample
-    widens the scale by its share only (NNCF's default for activations). A batch of one value per
-    sample counts as one sample (a scalar's min is its max)."""
+    widens the scale by its share only (NNCF's default for activations). A tensor of one value per
+    sample has no per-sample range: its range is the min-max of all of them."""
 
     needs_histogram = False
 
@@ -129,12 +129,14 @@ class MeanMinMaxObserver(Observer):
     def update_range(self, x: np.ndarray) -> None:
         super().update_range(x)
         x = np.asarray(x)
-        if x.size:
-            rows = x.reshape(len(x), -1) if x.ndim and x.size > len(x) else x.reshape(1, -1)
+        if x.ndim and x.size > len(x):
+            rows = x.reshape(len(x), -1)
             self._sums += (float(rows.min(1).sum()), float(rows.max(1).sum()))
             self._samples += len(rows)
 
     def _clip_range(self, fmt: QuantFormat) -> tuple[float, float]:
+        if not self._samples:
+            return self._min, self._max
         lo, hi = self._sums / self._samples
         return float(lo), float(hi)
 
