@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from edgeq.quant.observers import CALIBRATION_METHODS, make_observer
+from edgeq.quant.observers import CALIBRATION_METHODS, make_observer, observer_options
 from edgeq.quant.primitives import (
     QuantFormat,
     block_weight_params,
@@ -153,7 +153,7 @@ def test_every_calibrator_is_invariant_to_batching(
 
 
 def run_observer(method: str, batches: list[np.ndarray], fmt: QuantFormat) -> tuple[float, float]:
-    options = {} if method in ("minmax", "mean_minmax") else {"bins": 256}
+    options = {"bins": 256} if "bins" in observer_options(method) else {}
     observer = make_observer(method, **options)
     for batch in batches:
         observer.update_range(batch)

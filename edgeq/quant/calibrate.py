@@ -12,7 +12,7 @@ from edgeq.cache import digest_arrays, digest_bytes
 from edgeq.cache.memo import memo
 from edgeq.errors import InputError
 from edgeq.graph.edit import with_outputs
-from edgeq.quant.observers import CalibrationDataError, make_observer
+from edgeq.quant.observers import CalibrationDataError, make_observer, observer_options
 from edgeq.quant.primitives import QuantFormat
 from edgeq.recipe import Calibration
 from edgeq.runtime.session import OrtRunner
@@ -56,9 +56,8 @@ def calibrate_ranges(
 def _calibrate(model, tensors, data, settings, fmt, batch_size, progress) -> dict[str, tuple[float, float]]:
     runner = OrtRunner(with_outputs(model, tensors).SerializeToString(), batch_size=batch_size)
     count = min(settings.samples, len(next(iter(data[n] for n in runner.input_names))))
-    options = {"percentile": settings.percentile} if settings.method == "percentile" else {}
-    if settings.method not in ("minmax", "mean_minmax"):
-        options["bins"] = settings.bins
+    given = {"bins": settings.bins, "percentile": settings.percentile}
+    options = {name: given[name] for name in observer_options(settings.method)}
     observers = {name: make_observer(settings.method, **options) for name in tensors}
     _stream(runner, data, count, observers, "update_range", progress)
     if any(o.needs_histogram for o in observers.values()):

@@ -371,6 +371,16 @@ _OBSERVERS: dict[str, tuple[type[Observer], tuple[str, ...]]] = {
 }
 
 
+def observer_options(method: str) -> tuple[str, ...]:
+    """The options a calibration method takes (`bins`, `percentile`), so callers pass only those."""
+    return _OBSERVERS[method][1]
+
+
+def calibration_passes(method: str) -> int:
+    """Passes over the calibration data a method makes: a range pass, and a histogram pass if it needs one."""
+    return 2 if _OBSERVERS[method][0].needs_histogram else 1
+
+
 def make_observer(method: str, **options: Any) -> Observer:
     """Observer for a calibration method name, validating its options."""
     if method not in _OBSERVERS:

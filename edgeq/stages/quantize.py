@@ -8,6 +8,7 @@ from edgeq.data import Arrays
 from edgeq.progress import Progress
 from edgeq.quant.bias_correction import apply_biases, corrected_biases
 from edgeq.quant.calibrate import calibrate_ranges
+from edgeq.quant.observers import calibration_passes
 from edgeq.quant.plan import QuantPlan, plan_int8
 from edgeq.quant.qdq import activation_format, rewrite_qdq, weight_format
 from edgeq.recipe import Recipe
@@ -65,7 +66,7 @@ def calibrate(
 ) -> dict[str, tuple[float, float]]:
     """Activation ranges of the plan's tensors (`every`: of every quantizable tensor) on calibration data."""
     samples = min(recipe.calibration.samples, len(next(iter(calib.values()))))
-    batches = -(-samples // 32) * (1 if recipe.calibration.method == "minmax" else 2)
+    batches = -(-samples // 32) * calibration_passes(recipe.calibration.method)
     with progress.bar(f"calibrate ({recipe.calibration.method})", batches) as tick:
         return calibrate_ranges(
             prepared,

@@ -94,21 +94,28 @@ def precision_twins(state: CompileState, held: RepairedCandidate, judge: Fp32Jud
     `int8-static-smooth-bf16` beside `int8-static-smooth`: the float part in bf16), kept where it
     still holds the budget; timed with the others. On all-MiniLM-L6-v2 the bf16 float part ran static
     INT8 1.08x / 1.10x faster than f32 (batch 1 / 32) at recall@10 within 0.003."""
+    if state.target.runtime != "openvino":
+        return []
     names = {c.name for c in state.candidates}
     twins = []
-    for precision in state.target.openvino.precisions if state.target.runtime == "openvino" else []:
+    for precision in state.target.openvino.precisions:
         if f"{held.base.name}-{precision}" not in names:
             continue
         model = with_precision(held.model, precision)
         twin = replace(held, name=f"{held.name}-{precision}", model=model, latency=[], vs_onnxruntime={})
-        twin.artifact = compile_candidate(state.backend, state.target, twin, state.work)
-        twin.runner = open_session(state, twin.artifact.path)
-        measure_fidelity(state, [twin], judge)
-        if twin.budget_problem(state.recipe) is None:
+        if (problem := _compiled_and_judged(state, twin, judge).budget_problem(state.recipe)) is None:
             twins.append(twin)
         else:
-            state.progress.note(f"{twin.name} left out: {twin.budget_problem(state.recipe)}")
+            state.progress.note(f"{twin.name} left out: {problem}")
     return twins
+
+
+def _compiled_and_judged(state: CompileState, candidate: Candidate, judge: Fp32Judge) -> Candidate:
+    """`candidate` compiled by the target's backend, its session opened and its fidelity measured."""
+    candidate.artifact = compile_candidate(state.backend, state.target, candidate, state.work)
+    candidate.runner = open_session(state, candidate.artifact.path)
+    measure_fidelity(state, [candidate], judge)
+    return candidate
 
 
 def shared_ranges(state: CompileState, source: onnx.ModelProto) -> dict[str, tuple[float, float]]:
@@ -255,9 +262,7 @@ def _search(
         probe = RepairedCandidate(
             built.name, built.model, built.plan, base=base, kept=order[:k], kept_as=kept_as
         )
-        probe.artifact = compile_candidate(state.backend, state.target, probe, state.work)
-        probe.runner = open_session(state, probe.artifact.path)
-        measure_fidelity(state, [probe], judge)
+        _compiled_and_judged(state, probe, judge)
         steps.append(RepairStep(k, probe.worst_cosine, probe.budget_problem(state.recipe)))
         return probe
 
