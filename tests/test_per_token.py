@@ -134,28 +134,46 @@ class PooledEncoder(nn.Module):
         return nn.functional.normalize(h.mean(dim=1), dim=-1)
 
 
-def test_static_repair_keeps_layers_at_dynamic_int8_not_fp32(tmp_path):
-    """Samples whose scale spans 1000x: one calibrated scale for the first layer's input leaves the
-    small ones a few levels, so static INT8 misses; the repair keeps that layer at per-token
-    dynamic INT8, not fp32."""
+def _pooled_encoder(folder: Path, scale_per: str) -> tuple[Path, np.ndarray]:
+    """PooledEncoder exported at opset 17, and 96 samples of 16 tokens whose scales span 1000x
+    from one sample to the next (`scale_per="sample"`) or one token to the next ("token")."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((96, 16, 256)).astype(np.float32)
-    x *= (10.0 ** rng.uniform(-1.5, 1.5, (96, 1, 1))).astype(np.float32)
-    path = tmp_path / "model.onnx"
-    dynamic = {"x": {0: "batch"}, "y": {0: "batch"}}
+    x *= (10.0 ** rng.uniform(-1.5, 1.5, (96, 16 if scale_per == "token" else 1, 1))).astype(np.float32)
+    path = folder / "model.onnx"
     torch.onnx.export(
         PooledEncoder().eval(),
         (torch.from_numpy(x[:1]),),
         path,
         input_names=["x"],
         output_names=["y"],
-        dynamic_axes=dynamic,
+        dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
         opset_version=17,
         dynamo=False,
     )
+    return path, x
+
+
+def test_static_repair_keeps_layers_at_dynamic_int8_not_fp32(tmp_path):
+    """Samples whose scale spans 1000x: one calibrated scale for the first layer's input leaves the
+    small ones a few levels, so static INT8 misses; the repair keeps that layer at per-token
+    dynamic INT8, not fp32."""
+    path, x = _pooled_encoder(tmp_path, scale_per="sample")
     found = _compiled_candidates(tmp_path, path, x, "static", {"min_cosine": 0.998, "min_recall": 0.0})
     assert not found["int8-static"].within_budget, found["int8-static"]
     repaired = [c for c in found.values() if c.repair is not None]
     assert [c.name for c in repaired] == ["int8-static-dyn1"], [c.name for c in found.values()]
-    assert repaired[0].repair.kept_as == "dynamic INT8" and repaired[0].within_budget
+    assert repaired[0].repair.kept_as == "per-token dynamic INT8" and repaired[0].within_budget
     assert repaired[0].repair.kept_layers == ["/a/MatMul"]
+
+
+def test_per_tensor_dynamic_repair_holds_its_layer_per_token(tmp_path):
+    """Tokens whose scales span 1000x within each sample: one per-call scale for the first layer's
+    input leaves the quiet tokens a few levels, so per-tensor dynamic INT8 misses; the repair holds
+    that one layer per token (measured: 0.987 -> 0.99995 cosine), not fp32."""
+    path, x = _pooled_encoder(tmp_path, scale_per="token")
+    found = _compiled_candidates(tmp_path, path, x, "dynamic", {"min_cosine": 0.999, "min_recall": 0.0})
+    assert not found["int8-dynamic"].within_budget, found["int8-dynamic"]
+    held = found["int8-dynamic-dyn1"]
+    assert held.within_budget and held.repair.base == "int8-dynamic", held
+    assert held.repair.kept_as == "per-token dynamic INT8" and held.repair.kept_layers == ["/a/MatMul"]

@@ -70,7 +70,7 @@ class RepairStep:
 @dataclass
 class LayerRepair:
     """A candidate that missed the budget, rebuilt with its most damaging layers kept at a higher
-    precision (`kept_as`: fp32, or dynamic INT8 for a static candidate's MatMul/Gemm): the trade."""
+    precision (`kept_as`: fp32, or a finer INT8 form for its MatMul/Gemm: `repair.held_form`)."""
 
     base: str
     kept_layers: list[str]
