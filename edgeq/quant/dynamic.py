@@ -11,8 +11,8 @@ per MatMul.
 
 `per_token` quantizes each row of a MatMul's input (each token of a transformer) with its own
 scale instead of one per tensor: ORT's integer MatMul kernels take one A scale, so the rows are
-quantized by a per-axis QuantizeLinear to uint8 around 128 (the fast u8 x s8 path; s8 x s8 ran
-20-70x slower in ORT 1.32), multiplied by a unit scale, and the result rescaled per row.
+divided by their own max|x|, quantized together to uint8 (the fast u8 x s8 path; s8 x s8 ran
+20-70x slower in ORT 1.32), and the result multiplied back per row.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def lower_dynamic(
 
     MatMul/Gemm weights get one scale per output column, or one per tensor if `per_tensor`
     (faster in ORT, see `edgeq.quant.plan.weight_axis`); their inputs one scale per tensor, or
-    one per row if `per_token` (needs opset 13: per-axis QuantizeLinear)."""
+    one per row if `per_token` (needs opset 11: DynamicQuantizeLinear)."""
     if per_token and default_opset(model) < PER_TOKEN_OPSET:
         raise ValueError(f"per-token activation scales need opset >= {PER_TOKEN_OPSET}")
     index = GraphIndex(model.graph)
@@ -214,38 +214,39 @@ class _Lowering:
         editor.replace(node, [lowered])
 
 
-PER_TOKEN_OPSET = 13  # QuantizeLinear with a 1-D scale along an axis
-ROW_ZERO_POINT = 128  # each row's uint8 codes centre on 128: symmetric around zero
+PER_TOKEN_OPSET = 11  # DynamicQuantizeLinear
+ROW_FLOOR = 1e-30  # an all-zero row divides by this, not by 0
 
 
 class _PerTokenLowering(_Lowering):
-    """dynamic-int8 MatMuls whose input rows (tokens) each get their own scale max|row| / 127.
+    """dynamic-int8 MatMuls whose input rows (tokens) each get their own scale.
 
-    The input [..., K] is quantized as rows [R, K] by a per-axis QuantizeLinear (scale [R], zero
-    point 128), multiplied in the u8 x s8 kernel with A scale 1, and the result [..., N] times
-    each row's scale [..., 1]. The bias stays an Add after it (it must not be rescaled), where
-    ORT fuses it into the next op (BiasGelu, SkipLayerNormalization)."""
+    Each row of the input [..., K] is divided by its own max|x| (r [..., 1]), so every row spans
+    at most [-1, 1]; one DynamicQuantizeLinear then quantizes the whole tensor to uint8 over the
+    range the normalised rows share, the u8 x s8 kernel multiplies it, and the result [..., N] is
+    multiplied by r. A row gets at least its symmetric max|row| / 127 step, and rows of one sign
+    (a GELU's output) nearly twice as fine: on all-MiniLM-L6-v2 recall@10 0.975 against 0.972 for
+    a per-axis QuantizeLinear at max|row| / 127 (128 texts), in 747 nodes instead of 867, at the
+    same speed. The bias stays an Add after it (it must not be rescaled), where ORT fuses it into
+    the next op (BiasGelu, SkipLayerNormalization)."""
 
     def __init__(self, editor: GraphEditor, fmt: QuantFormat, axis: int | None, opset: int) -> None:
         super().__init__(editor, fmt, axis)
         self.opset = opset
-        self.rows: dict[ir.Value, tuple[ir.Value, ir.Value]] = {}
-        self.unit = editor.initializer("per_token_unit_scale", np.array(1.0, np.float32))
-        self.centre = editor.initializer("per_token_zero_point", np.array(ROW_ZERO_POINT, np.uint8))
-        self.flat = editor.initializer("per_token_flat", np.array([-1], np.int64))
-        self.step = editor.initializer("per_token_step", np.array(1.0 / 127, np.float32))
+        self.rows: dict[ir.Value, tuple[ir.Value, ir.Value, ir.Value, ir.Value]] = {}
+        self.floor = editor.initializer("per_token_floor", np.array(ROW_FLOOR, np.float32))
 
     def _lower_matmul(self, node: ir.Node, weight, scale, zero, bias_input, beta: float) -> None:
         editor, base = self.editor, node.name
-        codes, row_scale = self._quantized_rows(node, node.inputs[0], weight.const_value.shape[0])
+        codes, code_scale, code_zero, row_max = self._normalised_rows(node, node.inputs[0])
         product = editor.node(
             "MatMulIntegerToFloat",
-            [codes, weight, self.unit, scale, self.centre, zero],
+            [codes, weight, code_scale, scale, code_zero, zero],
             [f"{base}_per_token_product"],
             name=base,
             domain=MS_DOMAIN,
         )
-        nodes = [product, self._op("Mul", [product.outputs[0], row_scale], f"{base}_per_token")]
+        nodes = [product, self._op("Mul", [product.outputs[0], row_max], f"{base}_per_token")]
         if bias_input is not None:
             bias = bias_input
             if editor.constant(bias_input) is not None:
@@ -258,38 +259,29 @@ class _PerTokenLowering(_Lowering):
         """A default-domain node named after the one value it writes."""
         return self.editor.node(op_type, inputs, [output], name=f"{output}_{op_type}", attributes=attributes)
 
-    def _quantized_rows(self, node: ir.Node, x: ir.Value, k: int) -> tuple[ir.Value, ir.Value]:
-        """x [..., K] as uint8 codes of x's shape and its rows' scales [..., 1]; made once per
-        input and shared by the MatMuls that read it."""
+    def _normalised_rows(self, node: ir.Node, x: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value, ir.Value]:
+        """x's rows divided by their max|x|, as DynamicQuantizeLinear's codes, scale and zero
+        point, and the rows' max|x| [..., 1]; made once per input and shared by its MatMuls."""
         if x in self.rows:
             return self.rows[x]
         editor, tag = self.editor, f"{x.name}_per_token"
-        matrix = x.shape is not None and len(x.shape) == 2
         nodes = [self._op("Abs", [x], f"{tag}_abs")]
         if self.opset >= 18:  # ReduceMax reads its axes from an input from opset 18
             axes = editor.initializer(f"{tag}_axes", np.array([-1], np.int64))
             nodes.append(self._op("ReduceMax", [nodes[-1].outputs[0], axes], f"{tag}_max"))
         else:
             nodes.append(self._op("ReduceMax", [nodes[-1].outputs[0]], f"{tag}_max", axes=[-1], keepdims=1))
-        nodes.append(self._op("Mul", [nodes[-1].outputs[0], self.step], f"{tag}_scale"))
-        column = nodes[-1].outputs[0]
-        nodes.append(self._op("Reshape", [column, self.flat], f"{tag}_scale_1d"))
-        scale = nodes[-1].outputs[0]
-        nodes.append(self._op("Shape", [scale], f"{tag}_count"))
-        fill = ir.tensor(np.array([ROW_ZERO_POINT], np.uint8))
-        nodes.append(self._op("ConstantOfShape", [nodes[-1].outputs[0]], f"{tag}_zero", value=fill))
-        zero = nodes[-1].outputs[0]
-        rows = x
-        if not matrix:  # QuantizeLinear scales along one axis: view x as rows, then back
-            shape = editor.initializer(f"{tag}_row_shape", np.array([-1, k], np.int64))
-            nodes.append(self._op("Reshape", [x, shape], f"{tag}_rows"))
-            rows = nodes[-1].outputs[0]
-        nodes.append(self._op("QuantizeLinear", [rows, scale, zero], f"{tag}_row_codes", axis=0))
-        if not matrix:
-            nodes.append(self._op("Shape", [x], f"{tag}_shape"))
-            nodes.append(self._op("Reshape", [nodes[-2].outputs[0], nodes[-1].outputs[0]], f"{tag}_codes"))
-        editor.insert_before(node, nodes)
-        self.rows[x] = (nodes[-1].outputs[0], column)
+        nodes.append(self._op("Max", [nodes[-1].outputs[0], self.floor], f"{tag}_row_max"))
+        row_max = nodes[-1].outputs[0]
+        nodes.append(self._op("Div", [x, row_max], f"{tag}_unit"))
+        quantize = editor.node(
+            "DynamicQuantizeLinear",
+            [nodes[-1].outputs[0]],
+            [f"{tag}_codes", f"{tag}_scale", f"{tag}_zero_point"],
+            name=f"{tag}_DynamicQuantizeLinear",
+        )
+        editor.insert_before(node, [*nodes, quantize])
+        self.rows[x] = (*quantize.outputs, row_max)
         return self.rows[x]
 
 
