@@ -12,6 +12,7 @@ from torch import nn
 from edgeq.quant.dynamic import lower_dynamic
 from edgeq.quant.plan import ensure_node_names
 from edgeq.runtime.session import OrtRunner
+from tests.wild import models
 
 
 class BiLstm(nn.Module):
@@ -29,18 +30,7 @@ class BiLstm(nn.Module):
 )
 def test_lstm_weights_scaled_per_row_or_per_direction(tmp_path, per_tensor, scale_shape):
     x = np.random.default_rng(0).standard_normal((8, 20, 32)).astype(np.float32)
-    path = tmp_path / "lstm.onnx"
-    dynamic = {"x": {0: "batch"}, "y": {0: "batch"}}
-    torch.onnx.export(
-        BiLstm().eval(),
-        (torch.from_numpy(x[:1]),),
-        path,
-        input_names=["x"],
-        output_names=["y"],
-        dynamic_axes=dynamic,
-        opset_version=17,
-        dynamo=False,
-    )
+    path = models.export(BiLstm(), (torch.from_numpy(x[:1]),), tmp_path / "lstm.onnx", ["x"])
     model = onnx.load(path)
     ensure_node_names(model)
     lstm = next(n.name for n in model.graph.node if n.op_type == "LSTM")

@@ -17,6 +17,7 @@ from edgeq.quant.dynamic import lower_dynamic
 from edgeq.quant.plan import ensure_node_names
 from edgeq.runtime.session import OrtRunner
 from edgeq.targets import load_target, native_target_name
+from tests.wild import models
 
 TARGET = str(Path(__file__).parent / "data" / "cpu-fast-per-token.yaml")
 
@@ -144,18 +145,7 @@ def _pooled_encoder(folder: Path, scale_per: str) -> tuple[Path, np.ndarray]:
     rng = np.random.default_rng(3)
     x = rng.standard_normal((96, 16, 256)).astype(np.float32)
     x *= (10.0 ** rng.uniform(-1.5, 1.5, (96, 16 if scale_per == "token" else 1, 1))).astype(np.float32)
-    path = folder / "model.onnx"
-    torch.onnx.export(
-        PooledEncoder().eval(),
-        (torch.from_numpy(x[:1]),),
-        path,
-        input_names=["x"],
-        output_names=["y"],
-        dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    return path, x
+    return models.export(PooledEncoder(), (torch.from_numpy(x[:1]),), folder / "model.onnx", ["x"]), x
 
 
 def test_static_repair_keeps_layers_at_dynamic_int8_not_fp32(tmp_path):

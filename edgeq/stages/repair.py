@@ -135,19 +135,13 @@ def worth_repairing(state: CompileState, variants: dict[str, Int8Variant]) -> li
     recipe, noise = state.recipe, state.noise
     missing = [c for c in state.candidates if c.name in variants and c.budget_problem(recipe) is not None]
     if state.measures_latency:
-        missing = [c for c in missing if pays(c, noise) and c.mean_speedup > speed_to_beat(state)]
+        within = [c.mean_speedup for c in state.candidates if c.plan and c.budget_problem(recipe) is None]
+        beat = max(within, default=1.0) * (1 + max(noise.values(), default=0.0))
+        missing = [c for c in missing if pays(c, noise) and c.mean_speedup > beat]
     best = {}
     for candidate in sorted(missing, key=lambda c: c.budget_margin(recipe), reverse=True):
         best.setdefault(variants[candidate.name].mode, candidate)
     return list(best.values())
-
-
-def speed_to_beat(state: CompileState) -> float:
-    """The mean speedup a base must pass to be worth repairing: the fastest quantized candidate
-    already within budget (1, fp32, when none is), beyond the timing noise."""
-    recipe = state.recipe
-    within = [c.mean_speedup for c in state.candidates if c.plan and c.budget_problem(recipe) is None]
-    return max(within, default=1.0) * (1 + max(state.noise.values(), default=0.0))
 
 
 def pays(candidate: Candidate, noise: dict[int, float]) -> bool:
@@ -302,18 +296,18 @@ def _search(
         return None
     held, missed, k = None, 0, 1
     while held is None and k < len(order):
-        probe = build(k)
+        probe = most if most is not None and k == len(most.kept) else build(k)  # built once
         if probe is None:
             return None
-        if k == 1 and state.measures_latency and not _pays_when_timed(state, base, probe, steps[-1]):
+        step = next(s for s in reversed(steps) if s.kept == k)
+        if k == 1 and state.measures_latency and not _pays_when_timed(state, base, probe, step):
             return None  # keeping more layers only runs slower
-        if steps[-1].problem is None:
+        if step.problem is None:
             held = probe
         else:
             missed, k = k, min(2 * k, len(order) - 1)  # the last try keeps all layers but one
             if k == missed:
                 break
-    held = held or most
     if held is None:
         state.progress.note(f"{base.name}: no repair within budget short of keeping every layer {kept_as}")
         return None
