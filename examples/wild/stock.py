@@ -122,8 +122,15 @@ def fidelity(
 
 
 def speedups(sessions: dict[str, ort.InferenceSession], feed: dict[str, np.ndarray], rounds: int) -> dict:
-    """Batch-1 speed of each session vs fp32: medians of per-round ratios, sessions interleaved in
-    an order rotated every round (so a model is not always timed right after the same other one)."""
+    """Batch-1 speed of each session vs fp32: the median of its per-round ratios (`round_ratios`)."""
+    return {name: statistics.median(values) for name, values in round_ratios(sessions, feed, rounds).items()}
+
+
+def round_ratios(
+    sessions: dict[str, ort.InferenceSession], feed: dict[str, np.ndarray], rounds: int
+) -> dict[str, list[float]]:
+    """Each session's batch-1 speed vs fp32 in every round, the sessions interleaved in an order
+    rotated every round (so a model is not always timed right after the same other one)."""
     feeds = {name: feed_for(sess, feed) for name, sess in sessions.items()}
     for name, sess in sessions.items():
         for _ in range(3):
@@ -135,7 +142,7 @@ def speedups(sessions: dict[str, ort.InferenceSession], feed: dict[str, np.ndarr
         seconds = {name: _per_call(sessions[name], feeds[name]) for name in turn}
         for name in ratios:
             ratios[name].append(seconds["fp32"] / seconds[name])
-    return {name: statistics.median(values) for name, values in ratios.items()}
+    return ratios
 
 
 def feed_for(sess: ort.InferenceSession, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
