@@ -12,9 +12,10 @@ import torch
 from torch import nn
 
 import edgeq
+from edgeq.measure.layers import layer_damage
 from edgeq.passes.prepare import prepare_model
 from edgeq.quant.dynamic import lower_dynamic
-from edgeq.quant.plan import ensure_node_names
+from edgeq.quant.plan import ensure_node_names, plan_int8
 from edgeq.runtime.session import OrtRunner
 from edgeq.targets import load_target, native_target_name
 from tests.wild import models
@@ -97,6 +98,31 @@ def test_per_token_lowering_computes_its_own_arithmetic(tmp_path, opset, rank):
     have = OrtRunner(lowered.SerializeToString()).predict({"x": x})["y"]
     assert np.isfinite(have).all()
     np.testing.assert_allclose(have, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+
+
+def test_per_token_layers_are_probed_at_their_float_ends(tmp_path):
+    """A per-token layer's node reads uint8 codes and writes the product before the row rescale:
+    its damage is read at the fp32 node's tensor names, which the lowering keeps at its ends, so
+    the first layer reads the model input untouched and the second the first's noise alone."""
+    x = _tokens(16)
+    model = _export(tmp_path, x, 17)
+    names = [n.name for n in model.graph.node if n.op_type == "MatMul"]
+    lowered = lower_dynamic(model, names, reduce_range=False, per_token=True)
+    damages = {
+        d.name: d for d in layer_damage(model, lowered, dict.fromkeys(names, "int8-dynamic"), {"x": x})
+    }
+    first, second = (damages[name] for name in names)
+    assert first.sqnr_in_db == float("inf") and 20 < first.sqnr_db < 80, first
+    assert 20 < second.sqnr_in_db < 80 and 20 < second.own_sqnr_db < 80, second
+
+
+def test_int8_nodes_come_in_graph_order(tmp_path):
+    """The repair's ranking and the culprit table start from this order: ties keep it, so it must
+    not depend on a set's (the process's hash seed)."""
+    model = _export(tmp_path, _tokens(2), 17)
+    plan = plan_int8(model, load_target(TARGET).quantization.int8, mode="dynamic")
+    graph_order = [n.name for n in model.graph.node if n.name in plan.dynamic]
+    assert list(plan.int8_nodes()) == graph_order and set(plan.int8_nodes().values()) == {"int8-dynamic"}
 
 
 def _compiled_candidates(tmp_path: Path, model: Path, x: np.ndarray, mode: str, budget: dict) -> dict:

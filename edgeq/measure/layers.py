@@ -65,20 +65,34 @@ def layer_damage(
         return []
     count = len(next(iter(data.values())))
     subset = take(data, np.arange(min(count, max_samples)), count)
-    reference = _probe(fp32, [t for r, _ in pairs for t in (r.input[0], r.output[0])], subset)
-    candidate = _probe(quantized, [t for _, q in pairs for t in (q.input[0], q.output[0])], subset)
+    present = {t for n in quantized.graph.node for t in n.output} | {i.name for i in quantized.graph.input}
+    read = [(r, *_ends(r, q)) for r, q in pairs]
+    reference = _probe(fp32, [t for r, _, _ in read for t in (r.input[0], r.output[0])], subset)
+    candidate = _probe(quantized, [t for _, *ends in read for t in ends if t in present], subset)
     damages = [
         LayerDamage(
             r.name,
             r.op_type,
             r.output[0],
             nodes[r.name],
-            _sqnr(reference.get(r.input[0]), candidate.get(q.input[0])),
-            _sqnr(reference.get(r.output[0]), candidate.get(q.output[0])),
+            _sqnr(reference.get(r.input[0]), candidate.get(q_in)),
+            _sqnr(reference.get(r.output[0]), candidate.get(q_out)),
         )
-        for r, q in pairs
+        for r, q_in, q_out in read
     ]
     return sorted(damages, key=lambda d: _rank(d.own_sqnr_db))
+
+
+def _ends(reference: onnx.NodeProto, quantized: onnx.NodeProto) -> tuple[str, str]:
+    """The quantized graph's tensors a layer reads and writes: the node's own where it is still the
+    same op (static QDQ: it reads the dequantized input, whose noise is its own), else the fp32
+    node's names, which a lowering into another form keeps at its ends (a per-token MatMul's node
+    reads uint8 codes and writes the product before the rows' max|x| rescale it: against them every
+    per-token layer read -55 dB in and no layer ranked). A lowering that took in the bias Add writes
+    the Add's output instead: that layer is not probed (NaN, ranked last)."""
+    if quantized.op_type == reference.op_type:
+        return quantized.input[0], quantized.output[0]
+    return reference.input[0], reference.output[0]
 
 
 def _rank(value: float) -> float:

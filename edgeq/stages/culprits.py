@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from edgeq.measure.layers import layer_damage
 from edgeq.stages.base import Stage
+from edgeq.stages.lower import quantized_from
 from edgeq.stages.state import CompileState
 
 
@@ -20,6 +21,7 @@ class Culprits(Stage):
         if explained.plan is not None:
             plan = explained.plan
             with state.progress.stage("layers", "rank layers by the noise they add"):
-                nodes = {n: "int8" for n in plan.quantized} | {n: "int8-dynamic" for n in plan.dynamic}
-                state.layers = layer_damage(state.prepared, explained.model, nodes, state.evaluation)
+                nodes = plan.int8_nodes()
+                source = quantized_from(state, explained.name)
+                state.layers = layer_damage(source, explained.model, nodes, state.evaluation)
         return state

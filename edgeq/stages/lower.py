@@ -129,6 +129,15 @@ def int8_source(state: CompileState, variant: Int8Variant) -> onnx.ModelProto:
     return state.smoothed[rule]
 
 
+def quantized_from(state: CompileState, name: str) -> onnx.ModelProto:
+    """The fp32 graph the candidate `name` was quantized from, so its layers are compared with the
+    tensors they were computed from: its INT8 variant's (a name begins with it: repairs add
+    `-keepK`, precision twins `-bf16`), smoothed or not; the prepared model for any other. Against
+    the unsmoothed graph every input of a smoothed layer reads -44 dB and no layer ranks."""
+    variants = [v for v in int8_variants(state) if name == v.name or name.startswith(v.name + "-")]
+    return int8_source(state, max(variants, key=lambda v: len(v.name))) if variants else state.prepared
+
+
 def build_int8(
     state: CompileState,
     variant: Int8Variant,

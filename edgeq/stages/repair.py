@@ -158,7 +158,7 @@ def keep_order(state: CompileState, base: Candidate, source: onnx.ModelProto) ->
     compared with the same tensor of the fp32 graph it was quantized from."""
     plan = base.plan
     ops = {d.name: d.op_type for d in plan.decisions}
-    nodes = {n: "int8" for n in plan.quantized} | {n: "int8-dynamic" for n in plan.dynamic}
+    nodes = plan.int8_nodes()
     nodes = {n: p for n, p in nodes.items() if ops[n] in KEEPABLE_OPS}
     with state.progress.stage(f"repair-rank-{base.name}", f"rank {base.name} layers by the noise they add"):
         ranked = [d.name for d in layer_damage(source, base.model, nodes, state.evaluation)]
