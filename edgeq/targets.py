@@ -39,6 +39,9 @@ class Int8Scheme:
     output_qdq: bool = True
     fold_relu: bool = True
     activation_matmul: bool = False
+    attention_scores: bool = False
+    """Q·Kᵀ (an activation MatMul that does not read a softmax) int8, its two inputs signed and
+    symmetric: what OpenVINO runs its fused attention in int8 from (u8 inputs keep it in float)."""
     dynamic_ops: list[str] = field(default_factory=list)
     per_token: bool = False  # also a dynamic candidate with one activation scale per row (token)
     quantize_bias: bool = True  # int32 bias DQ; TensorRT's parser rejects it, so its targets say false

@@ -22,7 +22,13 @@ from click.testing import CliRunner  # noqa: E402
 from edgeq.backends.openvino import compile_openvino, with_precision  # noqa: E402
 from edgeq.backends.openvino_runner import OpenVINORunner, core, cpu_precisions  # noqa: E402
 from edgeq.cli import cli  # noqa: E402
+from edgeq.passes.prepare import prepare_model  # noqa: E402
+from edgeq.quant.calibrate import calibrate_ranges  # noqa: E402
 from edgeq.quant.int4 import lower_to_int4_dequantize  # noqa: E402
+from edgeq.quant.plan import plan_int8  # noqa: E402
+from edgeq.quant.primitives import QuantFormat  # noqa: E402
+from edgeq.quant.qdq import rewrite_qdq  # noqa: E402
+from edgeq.recipe import Calibration  # noqa: E402
 from edgeq.report.read import load_report  # noqa: E402
 from edgeq.runtime.session import OrtRunner  # noqa: E402
 from edgeq.targets import builtin_targets, load_target  # noqa: E402
@@ -289,3 +295,36 @@ def test_a_static_candidate_keeps_its_hurt_layer_as_int8_weights_quantized_per_c
     assert compiled["dynamic_quantization_group_size"] == 64
     assert "/a/MatMul (FullyConnected)" in compiled["int8_layers"], compiled["int8_layers"]
     assert compiled["matrix_layers_int8"] == 3
+
+
+def test_attention_scores_run_int8_from_signed_symmetric_q_and_k(tmp_path: Path) -> None:
+    """On OpenVINO, Q·Kᵀ is quantized with signed symmetric inputs and the softmax's ·V left float:
+    OpenVINO then runs the scores in i8, fused with the softmax (u8 inputs kept it all in float)."""
+    path, calib = export(tmp_path, "encoder", Encoder(), MODELS["encoder"][1])
+    model, scheme = prepare_model(onnx.load(path)), load_target("cpu-openvino").quantization.int8
+    plan = plan_int8(model, scheme)
+    scores = [d.name for d in plan.decisions if d.reason.startswith("attention scores")]
+    values = [d for d in plan.decisions if d.reason.startswith("activation x activation MatMul")]
+    assert len(scores) == len(values) == 2, "one Q·Kᵀ (int8) and one ·V (float) per layer"
+    nodes = {n.name: n for n in model.graph.node}
+    assert {t for name in scores for t in nodes[name].input} == plan.signed
+    settings, fmt = Calibration(method="minmax"), QuantFormat(signed=False, symmetric=False)
+    data = {"x": np.load(calib)["x"]}
+    ranges = calibrate_ranges(model, plan.calibration_tensors(), data, settings, fmt)
+    qdq = rewrite_qdq(model, plan, ranges, scheme)
+    zero_points = {i.name: i.data_type for i in qdq.graph.initializer}
+    signed = [n for n in qdq.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in plan.signed]
+    assert len(signed) == 4 and {zero_points[n.input[2]] for n in signed} == {onnx.TensorProto.INT8}
+    xml = compile_openvino(qdq, tmp_path / "ir").path
+    runtime = core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    ops = [(op.get_rt_info(), op.inputs()) for op in runtime.get_runtime_model().get_ordered_ops()]
+    products = [  # the scores' MatMul (fused with the softmax into a Subgraph, or alone) on two i8 inputs
+        info["layerType"].astype(str)
+        for info, inputs in ops
+        if info["layerType"].astype(str) in ("Subgraph", "MatMul")
+        and info["runtimePrecision"].astype(str) == "i8"
+        and [i.get_element_type().get_type_name() for i in inputs[:2]] == ["i8", "i8"]
+    ]
+    assert len(products) == len(scores), [info["layerType"].astype(str) for info, _ in ops]
+    fp32 = OrtRunner(path).predict(data)["y"]
+    assert cosine(OpenVINORunner(xml, load_target("cpu-openvino").openvino).predict(data)["y"], fp32) > 0.99

@@ -63,6 +63,8 @@ class QuantPlan:
     activations: list[str] = field(default_factory=list)
     shared_params: dict[str, str] = field(default_factory=dict)
     folded_relu: dict[str, str] = field(default_factory=dict)
+    signed: set[str] = field(default_factory=set)
+    """Activations quantized signed and symmetric whatever the target's activation format (Q·Kᵀ)."""
     weights: list[WeightSpec] = field(default_factory=list)
     biases: list[tuple[str, int]] = field(default_factory=list)
     per_tensor_matmul: bool = False  # MatMul/Gemm weights with one scale (see weight_axis)
@@ -89,7 +91,8 @@ class QuantPlan:
         """
         if every:
             return sorted(set(self.activations) | set(self.folded_relu.values()))
-        return [self.folded_relu.get(t, t) for t in self.activations if t not in self.shared_params]
+        own = [t for t in self.activations if t not in self.shared_params or t in self.signed]
+        return [self.folded_relu.get(t, t) for t in own]
 
 
 def ensure_node_names(model: onnx.ModelProto) -> None:
@@ -173,8 +176,33 @@ def _decide(node, index, types, scheme, exclude, protected, quantized_outputs) -
     if op in BIAS_INPUT_OPS and not index.is_constant(node.input[1]):
         return fp32("weights are not constant")
     if op == "MatMul" and not index.is_constant(node.input[1]) and not scheme.activation_matmul:
+        if _attention_scores(node, index, scheme):
+            return NodeDecision(node.name, op, "int8", "attention scores Q·Kᵀ: signed symmetric inputs")
         return fp32("activation x activation MatMul (attention) kept fp32 on this target")
     return NodeDecision(node.name, op, "int8")
+
+
+LAYOUT_OPS = ("Reshape", "Transpose", "Cast", "Squeeze", "Unsqueeze")
+
+
+def _attention_scores(node: onnx.NodeProto, index: GraphIndex, scheme: Int8Scheme) -> bool:
+    """Whether `node` is the Q·Kᵀ MatMul the target quantizes with signed symmetric inputs
+    (`Int8Scheme.attention_scores`): two activations, neither a softmax's probabilities (·V, which
+    OpenVINO's int8 attention reads in float)."""
+    if not scheme.attention_scores or scheme.activation_matmul or node.op_type != "MatMul":
+        return False
+    return not index.is_constant(node.input[1]) and not _reads_softmax(node, index)
+
+
+def _reads_softmax(node: onnx.NodeProto, index: GraphIndex) -> bool:
+    """Whether an input comes from a Softmax through layout ops only."""
+    for tensor in node.input:
+        producer = index.producer.get(tensor)
+        while producer is not None and producer.op_type in LAYOUT_OPS:
+            producer = index.producer.get(producer.input[0])
+        if producer is not None and producer.op_type == "Softmax":
+            return True
+    return False
 
 
 def _outside_plan(node: onnx.NodeProto, index: GraphIndex, include: set[str]) -> bool:
@@ -225,11 +253,14 @@ def _place_qdq(plan: QuantPlan, model, index: GraphIndex, scheme: Int8Scheme, ty
         node = by_name[name]
         if node.op_type == "Relu":  # folded into its producer's output Q/DQ
             continue
+        scores = _attention_scores(node, index, scheme)
         for position, tensor in enumerate(node.input):
             if not tensor:
                 continue
             if not index.is_constant(tensor):
                 add(tensor)
+                if scores:
+                    plan.signed.add(tensor)
             elif node.op_type in WEIGHTED_OPS and position == 1:
                 axis = weight_axis(node, scheme, plan.per_tensor_matmul)
                 if axis is not None and opset < PER_CHANNEL_OPSET:

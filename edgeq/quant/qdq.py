@@ -102,14 +102,18 @@ class QdqWriter:
 def activation_params(
     plan: QuantPlan, ranges: Mapping[str, tuple[float, float]], fmt: QuantFormat
 ) -> dict[str, Params]:
-    """Scale and zero point of every Q/DQ'd activation; pass-through ops reuse their input's."""
+    """Scale and zero point of every Q/DQ'd activation; pass-through ops reuse their input's unless
+    their output is quantized signed and the input not (`QuantPlan.signed`)."""
     params: dict[str, Params] = {}
     for tensor in plan.activations:
-        if tensor in plan.shared_params:
+        if tensor in plan.shared_params and (
+            tensor not in plan.signed or plan.shared_params[tensor] in plan.signed
+        ):
             params[tensor] = params[plan.shared_params[tensor]]
             continue
         lo, hi = ranges[plan.folded_relu.get(tensor, tensor)]
-        scale, zero = scale_zero_point(np.float32(lo), np.float32(hi), fmt)
+        own = replace(fmt, signed=True, symmetric=True) if tensor in plan.signed else fmt
+        scale, zero = scale_zero_point(np.float32(lo), np.float32(hi), own)
         params[tensor] = (np.asarray(scale), np.asarray(zero))
     return params
 
