@@ -91,8 +91,15 @@ class QuantPlan:
         """
         if every:
             return sorted(set(self.activations) | set(self.folded_relu.values()))
-        own = [t for t in self.activations if t not in self.shared_params or t in self.signed]
-        return [self.folded_relu.get(t, t) for t in own]
+        return [self.folded_relu.get(t, t) for t in self.activations if self.shares(t) is None]
+
+    def shares(self, tensor: str) -> str | None:
+        """The tensor whose scale and zero point `tensor` reuses (a pass-through op's input), or
+        None when it has its own: also when it is quantized signed and that input is not."""
+        source = self.shared_params.get(tensor)
+        if source is not None and tensor in self.signed and source not in self.signed:
+            return None
+        return source
 
 
 def ensure_node_names(model: onnx.ModelProto) -> None:

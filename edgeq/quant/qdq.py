@@ -102,14 +102,12 @@ class QdqWriter:
 def activation_params(
     plan: QuantPlan, ranges: Mapping[str, tuple[float, float]], fmt: QuantFormat
 ) -> dict[str, Params]:
-    """Scale and zero point of every Q/DQ'd activation; pass-through ops reuse their input's unless
-    their output is quantized signed and the input not (`QuantPlan.signed`)."""
+    """Scale and zero point of every Q/DQ'd activation; pass-through ops reuse their input's
+    (`QuantPlan.shares`)."""
     params: dict[str, Params] = {}
     for tensor in plan.activations:
-        if tensor in plan.shared_params and (
-            tensor not in plan.signed or plan.shared_params[tensor] in plan.signed
-        ):
-            params[tensor] = params[plan.shared_params[tensor]]
+        if (source := plan.shares(tensor)) is not None:
+            params[tensor] = params[source]
             continue
         lo, hi = ranges[plan.folded_relu.get(tensor, tensor)]
         own = replace(fmt, signed=True, symmetric=True) if tensor in plan.signed else fmt

@@ -87,13 +87,19 @@ def paired(modes: dict, name: str, other: str) -> float:
     return mine["b1"] / theirs["b1"]
 
 
+def edgeq_stray(modes: dict) -> float | None:
+    """edgeq's second session against its first (paired), or None where either was not timed."""
+    timed = all(modes.get(name, {}).get("b1") is not None for name in ("edgeq", EDGEQ_AGAIN))
+    return paired(modes, EDGEQ_AGAIN, "edgeq") if timed else None
+
+
 def verdict(result: dict) -> dict:
     """Fastest in-budget stock mode, and edgeq against it and fp32: ties within the A/A noise, the
     wider of fp32's and edgeq's own (at least 5%)."""
     modes = result["modes"]
     noise = max(0.05, abs(1.0 - modes.get(AGAIN, {}).get("b1", 1.0)))
-    if modes.get(EDGEQ_AGAIN, {}).get("b1") is not None and modes.get("edgeq", {}).get("b1") is not None:
-        noise = max(noise, abs(1.0 - paired(modes, EDGEQ_AGAIN, "edgeq")))
+    if (itself := edgeq_stray(modes)) is not None:
+        noise = max(noise, abs(1.0 - itself))
     stock = [
         (entry["b1"], name)
         for name, entry in modes.items()
@@ -153,8 +159,8 @@ def table(results: list[dict]) -> str:
 def _twins(modes: dict) -> str:
     """The A/A strays: fp32's second session vs fp32, edgeq's second session vs edgeq's."""
     fp32 = _fmt(modes.get(AGAIN, {}).get("b1"), ".2f", "x")
-    timed = all(modes.get(name, {}).get("b1") is not None for name in ("edgeq", EDGEQ_AGAIN))
-    return f"{fp32} / {_fmt(paired(modes, EDGEQ_AGAIN, 'edgeq'), '.2f', 'x')}" if timed else fp32
+    itself = edgeq_stray(modes)
+    return fp32 if itself is None else f"{fp32} / {_fmt(itself, '.2f', 'x')}"
 
 
 def _metric(entry: dict) -> str:
