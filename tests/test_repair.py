@@ -3,14 +3,20 @@ the artifact; real exported torch models with one layer made sensitive by an out
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
+import onnx
+import pytest
 import torch
 from torch import nn
 
 import edgeq
 from edgeq.cli import main
+from edgeq.runtime.timing import LatencyEntry, LatencyStats
+from edgeq.stages.candidate import Candidate
+from edgeq.stages.repair import layer_work, speedup_ceiling
 
 TARGET = str(Path(__file__).parent / "data" / "cpu-repair.yaml")
 OUTLIER = 300.0
@@ -122,3 +128,20 @@ def test_a_warm_recompile_repairs_the_cached_candidates_again(tmp_path, monkeypa
     assert report.cache is not None, "the second compile reused the measured candidates"
     assert chosen[0] == chosen[1]
     assert any("-keep" in name for name in chosen[1]), "the repair ran on the restored candidates"
+
+
+def test_the_speedup_ceiling_counts_multiply_accumulates_and_falls_from_the_base_to_fp32(tmp_path):
+    """A repair's estimate keeps the base's speedup with nothing kept and fp32's with everything, in
+    between in proportion to the multiply-accumulates kept (16 tokens x each layer's weight)."""
+    model, _ = _export(OutlierMLP(width=256, wide=1024, out=64), tmp_path)
+    onnx_model = onnx.load(model)
+    layers = [n.name for n in onnx_model.graph.node if n.op_type == "MatMul"]
+    work = layer_work(onnx_model, layers)
+    assert work == [16 * 64 * 256, 16 * 256 * 256, 16 * 256 * 1024, 16 * 1024 * 64]
+    base = Candidate("int8-static", model=None)  # type: ignore[arg-type]  # only its latency is read
+    fp32, int8 = LatencyStats.of([[2.0]] * 6), LatencyStats.of([[1.0]] * 6)
+    base.latency = [LatencyEntry(1, 1, 6, fp32, int8)]
+    ceiling = speedup_ceiling(base, work)
+    assert ceiling[0] == pytest.approx(2.0) and ceiling[-1] == pytest.approx(1.0)
+    assert ceiling[3] == pytest.approx(1 / (0.5 + 0.5 * sum(work[:3]) / sum(work)))
+    assert all(a > b for a, b in itertools.pairwise(ceiling))

@@ -1,6 +1,7 @@
 """Timing stops once the models are decided: clearly ordered or tied models stop after
-SIGN_TEST_ROUNDS rounds, models that swap places beyond the noise floor run every round they were
-given, and a run-off is skipped when the first run's rounds already decide the leaders."""
+SIGN_TEST_ROUNDS rounds, models that swap places beyond the noise floor keep being timed (from ten
+rounds on, one contrary round is outvoted), and a run-off is skipped when the first run's rounds
+already decide the leaders."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 from edgeq.runtime.session import OrtRunner
 from edgeq.runtime.timing import LatencyEntry, LatencyStats, measure_interleaved
 from edgeq.stages.candidate import Candidate
-from edgeq.stages.timing import SIGN_TEST_ROUNDS, decided, decided_already
+from edgeq.stages.timing import SIGN_TEST_ROUNDS, decided, decided_already, median_interval_rank
 from tests.tiny_models import FEATURES, tiny_mlp
 
 
@@ -50,6 +51,16 @@ def test_models_within_the_noise_floor_in_every_round_are_tied_and_stop() -> Non
     tied = rounds(1.01, 0.99, 1.02, 0.98, 1.0, 1.01)  # swaps places, never more than 2% apart
     assert stop({"a": a, "b": tied})
     assert not stop({"a": a, "b": rounds(1.01, 0.99, 1.05, 0.98, 1.0, 1.01)})  # one round 5% apart
+
+
+def test_from_ten_rounds_one_contrary_or_outlying_round_no_longer_blocks_a_decision() -> None:
+    stop = decided(["a", "b"], margin=0.03)
+    faster = [0.9] * 9 + [1.2]  # b faster in 9 of 10 rounds: its median ratio is below 1 at p < 1/32
+    assert not stop({"a": rounds(*[1.0] * 9), "b": rounds(*faster[-9:])})  # 1 in 9: p = 0.04
+    assert stop({"a": rounds(*[1.0] * 10), "b": rounds(*faster)})
+    tied = [1.01, 0.99, 1.02, 0.98, 1.0, 1.01, 0.99, 1.0, 1.01, 1.08]  # one round 8% apart
+    assert stop({"a": rounds(*[1.0] * 10), "b": rounds(*tied)})
+    assert median_interval_rank(9) == 1 and median_interval_rank(10) == 2 and median_interval_rank(13) == 3
 
 
 def timed(name: str, *medians: float) -> Candidate:

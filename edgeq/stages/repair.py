@@ -9,8 +9,10 @@ noise each adds (`layer_damage`, the culprit table's ranking), and the candidate
 with the worst k of them kept, compiled and measured on the artifact like every candidate:
 k doubles (1, 2, 4, ...) until the budget holds, then bisects down to the fewest that hold, so a
 model with n layers costs about 2·log2(n) rebuilds, judged on fidelity. The first (one layer kept)
-is timed, and when it is no faster than fp32 the search ends; the one kept is timed beside the
-other candidates within budget.
+is timed, and when it is no faster than fp32 the search ends; so does a search keeping layers fp32
+once the speedup estimated for its next step (the share of quantized multiply-accumulates it keeps
+against the base's measured speedup, `speedup_ceiling`) cannot beat fp32 or a candidate within
+budget. The one kept is timed beside the other candidates within budget.
 """
 
 from __future__ import annotations
@@ -255,8 +257,9 @@ def repair(
     source = int8_source(state, variant)
     ranges = shared_ranges(state, source) if variant.mode == "static" else None
     order = metric_order(state, variant, keep_order(state, base, source), ranges, judge)
+    ceiling = speedup_ceiling(base, layer_work(source, order)) if state.measures_latency else None
     for dynamic in [True, False] if holds_dynamic(state, variant) else [False]:
-        held = _search(state, base, variant, judge, order, ranges, dynamic)
+        held = _search(state, base, variant, judge, order, ranges, dynamic, None if dynamic else ceiling)
         if held is not None:
             return held
     return None
@@ -270,11 +273,14 @@ def _search(
     order: list[str],
     ranges: dict[str, tuple[float, float]] | None,
     dynamic: bool,
+    ceiling: list[float] | None,
 ) -> RepairedCandidate | None:
     """Double the kept layers until the budget holds, then bisect to the fewest that hold. A search
-    at a finer INT8 form first builds all layers but one held so: when even that misses, fewer
-    cannot hold (on all-MiniLM-L6-v2 both bases' per-token searches missed at 35 of 36 layers after
-    8 builds and a timing each)."""
+    at a finer INT8 form (`dynamic`) first builds all layers but one held so: when even that
+    misses, fewer cannot hold (on all-MiniLM-L6-v2 both bases' per-token searches missed at 35 of 36
+    layers after 8 builds and a timing each). A search keeping layers fp32 stops before a step whose
+    `ceiling` (estimated speedup with the first k layers kept) cannot beat what is already there."""
+    bar = repair_bar(state) if ceiling else 0.0
     steps: list[RepairStep] = []
     tag, kept_as = ("dyn", held_form(state, state.prepared)) if dynamic else ("keep", "fp32")
 
@@ -297,6 +303,12 @@ def _search(
         return None
     held, missed, k = None, 0, 1
     while held is None and k < len(order):
+        if ceiling and k > 1 and ceiling[k] <= bar:
+            state.progress.note(
+                f"{base.name}: {k} layers kept fp32 would run at best {ceiling[k]:.2f}x fp32 (estimated "
+                f"from its {base.mean_speedup:.2f}x), no faster than {bar:.2f}x: search ended"
+            )
+            return None
         probe = most if most is not None and k == len(most.kept) else build(k)  # built once
         if probe is None:
             return None
@@ -322,6 +334,46 @@ def _search(
     held.steps = steps
     state.progress.note(f"{base.name}: {len(held.kept)} layers kept {kept_as} hold the budget ({held.name})")
     return held
+
+
+def layer_work(model: onnx.ModelProto, names: list[str]) -> list[float]:
+    """Multiply-accumulates per sample of each named node, from its weight and its output's static
+    dims (a symbolic dim, batch or sequence, counts 1: layers share it): positions x weight size. A
+    node without a weight initializer (a residual Add) counts 0."""
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False).graph
+    index = GraphIndex(inferred)
+    dims = {v.name: [d.dim_value or 1 for d in v.type.tensor_type.shape.dim] for v in inferred.value_info}
+    dims |= {v.name: [d.dim_value or 1 for d in v.type.tensor_type.shape.dim] for v in inferred.output}
+    nodes = {n.name: n for n in inferred.node}
+    work = []
+    for name in names:
+        node = nodes.get(name)
+        weights = [
+            index.initializers[i] for i in (node.input[1:2] if node else []) if i in index.initializers
+        ]
+        shape = dims.get(node.output[0]) if node else None
+        if not weights or not shape:
+            work.append(0.0)
+            continue
+        channels = shape[1] if node.op_type == "Conv" and len(shape) > 1 else shape[-1]
+        work.append(math.prod(shape) / max(channels, 1) * math.prod(weights[0].dims))
+    return work
+
+
+def speedup_ceiling(base: Candidate, work: list[float]) -> list[float]:
+    """Per k, the base's speedup with its first k layers kept fp32, if the time its quantization saved
+    is in proportion to the work quantized: 1 / (1/s + f (1 - 1/s)), f the share of work kept. It
+    leaves the Q/DQ at each kept layer's boundary out, so the rebuild runs no faster than this."""
+    total, inverse = sum(work), 1 / base.mean_speedup
+    shares = [sum(work[:k]) / total if total else 0.0 for k in range(len(work) + 1)]
+    return [1 / (inverse + f * (1 - inverse)) for f in shares]
+
+
+def repair_bar(state: CompileState) -> float:
+    """The speedup a repair must beat to be worth building: fp32 beyond the noise, and every candidate
+    already within budget."""
+    within = [c.mean_speedup for c in state.candidates if c.plan and c.budget_problem(state.recipe) is None]
+    return max(1 + max(state.noise.values(), default=0.0), *within)
 
 
 def _pays_when_timed(

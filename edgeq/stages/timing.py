@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import warnings
 from collections.abc import Callable, Mapping
 
@@ -97,12 +98,12 @@ def time_candidates(
 
 
 SIGN_TEST_ROUNDS = 6  # one model faster in each of 6 paired rounds: a two-sided sign test's p = 0.03
+SIGN_TEST_P = 2 / 2**SIGN_TEST_ROUNDS  # the confidence every stop is read at, however many rounds
 
 
 def decided(names: list[str], margin: float = MIN_NOISE) -> Callable[[Mapping[str, list[list[float]]]], bool]:
-    """A stop rule: after SIGN_TEST_ROUNDS rounds or more, every pair of `names` is ordered (one
-    model's round median below the other's in every round so far) or tied (every round's ratio within
-    `margin` of 1, so the median ratio is, at the same confidence, and either choice is as good)."""
+    """A stop rule: after SIGN_TEST_ROUNDS rounds or more, every pair of `names` is ordered or tied
+    (`pair_decided` on their per-round median ratios)."""
 
     def stop(samples: Mapping[str, list[list[float]]]) -> bool:
         if len(samples[names[0]]) < SIGN_TEST_ROUNDS:
@@ -114,8 +115,26 @@ def decided(names: list[str], margin: float = MIN_NOISE) -> Callable[[Mapping[st
 
 
 def pair_decided(ratios: np.ndarray, margin: float) -> bool:
-    """Per-round time ratios of two models: all on one side of 1, or all within `margin` of it."""
-    return bool(np.all(ratios < 1) or np.all(ratios > 1) or np.all(np.abs(ratios - 1) <= margin))
+    """Per-round time ratios of two models decide them when the distribution-free confidence interval
+    of their median ratio (at the sign test's SIGN_TEST_P) excludes 1 — ordered — or lies within
+    `margin` of 1 — tied, either choice as good. Up to 9 rounds the interval spans every ratio (one
+    model faster in every round); from 10 on it drops the extreme round each side, from 13 the two,
+    so one contrary or load-hit round no longer keeps a long run going to its last round."""
+    ordered = np.sort(ratios)
+    k = median_interval_rank(len(ordered))
+    low, high = ordered[k - 1], ordered[-k]
+    return bool(low > 1 or high < 1 or (low >= 1 - margin and high <= 1 + margin))
+
+
+def median_interval_rank(rounds: int) -> int:
+    """The largest k for which the k-th smallest and k-th largest of `rounds` paired ratios bound
+    their median at two-sided p <= SIGN_TEST_P: 2 * P(Binomial(rounds, 1/2) < k) <= SIGN_TEST_P."""
+    k, tail = 0, 0.0
+    while True:
+        tail += math.comb(rounds, k) / 2**rounds
+        if 2 * tail > SIGN_TEST_P + 1e-12 or k + 1 > rounds // 2:
+            return max(k, 1)
+        k += 1
 
 
 def decided_already(candidates: list[Candidate]) -> bool:
