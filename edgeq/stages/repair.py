@@ -373,7 +373,7 @@ def repair_bar(state: CompileState) -> float:
     """The speedup a repair must beat to be worth building: fp32 beyond the noise, and every candidate
     already within budget."""
     within = [c.mean_speedup for c in state.candidates if c.plan and c.budget_problem(state.recipe) is None]
-    return max(1 + max(state.noise.values(), default=0.0), *within)
+    return max([1 + max(state.noise.values(), default=0.0), *within])
 
 
 def _pays_when_timed(
