@@ -26,6 +26,7 @@ from edgeq.backends.openvino import model_precision, with_precision
 from edgeq.graph import GraphIndex, default_opset, layer_role
 from edgeq.graph.ops import LINEAR_OPS, RECURRENT_OPS, WEIGHTED_OPS
 from edgeq.measure.layers import layer_damage
+from edgeq.passes.ifm.graph_index import StreamIndex
 from edgeq.quant.dynamic import PER_TOKEN_OPSET, lower_dynamic, lowerable
 from edgeq.quant.plan import NodeDecision, plan_int8
 from edgeq.quant.qdq import rewrite_weights_only
@@ -88,8 +89,7 @@ class Repair(Stage):
         if repaired:
             state.candidates += repaired
             if state.measures_latency:  # one run for every candidate selection may pick, side by side
-                within = [c for c in state.candidates if c.plan and c.budget_problem(state.recipe) is None]
-                state.noise = time_candidates(state, within, stage="repair-latency")
+                state.noise = time_candidates(state, quantized_within_budget(state), stage="repair-latency")
         return state
 
 
@@ -138,7 +138,7 @@ def worth_repairing(state: CompileState, variants: dict[str, Int8Variant]) -> li
     recipe, noise = state.recipe, state.noise
     missing = [c for c in state.candidates if c.name in variants and c.budget_problem(recipe) is not None]
     if state.measures_latency:
-        within = [c.mean_speedup for c in state.candidates if c.plan and c.budget_problem(recipe) is None]
+        within = [c.mean_speedup for c in quantized_within_budget(state)]
         beat = max(within, default=1.0) * (1 + max(noise.values(), default=0.0))
         missing = [c for c in missing if pays(c, noise) and c.mean_speedup > beat]
     best = {}
@@ -337,27 +337,23 @@ def _search(
 
 
 def layer_work(model: onnx.ModelProto, names: list[str]) -> list[float]:
-    """Multiply-accumulates per sample of each named node, from its weight and its output's static
-    dims (a symbolic dim, batch or sequence, counts 1: layers share it): positions x weight size. A
-    node without a weight initializer (a residual Add) counts 0."""
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False).graph
-    index = GraphIndex(inferred)
-    dims = {v.name: [d.dim_value or 1 for d in v.type.tensor_type.shape.dim] for v in inferred.value_info}
-    dims |= {v.name: [d.dim_value or 1 for d in v.type.tensor_type.shape.dim] for v in inferred.output}
-    nodes = {n.name: n for n in inferred.node}
-    work = []
-    for name in names:
-        node = nodes.get(name)
-        weights = [
-            index.initializers[i] for i in (node.input[1:2] if node else []) if i in index.initializers
-        ]
-        shape = dims.get(node.output[0]) if node else None
-        if not weights or not shape:
-            work.append(0.0)
-            continue
-        channels = shape[1] if node.op_type == "Conv" and len(shape) > 1 else shape[-1]
-        work.append(math.prod(shape) / max(channels, 1) * math.prod(weights[0].dims))
-    return work
+    """Multiply-accumulates per sample of each named node, from its weight and its output's dims (a
+    symbolic dim, batch or sequence, counts 1: layers share it): positions x weight size. A node
+    without a weight initializer (a residual Add) counts 0."""
+    index = StreamIndex(onnx.shape_inference.infer_shapes(model, strict_mode=False).graph)
+    nodes = {n.name: n for n in index.graph.node}
+    return [node_work(nodes[name], index) if name in nodes else 0.0 for name in names]
+
+
+def node_work(node: onnx.NodeProto, index: StreamIndex) -> float:
+    """One node's multiply-accumulates for `layer_work`: output positions x weight size."""
+    weight = index.initializers.get(node.input[1]) if len(node.input) > 1 else None
+    shape = index.shapes.get(node.output[0]) if weight is not None else None
+    if not shape:
+        return 0.0
+    dims = [d or 1 for d in shape]
+    channels = dims[1] if node.op_type == "Conv" and len(dims) > 1 else dims[-1]
+    return math.prod(dims) / max(channels, 1) * math.prod(weight.dims)
 
 
 def speedup_ceiling(base: Candidate, work: list[float]) -> list[float]:
@@ -372,8 +368,13 @@ def speedup_ceiling(base: Candidate, work: list[float]) -> list[float]:
 def repair_bar(state: CompileState) -> float:
     """The speedup a repair must beat to be worth building: fp32 beyond the noise, and every candidate
     already within budget."""
-    within = [c.mean_speedup for c in state.candidates if c.plan and c.budget_problem(state.recipe) is None]
+    within = [c.mean_speedup for c in quantized_within_budget(state)]
     return max([1 + max(state.noise.values(), default=0.0), *within])
+
+
+def quantized_within_budget(state: CompileState) -> list[Candidate]:
+    """The candidates with a quantization plan that hold the accuracy budget."""
+    return [c for c in state.candidates if c.plan and c.budget_problem(state.recipe) is None]
 
 
 def _pays_when_timed(

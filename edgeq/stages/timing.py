@@ -98,7 +98,6 @@ def time_candidates(
 
 
 SIGN_TEST_ROUNDS = 6  # one model faster in each of 6 paired rounds: a two-sided sign test's p = 0.03
-SIGN_TEST_P = 2 / 2**SIGN_TEST_ROUNDS  # the confidence every stop is read at, however many rounds
 
 
 def decided(names: list[str], margin: float = MIN_NOISE) -> Callable[[Mapping[str, list[list[float]]]], bool]:
@@ -116,7 +115,7 @@ def decided(names: list[str], margin: float = MIN_NOISE) -> Callable[[Mapping[st
 
 def pair_decided(ratios: np.ndarray, margin: float) -> bool:
     """Per-round time ratios of two models decide them when the distribution-free confidence interval
-    of their median ratio (at the sign test's SIGN_TEST_P) excludes 1 — ordered — or lies within
+    of their median ratio (at the sign test's p, however many rounds) excludes 1 — ordered — or lies within
     `margin` of 1 — tied, either choice as good. Up to 9 rounds the interval spans every ratio (one
     model faster in every round); from 10 on it drops the extreme round each side, from 13 the two,
     so one contrary or load-hit round no longer keeps a long run going to its last round."""
@@ -128,13 +127,16 @@ def pair_decided(ratios: np.ndarray, margin: float) -> bool:
 
 def median_interval_rank(rounds: int) -> int:
     """The largest k for which the k-th smallest and k-th largest of `rounds` paired ratios bound
-    their median at two-sided p <= SIGN_TEST_P: 2 * P(Binomial(rounds, 1/2) < k) <= SIGN_TEST_P."""
-    k, tail = 0, 0.0
-    while True:
-        tail += math.comb(rounds, k) / 2**rounds
-        if 2 * tail > SIGN_TEST_P + 1e-12 or k + 1 > rounds // 2:
-            return max(k, 1)
+    their median at the sign test's p: 2 * P(Binomial(rounds, 1/2) < k) <= 2 / 2**SIGN_TEST_ROUNDS,
+    compared in whole numbers (the tail's count of outcomes x 2**SIGN_TEST_ROUNDS <= 2**rounds)."""
+
+    def bounds(rank: int) -> bool:  # the rank-th order statistics bound the median at that p
+        return sum(math.comb(rounds, i) for i in range(rank)) * 2**SIGN_TEST_ROUNDS <= 2**rounds
+
+    k = 1
+    while k < rounds // 2 and bounds(k + 1):
         k += 1
+    return k
 
 
 def decided_already(candidates: list[Candidate]) -> bool:
