@@ -234,10 +234,17 @@ def test_runtime_auto_measures_both_runtimes_and_keeps_the_fastest_within_budget
     candidates = {c["name"]: c for c in report["decision"]["candidates"]}
     assert {"fp32", "int8-static", "openvino-fp32", "openvino-int8-static"} <= set(candidates)
     assert "per runtime" in report["decision"]["reason"]
-    noise = max(report["decision"]["timing_noise"].values())
+    noise = {int(b): n for b, n in report["decision"]["timing_noise"].items()}
     mean = {n: float(np.exp(np.mean(np.log(list(c["speedups"].values()))))) for n, c in candidates.items()}
-    within = [n for n, c in candidates.items() if c["within_budget"]]
-    assert mean[report["decision"]["chosen"]] >= max(mean[n] for n in within) * (1 - noise) - 1e-9
+    mean["fp32"] = 1.0  # the reference itself: its second session's timing reads only the noise
+    eligible = [  # within budget and not measurably slower than fp32 at any batch, as selection reads
+        n
+        for n, c in candidates.items()
+        if c["within_budget"] and all(s >= 1 - noise[int(b)] for b, s in c["speedups"].items())
+    ]
+    best = max(mean[n] for n in [*eligible, "fp32"])
+    chosen = report["decision"]["chosen"]
+    assert mean[chosen] >= best * (1 - max(noise.values())) - 1e-9, report["decision"]
     chosen_format = "openvino-ir" if report["decision"]["chosen"].startswith("openvino-") else "onnx"
     assert report["artifact"]["format"] == chosen_format
 

@@ -1,7 +1,8 @@
 """Timing stops once the models are decided: clearly ordered or tied models stop after
 SIGN_TEST_ROUNDS rounds, models that swap places beyond the noise floor keep being timed (from ten
-rounds on, one contrary round is outvoted), and a run-off is skipped when the first run's rounds
-already decide the leaders."""
+rounds on, one contrary round is outvoted), models behind the fastest need not be told apart nor
+the fastest from a rival it trails by less than the noise floor, and a run-off is skipped when the
+first run's rounds already decide the leaders or vary too much round to round for its rounds to."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ import numpy as np
 from edgeq.runtime.session import OrtRunner
 from edgeq.runtime.timing import LatencyEntry, LatencyStats, measure_interleaved
 from edgeq.stages.candidate import Candidate
-from edgeq.stages.timing import SIGN_TEST_ROUNDS, decided, decided_already, median_interval_rank
+from edgeq.stages.timing import (
+    SIGN_TEST_ROUNDS,
+    decided,
+    decided_already,
+    median_interval_rank,
+    runoff_can_decide,
+)
 from tests.tiny_models import FEATURES, tiny_mlp
 
 
@@ -63,6 +70,18 @@ def test_from_ten_rounds_one_contrary_or_outlying_round_no_longer_blocks_a_decis
     assert median_interval_rank(9) == 1 and median_interval_rank(10) == 2 and median_interval_rank(13) == 3
 
 
+def test_only_fp32_and_the_fastest_must_be_decided_against_the_others() -> None:
+    stop = decided(["fp32", "fast", "b", "c"], margin=0.03)
+    fp32, fast = rounds(*[2.0] * SIGN_TEST_ROUNDS), rounds(*[1.0] * SIGN_TEST_ROUNDS)
+    b = rounds(1.20, 1.30, 1.20, 1.30, 1.20, 1.30)
+    c = rounds(1.30, 1.20, 1.30, 1.20, 1.30, 1.20)  # swaps places with b beyond the noise floor
+    assert stop({"fp32": fp32, "fast": fast, "b": b, "c": c})  # both behind the fastest in every round
+    close = rounds(0.95, 1.05, 0.95, 1.05, 0.95, 1.05)  # the fastest's rival, 5% ahead in 3 rounds
+    assert not stop({"fp32": fp32, "fast": fast, "b": close, "c": c})
+    trailing = rounds(1.10, 0.98, 1.10, 0.985, 1.05, 1.0)  # ahead of the fastest by at most 2%
+    assert stop({"fp32": fp32, "fast": fast, "b": trailing, "c": c})  # neither ordered nor tied
+
+
 def timed(name: str, *medians: float) -> Candidate:
     candidate = Candidate(name, model=None)  # type: ignore[arg-type]  # only its latency is read
     fp32 = LatencyStats.of([[2.0]] * len(medians))
@@ -75,3 +94,14 @@ def test_a_run_off_is_needed_only_when_the_first_run_left_the_leaders_undecided(
     assert decided_already([steady, timed("dynamic", *[1.1] * 7)])  # dynamic slower in every round
     assert decided_already([steady, timed("dynamic", 1.01, 0.99, 1.0, 1.02, 0.98, 1.0, 1.01)])  # tied
     assert not decided_already([steady, timed("dynamic", 1.1, 0.9, 1.1, 0.9, 1.1, 0.9, 1.1)])
+    other_run = timed("repaired", *[1.1] * 7)
+    other_run.latency[0].fp32.round_p50_ms[0] = 2.1  # fp32's rounds of another run: no pairing
+    assert not decided_already([steady, other_run])
+
+
+def test_no_run_off_where_the_round_to_round_spread_is_beyond_what_its_rounds_can_decide() -> None:
+    steady = timed("static", 1.0, 1.01, 0.99, 1.0, 1.02, 0.98, 1.0)
+    assert runoff_can_decide([steady, timed("dynamic", 1.02, 1.0, 1.01, 0.99, 1.0, 1.01, 0.99)], rounds=14)
+    swinging = timed("dynamic", 1.15, 0.85, 1.1, 0.9, 1.2, 0.95, 1.05)  # ±15% round to round
+    assert not runoff_can_decide([steady, swinging], rounds=14)
+    assert runoff_can_decide([steady, swinging], rounds=400)  # enough rounds would tell them apart

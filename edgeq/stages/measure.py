@@ -17,7 +17,7 @@ from edgeq.stages.candidate import Candidate
 from edgeq.stages.selection import size_tied_leaders
 from edgeq.stages.session import open_session
 from edgeq.stages.state import CompileState
-from edgeq.stages.timing import decided_already, time_candidates
+from edgeq.stages.timing import decided_already, runoff_can_decide, time_candidates
 
 
 class Measure(Stage):
@@ -55,11 +55,20 @@ class Measure(Stage):
         """Static and dynamic INT8 of a transformer differ by less than these machines' noise and by < 1%
         in bytes, so the first run may not tell them apart; a second run between only them, with up
         to twice the rounds, can (stopping once they are ordered or tied within the noise floor). Its
-        noise is the one to select with. No run-off when the first run's rounds already decide them."""
+        noise is the one to select with. No run-off when the first run's rounds already decide them,
+        nor when at their round-to-round spread twice the rounds could not (`runoff_can_decide`):
+        selection then reads them as the ties they are within the noise."""
         leaders = size_tied_leaders(state.candidates, state.recipe, state.noise)
-        if len(leaders) >= 2 and not decided_already(leaders):
-            rounds = 2 * state.target.latency.rounds
-            state.noise = time_candidates(state, leaders, rounds, stage="runoff")
+        if len(leaders) < 2 or decided_already(leaders):
+            return
+        rounds = 2 * state.target.latency.rounds
+        if not runoff_can_decide(leaders, rounds):
+            state.progress.note(
+                f"no run-off: {', '.join(c.name for c in leaders)} vary more round to round than "
+                f"{rounds} rounds could tell apart; read as tied"
+            )
+            return
+        state.noise = time_candidates(state, leaders, rounds, stage="runoff")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 from collections.abc import Callable, Mapping
@@ -61,7 +60,7 @@ def time_candidates(
 
     Returns the timing noise per batch size: how far the second fp32 session strays from 1.0x in the
     same run (never below MIN_NOISE), the margin no speed difference is read inside. A batch size's
-    rounds stop once fp32 and the candidates are pairwise ordered or tied (`decided`)."""
+    rounds stop once fp32 and the fastest are told apart from the others (`decided`)."""
     settings, threads = state.target.latency, state.target.latency.threads
     rounds = rounds or settings.rounds
     fp32 = open_session(state, state.reference, reference=True)
@@ -101,28 +100,45 @@ SIGN_TEST_ROUNDS = 6  # one model faster in each of 6 paired rounds: a two-sided
 
 
 def decided(names: list[str], margin: float = MIN_NOISE) -> Callable[[Mapping[str, list[list[float]]]], bool]:
-    """A stop rule: after SIGN_TEST_ROUNDS rounds or more, every pair of `names` is ordered or tied
-    (`pair_decided` on their per-round median ratios)."""
+    """A stop rule, all that selection reads: after SIGN_TEST_ROUNDS rounds or more, every model of
+    `names` is ordered or tied against the first, fp32 (`pair_decided`), and the fastest so far is
+    at worst `margin` slower than each other model (`within_margin_of`). Two slower models are left
+    undecided, as is a rival the fastest may trail by less than the noise floor: either pick is as
+    good. Near-equal INT8 variants used to keep every run-off going to its last round."""
 
     def stop(samples: Mapping[str, list[list[float]]]) -> bool:
         if len(samples[names[0]]) < SIGN_TEST_ROUNDS:
             return False
         medians = {name: np.array([np.median(r) for r in samples[name]]) for name in names}
-        return all(pair_decided(medians[x] / medians[y], margin) for x, y in itertools.combinations(names, 2))
+        fastest = min(names, key=lambda name: float(np.median(medians[name])))
+        reference, rivals = names[0], [n for n in names[1:] if n != fastest]
+        return all(pair_decided(medians[reference] / medians[n], margin) for n in names[1:]) and all(
+            within_margin_of(medians[fastest] / medians[n], margin) for n in rivals
+        )
 
     return stop
 
 
-def pair_decided(ratios: np.ndarray, margin: float) -> bool:
-    """Per-round time ratios of two models decide them when the distribution-free confidence interval
-    of their median ratio (at the sign test's p, however many rounds) excludes 1 — ordered — or lies within
-    `margin` of 1 — tied, either choice as good. Up to 9 rounds the interval spans every ratio (one
-    model faster in every round); from 10 on it drops the extreme round each side, from 13 the two,
-    so one contrary or load-hit round no longer keeps a long run going to its last round."""
+def median_interval(ratios: np.ndarray) -> tuple[float, float]:
+    """The distribution-free confidence interval of the median of per-round ratios, at the sign
+    test's p however many rounds: up to 9 rounds it spans every ratio, from 10 on it drops the
+    extreme round each side, from 13 the two, so one contrary or load-hit round is outvoted."""
     ordered = np.sort(ratios)
     k = median_interval_rank(len(ordered))
-    low, high = ordered[k - 1], ordered[-k]
-    return bool(low > 1 or high < 1 or (low >= 1 - margin and high <= 1 + margin))
+    return float(ordered[k - 1]), float(ordered[-k])
+
+
+def pair_decided(ratios: np.ndarray, margin: float) -> bool:
+    """Per-round time ratios of two models decide them when the median's interval excludes 1 —
+    ordered — or lies within `margin` of 1 — tied."""
+    low, high = median_interval(ratios)
+    return low > 1 or high < 1 or (low >= 1 - margin and high <= 1 + margin)
+
+
+def within_margin_of(ratios: np.ndarray, margin: float) -> bool:
+    """Per-round time ratios leader/rival show the leader at worst `margin` slower (the upper end of
+    the median's interval): faster, tied, or behind by less than the noise floor."""
+    return median_interval(ratios)[1] <= 1 + margin
 
 
 def median_interval_rank(rounds: int) -> int:
@@ -140,13 +156,49 @@ def median_interval_rank(rounds: int) -> int:
 
 
 def decided_already(candidates: list[Candidate]) -> bool:
-    """Whether the rounds the candidates were timed in already decide them at every batch size."""
-    names = [c.name for c in candidates]
-    by_batch: dict[int, dict[str, list[list[float]]]] = {}
+    """Whether the rounds the candidates were timed in already decide them, with fp32's, at every batch
+    size (never when they were timed in different runs: only rounds of one run pair up)."""
+    paired = paired_rounds(candidates)
+    names = ["reference", *(c.name for c in candidates)]
+    return bool(paired) and all(
+        decided(names)({name: [[m] for m in medians] for name, medians in rounds.items()})
+        for rounds in paired.values()
+    )
+
+
+POWER_Z = 2.15  # the two-sided normal quantile at the sign test's p = 1/32
+MEDIAN_EFFICIENCY = 1.2533  # sqrt(pi/2): a sample median's standard error over the mean's, normal noise
+
+
+def runoff_can_decide(candidates: list[Candidate], rounds: int, margin: float = MIN_NOISE) -> bool:
+    """Whether `rounds` paired rounds could decide the fastest of `candidates` against every rival at
+    the round-to-round spread σ of their first timing: the median's interval, about
+    POWER_Z · MEDIAN_EFFICIENCY · σ / sqrt(rounds) each side, must fit inside the noise floor or the
+    gap between them. On 2 shared cores bert_l6's INT8 variants lie 0-5% apart at a 3-10% spread:
+    14 rounds never decided them, and the run-off ran 14-17 s to its last round in every compile."""
+    paired = paired_rounds(candidates)
+    if not paired:
+        return True
+    for medians in paired.values():
+        times = {name: np.log(medians[name]) for name in medians if name != "reference"}
+        fastest = min(times, key=lambda name: float(np.median(times[name])))
+        for name, log_times in times.items():
+            diff = times[fastest] - log_times
+            half_width = POWER_Z * MEDIAN_EFFICIENCY * float(np.std(diff, ddof=1)) / math.sqrt(rounds)
+            if name != fastest and half_width >= max(math.log1p(margin), abs(float(np.median(diff)))):
+                return False
+    return True
+
+
+def paired_rounds(candidates: list[Candidate]) -> dict[int, dict[str, list[float]]]:
+    """Per batch size, the per-round medians of fp32 ("reference") and each candidate from the run they
+    were timed in together; empty when they were timed in different runs (their rounds do not pair)."""
+    by_batch: dict[int, dict[str, list[float]]] = {}
     for candidate in candidates:
         for entry in candidate.latency:
-            rounds = [[m] for m in entry.compiled.round_p50_ms]
-            by_batch.setdefault(entry.batch, {})[candidate.name] = rounds
-    return bool(by_batch) and all(
-        len(rounds) == len(names) and decided(names)(rounds) for rounds in by_batch.values()
-    )
+            rounds = by_batch.setdefault(entry.batch, {"reference": entry.fp32.round_p50_ms})
+            if rounds["reference"] != entry.fp32.round_p50_ms:
+                return {}
+            rounds[candidate.name] = entry.compiled.round_p50_ms
+    complete = all(len(rounds) == len(candidates) + 1 for rounds in by_batch.values())
+    return by_batch if complete else {}
