@@ -55,6 +55,10 @@ def test_a_changed_gate_or_budget_reuses_the_measurement(setup: dict) -> None:
     )
     assert "measure" not in {s.name for s in warm.stages}
     assert (setup["root"] / "warm" / warm.artifact.path).is_file()
+    entry_files = {f: f.read_bytes() for f in setup["cache"].rglob("work/**/*") if f.is_file()}
+    again = _compile(setup, "again", gates={"min_cosine": 0.4})  # its work files are the entry's, linked
+    assert again.cache is not None and again.decision.chosen == cold.decision.chosen
+    assert entry_files and {f: f.read_bytes() for f in entry_files} == entry_files  # the entry is intact
 
 
 def test_a_changed_model_or_setting_is_measured_afresh(setup: dict) -> None:

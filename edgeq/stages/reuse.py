@@ -204,12 +204,22 @@ def _load(cache: Cache, key: str) -> dict[str, Any] | None:
         return None
 
 
+def link_or_copy(source: str, destination: str) -> None:
+    """A hard link to the cache entry's file (the same disk: no bytes copied), else a copy. The compile
+    never writes into a work file it restored, it only adds new ones and renames the kept artifact
+    out: bert_l6's warm recompile copied 465 MB of candidates for 2.8 of its 6.2 s."""
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)
+
+
 def _apply(state: CompileState, saved: dict[str, Any], entry: Path, key: str) -> CompileState | None:
     """Copy the entry's work files into this compile's and point the restored candidates at them."""
     with state.progress.stage("reuse", "reuse the lowered, compiled and measured candidates (cache)"):
         restoring = state.staging / "restoring"
         try:
-            shutil.copytree(entry / "work", restoring)
+            shutil.copytree(entry / "work", restoring, copy_function=link_or_copy)
         except OSError:  # evicted while copied: measure afresh
             shutil.rmtree(restoring, ignore_errors=True)
             return None
