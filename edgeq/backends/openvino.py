@@ -76,10 +76,13 @@ def unconvertible(model: onnx.ModelProto) -> str | None:
 
 
 def convert(path: Path) -> Any:
-    """`ov.convert_model` of an ONNX file; a model it cannot convert is refused naming the ops."""
+    """An ONNX file read by OpenVINO's ONNX frontend (`Core.read_model`); a model it cannot convert is
+    refused naming the ops. Not `ov.convert_model`: its telemetry forks a process per call from this
+    multi-threaded one, and a forked child stuck on an inherited lock stalled a corpus compile of
+    rapidocr_cls past 400 s."""
     ov = openvino()
     try:
-        return ov.convert_model(str(path))
+        return ov.Core().read_model(str(path))
     except Exception as exc:  # OpenVINO raises its own exception types
         text = str(exc)
         ops = _UNCONVERTED.search(text)
