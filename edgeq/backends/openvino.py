@@ -24,6 +24,7 @@ from edgeq.backends.openvino_runner import (
     PRECISION_KEY,
     RUNTIME_OPTIONS,
     OpenVINORunner,
+    core,
     openvino,
 )
 from edgeq.errors import InputError
@@ -82,7 +83,7 @@ def convert(path: Path) -> Any:
     rapidocr_cls past 400 s."""
     ov = openvino()
     try:
-        return ov.Core().read_model(str(path))
+        return core().read_model(str(path))
     except Exception as exc:  # OpenVINO raises its own exception types
         text = str(exc)
         ops = _UNCONVERTED.search(text)

@@ -215,7 +215,8 @@ def link_or_copy(source: str, destination: str) -> None:
 
 
 def _apply(state: CompileState, saved: dict[str, Any], entry: Path, key: str) -> CompileState | None:
-    """Copy the entry's work files into this compile's and point the restored candidates at them."""
+    """Link (or copy) the entry's work files into this compile's and point the restored candidates at
+    them."""
     with state.progress.stage("reuse", "reuse the lowered, compiled and measured candidates (cache)"):
         restoring = state.staging / "restoring"
         try:

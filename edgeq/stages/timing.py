@@ -110,13 +110,19 @@ def decided(names: list[str], margin: float = MIN_NOISE) -> Callable[[Mapping[st
         if len(samples[names[0]]) < SIGN_TEST_ROUNDS:
             return False
         medians = {name: np.array([np.median(r) for r in samples[name]]) for name in names}
-        fastest = min(names, key=lambda name: float(np.median(medians[name])))
+        fastest = fastest_of(medians)
         reference, rivals = names[0], [n for n in names[1:] if n != fastest]
         return all(pair_decided(medians[reference] / medians[n], margin) for n in names[1:]) and all(
             within_margin_of(medians[fastest] / medians[n], margin) for n in rivals
         )
 
     return stop
+
+
+def fastest_of(per_round: Mapping[str, np.ndarray]) -> str:
+    """The model with the lowest median per-round time: the leader the stop rule and the run-off's
+    feasibility both judge the others against."""
+    return min(per_round, key=lambda name: float(np.median(per_round[name])))
 
 
 def median_interval(ratios: np.ndarray) -> tuple[float, float]:
@@ -181,11 +187,11 @@ def runoff_can_decide(candidates: list[Candidate], rounds: int, margin: float = 
         return True
     for medians in paired.values():
         times = {name: np.log(medians[name]) for name in medians if name != "reference"}
-        fastest = min(times, key=lambda name: float(np.median(times[name])))
-        for name, log_times in times.items():
-            diff = times[fastest] - log_times
+        fastest = fastest_of(times)
+        for name in times.keys() - {fastest}:
+            diff = times[fastest] - times[name]
             half_width = POWER_Z * MEDIAN_EFFICIENCY * float(np.std(diff, ddof=1)) / math.sqrt(rounds)
-            if name != fastest and half_width >= max(math.log1p(margin), abs(float(np.median(diff)))):
+            if half_width >= max(math.log1p(margin), abs(float(np.median(diff)))):
                 return False
     return True
 
