@@ -22,6 +22,7 @@ from click.testing import CliRunner  # noqa: E402
 from edgeq.backends.openvino import compile_openvino, with_precision  # noqa: E402
 from edgeq.backends.openvino_runner import OpenVINORunner, core, cpu_precisions  # noqa: E402
 from edgeq.cli import cli  # noqa: E402
+from edgeq.data import split  # noqa: E402
 from edgeq.passes.prepare import prepare_model  # noqa: E402
 from edgeq.quant.calibrate import calibrate_ranges  # noqa: E402
 from edgeq.quant.int4 import lower_to_int4_dequantize  # noqa: E402
@@ -33,6 +34,7 @@ from edgeq.report.read import load_report  # noqa: E402
 from edgeq.runtime.session import OrtRunner  # noqa: E402
 from edgeq.targets import builtin_targets, load_target  # noqa: E402
 from tests.bad_inputs.cli import assert_refused, run_edgeq  # noqa: E402
+from tests.stream_models import HIDDEN, activity_streams, export_detector  # noqa: E402
 
 SAMPLES = 48
 
@@ -74,6 +76,18 @@ class Determinant(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.linalg.det(x @ x.transpose(1, 2))
+
+
+class SqueezeThenConv(torch.nn.Module):
+    """`squeeze(1)` on a dynamic axis exports as If(dim == 1, Squeeze, Identity): outputs of two
+    ranks, so the Conv after it has an input of unknown rank, which OpenVINO cannot convert."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv1d(4, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x.squeeze(1))
 
 
 MODELS = {"cnn": (SmallCnn, (3, 16, 16)), "encoder": (Encoder, (8, 32)), "lstm": (Tagger, (10, 16))}
@@ -225,6 +239,22 @@ def test_a_model_openvino_cannot_convert_is_refused_naming_the_op(tmp_path: Path
     assert_refused(result, out, "OpenVINO", "cannot convert", "Det")
 
 
+def test_a_model_whose_if_branches_on_shapes_is_refused_saying_so(tmp_path: Path) -> None:
+    model, calib = tmp_path / "squeeze.onnx", tmp_path / "squeeze.npz"
+    torch.onnx.export(
+        SqueezeThenConv().eval(), (torch.randn(2, 1, 4, 16),), str(model), input_names=["x"],
+        output_names=["y"], dynamic_axes={"x": {0: "b", 1: "s"}, "y": {0: "b"}}, opset_version=17,
+        dynamo=False,
+    )  # fmt: skip
+    assert "If" in {node.op_type for node in onnx.load(str(model)).graph.node}
+    np.savez(calib, x=np.random.default_rng(0).standard_normal((16, 1, 4, 16)).astype(np.float32))
+    out = tmp_path / "out"
+    result = run_edgeq(
+        "compile", model, "--calib", calib, "--target", fast_target(tmp_path), "-o", out, "-q", cwd=tmp_path
+    )
+    assert_refused(result, out, "OpenVINO", "cannot convert", "Conv get inputs of unknown rank", "If nodes")
+
+
 def test_runtime_auto_measures_both_runtimes_and_keeps_the_fastest_within_budget(compiled: dict) -> None:
     model, calib, _ = compiled["cnn"]
     root = model.parent
@@ -335,3 +365,50 @@ def test_attention_scores_run_int8_from_signed_symmetric_q_and_k(tmp_path: Path)
     assert len(products) == len(scores), [info["layerType"].astype(str) for info, _ in ops]
     fp32 = OrtRunner(path).predict(data)["y"]
     assert cosine(OpenVINORunner(xml, load_target("cpu-openvino").openvino).predict(data)["y"], fp32) > 0.99
+
+
+def test_a_streaming_model_compiles_and_its_ir_carries_the_state_like_a_frame_loop(tmp_path: Path) -> None:
+    """A GRU detector with its state as input (batch on axis 1) and output: calibrated, evaluated and
+    timed stream by stream on OpenVINO; the IR says how it is fed, so a runner on it alone carries
+    the state frame by frame as a plain OpenVINO loop does."""
+    detector = export_detector(tmp_path / "detector.onnx")
+    x, _ = activity_streams(12, 20, seed=5)
+    np.savez(tmp_path / "streams.npz", x=x)
+    recipe = {
+        "target": str(fast_target(tmp_path)),
+        "calib": "streams.npz",
+        "inputs": {"x": {"batch_axis": 0}, "h": {"batch_axis": 1, "state_from": "hn"}},
+        "task": {"name": "streams", "options": {"threshold": 0.5}},
+    }
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    result = run_edgeq("compile", detector, "--recipe", "recipe.yaml", "-o", "out", "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["feeding"]["streams"] is True and "per frame" in report["feeding"]["latency"]
+    assert all(c["speedups"] for c in report["decision"]["candidates"]), "every candidate was timed"
+    evaluation = split({"x": x}, 12, 0.5)[1]["x"]  # the held-out half the report scored
+    xml = tmp_path / "out" / "model.xml"
+    runner = OpenVINORunner(xml, load_target("cpu-openvino").openvino, batch_size=4)
+    assert runner.roles.inputs["h"].state_from == "hn" and runner.roles.inputs["h"].batch_axis == 1
+    streamed = runner.predict({"x": evaluation, "h": np.zeros((6, 1, HIDDEN), np.float32)})["y"][..., 0]
+    np.testing.assert_allclose(streamed, ir_frame_loop(xml, evaluation, runner.config), atol=1e-5)
+    fp32 = OrtRunner(detector, roles=runner.roles).predict(
+        {"x": evaluation, "h": np.zeros((6, 1, HIDDEN), np.float32)}
+    )["y"][..., 0]
+    metrics = {m["name"]: m for m in report["accuracy"]["task"]["metrics"]}
+    agreement = 100 * ((streamed > 0.5) == (fp32 > 0.5)).mean()
+    assert metrics["decision_agreement"]["compiled"] == pytest.approx(agreement)
+    assert metrics["positive_frames"]["compiled"] == pytest.approx(100 * (streamed > 0.5).mean())
+
+
+def ir_frame_loop(xml: Path, x: np.ndarray, config: dict[str, str]) -> np.ndarray:
+    """The IR's probabilities [streams, frames], one stream and one frame per plain OpenVINO call."""
+    model = core().compile_model(str(xml), "CPU", config)
+    probabilities = np.zeros(x.shape[:2], np.float32)
+    for stream in range(len(x)):
+        h = np.zeros((1, 1, HIDDEN), np.float32)
+        for frame in range(x.shape[1]):
+            outputs = model({"x": x[stream, frame][None], "h": h})
+            y, h = outputs[model.output("y")], outputs[model.output("hn")]
+            probabilities[stream, frame] = y[0, 0]
+    return probabilities

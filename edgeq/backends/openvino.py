@@ -38,6 +38,8 @@ GROUP_METADATA = "edgeq.dynamic_quantization_group_size"
 """The key naming the group OpenVINO quantizes compressed-weight layers' inputs in (absent: 0, off)."""
 IR_FORMAT = "openvino-ir"
 _UNCONVERTED = re.compile(r"No conversion rule found for operations: (.+)")
+_FAILED = re.compile(r"Conversion is failed for: (.+)")
+_UNKNOWN_RANK = ("rank has to be known", "Unsupported input type dynamic")
 
 
 def tagged(model: onnx.ModelProto, key: str, value: str) -> onnx.ModelProto:
@@ -85,11 +87,29 @@ def convert(path: Path) -> Any:
     try:
         return core().read_model(str(path))
     except Exception as exc:  # OpenVINO raises its own exception types
-        text = str(exc)
-        ops = _UNCONVERTED.search(text)
-        last = [line for line in text.splitlines() if line.strip()]
-        why = f"no conversion for {ops[1]}" if ops else (last[-1] if last else type(exc).__name__)
-        raise InputError(f"OpenVINO {ov.__version__} cannot convert the model: {why}") from None
+        version = ov.__version__.split("-")[0]
+        raise InputError(f"OpenVINO {version} cannot convert the model: {_why(str(exc), path)}") from None
+
+
+def _why(text: str, path: Path) -> str:
+    """OpenVINO's conversion failure in one line: the ops without a conversion rule, or those whose
+    input rank is unknown because an If branches on runtime shapes into outputs of different rank
+    (TorchScript-scripted models: silero-vad), or its last line."""
+    if ops := _UNCONVERTED.search(text):
+        return f"no conversion for {ops[1]}"
+    failed = _FAILED.search(text)
+    if failed and any(marker in text for marker in _UNKNOWN_RANK) and _has_if(path):
+        ops = ", ".join(sorted({op.rsplit("-", 1)[0] for op in failed[1].split(", ")}))
+        return (
+            f"{ops} get inputs of unknown rank: the model's If nodes branch on runtime shapes into "
+            "outputs of different rank; compile it for an ONNX Runtime target (cpu-x86-avx2)"
+        )
+    last = [line.strip() for line in text.splitlines() if line.strip()]
+    return last[-1] if last else "unknown error"
+
+
+def _has_if(path: Path) -> bool:
+    return any(node.op_type == "If" for node in onnx.load(str(path), load_external_data=False).graph.node)
 
 
 def compile_openvino(model: onnx.ModelProto, out_dir: Path, stem: str = "model") -> Artifact:

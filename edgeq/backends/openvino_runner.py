@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from edgeq.errors import InputError
-from edgeq.runtime.roles import default_roles
-from edgeq.runtime.runner import BatchRunner, fixed_batch
+from edgeq.runtime.roles import METADATA_KEY, InputRoles, roles_in_metadata
+from edgeq.runtime.runner import BatchRunner
 from edgeq.runtime.timing import Timer, timed_calls
 from edgeq.targets import InferencePrecision, OpenVINOSettings
 
@@ -85,6 +85,14 @@ def ir_dynamic_group(model: Any) -> int:
     return 0
 
 
+def model_roles(model: Any, names: list[str]) -> InputRoles:
+    """How the model's inputs are fed, from the ONNX metadata edgeq wrote: OpenVINO's ONNX frontend
+    keeps metadata under rt_info `framework`, and an IR saved from it keeps that; else the default."""
+    key = ["framework", METADATA_KEY]
+    metadata = {METADATA_KEY: model.get_rt_info(key).astype(str)} if model.has_rt_info(key) else {}
+    return roles_in_metadata(metadata, names)
+
+
 @dataclass(frozen=True)
 class Port:
     """A model input: its name, static dims as ints (None where dynamic) and the numpy dtype it takes."""
@@ -104,9 +112,11 @@ class OpenVINORunner(BatchRunner):
         *,
         precision: InferencePrecision | None = None,
         batch_size: int = 64,
+        roles: InputRoles | None = None,
     ) -> None:
         """`precision`: run in it, activations unquantized (the fp32 reference: f32); None: the
-        precision and dynamic-quantization group the IR was measured with."""
+        precision and dynamic-quantization group the IR was measured with. `roles`: how inputs are
+        fed; None: as the model says (see `model_roles`)."""
         source = core().read_model(str(model))
         self.precision = precision or ir_precision(source)
         self.dynamic_group = 0 if precision else ir_dynamic_group(source)
@@ -126,17 +136,9 @@ class OpenVINORunner(BatchRunner):
             )
         self.request = self.compiled.create_infer_request()
         self.inputs = {port.get_any_name(): _port(port) for port in self.compiled.inputs}
+        self.dtypes = {name: port.dtype for name, port in self.inputs.items()}
         self.output_names = [port.get_any_name() for port in self.compiled.outputs]
-        self.roles = default_roles(list(self.inputs))  # other roles are refused for OpenVINO at intake
-        self.fixed_batch = fixed_batch(self.inputs.values(), self.roles)
-        self.batch_size = self.fixed_batch or batch_size
-
-    def feeds(self, data: Mapping[str, np.ndarray], start: int = 0, stop: int | None = None, frame: int = 0):
-        """One call's inputs (default roles only: samples on axis 0), cast to the ports' dtypes."""
-        return {
-            name: np.ascontiguousarray(data[name][start:stop], dtype=port.dtype)
-            for name, port in self.inputs.items()
-        }
+        self.set_roles(roles or model_roles(source, list(self.inputs)), batch_size)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One inference; outputs copied out of the request's buffers, which the next call reuses."""

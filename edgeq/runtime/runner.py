@@ -9,27 +9,49 @@ from typing import Any
 
 import numpy as np
 
-from edgeq.runtime.roles import InputRoles, default_roles, from_call
+from edgeq.runtime.roles import InputRoles, default_roles, from_call, to_call
 from edgeq.runtime.timing import Timer
 
 
 class BatchRunner(ABC):
-    """A loaded model that predicts whole arrays (axis 0 = samples) in batches of `batch_size`.
+    """A loaded model that predicts whole arrays (axis 0 = samples) in batches of `batch_size`,
+    feeding each input by its role (see `edgeq.runtime.roles`): constants added, samples moved to
+    the declared batch axis, streams run frame by frame with their state carried.
 
-    A subclass sets `inputs` (name -> the runtime's input info), `output_names`, `roles`,
-    `fixed_batch` and `batch_size` when it loads, and implements `feeds`, `run` and `timed`."""
+    A subclass sets `inputs` (name -> the runtime's input info, with `shape`), `dtypes` (name -> the
+    numpy dtype it takes) and `output_names`, calls `set_roles` when it loads, and implements `run`
+    and `timed`."""
 
     inputs: Mapping[str, Any]
+    dtypes: Mapping[str, Any]
     output_names: list[str]
     roles: InputRoles
     fixed_batch: int | None
     batch_size: int
 
-    @abstractmethod
+    def set_roles(self, roles: InputRoles, batch_size: int) -> None:
+        """Feed by `roles`: calls of `batch_size` samples, or of the batch the model fixes, or of one
+        sample where an input has no batch axis."""
+        self.roles = roles
+        self.fixed_batch = fixed_batch(self.inputs.values(), roles)
+        self.batch_size = self.fixed_batch or batch_size if roles.batched else 1
+
     def feeds(
         self, data: Mapping[str, np.ndarray], start: int = 0, stop: int | None = None, frame: int = 0
     ) -> dict[str, np.ndarray]:
-        """One call's inputs for samples [start, stop) of `data` (for streams: frame `frame`)."""
+        """One call's inputs for samples [start, stop) of `data`, cast to the model's dtypes: each by
+        its role; for streams, frame `frame` with the streams' initial state."""
+        roles, streaming = self.roles.inputs, self.roles.streaming
+        feeds = {}
+        for name in self.inputs:
+            role = roles[name]
+            if role.constant is not None:
+                value = role.constant
+            else:
+                samples = data[name][start:stop]
+                value = to_call(role, samples[:, frame] if streaming and not role.state_from else samples)
+            feeds[name] = np.ascontiguousarray(value, dtype=self.dtypes[name])
+        return feeds
 
     @abstractmethod
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

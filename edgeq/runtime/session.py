@@ -10,8 +10,8 @@ import numpy as np
 import onnxruntime as ort
 
 from edgeq.errors import InputError
-from edgeq.runtime.roles import InputRoles, roles_in_metadata, to_call
-from edgeq.runtime.runner import BatchRunner, fixed_batch
+from edgeq.runtime.roles import InputRoles, roles_in_metadata
+from edgeq.runtime.runner import BatchRunner
 from edgeq.runtime.timing import Timer, timed_calls
 
 Provider = str | tuple[str, dict[str, Any]]
@@ -60,9 +60,8 @@ def provider_name(provider: Provider) -> str:
 
 
 class OrtRunner(BatchRunner):
-    """An ONNX Runtime session that predicts whole arrays (axis 0 = samples) in batches, feeding each
-    input by its role (see `edgeq.runtime.roles`): constants added, samples moved to the declared
-    batch axis, streams run frame by frame with their state carried.
+    """An ONNX Runtime session that predicts whole arrays (axis 0 = samples) in batches, each input fed
+    by its role.
 
     It runs on every provider asked for or not at all: ONNX Runtime itself drops a provider it lacks
     (or cannot start) with only a warning, and would then time the CPU under a GPU's name."""
@@ -88,26 +87,10 @@ class OrtRunner(BatchRunner):
                 f"{', '.join(ort.get_available_providers())}); not running on {', '.join(enabled)} instead"
             )
         self.inputs = {i.name: i for i in self.session.get_inputs()}
+        self.dtypes = {name: _ORT_TO_NUMPY.get(info.type, np.float32) for name, info in self.inputs.items()}
         self.output_names = [o.name for o in self.session.get_outputs()]
         metadata = self.session.get_modelmeta().custom_metadata_map
-        self.roles = roles or roles_in_metadata(metadata, list(self.inputs))
-        self.fixed_batch = fixed_batch(self.inputs.values(), self.roles)
-        self.batch_size = self.fixed_batch or batch_size if self.roles.batched else 1
-
-    def feeds(self, data: Mapping[str, np.ndarray], start: int = 0, stop: int | None = None, frame: int = 0):
-        """One call's inputs for samples [start, stop) of `data`, cast to the model's dtypes: each by
-        its role; for streams, frame `frame` with the streams' initial state."""
-        roles, streaming = self.roles.inputs, self.roles.streaming
-        feeds = {}
-        for name, info in self.inputs.items():
-            role = roles[name]
-            if role.constant is not None:
-                value = role.constant
-            else:
-                samples = data[name][start:stop]
-                value = to_call(role, samples[:, frame] if streaming and not role.state_from else samples)
-            feeds[name] = np.ascontiguousarray(value, dtype=_ORT_TO_NUMPY.get(info.type, np.float32))
-        return feeds
+        self.set_roles(roles or roles_in_metadata(metadata, list(self.inputs)), batch_size)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One session call on ready feeds."""

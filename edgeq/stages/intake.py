@@ -57,11 +57,8 @@ def intake(
     source.model = with_roles(bake_constant_inputs(source.model, roles), roles)
     if roles.streaming and recipe.task is None:
         recipe = dataclasses.replace(recipe, task=Task("streams"))
-    unsupported = [r for r in (target.runtime, *target.runtimes) if r in ("tensorrt", "openvino")]
-    if not roles.plain and unsupported:
-        raise InputError(
-            f"inputs fed other than batch on axis 0 are not supported on {unsupported[0]} targets yet"
-        )
+    if not roles.plain and "tensorrt" in (target.runtime, *target.runtimes):
+        raise InputError("inputs fed other than batch on axis 0 are not supported on tensorrt targets yet")
     return CompileState(
         source=source,
         recipe=recipe,
