@@ -90,6 +90,19 @@ class SqueezeThenConv(torch.nn.Module):
         return self.conv(x.squeeze(1))
 
 
+class OversizedPoolCnn(SmallCnn):
+    """HF EfficientNet's pooler: `AvgPool2d(1280, ceil_mode=True)`, one window far larger than the map,
+    which OpenVINO refuses to convert as given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool = torch.nn.AvgPool2d(1280, ceil_mode=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.c2(torch.relu(self.c1(x))))
+        return self.fc(self.pool(x).flatten(1))
+
+
 MODELS = {"cnn": (SmallCnn, (3, 16, 16)), "encoder": (Encoder, (8, 32)), "lstm": (Tagger, (10, 16))}
 
 
@@ -253,6 +266,18 @@ def test_a_model_whose_if_branches_on_shapes_is_refused_saying_so(tmp_path: Path
         "compile", model, "--calib", calib, "--target", fast_target(tmp_path), "-o", out, "-q", cwd=tmp_path
     )
     assert_refused(result, out, "OpenVINO", "cannot convert", "Conv get inputs of unknown rank", "If nodes")
+
+
+def test_a_pool_openvino_cannot_read_as_given_compiles_as_edgeq_prepares_it(tmp_path: Path) -> None:
+    model, calib = export(tmp_path, "pooled", OversizedPoolCnn(), MODELS["cnn"][1])
+    with pytest.raises(Exception, match="AveragePool"):
+        core().read_model(str(model))
+    report = compile_cli(model, calib, fast_target(tmp_path), tmp_path / "out")
+    warned = [w["message"] for w in report["warnings"] if w["source"] == "PreparedReference"]
+    assert len(warned) == 1 and "AveragePool-17 failed: Kernel" in warned[0], report["warnings"]
+    ir = OpenVINORunner(tmp_path / "out" / "model.xml", load_target("cpu-openvino").openvino)
+    x = {"x": np.load(calib)["x"]}
+    assert cosine(ir.predict(x)["y"], OrtRunner(model).predict(x)["y"]) > 0.99
 
 
 def test_runtime_auto_measures_both_runtimes_and_keeps_the_fastest_within_budget(compiled: dict) -> None:

@@ -40,6 +40,7 @@ IR_FORMAT = "openvino-ir"
 _UNCONVERTED = re.compile(r"No conversion rule found for operations: (.+)")
 _FAILED = re.compile(r"Conversion is failed for: (.+)")
 _UNKNOWN_RANK = ("rank has to be known", "Unsupported input type dynamic")
+_CONTEXT = ("While validating", "Check ", "Exception from", "FrontEnd API", "Model wasn't", "Summary", "-- ")
 
 
 def tagged(model: onnx.ModelProto, key: str, value: str) -> onnx.ModelProto:
@@ -104,6 +105,10 @@ def _why(text: str, path: Path) -> str:
             f"{ops} get inputs of unknown rank: the model's If nodes branch on runtime shapes into "
             "outputs of different rank; compile it for an ONNX Runtime target (cpu-x86-avx2)"
         )
+    if failed:
+        lines = [line.strip() for line in text.splitlines()]
+        details = [line for line in lines if line and not line.startswith(_CONTEXT)]
+        return f"{failed[1]} failed: {details[-1]}" if details else f"{failed[1]} failed"
     last = [line.strip() for line in text.splitlines() if line.strip()]
     return last[-1] if last else "unknown error"
 
@@ -140,6 +145,13 @@ class OpenVINOBackend:
     def unavailable(self, target: TargetSpec) -> str | None:
         if find_spec("openvino") is None:
             return f"target {target.name} runs on OpenVINO, not installed: pip install 'edgeq[openvino]'"
+        return None
+
+    def unreadable(self, model: Path) -> str | None:
+        try:
+            convert(model)
+        except InputError as exc:
+            return str(exc)
         return None
 
     def compile(self, model: onnx.ModelProto, target: TargetSpec, out_dir: Path) -> Artifact:

@@ -39,6 +39,10 @@ class Backend(Protocol):
     def unavailable(self, target: TargetSpec) -> str | None:
         """Why this machine cannot run `target` as declared (which provider, how to get it), or None."""
 
+    def unreadable(self, model: Path) -> str | None:
+        """Why this runtime cannot read the ONNX file `model` as it is (then the fp32 reference is
+        the model as edgeq prepared it), or None."""
+
     def compile(self, model: onnx.ModelProto, target: TargetSpec, out_dir: Path) -> Artifact:
         """Write the deployable artifact for `model` into `out_dir` (needs no accelerator)."""
 
@@ -70,6 +74,9 @@ class OnnxRuntimeBackend:
     def unavailable(self, target: TargetSpec) -> str | None:
         return providers_unavailable(target, self.available)
 
+    def unreadable(self, model: Path) -> str | None:
+        return None  # what ONNX Runtime cannot load is refused when the model is read
+
     def compile(self, model: onnx.ModelProto, target: TargetSpec, out_dir: Path) -> Artifact:
         return compile_ort_cpu(model, target, out_dir)
 
@@ -97,6 +104,9 @@ class TensorRTBackend:
 
     def unavailable(self, target: TargetSpec) -> str | None:
         return None  # writing the graph needs no GPU; the engine build says what it lacks
+
+    def unreadable(self, model: Path) -> str | None:
+        return None  # fidelity is read in ONNX Runtime
 
     def compile(self, model: onnx.ModelProto, target: TargetSpec, out_dir: Path) -> Artifact:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -134,6 +144,9 @@ class RuntimeChoiceBackend:
 
     def unavailable(self, target: TargetSpec) -> str | None:
         return next((why for b in self.backends.values() if (why := b.unavailable(target))), None)
+
+    def unreadable(self, model: Path) -> str | None:
+        return self.backends[self.runtime].unreadable(model)  # the reference runs in the first
 
     def compile(self, model: onnx.ModelProto, target: TargetSpec, out_dir: Path) -> Artifact:
         return self.backends[runtime_of(model, self.runtime)].compile(model, target, out_dir)

@@ -10,11 +10,13 @@ from onnxscript.rewriter import RULE_NAME_TAG, pattern
 from edgeq.data import Arrays
 from edgeq.graph.edit import GraphEditor, attr
 from edgeq.passes.ort_offline import ort_optimize
+from edgeq.passes.pooling import globalize_whole_map_pools
 from edgeq.passes.simplify import simplify_static_shapes
 
 
 def prepare_model(model: onnx.ModelProto, check: Arrays | None = None) -> onnx.ModelProto:
-    """Gemm/MatMul+BatchNorm folded by edgeq, ONNX Runtime's basic offline optimizer, static shapes folded.
+    """Gemm/MatMul+BatchNorm folded by edgeq, ONNX Runtime's basic offline optimizer, static shapes
+    folded, whole-map AveragePools made global (their static map shapes known only then).
 
     ORT's basic level folds constants, Conv+BatchNorm and removes redundant nodes without needing
     symbolic shape inference, so dynamic-H×W convnets prepare fine. With a symbolic batch dim it
@@ -23,7 +25,8 @@ def prepare_model(model: onnx.ModelProto, check: Arrays | None = None) -> onnx.M
     """
     model = fold_linear_batchnorm(model)
     model = simplify_static_shapes(ort_optimize(model, "basic"), check)
-    return onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    return globalize_whole_map_pools(model)
 
 
 def fold_linear_batchnorm(model: onnx.ModelProto) -> onnx.ModelProto:

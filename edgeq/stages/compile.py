@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from edgeq.backends.artifact import Artifact
@@ -46,7 +47,28 @@ class CompileCandidates(Stage):
             ):
                 candidate.artifact = compile_candidate(state.backend, target, candidate, state.work)
                 candidate.runner = open_session(state, candidate.artifact.path)
+        if not state.recipe.reference and (why := state.backend.unreadable(state.reference)):
+            state.reference = prepared_reference(state, why)
         return state
+
+
+class PreparedReference(UserWarning):
+    """The target's runtime cannot read the model as given: fp32 is its prepared form."""
+
+
+def prepared_reference(state: CompileState, why: str) -> Path:
+    """The fp32 candidate as the reference (the model as edgeq prepared it: the same function, in
+    forms the runtime reads, e.g. a whole-map AveragePool as a GlobalAveragePool), with a warning;
+    `why` refuses a model that has no fp32 candidate."""
+    fp32 = next((c for c in state.candidates if c.name == "fp32"), None)
+    if fp32 is None:
+        raise InputError(why)
+    warnings.warn(
+        f"{why}; fp32 is measured as edgeq prepared it, which {state.target.runtime} reads",
+        PreparedReference,
+        stacklevel=2,
+    )
+    return save_model(fp32.model, state.work / "reference.onnx")
 
 
 def compile_candidate(backend: Backend, target: TargetSpec, candidate: Candidate, work: Path) -> Artifact:
