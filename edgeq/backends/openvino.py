@@ -93,24 +93,24 @@ def convert(path: Path) -> Any:
 
 
 def _why(text: str, path: Path) -> str:
-    """OpenVINO's conversion failure in one line: the ops without a conversion rule, or those whose
-    input rank is unknown because an If branches on runtime shapes into outputs of different rank
-    (TorchScript-scripted models: silero-vad), or its last line."""
+    """OpenVINO's conversion failure in one line: the ops without a conversion rule; those whose input
+    rank is unknown because an If branches on runtime shapes into outputs of different rank
+    (TorchScript-scripted models: silero-vad); the ops that failed, with OpenVINO's reason; or its
+    last line."""
     if ops := _UNCONVERTED.search(text):
         return f"no conversion for {ops[1]}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     failed = _FAILED.search(text)
-    if failed and any(marker in text for marker in _UNKNOWN_RANK) and _has_if(path):
+    if not failed:
+        return lines[-1] if lines else "unknown error"
+    if any(marker in text for marker in _UNKNOWN_RANK) and _has_if(path):
         ops = ", ".join(sorted({op.rsplit("-", 1)[0] for op in failed[1].split(", ")}))
         return (
             f"{ops} get inputs of unknown rank: the model's If nodes branch on runtime shapes into "
             "outputs of different rank; compile it for an ONNX Runtime target (cpu-x86-avx2)"
         )
-    if failed:
-        lines = [line.strip() for line in text.splitlines()]
-        details = [line for line in lines if line and not line.startswith(_CONTEXT)]
-        return f"{failed[1]} failed: {details[-1]}" if details else f"{failed[1]} failed"
-    last = [line.strip() for line in text.splitlines() if line.strip()]
-    return last[-1] if last else "unknown error"
+    details = [line for line in lines if not line.startswith(_CONTEXT)]
+    return f"{failed[1]} failed" + (f": {details[-1]}" if details else "")
 
 
 def _has_if(path: Path) -> bool:
