@@ -5,9 +5,11 @@
 For each DIR/<name>/ (from build.py) runs
     EDGEQ compile DIR/<name>/model.onnx --calib DIR/<name>/calib.npz --target T -o OUTDIR/<name> --force -q
 under a per-model time limit, then prints a markdown table (also OUTDIR/results.md and results.json):
-exit code, what edgeq chose, speedups at batch 1 and 32, size ratio and worst output cosine from
+exit code, what edgeq chose, speedups at batch 1 and 32 (vs fp32 on the target's runtime, and on an
+OpenVINO target also vs ONNX Runtime fp32), size ratio and worst output cosine from
 OUTDIR/<name>/report.json, or the one-line error of a failed compile. With --only, the named models'
-rows replace theirs in the table of the last run in OUTDIR.
+rows replace theirs in the table of the last run in OUTDIR; --retable rewrites that table from the
+reports in OUTDIR without compiling.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ COLUMNS = [
     "chosen",
     "b1",
     "b32",
+    "ORT b1",
+    "ORT b32",
     "size",
     "worst cos",
     "s",
@@ -105,6 +109,7 @@ def read_report(out: Path) -> dict:
     return {
         "chosen": chosen,
         "speedups": candidate.get("speedups", {}),
+        "speedups_vs_ort": candidate.get("speedups_vs_onnxruntime") or {},
         "size_ratio": report.get("size_ratio", candidate.get("size_ratio")),
         "worst_cosine": min(cosines) if cosines else candidate.get("worst_cosine"),
         "reason": decision.get("reason", ""),
@@ -126,7 +131,7 @@ def merged(previous: list[dict], fresh: dict[str, dict], order: list[dict]) -> l
 def row(meta: dict, result: dict) -> list[str]:
     """One markdown table row for a model and its compile result."""
     report = result.get("report", {})
-    speedups = report.get("speedups", {})
+    speedups, vs_ort = report.get("speedups", {}), report.get("speedups_vs_ort", {})
     return [
         meta["name"],
         meta.get("source", ""),
@@ -136,6 +141,8 @@ def row(meta: dict, result: dict) -> list[str]:
         report.get("chosen") or "",
         _num(speedups.get("1"), "x"),
         _num(speedups.get("32"), "x"),
+        _num(vs_ort.get("1"), "x"),
+        _num(vs_ort.get("32"), "x"),
         _num(report.get("size_ratio"), ""),
         _num(report.get("worst_cosine"), "", 4),
         f"{result['seconds']:.0f}",
@@ -186,9 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--edgeq", default="edgeq", help="edgeq command line to run (default: edgeq)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per model compile (default 300)")
     parser.add_argument("--only", action="append", default=[], metavar="NAME", help="run only NAME")
+    parser.add_argument("--retable", action="store_true", help="rewrite OUTDIR's table from its reports")
     args = parser.parse_args(argv)
     out = args.out or Path.home() / ".cache" / "edgeq-wild-out" / Path(args.target).stem
     out.mkdir(parents=True, exist_ok=True)
+    if args.retable:
+        print(retable(out))
+        return 0
     metas = corpus(args.dir, args.only)
     if not metas:
         parser.error(f"no built models under {args.dir}: run examples/wild/build.py first")
@@ -206,6 +217,17 @@ def main(argv: list[str] | None = None) -> int:
         text = write(out, header, merged(previous, fresh, order))  # after each model: a kill keeps the table
     print(text)
     return 0
+
+
+def retable(out: Path) -> str:
+    """OUTDIR's last table again, each row's report read afresh from OUTDIR/<name>/report.json."""
+    if not (out / "results.json").is_file():
+        sys.exit(f"run.py: error: {out} has no results.json: run the corpus into it first")
+    last = json.loads((out / "results.json").read_text())
+    for result in last["results"]:
+        if result["rc"] in (0, 3):
+            result["report"] = read_report(out / result["name"])
+    return write(out, last["header"], last["results"])
 
 
 def write(out: Path, header: str, results: list[dict]) -> str:
