@@ -9,23 +9,20 @@ written into the IR, so every later session runs it the way it was measured.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
 
 import onnx
 
 from edgeq.backends.artifact import Artifact
+from edgeq.backends.openvino_read import convert, openvino
 from edgeq.backends.openvino_runner import (
     GROUP_KEY,
     GROUP_OPTIONS,
     PRECISION_KEY,
     RUNTIME_OPTIONS,
     OpenVINORunner,
-    core,
-    openvino,
 )
 from edgeq.errors import InputError
 from edgeq.graph import save_model
@@ -37,10 +34,6 @@ PRECISION_METADATA = "edgeq.inference_precision"
 GROUP_METADATA = "edgeq.dynamic_quantization_group_size"
 """The key naming the group OpenVINO quantizes compressed-weight layers' inputs in (absent: 0, off)."""
 IR_FORMAT = "openvino-ir"
-_UNCONVERTED = re.compile(r"No conversion rule found for operations: (.+)")
-_FAILED = re.compile(r"Conversion is failed for: (.+)")
-_UNKNOWN_RANK = ("rank has to be known", "Unsupported input type dynamic")
-_CONTEXT = ("While validating", "Check ", "Exception from", "FrontEnd API", "Model wasn't", "Summary", "-- ")
 
 
 def tagged(model: onnx.ModelProto, key: str, value: str) -> onnx.ModelProto:
@@ -77,44 +70,6 @@ def unconvertible(model: onnx.ModelProto) -> str | None:
     contrib ops (dynamic LSTM, 4-bit MatMulNBits) have no OpenVINO conversion."""
     contrib = sorted({n.op_type for n in model.graph.node if n.domain == "com.microsoft"})
     return f"OpenVINO cannot convert com.microsoft {', '.join(contrib)}" if contrib else None
-
-
-def convert(path: Path) -> Any:
-    """An ONNX file read by OpenVINO's ONNX frontend (`Core.read_model`); a model it cannot convert is
-    refused naming the ops. Not `ov.convert_model`: its telemetry forks a process per call from this
-    multi-threaded one, and a forked child stuck on an inherited lock stalled a corpus compile of
-    rapidocr_cls past 400 s."""
-    ov = openvino()
-    try:
-        return core().read_model(str(path))
-    except Exception as exc:  # OpenVINO raises its own exception types
-        version = ov.__version__.split("-")[0]
-        raise InputError(f"OpenVINO {version} cannot convert the model: {_why(str(exc), path)}") from None
-
-
-def _why(text: str, path: Path) -> str:
-    """OpenVINO's conversion failure in one line: the ops without a conversion rule; those whose input
-    rank is unknown because an If branches on runtime shapes into outputs of different rank
-    (TorchScript-scripted models: silero-vad); the ops that failed, with OpenVINO's reason; or its
-    last line."""
-    if ops := _UNCONVERTED.search(text):
-        return f"no conversion for {ops[1]}"
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    failed = _FAILED.search(text)
-    if not failed:
-        return lines[-1] if lines else "unknown error"
-    if any(marker in text for marker in _UNKNOWN_RANK) and _has_if(path):
-        ops = ", ".join(sorted({op.rsplit("-", 1)[0] for op in failed[1].split(", ")}))
-        return (
-            f"{ops} get inputs of unknown rank: the model's If nodes branch on runtime shapes into "
-            "outputs of different rank; compile it for an ONNX Runtime target (cpu-x86-avx2)"
-        )
-    details = [line for line in lines if not line.startswith(_CONTEXT)]
-    return f"{failed[1]} failed" + (f": {details[-1]}" if details else "")
-
-
-def _has_if(path: Path) -> bool:
-    return any(node.op_type == "If" for node in onnx.load(str(path), load_external_data=False).graph.node)
 
 
 def compile_openvino(model: onnx.ModelProto, out_dir: Path, stem: str = "model") -> Artifact:

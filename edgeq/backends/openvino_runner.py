@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgeq.backends.openvino_read import convert, core, openvino
 from edgeq.errors import InputError
 from edgeq.runtime.roles import METADATA_KEY, InputRoles, roles_in_metadata
 from edgeq.runtime.runner import BatchRunner
@@ -33,21 +33,6 @@ GROUP_OPTIONS = ("runtime_options", "DYNAMIC_QUANTIZATION_GROUP_SIZE")
 INT8 = {"u8", "i8"}
 MATRIX_LAYERS = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul"}
 _PLUMBING = {"Input", "Output", "Const", "Reorder", "Reshape"}
-
-
-def openvino() -> Any:
-    """The `openvino` module, or one line saying how to install it."""
-    try:
-        import openvino as ov
-    except ImportError:
-        raise InputError("this target runs on OpenVINO: pip install 'edgeq[openvino]'") from None
-    return ov
-
-
-@cache
-def core() -> Any:
-    """One OpenVINO Core per process (it holds the loaded plugins)."""
-    return openvino().Core()
 
 
 def cpu_precisions() -> set[str]:
@@ -117,7 +102,7 @@ class OpenVINORunner(BatchRunner):
         """`precision`: run in it, activations unquantized (the fp32 reference: f32); None: the
         precision and dynamic-quantization group the IR was measured with. `roles`: how inputs are
         fed; None: as the model says (see `model_roles`)."""
-        source = core().read_model(str(model))
+        source = convert(Path(model))
         self.precision = precision or ir_precision(source)
         self.dynamic_group = 0 if precision else ir_dynamic_group(source)
         self.config = compile_config(settings, self.precision, self.dynamic_group)
@@ -135,9 +120,10 @@ class OpenVINORunner(BatchRunner):
                 f"not {self.dynamic_group} as asked"
             )
         self.request = self.compiled.create_infer_request()
-        self.inputs = {port.get_any_name(): _port(port) for port in self.compiled.inputs}
+        names = {name for port in [*source.inputs, *source.outputs] for name in port.get_names()}
+        self.inputs = {_name(port, names): _port(port, names) for port in self.compiled.inputs}
         self.dtypes = {name: port.dtype for name, port in self.inputs.items()}
-        self.output_names = [port.get_any_name() for port in self.compiled.outputs]
+        self.output_names = [_name(port, names) for port in self.compiled.outputs]
         self.set_roles(roles or model_roles(source, list(self.inputs)), batch_size)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -178,10 +164,18 @@ class OpenVINORunner(BatchRunner):
         }
 
 
-def _port(port: Any) -> Port:
+def _name(port: Any, names: set[str]) -> str:
+    """The compiled port's name in the model as read: compiling merges a tensor's aliases into its
+    port (CLIP's text input `input_ids` is also `/model/Reshape_output_0`), and `get_any_name`
+    picked the alias."""
+    own = sorted(port.get_names() & names)
+    return own[0] if own else port.get_any_name()
+
+
+def _port(port: Any, names: set[str]) -> Port:
     shape = port.get_partial_shape()
     dims = () if shape.rank.is_dynamic else tuple(d.get_length() if d.is_static else None for d in shape)
-    return Port(port.get_any_name(), dims, port.get_element_type().to_dtype())
+    return Port(_name(port, names), dims, port.get_element_type().to_dtype())
 
 
 def _first_line(exc: BaseException) -> str:

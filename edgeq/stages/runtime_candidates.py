@@ -9,7 +9,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from edgeq.backends.openvino import convert, unconvertible, with_precision
+from edgeq.backends.openvino import unconvertible, with_precision
+from edgeq.backends.openvino_read import convert
 from edgeq.backends.openvino_runner import cpu_precisions
 from edgeq.backends.registry import for_runtime as tag_runtime
 from edgeq.errors import InputError
