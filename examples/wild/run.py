@@ -163,11 +163,14 @@ def table(rows: list[list[str]]) -> str:
 def summary(results: list[dict]) -> str:
     """One line: how many compiled, how many kept an INT8 candidate, how many failed and how."""
     ok = [r for r in results if r["rc"] == 0]
-    int8 = [r for r in ok if (r.get("report", {}).get("chosen") or "fp32") != "fp32"]
+    chosen = [r.get("report", {}).get("chosen") or "fp32" for r in ok]
+    int8 = [name for name in chosen if "int8" in name]
+    reduced = [name for name in chosen if "int8" not in name and name.removeprefix("openvino-") != "fp32"]
     internal = [r for r in results if "internal error" in r["error"]]
     return (
-        f"{len(ok)}/{len(results)} compiled (exit 0), {len(int8)} kept an INT8 candidate, "
-        f"{len(results) - len(ok)} failed ({len(internal)} with an edgeq internal error)"
+        f"{len(ok)}/{len(results)} compiled (exit 0), {len(int8)} kept an INT8 candidate"
+        + (f", {len(reduced)} a bf16/f16 one" if reduced else "")
+        + f", {len(results) - len(ok)} failed ({len(internal)} with an edgeq internal error)"
     )
 
 
@@ -196,10 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retable", action="store_true", help="rewrite OUTDIR's table from its reports")
     args = parser.parse_args(argv)
     out = args.out or Path.home() / ".cache" / "edgeq-wild-out" / Path(args.target).stem
-    out.mkdir(parents=True, exist_ok=True)
     if args.retable:
         print(retable(out))
         return 0
+    out.mkdir(parents=True, exist_ok=True)
     metas = corpus(args.dir, args.only)
     if not metas:
         parser.error(f"no built models under {args.dir}: run examples/wild/build.py first")
