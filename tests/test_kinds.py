@@ -20,7 +20,7 @@ from torch import nn
 import edgeq
 from edgeq.cli import main
 from edgeq.frontend.torch_export import export_torch
-from edgeq.measure.budget import budget_problem
+from edgeq.measure.budget import budget_problem, coarse_budgets
 from edgeq.measure.kinds import (
     OutputKind,
     bit_agreement,
@@ -248,6 +248,24 @@ def test_a_classifier_is_judged_by_top1_agreement_and_accuracy_with_labels(tmp_p
         assert {"top-1 agreement", "top-5 agreement", "accuracy", "fp32 accuracy"} <= set(values)
         assert candidate.within_budget == (values["top-1 agreement"] >= 0.995), candidate
     assert result.passed
+    coarse = [w.message for w in result.report.warnings if w.source == "CoarseBudget"]
+    assert coarse == [
+        "output 'probs': top-1 agreement >= 0.995 on 48 held-out samples fails on one changed label "
+        "(allowing one needs 200); give more evaluation data (eval:, or a larger calibration set) or "
+        "set budget.min_top1"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("samples", "min_top1", "warned"),
+    [(48, 0.995, True), (199, 0.995, True), (200, 0.995, False), (48, 0.98, True), (60, 0.98, False)],
+)
+def test_a_top1_budget_too_fine_for_the_evaluation_set_is_said(
+    samples: int, min_top1: float, warned: bool
+) -> None:
+    kinds = [OutputKind("p", "class-scores", "Softmax", -1), OutputKind("e", "embedding", "2-D float")]
+    lines = coarse_budgets(kinds, samples, Budget(min_top1=min_top1))
+    assert len(lines) == warned and all(line.startswith("output 'p'") for line in lines)
 
 
 def test_a_recipe_overrides_a_kind_and_unknown_outputs_or_kinds_are_refused(

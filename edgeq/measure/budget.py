@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from edgeq.measure.kinds import KindMetric
+from edgeq.measure.kinds import KindMetric, OutputKind
 from edgeq.recipe import Budget
 
 # metric name (before any "@k") → the budget field that limits it, and whether it is a floor
@@ -18,6 +18,27 @@ LIMITS: dict[str, tuple[str, bool]] = {
     "rel L2": ("max_rel_l2", False),
     "agreement": ("min_cosine", True),
 }
+
+
+class CoarseBudget(UserWarning):
+    """The evaluation set is too small for a budgeted metric to allow a single miss."""
+
+
+def coarse_budgets(kinds: list[OutputKind], samples: int, budget: Budget) -> list[str]:
+    """One line per class-score output whose top-1 budget fails on any one changed label at this
+    many held-out samples (0.995 needs 200 to allow one): every candidate that flips a single
+    near-tie label is then out of budget, which the user should know to read the verdict."""
+    allowed = (1.0 - budget.min_top1) * samples
+    if budget.min_top1 >= 1.0 or allowed >= 1.0:
+        return []
+    needed = math.ceil(1.0 / (1.0 - budget.min_top1) - 1e-9)
+    return [
+        f"output {kind.name!r}: top-1 agreement >= {budget.min_top1} on {samples} held-out samples "
+        f"fails on one changed label (allowing one needs {needed}); give more evaluation data "
+        "(eval:, or a larger calibration set) or set budget.min_top1"
+        for kind in kinds
+        if kind.kind == "class-scores"
+    ]
 
 
 def limit_of(metric: str, budget: Budget) -> tuple[float | None, bool]:

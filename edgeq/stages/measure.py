@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from edgeq.errors import InputError
 from edgeq.feeds import EXTRA
+from edgeq.measure.budget import CoarseBudget, coarse_budgets
 from edgeq.measure.fidelity import compare_outputs
 from edgeq.measure.kinds import kind_metrics, recognise, unknown_kinds
 from edgeq.measure.tasks import evaluate_task, resolve_evaluator
@@ -44,6 +46,10 @@ class Measure(Stage):
 
     def run(self, state: CompileState) -> CompileState:
         measure_fidelity(state, state.candidates)
+        if state.recipe.task is None:  # a task's own metric is budgeted instead
+            samples = len(next(iter(state.evaluation.values())))
+            for line in coarse_budgets(state.kinds, samples, state.recipe.budget):
+                warnings.warn(line, CoarseBudget, stacklevel=2)
         if not state.measures_latency:
             return state
         state.noise = time_candidates(state, state.candidates)
