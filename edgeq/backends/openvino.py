@@ -16,7 +16,7 @@ from pathlib import Path
 import onnx
 
 from edgeq.backends.artifact import Artifact
-from edgeq.backends.openvino_read import convert, openvino
+from edgeq.backends.openvino_read import conversion_error, convert, openvino
 from edgeq.backends.openvino_runner import (
     GROUP_KEY,
     GROUP_OPTIONS,
@@ -24,7 +24,6 @@ from edgeq.backends.openvino_runner import (
     RUNTIME_OPTIONS,
     OpenVINORunner,
 )
-from edgeq.errors import InputError
 from edgeq.graph import save_model
 from edgeq.runtime.session import Provider
 from edgeq.targets import InferencePrecision, Runtime, TargetSpec
@@ -103,11 +102,7 @@ class OpenVINOBackend:
         return None
 
     def unreadable(self, model: Path) -> str | None:
-        try:
-            convert(model)
-        except InputError as exc:
-            return str(exc)
-        return None
+        return conversion_error(model)
 
     def compile(self, model: onnx.ModelProto, target: TargetSpec, out_dir: Path) -> Artifact:
         return compile_openvino(model, out_dir)

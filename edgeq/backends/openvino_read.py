@@ -47,6 +47,16 @@ def convert(path: Path) -> Any:
     return model
 
 
+def conversion_error(path: Path) -> str | None:
+    """Why OpenVINO cannot convert the model file at `path` (the one line `convert` refuses it
+    with), or None."""
+    try:
+        convert(path)
+    except InputError as exc:
+        return str(exc)
+    return None
+
+
 def _why(text: str, path: Path) -> str:
     """OpenVINO's conversion failure in one line: the ops without a conversion rule; those whose input
     rank is unknown because an If branches on runtime shapes into outputs of different rank

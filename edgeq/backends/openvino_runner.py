@@ -121,7 +121,7 @@ class OpenVINORunner(BatchRunner):
             )
         self.request = self.compiled.create_infer_request()
         names = {name for port in [*source.inputs, *source.outputs] for name in port.get_names()}
-        self.inputs = {_name(port, names): _port(port, names) for port in self.compiled.inputs}
+        self.inputs = {p.name: p for p in (_port(port, names) for port in self.compiled.inputs)}
         self.dtypes = {name: port.dtype for name, port in self.inputs.items()}
         self.output_names = [_name(port, names) for port in self.compiled.outputs]
         self.set_roles(roles or model_roles(source, list(self.inputs)), batch_size)

@@ -14,6 +14,7 @@ from edgeq.measure.fidelity import compare_outputs
 from edgeq.measure.kinds import kind_metrics, recognise, unknown_kinds
 from edgeq.measure.tasks import evaluate_task, resolve_evaluator
 from edgeq.runtime.session import OrtRunner
+from edgeq.source import sample_count
 from edgeq.stages.base import Stage
 from edgeq.stages.candidate import Candidate
 from edgeq.stages.selection import size_tied_leaders
@@ -47,7 +48,7 @@ class Measure(Stage):
     def run(self, state: CompileState) -> CompileState:
         measure_fidelity(state, state.candidates)
         if state.recipe.task is None:  # a task's own metric is budgeted instead
-            samples = len(next(iter(state.evaluation.values())))
+            samples = sample_count(state.evaluation, state.prepared)  # the report's held-out count
             for line in coarse_budgets(state.kinds, samples, state.recipe.budget):
                 warnings.warn(line, CoarseBudget, stacklevel=2)
         if not state.measures_latency:

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from edgeq.backends.openvino import unconvertible, with_precision
-from edgeq.backends.openvino_read import convert
+from edgeq.backends.openvino_read import conversion_error
 from edgeq.backends.openvino_runner import cpu_precisions
 from edgeq.backends.registry import for_runtime as tag_runtime
 from edgeq.errors import InputError
@@ -107,11 +107,7 @@ def _compressed_weights(
 def _conversion_error(fp32: Candidate) -> str | None:
     """Why OpenVINO cannot convert the fp32 model (tried once), or None."""
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            convert(save_model(fp32.model, Path(tmp) / "model.onnx"))
-        except InputError as exc:
-            return str(exc)
-    return None
+        return conversion_error(save_model(fp32.model, Path(tmp) / "model.onnx"))
 
 
 def _left_out(message: str) -> None:
