@@ -200,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = args.out or Path.home() / ".cache" / "edgeq-wild-out" / Path(args.target).stem
     if args.retable:
+        if not (out / "results.json").is_file():
+            parser.error(f"{out} has no results.json: run the corpus into it first")
         print(retable(out))
         return 0
     out.mkdir(parents=True, exist_ok=True)
@@ -224,8 +226,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def retable(out: Path) -> str:
     """OUTDIR's last table again, each row's report read afresh from OUTDIR/<name>/report.json."""
-    if not (out / "results.json").is_file():
-        sys.exit(f"run.py: error: {out} has no results.json: run the corpus into it first")
     last = json.loads((out / "results.json").read_text())
     for result in last["results"]:
         if result["rc"] in (0, 3):
