@@ -15,6 +15,11 @@ halves of each model's data.
 
 `--at-nncf` also compiles edgeq for `cpu-openvino` with NNCF PTQ's own fidelity on the evaluation half
 as the budget: the two tools compared at equal fidelity, not edgeq's default budget against NNCF's.
+Once each model is timed, every edgeq OpenVINO artifact is set against NNCF's IR at each
+batch, its fidelity beside NNCF PTQ's: the median of their per-round time ratios (NNCF / edgeq, > 1:
+edgeq faster) and its distribution-free interval (edgeq's run-off rule; from 10 rounds on it drops
+the extreme rounds), read as faster, slower (the interval excludes 1) or a tie. `--rounds 15`
+gives that interval room to decide.
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ from edgeq.backends.openvino_runner import OpenVINORunner
 from edgeq.data import load_npz
 from edgeq.runtime.machine import describe_machine
 from edgeq.runtime.session import OrtRunner
-from edgeq.runtime.timing import measure_interleaved, speedup
+from edgeq.runtime.timing import LatencyStats, measure_interleaved, speedup
+from edgeq.stages.timing import median_interval
 from edgeq.targets import load_target
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,6 +52,7 @@ WILD = Path.home() / ".cache" / "edgeq-wild"
 ORT_TARGET, OV_TARGET = "cpu-x86-avx512vnni", "cpu-openvino"
 THREADS = 2
 ORT = "ORT fp32"
+NNCF = "NNCF PTQ → OpenVINO"
 Arrays = dict[str, np.ndarray]
 MAX_DROP = {True: 0.03, False: 0.005}
 """NNCF accuracy control's absolute budget: recall@10 >= 0.97 (encoders), top-1 >= 99.5% (classifiers)."""
@@ -172,8 +179,31 @@ def model_bytes(path: Path) -> int:
     return Artifact(path, "").bytes
 
 
+def head_to_head(nncf: LatencyStats, ours: LatencyStats) -> str:
+    """edgeq's artifact against NNCF's IR timed in the same rounds: the median per-round ratio NNCF /
+    edgeq, its interval, and the verdict the interval allows."""
+    ratios = np.asarray(nncf.round_p50_ms) / np.asarray(ours.round_p50_ms)
+    low, high = median_interval(ratios)
+    verdict = "edgeq faster" if low > 1 else "NNCF faster" if high < 1 else "tie"
+    return f"{np.median(ratios):.2f}× [{low:.2f}, {high:.2f}] {verdict}"
+
+
+def versus_nncf(
+    case: Case, fidelity: dict[str, float], timing: dict[int, dict[str, LatencyStats]]
+) -> list[str]:
+    """One line per edgeq OpenVINO artifact: its own metric beside NNCF PTQ's, and how its speed
+    compares with NNCF's at every batch."""
+    lines, theirs = [], fidelity[NNCF]
+    for name, metric in fidelity.items():
+        if OV_TARGET in name:
+            batches = "; ".join(f"b{b} {head_to_head(t[NNCF], t[name])}" for b, t in timing.items())
+            order = ">=" if metric >= theirs else "<"
+            lines.append(f"  {case.name}: {name} {metric:.3f} {order} NNCF PTQ's {theirs:.3f}: {batches}")
+    return lines
+
+
 def measure(
-    case: Case, quick: bool, accuracy_control: bool, at_nncf: bool, console: Console
+    case: Case, rounds: int, quick: bool, accuracy_control: bool, at_nncf: bool, console: Console
 ) -> list[list[str]]:
     calib, evaluation = case.halves()
     settings = load_target(OV_TARGET).openvino
@@ -184,7 +214,7 @@ def measure(
         runners = {
             ORT: OrtRunner(case.model, threads=THREADS),
             "OpenVINO f32": OpenVINORunner(case.model, settings, precision="f32"),
-            "NNCF PTQ → OpenVINO": OpenVINORunner(nncf_ir, settings),
+            NNCF: OpenVINORunner(nncf_ir, settings),
         }
         sizes = [model_bytes(p) for p in (case.model, case.model, nncf_ir)]
         if accuracy_control:
@@ -201,7 +231,7 @@ def measure(
         fp32 = runners[ORT].predict(evaluation)
         outputs = {name: r.predict(evaluation)[first] for name, r in runners.items()}
         if at_nncf:  # edgeq held to the fidelity NNCF's PTQ reached, on the same evaluation half
-            reached = own_metric(case, fp32[first], outputs["NNCF PTQ → OpenVINO"])
+            reached = own_metric(case, fp32[first], outputs[NNCF])
             budget = {"min_recall": reached} if case.encoder else {"min_top1": reached}
             path, chosen = edgeq_artifact(case, OV_TARGET, calib, evaluation, work, **budget)
             name = f"edgeq {OV_TARGET} at NNCF's {reached:.3f} ({chosen})"
@@ -215,22 +245,25 @@ def measure(
                 evaluation,
                 batch=batch,
                 warmup=3,
-                rounds=5 if quick else 9,
+                rounds=rounds,
                 seconds_per_round=0.25 * len(runners) if quick else 0.5 * len(runners),
             )
             for batch in batches
         }
     rows, timings = [], list(timing.values())
+    fidelity = {name: own_metric(case, fp32[first], output) for name, output in outputs.items()}
     for (name, output), size in zip(outputs.items(), sizes, strict=True):
         own = "OpenVINO f32" if "OpenVINO" in name or OV_TARGET in name else ORT
         ratios = [f"{speedup(t[own], t[name]):.2f}× / {speedup(t[ORT], t[name]):.2f}×" for t in timings]
         ratios += ["—"] * (2 - len(ratios))
-        recall = f"{own_metric(case, fp32[first], output):.3f}"
+        recall = f"{fidelity[name]:.3f}"
         ms = " / ".join(f"{t[name].p50_ms:.2f}" for t in timings)
         rows.append(
             [case.name, name, ms, *ratios, f"{cosine(fp32[first], output):.5f}", recall, f"{size / 1e6:.2f}"]
         )
-    console.print(f"  batches {batches}")
+    console.print(f"  batches {batches}, {rounds} rounds")
+    for line in versus_nncf(case, fidelity, timing):
+        console.print(line, highlight=False)
     return rows
 
 
@@ -239,23 +272,28 @@ COLUMNS_TAIL = ("cosine vs ORT fp32", "recall@10 / top-1", "MB")
 
 
 @click.command()
-@click.option("--quick", is_flag=True, help="Fewer, shorter timing rounds.")
+@click.option("--quick", is_flag=True, help="Fewer (5), shorter timing rounds.")
+@click.option(
+    "--rounds", type=click.IntRange(3, 99), help="Interleaved timing rounds (default 9; 5 with --quick)."
+)
 @click.option("--only", multiple=True, help="Case names to run (default: all).")
 @click.option("--no-accuracy-control", is_flag=True, help="Skip NNCF's quantize_with_accuracy_control.")
 @click.option(
     "--at-nncf", is_flag=True, help="Also compile edgeq with NNCF PTQ's own fidelity as the budget."
 )
-def main(quick: bool, only: tuple[str, ...], no_accuracy_control: bool, at_nncf: bool) -> None:
+def main(
+    quick: bool, rounds: int | None, only: tuple[str, ...], no_accuracy_control: bool, at_nncf: bool
+) -> None:
     console = Console()
     machine = describe_machine()
     versions = ", ".join(f"{name} {version(name)}" for name in ("openvino", "nncf", "onnxruntime"))
     console.print(f"{machine.cpu}, {THREADS} threads; {versions}")
     columns = (*COLUMNS, *COLUMNS_TAIL)
     print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns), flush=True)
-    rows = []
+    rows, rounds = [], rounds or (5 if quick else 9)
     for case in CASES:
         if not only or case.name in only:
-            rows += (measured := measure(case, quick, not no_accuracy_control, at_nncf, console))
+            rows += (measured := measure(case, rounds, quick, not no_accuracy_control, at_nncf, console))
             for row in measured:  # as each model finishes: a long run keeps what it measured
                 print("| " + " | ".join(row) + " |", flush=True)
     table = Table(*columns, title="edgeq vs NNCF on OpenVINO, and ONNX Runtime")
