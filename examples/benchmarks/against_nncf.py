@@ -263,7 +263,7 @@ def measure(
         )
     console.print(f"  batches {batches}, {rounds} rounds")
     for line in versus_nncf(case, fidelity, timing):
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, soft_wrap=True)
     return rows
 
 
