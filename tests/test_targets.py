@@ -3,6 +3,7 @@ runtime and ONNX Runtime providers that end with the CPU, or is refused in one l
 
 from __future__ import annotations
 
+import json
 import platform
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from edgeq.errors import InputError
 from edgeq.targets import load_target
 from tests.bad_inputs import make
 from tests.bad_inputs.cli import assert_refused, run_edgeq
+from tests.tiny_models import brief_target, tiny_calib, tiny_mlp
 
 
 def _cpu_flags() -> set[str]:
@@ -76,3 +78,24 @@ def test_the_compile_command_exits_2_on_an_unknown_runtime(reference_models, tmp
     out = tmp_path / "out"
     result = run_edgeq("compile", model, "--calib", calib, "--target", target, "-q", "-o", out, cwd=tmp_path)
     assert_refused(result, out, "runtime", "'tflite'", "'onnxruntime', 'tensorrt'")
+
+
+def test_a_target_whose_isa_this_cpu_lacks_is_measured_with_a_warning(tmp_path: Path) -> None:
+    """Latency timed on a CPU without the target's instruction sets is this machine's: the report
+    says which flags are missing, and a target the CPU fully has gets no such warning."""
+    target = brief_target(tmp_path / "t.yaml")
+    foreign = tmp_path / "foreign.yaml"
+    foreign.write_text(target.read_text().replace("name: cpu-brief", "name: cpu-future\nisa: [fma, avx10_9]"))
+    model, calib = tiny_mlp(tmp_path / "m.onnx"), tiny_calib(tmp_path / "c.npz")
+    messages = {}
+    for spec in (target, foreign):
+        out = tmp_path / spec.stem
+        result = run_edgeq(
+            "compile", model, "--calib", calib, "--target", spec, "-o", out, "-q", cwd=tmp_path
+        )
+        assert result.returncode == 0, result.stderr
+        report = json.loads((out / "report.json").read_text())
+        messages[spec.stem] = [w["message"] for w in report["warnings"] if w["source"] == "ForeignCpu"]
+    assert messages["t"] == []
+    (message,) = messages["foreign"]
+    assert "lacks avx10_9, which target cpu-future declares" in message and "fma" not in message

@@ -64,6 +64,18 @@ def describe_machine() -> Machine:
     )
 
 
+FLAG_ALIASES = {"neon": "asimd"}  # what a target YAML calls it -> what aarch64's /proc/cpuinfo says
+
+
+def lacking_isa(isa: list[str]) -> list[str]:
+    """The flags of `isa` (a target's declared instruction sets) this CPU lacks; none where the CPU's
+    flags cannot be read (no /proc/cpuinfo), so nothing is claimed that was not seen."""
+    _, flags = _cpuinfo()
+    if not flags:
+        return []
+    return [flag for flag in isa if FLAG_ALIASES.get(flag, flag) not in flags]
+
+
 def _cpuinfo() -> tuple[str, set[str]]:
     try:
         text = Path("/proc/cpuinfo").read_text()

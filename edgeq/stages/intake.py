@@ -16,9 +16,14 @@ from edgeq.optional import require_torch
 from edgeq.passes.constant_inputs import bake_constant_inputs
 from edgeq.progress import Progress
 from edgeq.recipe import Recipe, Task
+from edgeq.runtime.machine import describe_machine, lacking_isa
 from edgeq.source import load_data, load_source
 from edgeq.stages.state import CompileState
 from edgeq.targets import load_target
+
+
+class ForeignCpu(UserWarning):
+    """The CPU measuring a compile lacks instruction sets its target declares (its kernels differ)."""
 
 
 def intake(
@@ -45,6 +50,13 @@ def intake(
     requested = recipe
     target = load_target(recipe.target)
     backend = backend_for(target)
+    if lacking := lacking_isa(target.isa):
+        warnings.warn(
+            f"this CPU ({describe_machine().cpu}) lacks {', '.join(lacking)}, which target {target.name} "
+            "declares: the latencies measured here are this machine's, not the target's",
+            ForeignCpu,
+            stacklevel=2,
+        )
     with progress.stage("load", "load model"):
         source = load_source(model, example_inputs, input_names, output_names, recipe.pooling)
     if not fits_protobuf(source.model):

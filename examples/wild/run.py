@@ -1,9 +1,11 @@
 """Compile every built corpus model with edgeq's default recipe and tabulate what happened.
 
-    python examples/wild/run.py [--target cpu-x86-avx2] [--dir DIR] [--out OUTDIR] [--edgeq "edgeq"]
+    python examples/wild/run.py [--target cpu-x86-avx2] [--runtime auto] [--dir DIR] [--out OUTDIR]
+                                [--edgeq "edgeq"]
 
 For each DIR/<name>/ (from build.py) runs
-    EDGEQ compile DIR/<name>/model.onnx --calib DIR/<name>/calib.npz --target T -o OUTDIR/<name> --force -q
+    EDGEQ compile DIR/<name>/model.onnx --calib DIR/<name>/calib.npz --target T [--runtime auto]
+          -o OUTDIR/<name> --force -q
 under a per-model time limit, then prints a markdown table (also OUTDIR/results.md and results.json):
 exit code, what edgeq chose, speedups at batch 1 and 32 (vs fp32 on the target's runtime, and on an
 OpenVINO target also vs ONNX Runtime fp32), size ratio and worst output cosine from
@@ -53,11 +55,13 @@ def corpus(root: Path, only: list[str]) -> list[dict]:
     return [m for m in metas if not only or m["name"] in only]
 
 
-def compile_one(meta: dict, edgeq: list[str], target: str, out: Path, timeout: float) -> dict:
-    """Run one edgeq compile; returns the exit code, seconds taken and the last line it printed."""
+def compile_one(meta: dict, edgeq: list[str], target: list[str], out: Path, timeout: float) -> dict:
+    """Run one edgeq compile; returns the exit code, seconds taken and the last line it printed.
+
+    `target`: the compile's target options (`--target T`, and `--runtime auto` where asked)."""
     folder = Path(meta["dir"])
     command = [*edgeq, "compile", str(folder / "model.onnx"), "--calib", str(folder / "calib.npz")]
-    command += ["--target", target, "-o", str(out), "--force", "-q"]
+    command += [*target, "-o", str(out), "--force", "-q"]
     start = time.perf_counter()
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
@@ -190,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--target", default="cpu-x86-avx2", help="edgeq target name or YAML (also: native)")
     parser.add_argument(
+        "--runtime", choices=["auto"], help="auto: each compile also builds OpenVINO candidates"
+    )
+    parser.add_argument(
         "--dir", type=Path, default=DEFAULT_DIR, help=f"corpus built by build.py ({DEFAULT_DIR})"
     )
     parser.add_argument("--out", type=Path, help="output dir (default: ~/.cache/edgeq-wild-out/TARGET)")
@@ -198,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", default=[], metavar="NAME", help="run only NAME")
     parser.add_argument("--retable", action="store_true", help="rewrite OUTDIR's table from its reports")
     args = parser.parse_args(argv)
-    out = args.out or Path.home() / ".cache" / "edgeq-wild-out" / Path(args.target).stem
+    run_name = Path(args.target).stem + (f"-{args.runtime}" if args.runtime else "")
+    out = args.out or Path.home() / ".cache" / "edgeq-wild-out" / run_name
     if args.retable:
         if not (out / "results.json").is_file():
             parser.error(f"{out} has no results.json: run the corpus into it first")
@@ -212,10 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     previous = _previous(out / "results.json") if args.only else []
     order = corpus(args.dir, [])
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    header = f"target `{args.target}`, edgeq `{args.edgeq}`, {stamp}, CPU: {machine()}"
+    target = ["--target", args.target] + (["--runtime", args.runtime] if args.runtime else [])
+    header = f"target `{' '.join(target[1:])}`, edgeq `{args.edgeq}`, {stamp}, CPU: {machine()}"
     fresh: dict[str, dict] = {}
     for meta in metas:
-        result = compile_one(meta, edgeq, args.target, out / meta["name"], args.timeout)
+        result = compile_one(meta, edgeq, target, out / meta["name"], args.timeout)
         result["report"] = read_report(out / meta["name"]) if result["rc"] in (0, 3) else {}
         fresh[meta["name"]] = {"name": meta["name"], "meta": meta, **result}
         print(" | ".join(row(meta, result)), file=sys.stderr, flush=True)
