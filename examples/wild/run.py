@@ -39,6 +39,7 @@ COLUMNS = [
     "b32",
     "ORT b1",
     "ORT b32",
+    "vs best fp32",
     "size",
     "worst cos",
     "s",
@@ -112,6 +113,8 @@ def read_report(out: Path) -> dict:
     ]
     return {
         "chosen": chosen,
+        "vs_best_fp32": vs_best_fp32(candidate, decision.get("candidates", [])),
+        "noise": decision.get("timing_noise", {}),
         "speedups": candidate.get("speedups", {}),
         "speedups_vs_ort": candidate.get("speedups_vs_onnxruntime") or {},
         "size_ratio": report.get("size_ratio", candidate.get("size_ratio")),
@@ -119,6 +122,20 @@ def read_report(out: Path) -> dict:
         "reason": decision.get("reason", ""),
         "candidates": {c["name"]: c.get("speedups", {}) for c in decision.get("candidates", [])},
     }
+
+
+def vs_best_fp32(chosen: dict, candidates: list[dict]) -> dict[str, float]:
+    """The chosen candidate's speedup per batch over the faster fp32 of the runtimes measured: its
+    own runtime's (`speedups`), ONNX Runtime's (`speedups_vs_onnxruntime`, an OpenVINO target) and,
+    where the compile also built OpenVINO candidates (`--runtime auto`), OpenVINO's (`openvino-fp32`,
+    timed against the same reference)."""
+    openvino = next((c.get("speedups", {}) for c in candidates if c.get("name") == "openvino-fp32"), {})
+    vs_ort = chosen.get("speedups_vs_onnxruntime") or {}
+    floor = {}
+    for batch, speedup in chosen.get("speedups", {}).items():
+        ratios = [speedup, vs_ort.get(batch), speedup / openvino[batch] if openvino.get(batch) else None]
+        floor[batch] = min(r for r in ratios if r is not None)
+    return floor
 
 
 def _previous(path: Path) -> list[dict]:
@@ -147,6 +164,7 @@ def row(meta: dict, result: dict) -> list[str]:
         _num(speedups.get("32"), "x"),
         _num(vs_ort.get("1"), "x"),
         _num(vs_ort.get("32"), "x"),
+        " / ".join(_num(v, "x") for v in report.get("vs_best_fp32", {}).values()),
         _num(report.get("size_ratio"), ""),
         _num(report.get("worst_cosine"), "", 4),
         f"{result['seconds']:.0f}",
@@ -171,11 +189,21 @@ def summary(results: list[dict]) -> str:
     int8 = [name for name in chosen if "int8" in name]
     reduced = [name for name in chosen if "int8" not in name and name.removeprefix("openvino-") != "fp32"]
     internal = [r for r in results if "internal error" in r["error"]]
+    slower = [r["name"] for r in ok if _slower(r.get("report", {}))]
     return (
         f"{len(ok)}/{len(results)} compiled (exit 0), {len(int8)} kept an INT8 candidate"
         + (f", {len(reduced)} a bf16/f16 one" if reduced else "")
         + f", {len(results) - len(ok)} failed ({len(internal)} with an edgeq internal error)"
+        + f"; {len(slower)} slower than the faster fp32 beyond the timing noise"
+        + (f" ({', '.join(slower)})" if slower else "")
     )
+
+
+def _slower(report: dict) -> bool:
+    """The chosen artifact is slower than the faster fp32 at some batch, by more than that batch's
+    timing noise (the A/A spread of fp32 against itself in the same run)."""
+    noise = report.get("noise", {})
+    return any(v < 1 - noise.get(b, 0.0) for b, v in report.get("vs_best_fp32", {}).items())
 
 
 def machine() -> str:
