@@ -13,7 +13,13 @@ from edgeq.measure.kinds import KindMetric
 from edgeq.recipe import Recipe, build_recipe
 from edgeq.runtime.timing import LatencyEntry, LatencyStats
 from edgeq.stages.candidate import Candidate
-from edgeq.stages.selection import select, select_unmeasured, size_tied_leaders
+from edgeq.stages.selection import (
+    fastest_fp32,
+    select,
+    select_across_runtimes,
+    select_unmeasured,
+    size_tied_leaders,
+)
 
 NOISE = {1: 0.05, 32: 0.05}
 
@@ -105,3 +111,45 @@ def test_a_pruned_fp32_outside_the_budget_is_not_kept_over_an_int8_within_it(tmp
     assert chosen is fp32 and reason.startswith("no candidate meets the accuracy budget")
     chosen, reason = select_unmeasured([fp32, slow], Recipe())
     assert chosen is fp32 and "no candidate meets the accuracy budget" in reason
+
+
+def _timed(tmp_path: Path, name: str, speeds: dict[int, float]) -> Candidate:
+    """A candidate with its own speedup at each batch size (one artifact size for all)."""
+    candidate = _candidate(tmp_path, name, 1.0, 1000)
+    fp32 = LatencyStats.of([[1.0]] * 5)
+    candidate.latency = [
+        LatencyEntry(b, 2, 5, fp32, LatencyStats.of([[1.0 / s]] * 5)) for b, s in speeds.items()
+    ]
+    return candidate
+
+
+def test_with_two_runtimes_a_candidate_faster_than_both_fp32s_wins_over_a_higher_mean(tmp_path: Path) -> None:
+    """OpenVINO's fp32 is 1.6x ONNX Runtime's at batch 32: an ORT INT8 at 1.6x / 1.2x has the higher
+    mean but is slower there than simply switching runtime; the OpenVINO INT8 faster than both fp32s
+    at both batches is kept."""
+    fp32 = _timed(tmp_path, "fp32", {1: 1.0, 32: 1.0})
+    openvino_fp32 = _timed(tmp_path, "openvino-fp32", {1: 0.7, 32: 1.6})
+    ort_int8 = _timed(tmp_path, "int8-dynamic", {1: 1.6, 32: 1.2})
+    openvino_int8 = _timed(tmp_path, "openvino-int8-static", {1: 1.1, 32: 1.7})
+    candidates = [fp32, ort_int8, openvino_fp32, openvino_int8]
+    assert select(candidates, Recipe(), NOISE)[0] is ort_int8, "one runtime's rule: the higher mean"
+    chosen, reason = select_across_runtimes(candidates, Recipe(), NOISE, [openvino_fp32])
+    assert chosen is openvino_int8, reason
+    assert fastest_fp32([openvino_fp32]) == {1: 1.0, 32: 1.6}
+
+
+def test_with_two_runtimes_and_no_candidate_faster_than_both_the_best_mean_is_kept_and_said(
+    tmp_path: Path,
+) -> None:
+    """ORT wins batch 1, OpenVINO batch 32 (the corpus's mtcnn_rnet on an AVX2 EPYC): nothing beats both
+    fp32s everywhere, so the fastest by geometric mean of those as fast as one runtime's fp32 is kept,
+    and the reason says it was a trade-off; a candidate slower than both fp32s at a batch is not."""
+    fp32 = _timed(tmp_path, "fp32", {1: 1.0, 32: 1.0})
+    openvino_fp32 = _timed(tmp_path, "openvino-fp32", {1: 0.69, 32: 1.6})
+    ort_int8 = _timed(tmp_path, "int8-dynamic-per-tensor", {1: 1.12, 32: 1.06})
+    openvino_int8 = _timed(tmp_path, "openvino-int8-weights", {1: 0.71, 32: 1.59})
+    lopsided = _timed(tmp_path, "openvino-int8-static", {1: 0.5, 32: 2.6})
+    candidates = [fp32, ort_int8, openvino_fp32, openvino_int8, lopsided]
+    chosen, reason = select_across_runtimes(candidates, Recipe(), NOISE, [openvino_fp32])
+    assert chosen is ort_int8 and "as fast as every runtime's fp32 at every batch" in reason, reason
+    assert "batch 32: 1.60x" in reason, reason

@@ -47,6 +47,11 @@ def for_runtime(state: CompileState, candidates: list[Candidate]) -> list[Candid
     return candidates
 
 
+def other_runtime_fp32(candidates: list[Candidate]) -> list[Candidate]:
+    """The fp32 model as the target's other runtimes run it (none for a one-runtime target)."""
+    return [c for c in candidates if c.name == OPENVINO + "fp32"]
+
+
 def _openvino(state: CompileState, candidates: list[Candidate], required: bool) -> list[Candidate]:
     """The candidates OpenVINO can run, plus the forms only it runs. `required`: the target runs
     nothing else, so an fp32 model it cannot convert is refused (else left out)."""

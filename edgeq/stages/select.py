@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import warnings
+
 from edgeq.stages.base import Stage
-from edgeq.stages.selection import problem, select, select_unmeasured
+from edgeq.stages.runtime_candidates import other_runtime_fp32
+from edgeq.stages.selection import (
+    fastest_fp32,
+    problem,
+    select,
+    select_across_runtimes,
+    select_unmeasured,
+    slow_batches,
+)
 from edgeq.stages.state import CompileState
+
+
+class RuntimeTradeoff(UserWarning):
+    """The kept artifact is slower than another runtime's fp32 at some batch: nothing within budget
+    beat every runtime's fp32 at every batch."""
 
 
 def _summarise(state: CompileState) -> None:
@@ -26,12 +41,35 @@ class SelectFastest(Stage):
     name = "select"
 
     def run(self, state: CompileState) -> CompileState:
-        if state.measures_latency:
+        baselines = other_runtime_fp32(state.candidates)
+        if state.measures_latency and baselines:
+            state.chosen, state.reason = select_across_runtimes(
+                state.candidates, state.recipe, state.noise, baselines
+            )
+            _warn_tradeoff(state, fastest_fp32(baselines))
+        elif state.measures_latency:
             state.chosen, state.reason = select(state.candidates, state.recipe, state.noise)
         else:
             state.chosen, state.reason = select_unmeasured(state.candidates, state.recipe)
         _summarise(state)
         return state
+
+
+def _warn_tradeoff(state: CompileState, floor: dict[int, float]) -> None:
+    """Say where the kept artifact is slower than the fastest fp32 of the target's runtimes."""
+    slow = [
+        f"batch {e.batch}: {e.speedup / floor[e.batch]:.2f}x of it"
+        for e in slow_batches(state.chosen, state.noise, floor)
+    ]
+    if not slow:
+        return
+    warnings.warn(
+        f"{state.chosen.name} is slower than the fastest fp32 among the target's runtimes at "
+        f"{', '.join(slow)}: no candidate within budget is faster at every batch; list only the batch "
+        "sizes you deploy at in the target's latency.batch_sizes to choose for them",
+        RuntimeTradeoff,
+        stacklevel=2,
+    )
 
 
 class KeepGiven(Stage):

@@ -9,6 +9,7 @@ on this machine) the rule is size first within the budget.
 from __future__ import annotations
 
 from edgeq.recipe import Recipe
+from edgeq.runtime.timing import LatencyEntry
 from edgeq.stages.candidate import Candidate
 
 MIN_NOISE = 0.03  # a ratio closer to 1 than this is never read as a difference
@@ -17,16 +18,24 @@ MIN_NOISE = 0.03  # a ratio closer to 1 than this is never read as a difference
 SIZE_TIE = 0.05
 
 
-def select(candidates: list[Candidate], recipe: Recipe, noise: dict[int, float]) -> tuple[Candidate, str]:
+def select(
+    candidates: list[Candidate],
+    recipe: Recipe,
+    noise: dict[int, float],
+    floor: dict[int, float] | None = None,
+) -> tuple[Candidate, str]:
     """Among candidates within budget and not measurably slower than fp32, the fastest — ties within
     the measured noise go to the smaller artifact, the faster of equal sizes (4-bit compiles: simply
     the smallest). fp32 is judged too (a pruned fp32 can miss the budget): when nothing is within
-    budget the choice still stands, and the report's `budget` gate fails the compile."""
+    budget the choice still stands, and the report's `budget` gate fails the compile.
+
+    `floor`: per batch, the speedup over fp32 a candidate must not fall below (the fastest fp32 of
+    the runtimes measured, where there are several); 1.0 where not given."""
     quantized = [c for c in candidates if c.name != "fp32"]
     fp32 = next(c for c in candidates if c.name == "fp32")
     fp32_miss = fp32.budget_problem(recipe)
     within = [c for c in quantized if c.budget_problem(recipe) is None]
-    eligible = _eligible(candidates, recipe, noise)
+    eligible = _eligible(candidates, recipe, noise, floor)
     if eligible and recipe.bits == 4:
         best = min(eligible, key=lambda c: (c.artifact.bytes, -c.mean_speedup))
         return (
@@ -66,6 +75,43 @@ def select(candidates: list[Candidate], recipe: Recipe, noise: dict[int, float])
     return (
         best,
         f"fp32 fallback disabled; kept the {'fastest' if within else 'most faithful'} INT8 ({problems})",
+    )
+
+
+def fastest_fp32(baselines: list[Candidate]) -> dict[int, float]:
+    """Per batch, the speedup over the reference of the fastest fp32: the reference itself (1.0) or
+    one of `baselines`, the fp32 model on the target's other runtimes."""
+    floor: dict[int, float] = {}
+    for baseline in baselines:
+        for entry in baseline.latency:
+            floor[entry.batch] = max(floor.get(entry.batch, 1.0), entry.speedup)
+    return floor
+
+
+def select_across_runtimes(
+    candidates: list[Candidate], recipe: Recipe, noise: dict[int, float], baselines: list[Candidate]
+) -> tuple[Candidate, str]:
+    """`select` held to the fastest fp32 of every runtime at every batch. Where no candidate within
+    budget is that fast (one runtime's fp32 wins at batch 1, another's at batch 32), the fastest by
+    the geometric mean over batches of those not slower than some one runtime's fp32 at any batch."""
+    floor = fastest_fp32(baselines)
+    chosen, reason = select(candidates, recipe, noise, floor)
+    if not slower_than(chosen, noise, floor):
+        return chosen, reason
+    floors = [{}, *({e.batch: e.speedup for e in b.latency} for b in baselines)]
+    pool = [
+        c
+        for c in candidates
+        if c.budget_problem(recipe) is None and any(not slower_than(c, noise, f) for f in floors)
+    ]
+    if not pool:  # nothing within budget: the one-runtime rule, and the budget gate fails the compile
+        return select(candidates, recipe, noise)
+    best = max(pool, key=lambda c: c.mean_speedup)
+    fastest = ", ".join(f"batch {batch}: {speedup:.2f}x" for batch, speedup in sorted(floor.items()))
+    return best, (
+        "no candidate within the accuracy budget is as fast as every runtime's fp32 at every batch "
+        f"(the fastest fp32 per batch, vs the reference: {fastest}); kept the fastest by the geometric "
+        f"mean over batches of those at least as fast as one runtime's fp32 ({best.mean_speedup:.2f}x)"
     )
 
 
@@ -126,10 +172,15 @@ def problem(candidate: Candidate, recipe: Recipe, noise: dict[int, float]) -> st
     return "slower than fp32 at " + ", ".join(slow) if slow else None
 
 
-def _eligible(candidates: list[Candidate], recipe: Recipe, noise: dict[int, float]) -> list[Candidate]:
-    """INT8 candidates within the accuracy budget and not measurably slower than fp32."""
+def _eligible(
+    candidates: list[Candidate],
+    recipe: Recipe,
+    noise: dict[int, float],
+    floor: dict[int, float] | None = None,
+) -> list[Candidate]:
+    """INT8 candidates within the accuracy budget and not measurably slower than fp32 (or `floor`)."""
     within = [c for c in candidates if c.name != "fp32" and c.budget_problem(recipe) is None]
-    return [c for c in within if not _slower(c, noise)]
+    return [c for c in within if not slower_than(c, noise, floor)]
 
 
 def _margin(noise: dict[int, float]) -> float:
@@ -150,8 +201,17 @@ def _smallest(pool: list[Candidate]) -> list[Candidate]:
     return [c for c in pool if c.artifact.bytes <= smallest * (1 + SIZE_TIE)]
 
 
-def _slower(candidate: Candidate, noise: dict[int, float]) -> bool:
-    return any(e.speedup < 1.0 - noise[e.batch] for e in candidate.latency)
+def slow_batches(
+    candidate: Candidate, noise: dict[int, float], floor: dict[int, float] | None = None
+) -> list[LatencyEntry]:
+    """The batches at which `candidate` is measurably slower than fp32: by more than that batch's
+    noise, against the batch's `floor` speedup (1.0, fp32 itself, where none is given)."""
+    floor = floor or {}
+    return [e for e in candidate.latency if e.speedup < floor.get(e.batch, 1.0) * (1.0 - noise[e.batch])]
+
+
+def slower_than(candidate: Candidate, noise: dict[int, float], floor: dict[int, float] | None = None) -> bool:
+    return bool(slow_batches(candidate, noise, floor))
 
 
 def _faithfulness(candidate: Candidate) -> float:

@@ -2,13 +2,13 @@
 
 For each model: NNCF's `nncf.quantize` on the ONNX model (its QDQ ONNX converted to OpenVINO IR),
 NNCF's `quantize_with_accuracy_control` on the OpenVINO model (judged by the model's own metric on
-the evaluation half), edgeq's chosen artifact for `cpu-openvino` and for the ORT target
-`cpu-x86-avx512vnni`, all timed interleaved in one process with the fp32 model on both runtimes
-(OpenVINO in true f32; NNCF's IRs run in f32 too, as asked explicitly). Speedups are medians of
-per-round ratios against each runtime's own fp32; fidelity is the output cosine vs ORT fp32 and
-the model's own metric: the recall@10 of the fp32 neighbours over the evaluation set (encoders) or
-the top-1 agreement with fp32 (classifiers). Calibration and evaluation samples are disjoint
-halves of each model's data.
+the evaluation half), edgeq's chosen artifact for `cpu-openvino` and for this CPU's ONNX Runtime
+target (what `native` names: `cpu-x86-avx512vnni` or `cpu-x86-avx2`), all timed interleaved in one
+process with the fp32 model on both runtimes (OpenVINO in true f32; NNCF's IRs run in f32 too, as
+asked explicitly). Speedups are medians of per-round ratios against each runtime's own fp32;
+fidelity is the output cosine vs ORT fp32 and the model's own metric: the recall@10 of the fp32
+neighbours over the evaluation set (encoders) or the top-1 agreement with fp32 (classifiers).
+Calibration and evaluation samples are disjoint halves of each model's data.
 
     pip install 'edgeq[bench]'    # openvino, nncf
     python examples/benchmarks/against_nncf.py [--quick] [--only minilm_l6_ts] [--no-accuracy-control]
@@ -45,11 +45,11 @@ from edgeq.runtime.machine import describe_machine
 from edgeq.runtime.session import OrtRunner
 from edgeq.runtime.timing import LatencyStats, measure_interleaved, speedup
 from edgeq.stages.timing import median_interval
-from edgeq.targets import load_target
+from edgeq.targets import load_target, native_target_name
 
 ROOT = Path(__file__).resolve().parents[2]
 WILD = Path.home() / ".cache" / "edgeq-wild"
-ORT_TARGET, OV_TARGET = "cpu-x86-avx512vnni", "cpu-openvino"
+ORT_TARGET, OV_TARGET = native_target_name(), "cpu-openvino"  # ORT: this CPU's shipped target
 THREADS = 2
 ORT = "ORT fp32"
 NNCF = "NNCF PTQ → OpenVINO"
