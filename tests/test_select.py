@@ -15,6 +15,7 @@ from edgeq.runtime.timing import LatencyEntry, LatencyStats
 from edgeq.stages.candidate import Candidate
 from edgeq.stages.selection import (
     fastest_fp32,
+    problem,
     select,
     select_across_runtimes,
     select_unmeasured,
@@ -135,7 +136,12 @@ def test_with_two_runtimes_a_candidate_faster_than_both_fp32s_wins_over_a_higher
     assert select(candidates, Recipe(), NOISE)[0] is ort_int8, "one runtime's rule: the higher mean"
     chosen, reason = select_across_runtimes(candidates, Recipe(), NOISE, [openvino_fp32])
     assert chosen is openvino_int8, reason
-    assert fastest_fp32([openvino_fp32]) == {1: 1.0, 32: 1.6}
+    floor = fastest_fp32([openvino_fp32])
+    assert floor == {1: 1.0, 32: 1.6}
+    assert problem(ort_int8, Recipe(), NOISE, floor) == (
+        "slower than the faster runtime's fp32 (batch 32: 1.60x) at batch 32: 1.20x"
+    )
+    assert problem(ort_int8, Recipe(), NOISE) is None
 
 
 def test_with_two_runtimes_and_no_candidate_faster_than_both_the_best_mean_is_kept_and_said(

@@ -22,13 +22,13 @@ class RuntimeTradeoff(UserWarning):
     beat every runtime's fp32 at every batch."""
 
 
-def _summarise(state: CompileState) -> None:
+def _summarise(state: CompileState, floor: dict[int, float] | None = None) -> None:
     size = state.source.bytes
     state.summaries = [
         c.summary(
             state.recipe,
             size,
-            problem(c, state.recipe, state.noise) if c.plan else c.budget_problem(state.recipe),
+            problem(c, state.recipe, state.noise, floor) if c.plan else c.budget_problem(state.recipe),
         )
         for c in state.candidates
     ]
@@ -42,16 +42,17 @@ class SelectFastest(Stage):
 
     def run(self, state: CompileState) -> CompileState:
         baselines = other_runtime_fp32(state.candidates)
+        floor = fastest_fp32(baselines) if state.measures_latency else {}
         if state.measures_latency and baselines:
             state.chosen, state.reason = select_across_runtimes(
                 state.candidates, state.recipe, state.noise, baselines
             )
-            _warn_tradeoff(state, fastest_fp32(baselines))
+            _warn_tradeoff(state, floor)
         elif state.measures_latency:
             state.chosen, state.reason = select(state.candidates, state.recipe, state.noise)
         else:
             state.chosen, state.reason = select_unmeasured(state.candidates, state.recipe)
-        _summarise(state)
+        _summarise(state, floor)
         return state
 
 

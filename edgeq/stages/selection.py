@@ -59,7 +59,7 @@ def select(
         return best, f"{why}; kept the fastest INT8 ({faster})"
     if not quantized:
         return fp32, _nothing_quantizable(fp32_miss)
-    problems = "; ".join(f"{c.name}: {problem(c, recipe, noise)}" for c in quantized)
+    problems = "; ".join(f"{c.name}: {problem(c, recipe, noise, floor)}" for c in quantized)
     if within and fp32_miss:
         best = max(within, key=lambda c: c.mean_speedup)
         return (
@@ -161,15 +161,22 @@ def size_tied_leaders(
     return _smallest(_speed_ties(eligible, max(c.mean_speedup for c in eligible), noise))
 
 
-def problem(candidate: Candidate, recipe: Recipe, noise: dict[int, float]) -> str | None:
-    """Why a quantized candidate is not eligible: its budget miss, or the batches it is slower at."""
+def problem(
+    candidate: Candidate, recipe: Recipe, noise: dict[int, float], floor: dict[int, float] | None = None
+) -> str | None:
+    """Why a quantized candidate is not eligible: its budget miss, or the batches it is slower at
+    (than fp32, or than the fastest fp32 of the runtimes measured: `floor`)."""
     budget = candidate.budget_problem(recipe)
     if budget:
         return budget
-    slow = [
-        f"batch {e.batch}: {e.speedup:.2f}x" for e in candidate.latency if e.speedup < 1.0 - noise[e.batch]
+    slow = [f"batch {e.batch}: {e.speedup:.2f}x" for e in slow_batches(candidate, noise, floor)]
+    if not slow:
+        return None
+    bar = [
+        f"batch {batch}: {speedup:.2f}x" for batch, speedup in sorted((floor or {}).items()) if speedup > 1.0
     ]
-    return "slower than fp32 at " + ", ".join(slow) if slow else None
+    against = f"the faster runtime's fp32 ({', '.join(bar)})" if bar else "fp32"
+    return f"slower than {against} at {', '.join(slow)}"
 
 
 def _eligible(
