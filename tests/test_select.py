@@ -159,3 +159,14 @@ def test_with_two_runtimes_and_no_candidate_faster_than_both_the_best_mean_is_ke
     chosen, reason = select_across_runtimes(candidates, Recipe(), NOISE, [openvino_fp32])
     assert chosen is ort_int8 and "as fast as every runtime's fp32 at every batch" in reason, reason
     assert "batch 32: 1.60x" in reason, reason
+
+
+def test_with_two_runtimes_the_reference_fp32_is_no_trade_off_for_its_own_timing_noise(
+    tmp_path: Path,
+) -> None:
+    """The fp32 artifact is the reference compiled: its A/A shortfall (0.90x) is no reason to call
+    keeping it a trade-off when the other runtime's fp32 is no faster anywhere."""
+    fp32 = _timed(tmp_path, "fp32", {1: 0.90, 32: 1.0})
+    openvino_fp32 = _timed(tmp_path, "openvino-fp32", {1: 0.7, 32: 0.9})
+    chosen, reason = select_across_runtimes([fp32, openvino_fp32], Recipe(), NOISE, [openvino_fp32])
+    assert chosen is fp32 and "every runtime's fp32" not in reason, reason

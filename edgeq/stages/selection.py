@@ -212,9 +212,15 @@ def slow_batches(
     candidate: Candidate, noise: dict[int, float], floor: dict[int, float] | None = None
 ) -> list[LatencyEntry]:
     """The batches at which `candidate` is measurably slower than fp32: by more than that batch's
-    noise, against the batch's `floor` speedup (1.0, fp32 itself, where none is given)."""
+    noise, against the batch's `floor` speedup (1.0, fp32 itself, where none is given). The fp32
+    artifact is the reference compiled: never slower than it (a shortfall is the A/A noise)."""
     floor = floor or {}
-    return [e for e in candidate.latency if e.speedup < floor.get(e.batch, 1.0) * (1.0 - noise[e.batch])]
+    reference = candidate.name == "fp32"
+    return [
+        e
+        for e in candidate.latency
+        if max(e.speedup, 1.0 if reference else 0.0) < floor.get(e.batch, 1.0) * (1.0 - noise[e.batch])
+    ]
 
 
 def slower_than(candidate: Candidate, noise: dict[int, float], floor: dict[int, float] | None = None) -> bool:
