@@ -161,7 +161,7 @@ def test_with_two_runtimes_and_no_candidate_faster_than_both_the_best_mean_is_ke
     assert "batch 32: 1.60x" in reason, reason
 
 
-def test_with_two_runtimes_the_reference_fp32_is_no_trade_off_for_its_own_timing_noise(
+def test_with_two_runtimes_the_reference_fp32_is_no_trade_off_for_its_timing_noise(
     tmp_path: Path,
 ) -> None:
     """The fp32 artifact is the reference compiled: its A/A shortfall (0.90x) is no reason to call
