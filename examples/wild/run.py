@@ -128,12 +128,13 @@ def vs_best_fp32(chosen: dict, candidates: list[dict]) -> dict[str, float]:
     """The chosen candidate's speedup per batch over the faster fp32 of the runtimes measured: its
     own runtime's (`speedups`), ONNX Runtime's (`speedups_vs_onnxruntime`, an OpenVINO target) and,
     where the compile also built OpenVINO candidates (`--runtime auto`), OpenVINO's (`openvino-fp32`,
-    timed against the same reference)."""
+    timed against the same reference). The fp32 artifact is its own runtime's fp32 (1.0 against it)."""
     openvino = next((c.get("speedups", {}) for c in candidates if c.get("name") == "openvino-fp32"), {})
     vs_ort = chosen.get("speedups_vs_onnxruntime") or {}
     floor = {}
     for batch, speedup in chosen.get("speedups", {}).items():
-        ratios = [speedup, vs_ort.get(batch), speedup / openvino[batch] if openvino.get(batch) else None]
+        own = 1.0 if chosen.get("name") == "fp32" else speedup
+        ratios = [own, vs_ort.get(batch), speedup / openvino[batch] if openvino.get(batch) else None]
         floor[batch] = min(r for r in ratios if r is not None)
     return floor
 
