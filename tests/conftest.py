@@ -23,6 +23,22 @@ FAST_TARGET = str(Path(__file__).parent / "data" / "cpu-fast.yaml")
 REPO = Path(__file__).resolve().parents[1]  # shipped models and data, wherever pytest runs from
 
 
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has 8-bit dot-product instructions (VNNI or AMX): without them int8 kernels
+    pair u8 x s8 products in int16, run slower and saturate full-range weights."""
+    from edgeq.runtime.machine import describe_machine
+
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(describe_machine().flags))
+
+
+def native_reduce_range() -> bool:
+    """Whether this CPU's shipped target uses 7-bit weights: on AVX2 without VNNI ONNX Runtime's u8 x s8
+    kernels saturate full 8-bit weights, so a test of INT8 fidelity quantizes as the CPU needs."""
+    from edgeq.targets import load_target
+
+    return load_target("native").quantization.int8.weights.reduce_range
+
+
 @pytest.fixture(scope="session")
 def reference_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
     """{name: (model.onnx, calib.npz)} for an MLP, a CNN with BatchNorm and a transformer encoder."""

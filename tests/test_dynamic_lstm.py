@@ -12,6 +12,7 @@ from torch import nn
 from edgeq.quant.dynamic import lower_dynamic
 from edgeq.quant.plan import ensure_node_names
 from edgeq.runtime.session import OrtRunner
+from tests.conftest import native_reduce_range
 from tests.wild import models
 
 
@@ -34,7 +35,7 @@ def test_lstm_weights_scaled_per_row_or_per_direction(tmp_path, per_tensor, scal
     model = onnx.load(path)
     ensure_node_names(model)
     lstm = next(n.name for n in model.graph.node if n.op_type == "LSTM")
-    lowered = lower_dynamic(model, [lstm], reduce_range=False, per_tensor=per_tensor)
+    lowered = lower_dynamic(model, [lstm], reduce_range=native_reduce_range(), per_tensor=per_tensor)
     node = next(n for n in lowered.graph.node if n.op_type == "DynamicQuantizeLSTM")
     shapes = {i.name: list(i.dims) for i in lowered.graph.initializer}
     assert shapes[node.input[8]] == scale_shape and shapes[node.input[10]] == scale_shape

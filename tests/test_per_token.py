@@ -17,7 +17,8 @@ from edgeq.passes.prepare import prepare_model
 from edgeq.quant.dynamic import lower_dynamic
 from edgeq.quant.plan import ensure_node_names, plan_int8
 from edgeq.runtime.session import OrtRunner
-from edgeq.targets import load_target, native_target_name
+from edgeq.targets import load_target
+from tests.conftest import native_reduce_range
 from tests.wild import models
 
 TARGET = str(Path(__file__).parent / "data" / "cpu-fast-per-token.yaml")
@@ -85,8 +86,7 @@ def test_per_token_lowering_computes_its_own_arithmetic(tmp_path, opset, rank):
     x = x if rank == 3 else x.reshape(-1, 32)
     model = _export(tmp_path, x, opset)
     first = next(n for n in model.graph.node if n.op_type in ("MatMul", "Gemm"))
-    # this machine's target's weights: without VNNI, u8×s8 pair sums in int16 need 7-bit weights
-    reduce_range = load_target(native_target_name()).quantization.int8.weights.reduce_range
+    reduce_range = native_reduce_range()
     lowered = lower_dynamic(model, [first.name], reduce_range=reduce_range, per_token=True)
     ops = {n.op_type for n in lowered.graph.node}
     assert {"MatMulIntegerToFloat", "DynamicQuantizeLinear"} <= ops and "QuantizeLinear" not in ops
@@ -107,7 +107,7 @@ def test_per_token_layers_are_probed_at_their_float_ends(tmp_path):
     x = _tokens(16)
     model = _export(tmp_path, x, 17)
     names = [n.name for n in model.graph.node if n.op_type == "MatMul"]
-    lowered = lower_dynamic(model, names, reduce_range=False, per_token=True)
+    lowered = lower_dynamic(model, names, reduce_range=native_reduce_range(), per_token=True)
     damages = {
         d.name: d for d in layer_damage(model, lowered, dict.fromkeys(names, "int8-dynamic"), {"x": x})
     }

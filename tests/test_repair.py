@@ -114,7 +114,7 @@ def test_a_warm_recompile_repairs_the_cached_candidates_again(tmp_path, monkeypa
     """Repair reads the budget, so it is not cached: on a warm recompile (only a gate changed) it
     runs again over the candidates restored from the cache and reaches the same repaired artifact."""
     monkeypatch.setenv("EDGEQ_CACHE", str(tmp_path / "cache"))
-    model, calib = _export(OutlierMLP(width=256, wide=256, out=16), tmp_path)
+    model, calib = _export(OutlierMLP(width=1024, wide=1024, out=16), tmp_path)
     chosen = []
     for number, gate in enumerate(("0.5", "0.6")):
         out = tmp_path / f"out{number}"
