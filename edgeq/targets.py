@@ -201,13 +201,13 @@ def native_target_name() -> str:
     """The shipped CPU target for the machine this runs on, read from its ISA flags.
 
     VNNI (or AMX) makes full 8-bit weights safe; plain AVX2 needs 7-bit ones (reduce_range)."""
-    from edgeq.runtime.machine import describe_machine
+    from edgeq.runtime.machine import INT8_DOT_FLAGS, describe_machine
 
     machine = describe_machine()
     flags = set(machine.flags)
     if machine.arch in ("aarch64", "arm64"):
         return "cpu-arm64"
-    if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
+    if flags & INT8_DOT_FLAGS:
         return "cpu-x86-avx512vnni"
     if "avx2" in flags:
         return "cpu-x86-avx2"

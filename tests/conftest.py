@@ -26,9 +26,9 @@ REPO = Path(__file__).resolve().parents[1]  # shipped models and data, wherever 
 def cpu_has_vnni() -> bool:
     """Whether this CPU has 8-bit dot-product instructions (VNNI or AMX): without them int8 kernels
     pair u8 x s8 products in int16, run slower and saturate full-range weights."""
-    from edgeq.runtime.machine import describe_machine
+    from edgeq.runtime.machine import INT8_DOT_FLAGS, describe_machine
 
-    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(describe_machine().flags))
+    return bool(INT8_DOT_FLAGS & set(describe_machine().flags))
 
 
 def native_reduce_range() -> bool:

@@ -24,6 +24,8 @@ INTERESTING_FLAGS = (
     "i8mm",
     "sve",
 )
+INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+"""x86 8-bit dot-product instructions: with one, u8 x s8 products accumulate in int32, never int16."""
 PACKAGES = ("onnxruntime", "onnx", "numpy", "torch", "onnxruntime-gpu", "tensorrt")
 
 

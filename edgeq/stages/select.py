@@ -59,8 +59,8 @@ class SelectFastest(Stage):
 def _warn_tradeoff(state: CompileState, floor: dict[int, float]) -> None:
     """Say where the kept artifact is slower than the fastest fp32 of the target's runtimes."""
     slow = [
-        f"batch {e.batch}: {e.speedup / floor[e.batch]:.2f}x of it"
-        for e in slow_batches(state.chosen, state.noise, floor)
+        f"batch {batch}: {speedup / floor[batch]:.2f}x of it"
+        for batch, speedup in slow_batches(state.chosen, state.noise, floor).items()
     ]
     if not slow:
         return

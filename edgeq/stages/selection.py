@@ -9,7 +9,6 @@ on this machine) the rule is size first within the budget.
 from __future__ import annotations
 
 from edgeq.recipe import Recipe
-from edgeq.runtime.timing import LatencyEntry
 from edgeq.stages.candidate import Candidate
 
 MIN_NOISE = 0.03  # a ratio closer to 1 than this is never read as a difference
@@ -169,7 +168,9 @@ def problem(
     budget = candidate.budget_problem(recipe)
     if budget:
         return budget
-    slow = [f"batch {e.batch}: {e.speedup:.2f}x" for e in slow_batches(candidate, noise, floor)]
+    slow = [
+        f"batch {batch}: {speedup:.2f}x" for batch, speedup in slow_batches(candidate, noise, floor).items()
+    ]
     if not slow:
         return None
     bar = [
@@ -210,17 +211,14 @@ def _smallest(pool: list[Candidate]) -> list[Candidate]:
 
 def slow_batches(
     candidate: Candidate, noise: dict[int, float], floor: dict[int, float] | None = None
-) -> list[LatencyEntry]:
-    """The batches at which `candidate` is measurably slower than fp32: by more than that batch's
+) -> dict[int, float]:
+    """{batch: speedup} where `candidate` is measurably slower than fp32: by more than that batch's
     noise, against the batch's `floor` speedup (1.0, fp32 itself, where none is given). The fp32
     artifact is the reference compiled: never slower than it (a shortfall is the A/A noise)."""
     floor = floor or {}
-    reference = candidate.name == "fp32"
-    return [
-        e
-        for e in candidate.latency
-        if max(e.speedup, 1.0 if reference else 0.0) < floor.get(e.batch, 1.0) * (1.0 - noise[e.batch])
-    ]
+    at_least = 1.0 if candidate.name == "fp32" else 0.0
+    speeds = {e.batch: max(e.speedup, at_least) for e in candidate.latency}
+    return {b: s for b, s in speeds.items() if s < floor.get(b, 1.0) * (1.0 - noise[b])}
 
 
 def slower_than(candidate: Candidate, noise: dict[int, float], floor: dict[int, float] | None = None) -> bool:
