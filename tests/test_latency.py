@@ -3,13 +3,18 @@ interleaved loop times every runner, ONNX Runtime's and TensorRT's alike, each b
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
+import onnx
+from onnx import helper, numpy_helper
 
 from edgeq.backends.tensorrt_runner import measure_engines
 from edgeq.runtime.session import OrtRunner
 from edgeq.runtime.timing import (
+    HOPELESS_PACE,
     LONG_CALL_MS,
     MIN_CALLS_PER_ROUND,
     LatencyStats,
@@ -117,3 +122,60 @@ def test_sessions_timed_side_by_side_stop_spinning_when_a_call_returns(reference
     model, _ = reference_models["mlp"]
     options = OrtRunner(model, threads=2).session.get_session_options()
     assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+
+
+def test_a_model_far_slower_than_the_first_is_only_warmed_up() -> None:
+    """A model HOPELESS_PACE times slower than fp32 cannot be chosen: it gets no rounds, and the rounds
+    of the others and their stop rule go on without it."""
+    log: list[tuple[str, int]] = []
+    runners = {
+        "fp32": ClockedRunner(1.0, log, "fp32"),
+        "slower": ClockedRunner(HOPELESS_PACE - 1, log, "slower"),
+        "hopeless": ClockedRunner(HOPELESS_PACE + 1, log, "hopeless"),
+    }
+    seen: list[set[str]] = []
+
+    def stop(samples: Mapping[str, list[list[float]]]) -> bool:
+        seen.append(set(samples))
+        return False
+
+    data = {"x": np.zeros((3, 2), np.float32)}
+    stats = measure_interleaved(runners, data, batch=8, warmup=2, rounds=2, seconds_per_round=0.03, stop=stop)
+    assert [name for name, _ in log].count("hopeless") == 2, "its two warm-up calls, no round"
+    assert stats["hopeless"].warm_up_only and stats["hopeless"].p50_ms == HOPELESS_PACE + 1
+    assert not stats["slower"].warm_up_only and len(stats["slower"].round_p50_ms) == 2
+    assert seen == [{"fp32", "slower"}] * 2
+    assert speedup(stats["fp32"], stats["hopeless"]) == 1 / (HOPELESS_PACE + 1)
+
+
+def test_a_real_session_far_slower_than_fp32_is_left_out_of_the_rounds(tmp_path) -> None:
+    """The same with ONNX Runtime sessions: one MatMul against a chain of wide ones on the same input."""
+    rng = np.random.default_rng(0)
+
+    def chain(widths: list[int]) -> Path:
+        weights = [
+            numpy_helper.from_array(rng.standard_normal((a, b)).astype(np.float32), f"w{i}")
+            for i, (a, b) in enumerate(itertools.pairwise(widths))
+        ]
+        names = ["x", *(f"h{i}" for i in range(len(weights) - 1)), "y"]
+        steps = zip(itertools.pairwise(names), weights, strict=True)
+        nodes = [helper.make_node("MatMul", [a, w.name], [b]) for (a, b), w in steps]
+        graph = helper.make_graph(
+            nodes,
+            "chain",
+            [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", widths[0]])],
+            [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", widths[-1]])],
+            weights,
+        )
+        path = tmp_path / f"chain{len(widths)}.onnx"
+        onnx.save(helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17)]), path)
+        return path
+
+    runners = {
+        "fp32": OrtRunner(chain([16, 16]), threads=1),
+        "wide": OrtRunner(chain([16, *[1024] * 12, 16]), threads=1),
+    }
+    data = {"x": rng.standard_normal((4, 16)).astype(np.float32)}
+    stats = measure_interleaved(runners, data, batch=4, warmup=2, rounds=3, seconds_per_round=0.02)
+    assert stats["wide"].warm_up_only and not stats["fp32"].warm_up_only
+    assert stats["wide"].p50_ms > HOPELESS_PACE * stats["fp32"].p50_ms

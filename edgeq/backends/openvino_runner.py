@@ -9,6 +9,7 @@ request.
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 
 from edgeq.backends.openvino_read import convert, core, openvino
 from edgeq.errors import InputError
+from edgeq.runtime.machine import lacking_isa
 from edgeq.runtime.roles import METADATA_KEY, InputRoles, roles_in_metadata
 from edgeq.runtime.runner import BatchRunner
 from edgeq.runtime.timing import Timer, timed_calls
@@ -35,10 +37,20 @@ MATRIX_LAYERS = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConne
 _PLUMBING = {"Input", "Output", "Const", "Reorder", "Reshape"}
 
 
+X86_F16_FLAG = "amx_fp16"
+"""What OpenVINO's f16 needs on x86 to be worth building: on a Xeon with AVX512-FP16 but no AMX-FP16
+(model 167) the plugin lists FP16, yet MiniLM ran 1.3x slower in f16 than in f32 and its static
+INT8 in f16 700x slower (4.3 s a call), the fidelity and timing of those runs most of a compile."""
+
+
 def cpu_precisions() -> set[str]:
-    """The reduced precisions this machine's OpenVINO CPU plugin has kernels for (f16, bf16)."""
+    """The reduced precisions this machine's OpenVINO CPU plugin has kernels for (f16, bf16): f16
+    on x86 only with X86_F16_FLAG."""
     capabilities = set(core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-    return {name for name, cap in (("bf16", "BF16"), ("f16", "FP16")) if cap in capabilities}
+    have = {name for name, cap in (("bf16", "BF16"), ("f16", "FP16")) if cap in capabilities}
+    if platform.machine().lower() in ("x86_64", "amd64") and lacking_isa([X86_F16_FLAG]):
+        have.discard("f16")
+    return have
 
 
 def compile_config(

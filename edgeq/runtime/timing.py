@@ -20,6 +20,11 @@ encoders were most of a compile (MiniLM fp32 A/A noise under load: 1-call rounds
 twice a 30 ms call (RapidOCR's detector, its own fp32 artifact read 0.78x when only it was timed
 once a round)."""
 MIN_PAIRED_ROUNDS = 3  # fewer rounds than this: a median of ratios is no more robust than one ratio
+HOPELESS_PACE = 20.0
+"""A model whose warm-up calls take this many times the first model's (the fp32 reference) is timed
+no further: no choice turns on how much slower than fp32 it is. OpenVINO 2026.4 ran MiniLM's static
+INT8 in f16 at 4.3 s a call against f32's 6 ms on a Xeon with AVX512-FP16 and no AMX-FP16 (model
+167), and its rounds at batch 32 held a compile for over half an hour."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,11 @@ class LatencyStats:
     mean_ms: float
     samples_ms: list[float]
     round_p50_ms: list[float] = field(default_factory=list)
+
+    @property
+    def warm_up_only(self) -> bool:
+        """Timed no further than its warm-up calls (`HOPELESS_PACE`): no round pairs with another model."""
+        return not self.round_p50_ms
 
     @classmethod
     def of(cls, rounds: Sequence[Sequence[float]]) -> LatencyStats:
@@ -149,11 +159,15 @@ def measure_interleaved(
     ConvInteger model); the warm-up calls (one for a long call) set each model's pace. Each runner's own
     timer clocks it: the host clock for ONNX Runtime, CUDA events for a TensorRT engine.
     `stop(samples so far)` may end the rounds early (each model's list of per-round samples, every
-    model through the same rounds)."""
-    names = list(runners)
+    model through the same rounds). A model HOPELESS_PACE times slower than the first in its warm-up
+    is left out of the rounds: its statistics are its fastest warm-up call, `warm_up_only`."""
     timers = {name: runner.timed(batch_feeds(runner, data, batch)) for name, runner in runners.items()}
+    paces = {name: warm_up(timer, warmup) for name, timer in timers.items()}
+    first = next(iter(paces))
+    hopeless = {name: pace for name, pace in paces.items() if pace > HOPELESS_PACE * paces[first]}
+    names = [name for name in runners if name not in hopeless]
     share_ms = seconds_per_round * 1e3 / len(names)
-    runs = calls_per_round({name: warm_up(timer, warmup) for name, timer in timers.items()}, share_ms)
+    runs = calls_per_round({name: paces[name] for name in names}, share_ms)
     samples: dict[str, list[list[float]]] = {name: [] for name in names}
     for round_index in range(rounds):
         shift = round_index % len(names)
@@ -163,4 +177,6 @@ def measure_interleaved(
             tick()
         if stop is not None and stop(samples):
             break
-    return {name: LatencyStats.of(per_round) for name, per_round in samples.items()}
+    timed = {name: LatencyStats.of(per_round) for name, per_round in samples.items()}
+    warmed = {name: LatencyStats(pace, pace, pace, pace, [round(pace, 4)]) for name, pace in hopeless.items()}
+    return timed | warmed

@@ -83,7 +83,7 @@ def _reduced_precisions(state: CompileState) -> list[InferencePrecision]:
     have = cpu_precisions()
     for precision in state.target.openvino.precisions:
         if precision not in have:
-            _left_out(f"{precision} left out: this CPU has no {precision} kernels")
+            _left_out(f"{precision} left out: this CPU has no fast {precision} kernels")
     return [p for p in state.target.openvino.precisions if p in have]
 
 

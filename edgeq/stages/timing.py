@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from edgeq.runtime.session import OrtRunner
-from edgeq.runtime.timing import LatencyEntry, measure_interleaved, speedup
+from edgeq.runtime.timing import LatencyEntry, LatencyStats, measure_interleaved, speedup
 from edgeq.stages.candidate import Candidate
 from edgeq.stages.selection import MIN_NOISE
 from edgeq.stages.session import open_session
@@ -68,15 +68,14 @@ def time_candidates(
     runners = {"reference": fp32, REFERENCE_AGAIN: open_session(state, state.reference, reference=True)}
     if state.target.runtime != "onnxruntime":
         runners[ORT_FP32] = OrtRunner(state.reference, threads=threads)
-    runners |= {c.name: c.runner for c in candidates}
-    noise = {}
+    timed_further, noise = list(candidates), {}
     with (
         state.progress.stage(stage, f"time fp32 and {', '.join(c.name for c in candidates)}, interleaved"),
         state.progress.bar("latency rounds", rounds * len(batches)) as tick,
     ):
-        for batch in batches:
+        for done, batch in enumerate(batches, 1):
             stats = measure_interleaved(
-                runners,
+                runners | {c.name: c.runner for c in timed_further},
                 state.evaluation,
                 batch=batch,
                 warmup=settings.warmup,
@@ -86,14 +85,32 @@ def time_candidates(
                 stop=decided(["reference", *(c.name for c in candidates)]),
             )
             timed = len(stats["reference"].round_p50_ms)
-            for candidate in candidates:
+            for candidate in (c for c in candidates if c.name in stats):
                 entry = LatencyEntry(batch, threads, timed, stats["reference"], stats[candidate.name])
                 candidate.latency = [e for e in candidate.latency if e.batch != batch] + [entry]
                 if ORT_FP32 in stats:
                     candidate.vs_onnxruntime[batch] = speedup(stats[ORT_FP32], stats[candidate.name])
+            timed_further = _hopeless_left_out(state, timed_further, stats, batches[:done])
             twin = speedup(stats["reference"], stats[REFERENCE_AGAIN])
             noise[batch] = max(MIN_NOISE, abs(1.0 - twin))
     return noise
+
+
+def _hopeless_left_out(
+    state: CompileState, candidates: list[Candidate], stats: Mapping[str, LatencyStats], timed: list[int]
+) -> list[Candidate]:
+    """`candidates` less those only warmed up at the last of the batch sizes `timed` so far
+    (`HOPELESS_PACE`): they are not timed at the later ones either, where each call would take
+    longer still, and keep no entry from an earlier run for them."""
+    reference = stats["reference"].p50_ms
+    for candidate in (c for c in candidates if stats[c.name].warm_up_only):
+        ms = stats[candidate.name].p50_ms
+        candidate.latency = [e for e in candidate.latency if e.batch in timed]
+        state.progress.note(
+            f"{candidate.name} timed no further: a call took {ms:.0f} ms at batch {timed[-1]}, "
+            f"{ms / reference:.0f}x fp32's {reference:.1f} ms"
+        )
+    return [c for c in candidates if not stats[c.name].warm_up_only]
 
 
 SIGN_TEST_ROUNDS = 6  # one model faster in each of 6 paired rounds: a two-sided sign test's p = 0.03
@@ -109,10 +126,11 @@ def decided(names: list[str], margin: float = MIN_NOISE) -> Callable[[Mapping[st
     def stop(samples: Mapping[str, list[list[float]]]) -> bool:
         if len(samples[names[0]]) < SIGN_TEST_ROUNDS:
             return False
-        medians = {name: np.array([np.median(r) for r in samples[name]]) for name in names}
+        timed = [name for name in names if name in samples]  # a hopeless model is not in the rounds
+        medians = {name: np.array([np.median(r) for r in samples[name]]) for name in timed}
         fastest = fastest_of(medians)
-        reference, rivals = names[0], [n for n in names[1:] if n != fastest]
-        return all(pair_decided(medians[reference] / medians[n], margin) for n in names[1:]) and all(
+        reference, rivals = timed[0], [n for n in timed[1:] if n != fastest]
+        return all(pair_decided(medians[reference] / medians[n], margin) for n in timed[1:]) and all(
             within_margin_of(medians[fastest] / medians[n], margin) for n in rivals
         )
 
