@@ -5,6 +5,7 @@ really run int8; bf16 where the CPU has it; a model OpenVINO cannot convert refu
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 import sys
 import warnings
@@ -21,7 +22,7 @@ import torch  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 from edgeq.backends.openvino import compile_openvino, with_precision  # noqa: E402
-from edgeq.backends.openvino_runner import OpenVINORunner, core, cpu_precisions  # noqa: E402
+from edgeq.backends.openvino_runner import X86_F16_FLAG, OpenVINORunner, core, cpu_precisions  # noqa: E402
 from edgeq.cli import cli  # noqa: E402
 from edgeq.data import split  # noqa: E402
 from edgeq.passes.prepare import prepare_model  # noqa: E402
@@ -32,6 +33,7 @@ from edgeq.quant.primitives import QuantFormat  # noqa: E402
 from edgeq.quant.qdq import rewrite_qdq  # noqa: E402
 from edgeq.recipe import Calibration  # noqa: E402
 from edgeq.report.read import load_report  # noqa: E402
+from edgeq.runtime.machine import lacking_isa  # noqa: E402
 from edgeq.runtime.session import OrtRunner  # noqa: E402
 from edgeq.targets import builtin_targets, load_target  # noqa: E402
 from tests.bad_inputs.cli import assert_refused, run_edgeq  # noqa: E402
@@ -258,6 +260,9 @@ def test_dynamic_int8_is_left_out_with_its_reason_and_bf16_is_a_candidate(compil
         assert bf16["speedups"] and bf16["worst_cosine"] > 0.99
     else:
         assert any(m.startswith("bf16 left out") for m in left_out)
+    assert ("f16" in names) == ("f16" in cpu_precisions())
+    if platform.machine().lower() in ("x86_64", "amd64") and lacking_isa([X86_F16_FLAG]):
+        assert "f16" not in names and any(m.startswith("f16 left out") for m in left_out), left_out
 
 
 def test_a_model_openvino_cannot_convert_is_refused_naming_the_op(tmp_path: Path) -> None:
