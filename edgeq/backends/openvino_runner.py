@@ -39,8 +39,8 @@ _PLUMBING = {"Input", "Output", "Const", "Reorder", "Reshape"}
 
 X86_F16_FLAG = "amx_fp16"
 """What OpenVINO's f16 needs on x86 to be worth building: on a Xeon with AVX512-FP16 but no AMX-FP16
-(model 167) the plugin lists FP16, yet MiniLM ran 1.3x slower in f16 than in f32 and its static
-INT8 in f16 700x slower (4.3 s a call), the fidelity and timing of those runs most of a compile."""
+(model 167) the plugin lists FP16, yet MiniLM ran 1.3x slower in f16 than in f32, and its static
+INT8 with the rest in f16 took 4.3 s a call (700x the f32 graph's 6 ms): most of a compile."""
 
 
 def cpu_precisions() -> set[str]:
