@@ -163,7 +163,7 @@ def test_with_two_runtimes_and_no_candidate_faster_than_both_the_best_mean_is_ke
 
 def test_a_trade_off_within_the_noise_goes_to_the_smaller_artifact(tmp_path: Path) -> None:
     """The corpus's GRU denoiser on an AMX Xeon: OpenVINO's fp32 0.64x / 1.64x (geometric mean 1.02x)
-    against ONNX Runtime's INT8 at 1.0x / 1.0x, a quarter of the bytes. Their means are equal within
+    against ONNX Runtime's INT8 at 1.0x / 1.0x in fewer bytes. Their means are equal within
     the noise, so the trade-off goes the way `select` breaks a tie: to the smaller artifact."""
     fp32 = _timed(tmp_path, "fp32", {1: 0.96, 32: 0.99})
     openvino_fp32 = _timed(tmp_path, "openvino-fp32", {1: 0.64, 32: 1.64})
