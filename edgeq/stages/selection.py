@@ -44,7 +44,7 @@ def select(
     if eligible:
         tied = _speed_ties(eligible, max(c.mean_speedup for c in [fp32, *eligible]), noise)
         if tied:
-            best = max(_smallest(tied), key=lambda c: c.mean_speedup)
+            best = _tie_break(tied)
             return best, (
                 f"fastest within the accuracy budget, or within timing noise of it and smaller "
                 f"({best.mean_speedup:.2f}x fp32; noise ±{1 - _margin(noise):.0%})"
@@ -106,8 +106,7 @@ def select_across_runtimes(
     ]
     if not pool:  # nothing within budget: the one-runtime rule, and the budget gate fails the compile
         return select(candidates, recipe, noise)
-    tied = _speed_ties(pool, max(c.mean_speedup for c in pool), noise)
-    best = max(_smallest(tied), key=lambda c: c.mean_speedup)
+    best = _tie_break(_speed_ties(pool, max(c.mean_speedup for c in pool), noise))
     fastest = ", ".join(f"batch {batch}: {speedup:.2f}x" for batch, speedup in sorted(floor.items()))
     return best, (
         "no candidate within the accuracy budget is as fast as every runtime's fp32 at every batch "
@@ -204,6 +203,11 @@ def _margin(noise: dict[int, float]) -> float:
 
 def _speed_ties(pool: list[Candidate], fastest: float, noise: dict[int, float]) -> list[Candidate]:
     return [c for c in pool if c.mean_speedup >= fastest * _margin(noise)]
+
+
+def _tie_break(tied: list[Candidate]) -> Candidate:
+    """Among speed ties, the smaller artifact; the faster of equal sizes."""
+    return max(_smallest(tied), key=lambda c: c.mean_speedup)
 
 
 def _smallest(pool: list[Candidate]) -> list[Candidate]:
